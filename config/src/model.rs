@@ -1,0 +1,213 @@
+//! The validated model. Values of these types only come out of validation, so the rest of Meridian can rely
+//! on every reference resolving and every number being in range.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+use crate::{Continent, CountryCode, CountrySet, DomainName, RecordData};
+
+/// A point on Earth in degrees (WGS 84).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Coordinates {
+    /// Latitude, -90 to 90.
+    pub lat: f64,
+    /// Longitude, -180 to 180.
+    pub lon: f64,
+}
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A datacentre (or cloud region) that can serve clients.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Region {
+    /// Short identifier used everywhere else (`waw`).
+    pub id: String,
+    /// Display name (`Warsaw`).
+    pub name: String,
+    /// Where it is; `nearest` measures great-circle distance from here.
+    pub location: Coordinates,
+    /// The country it is in.
+    pub country: CountryCode,
+    /// Legal jurisdictions it satisfies (`eu`); residency rules require one of these tags.
+    pub jurisdictions: Vec<String>,
+    /// IPv4 addresses DNS answers with when this region is chosen.
+    pub ipv4: Vec<Ipv4Addr>,
+    /// IPv6 addresses DNS answers with when this region is chosen.
+    pub ipv6: Vec<Ipv6Addr>,
+    /// How many requests it can have in flight at once while serving well. Load reports count in-flight
+    /// requests in the same unit; above a service's `spill-at` share of it, clients start to spill over.
+    pub capacity: u32,
+    /// Default weight (0–10000) until an operator overrides it; 0 means "send nothing here".
+    pub weight: u32,
+}
+
+impl Region {
+    /// Whether the region carries jurisdiction tag `tag`.
+    pub fn has_jurisdiction(&self, tag: &str) -> bool {
+        self.jurisdictions.iter().any(|j| j == tag)
+    }
+}
+
+/// A zone served authoritatively.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Zone {
+    /// The zone apex (`gslb.example`).
+    pub origin: DomainName,
+    /// Default TTL of static records, and of SOA and NS.
+    pub ttl: u32,
+    /// Authoritative name servers (apex NS records).
+    pub ns: Vec<DomainName>,
+    /// Start of authority data (the serial is not configured: it follows configuration changes).
+    pub soa: Soa,
+    /// Static records, names fully qualified.
+    pub records: Vec<StaticRecord>,
+}
+
+/// SOA fields other than the serial.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Soa {
+    /// Primary name server.
+    pub mname: DomainName,
+    /// Responsible mailbox, in domain-name form (`hostmaster.gslb.example`).
+    pub rname: DomainName,
+    /// Seconds between secondary refreshes.
+    pub refresh: u32,
+    /// Seconds between retries of a failed refresh.
+    pub retry: u32,
+    /// Seconds after which a secondary stops answering.
+    pub expire: u32,
+    /// Negative-caching TTL (RFC 2308).
+    pub minimum: u32,
+}
+
+/// One static record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticRecord {
+    /// Owner name, fully qualified.
+    pub name: DomainName,
+    /// TTL in seconds.
+    pub ttl: u32,
+    /// Type and data.
+    pub data: RecordData,
+}
+
+/// How a service picks regions for a client.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Policy {
+    /// The nearest region by great-circle distance. Regions within `near_tie_km` of the nearest one are
+    /// treated as equally near, and weights split clients between them.
+    Nearest {
+        /// Width of a near-tie, in kilometres.
+        near_tie_km: f64,
+    },
+    /// The first available region of the ordered `regions` list (primary, then backups).
+    Failover,
+    /// Clients spread over the regions in proportion to their weights, whatever their location.
+    Weighted,
+    /// An explicit map from country or continent to an ordered region list.
+    Geo(GeoMap),
+}
+
+impl Policy {
+    /// The name used in the configuration file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Nearest { .. } => "nearest",
+            Self::Failover => "failover",
+            Self::Weighted => "weighted",
+            Self::Geo(_) => "geo",
+        }
+    }
+}
+
+/// The map of a `geo` policy. Lookup order: country, then continent, then `default`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GeoMap {
+    /// Per-country ordered region lists.
+    pub countries: Vec<(CountryCode, Vec<String>)>,
+    /// Per-continent ordered region lists.
+    pub continents: Vec<(Continent, Vec<String>)>,
+    /// For clients matching neither, and for clients whose location is unknown.
+    pub default: Vec<String>,
+}
+
+/// What a service answers when every region it could use is down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WhenAllDown {
+    /// "Panic mode": ignore health and answer the regions policy would pick if they were up, on the
+    /// grounds that a total outage is more often a failure of the observers than of every region
+    /// (Envoy's panic threshold). Drained, weight-0 and residency-excluded regions stay excluded.
+    Panic,
+    /// Answer with this region, whatever its health (a static "sorry" site or a last-resort region).
+    /// Residency still applies to it.
+    Fallback(String),
+    /// Answer SERVFAIL, letting resolvers and clients apply their own failover.
+    Servfail,
+}
+
+/// A hostname whose A/AAAA answers are steered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    /// Identifier (`meet`).
+    pub name: String,
+    /// Fully qualified hostname (`meet.gslb.example`).
+    pub hostname: DomainName,
+    /// Origin of the zone the hostname belongs to.
+    pub zone: DomainName,
+    /// Selection policy.
+    pub policy: Policy,
+    /// Eligible regions. For `failover` the order is the failover order.
+    pub regions: Vec<String>,
+    /// How many regions an answer names (their addresses are concatenated in order).
+    pub answer_regions: usize,
+    /// Upper bound on addresses per record type in one answer.
+    pub max_addresses: usize,
+    /// TTL of the steered records, in seconds.
+    pub ttl: u32,
+    /// Utilisation (in-flight / capacity) above which clients start spilling to the next region, in
+    /// proportion to the overload.
+    pub spill_at: f64,
+    /// Behaviour when every eligible region is down.
+    pub when_all_down: WhenAllDown,
+    /// Names of the residency rules that apply.
+    pub residency: Vec<String>,
+    /// Ordered regions for clients whose location is unknown (defaults to `regions`). Used by `nearest`;
+    /// `geo` uses its map's default, `failover` and `weighted` do not depend on location.
+    pub unknown_location: Vec<String>,
+}
+
+/// Whether a residency rule restricts clients whose location is unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnknownClients {
+    /// Treat them as if they were in the rule's countries (fail closed). The default.
+    Restrict,
+    /// Let them go anywhere; the decision still says residency was not applied and why.
+    Exempt,
+}
+
+/// "Clients located in these countries may only be sent to regions carrying this jurisdiction tag."
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResidencyRule {
+    /// Identifier (`gdpr`).
+    pub name: String,
+    /// Free text for operators.
+    pub description: Option<String>,
+    /// The countries covered, groups expanded.
+    pub countries: CountrySet,
+    /// How the rule was written (`EEA`, `CH`), for display.
+    pub written_as: Vec<String>,
+    /// The jurisdiction tag an allowed region must carry.
+    pub jurisdiction: String,
+    /// Treatment of clients whose location is unknown.
+    pub unknown_clients: UnknownClients,
+}
+
+/// GeoIP settings.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct GeoIpSettings {
+    /// A MaxMind-format database (GeoIP2/GeoLite2 City or Country, or DB-IP Lite), as written in the file;
+    /// relative paths are relative to the configuration file. `None` selects the bundled DB-IP Lite
+    /// country database.
+    pub database: Option<PathBuf>,
+}

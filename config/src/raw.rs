@@ -1,0 +1,122 @@
+//! The configuration file exactly as written: serde structs that mirror the TOML, with no meaning checked yet.
+//!
+//! Every table denies unknown fields, so a typo (`answer-region`) is an error rather than a silently ignored
+//! line. Optional fields stay `Option` here; defaults are applied in `validate`, where they are documented.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawConfig {
+    pub(crate) schema_version: Option<i64>,
+    #[serde(default)]
+    pub(crate) geoip: Option<RawGeoIp>,
+    #[serde(default)]
+    pub(crate) regions: IndexMap<String, RawRegion>,
+    #[serde(default)]
+    pub(crate) zones: IndexMap<String, RawZone>,
+    #[serde(default)]
+    pub(crate) services: IndexMap<String, RawService>,
+    #[serde(default)]
+    pub(crate) country_groups: IndexMap<String, Vec<String>>,
+    #[serde(default)]
+    pub(crate) residency: IndexMap<String, RawResidency>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawGeoIp {
+    pub(crate) database: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawRegion {
+    pub(crate) name: Option<String>,
+    pub(crate) lat: Option<f64>,
+    pub(crate) lon: Option<f64>,
+    pub(crate) country: Option<String>,
+    #[serde(default)]
+    pub(crate) jurisdictions: Vec<String>,
+    #[serde(default)]
+    pub(crate) ipv4: Vec<String>,
+    #[serde(default)]
+    pub(crate) ipv6: Vec<String>,
+    pub(crate) capacity: Option<i64>,
+    pub(crate) weight: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawZone {
+    pub(crate) ttl: Option<i64>,
+    #[serde(default)]
+    pub(crate) ns: Vec<String>,
+    pub(crate) soa: Option<RawSoa>,
+    #[serde(default)]
+    pub(crate) records: Vec<RawRecord>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawSoa {
+    pub(crate) mname: Option<String>,
+    pub(crate) rname: Option<String>,
+    pub(crate) refresh: Option<i64>,
+    pub(crate) retry: Option<i64>,
+    pub(crate) expire: Option<i64>,
+    pub(crate) minimum: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawRecord {
+    pub(crate) name: Option<String>,
+    #[serde(rename = "type")]
+    pub(crate) rtype: Option<String>,
+    pub(crate) data: Option<String>,
+    pub(crate) ttl: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawService {
+    pub(crate) hostname: Option<String>,
+    pub(crate) policy: Option<String>,
+    #[serde(default)]
+    pub(crate) regions: Vec<String>,
+    pub(crate) answer_regions: Option<i64>,
+    pub(crate) max_addresses: Option<i64>,
+    pub(crate) ttl: Option<i64>,
+    pub(crate) spill_at: Option<f64>,
+    pub(crate) when_all_down: Option<String>,
+    pub(crate) fallback_region: Option<String>,
+    #[serde(default)]
+    pub(crate) residency: Vec<String>,
+    pub(crate) unknown_location: Option<Vec<String>>,
+    pub(crate) near_tie_km: Option<f64>,
+    pub(crate) geo: Option<RawGeo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawGeo {
+    #[serde(default)]
+    pub(crate) countries: IndexMap<String, Vec<String>>,
+    #[serde(default)]
+    pub(crate) continents: IndexMap<String, Vec<String>>,
+    pub(crate) default: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawResidency {
+    pub(crate) description: Option<String>,
+    #[serde(default)]
+    pub(crate) countries: Vec<String>,
+    #[serde(default)]
+    pub(crate) country_groups: Vec<String>,
+    pub(crate) jurisdiction: Option<String>,
+    pub(crate) unknown_clients: Option<String>,
+}

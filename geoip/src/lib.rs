@@ -1,0 +1,287 @@
+//! Locates an IP address: country, continent, coordinates, and the prefix length of the database network that
+//! matched (the DNS server needs it to return an honest EDNS Client Subnet scope).
+//!
+//! Owns: reading MaxMind-format databases in either schema Meridian meets in practice —
+//! GeoIP2/GeoLite2 City or Country (`country.iso_code`, `continent.code`, `location.latitude`) and DB-IP Lite
+//! as published by `@ip-location-db` (`country_code`, `latitude`) — and the fallback from a country to its
+//! population centre when the database has no coordinates. Private, loopback, documentation and other
+//! non-routable addresses are "unknown location" without a lookup.
+//!
+//! Must not depend on: the steering engine, the state store or any server. It reads one file (or the bundled
+//! bytes) when opened and is a pure in-memory lookup afterwards.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod special;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use maxminddb::Reader;
+use meridian_config::{Continent, Coordinates, CountryCode};
+use serde::Deserialize;
+
+pub use special::non_routable_prefix;
+
+/// The bundled database: DB-IP IP to Country Lite (CC BY 4.0, <https://db-ip.com>), June 2026.
+#[cfg(feature = "bundled-db")]
+static BUNDLED: &[u8] = include_bytes!("../../data/dbip-country-lite.mmdb");
+
+/// Description of the bundled database, for attribution in `explain` and logs.
+pub const BUNDLED_DESCRIPTION: &str = "DB-IP IP to Country Lite (CC BY 4.0, https://db-ip.com), bundled";
+
+/// Why a database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum GeoIpError {
+    /// The file could not be read.
+    #[error("cannot read GeoIP database {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a MaxMind DB.
+    #[error("{origin} is not a usable MaxMind database: {source}")]
+    Format {
+        /// Where the bytes came from.
+        origin: String,
+        /// The reader's error.
+        source: maxminddb::MaxMindDbError,
+    },
+    /// This build has no bundled database.
+    #[error("this build has no bundled GeoIP database (feature bundled-db is off): configure geoip.database")]
+    NoBundled,
+}
+
+/// The backing bytes: the bundled static slice or a file read into memory.
+enum Bytes {
+    #[cfg_attr(not(feature = "bundled-db"), allow(dead_code))]
+    Static(&'static [u8]),
+    Owned(Vec<u8>),
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Self::Static(b) => b,
+            Self::Owned(b) => b,
+        }
+    }
+}
+
+/// An open GeoIP database.
+pub struct GeoDb {
+    reader: Reader<Bytes>,
+    description: String,
+}
+
+impl fmt::Debug for GeoDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeoDb")
+            .field("description", &self.description)
+            .finish()
+    }
+}
+
+/// Where a location's coordinates came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoordinatesSource {
+    /// The database's own latitude and longitude (a city database).
+    Database,
+    /// The country's population centre: the database only knew the country.
+    CountryCentre,
+}
+
+/// What is known about where an address is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GeoLocation {
+    /// Country, when the database knows it.
+    pub country: Option<CountryCode>,
+    /// Continent: the database's, else the country's.
+    pub continent: Option<Continent>,
+    /// Coordinates and their source, when known.
+    pub coordinates: Option<(Coordinates, CoordinatesSource)>,
+}
+
+/// Why an address has no location.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnknownReason {
+    /// Private, loopback, link-local, documentation, multicast... (never in a GeoIP database).
+    NonRoutable,
+    /// The database has no (usable) record for it.
+    NotInDatabase,
+}
+
+/// The answer to "where is this address?".
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Located {
+    /// The location, or why there is none.
+    pub location: Result<GeoLocation, UnknownReason>,
+    /// Prefix length of the network the answer holds for: the database network that matched, or the
+    /// non-routable block. Every address in that network gets the same answer.
+    pub prefix_len: u8,
+}
+
+/// The fields of either schema that Meridian reads; everything else in a record is skipped.
+#[derive(Deserialize, Default)]
+struct Record<'a> {
+    #[serde(borrow, default)]
+    country: Option<IsoCode<'a>>,
+    #[serde(borrow, default)]
+    registered_country: Option<IsoCode<'a>>,
+    #[serde(borrow, default)]
+    continent: Option<ContinentCode<'a>>,
+    #[serde(default)]
+    location: Option<LatLon>,
+    #[serde(borrow, default)]
+    country_code: Option<&'a str>,
+    #[serde(default)]
+    latitude: Option<f64>,
+    #[serde(default)]
+    longitude: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct IsoCode<'a> {
+    #[serde(borrow, default)]
+    iso_code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct ContinentCode<'a> {
+    #[serde(borrow, default)]
+    code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct LatLon {
+    #[serde(default)]
+    latitude: Option<f64>,
+    #[serde(default)]
+    longitude: Option<f64>,
+}
+
+impl GeoDb {
+    /// The bundled DB-IP Lite country database.
+    pub fn bundled() -> Result<Self, GeoIpError> {
+        #[cfg(feature = "bundled-db")]
+        {
+            Self::from_bytes(Bytes::Static(BUNDLED), BUNDLED_DESCRIPTION.to_owned())
+        }
+        #[cfg(not(feature = "bundled-db"))]
+        {
+            Err(GeoIpError::NoBundled)
+        }
+    }
+
+    /// Opens a database file (read into memory).
+    pub fn open(path: &Path) -> Result<Self, GeoIpError> {
+        let bytes = std::fs::read(path).map_err(|source| GeoIpError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_bytes(Bytes::Owned(bytes), path.display().to_string())
+    }
+
+    /// A database from bytes in memory (tests build small ones with `mmdb-writer`).
+    pub fn from_vec(bytes: Vec<u8>, origin: &str) -> Result<Self, GeoIpError> {
+        Self::from_bytes(Bytes::Owned(bytes), origin.to_owned())
+    }
+
+    fn from_bytes(bytes: Bytes, origin: String) -> Result<Self, GeoIpError> {
+        let reader = Reader::from_source(bytes).map_err(|source| GeoIpError::Format {
+            origin: origin.clone(),
+            source,
+        })?;
+        let m = reader.metadata();
+        let description = format!(
+            "{origin} ({}, IPv{}, built {})",
+            m.database_type, m.ip_version, m.build_epoch
+        );
+        Ok(Self { reader, description })
+    }
+
+    /// Where the database came from, its type and build time.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Locates an address. Total: every address gets an answer, possibly "unknown".
+    pub fn locate(&self, ip: IpAddr) -> Located {
+        let ip = ip.to_canonical();
+        if let Some(prefix_len) = non_routable_prefix(ip) {
+            return Located {
+                location: Err(UnknownReason::NonRoutable),
+                prefix_len,
+            };
+        }
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let Ok(result) = self.reader.lookup(ip) else {
+            return Located {
+                location: Err(UnknownReason::NotInDatabase),
+                prefix_len: max,
+            };
+        };
+        let prefix_len = result.network().map_or(max, |n| n.prefix());
+        // A record we cannot decode is treated like a missing one: a damaged entry must not take the
+        // server down, and "unknown" has a defined, configured meaning.
+        let record = match result.decode::<Record<'_>>() {
+            Ok(Some(r)) => r,
+            Ok(None) | Err(_) => {
+                return Located {
+                    location: Err(UnknownReason::NotInDatabase),
+                    prefix_len,
+                };
+            }
+        };
+        let location = interpret(&record).ok_or(UnknownReason::NotInDatabase);
+        Located { location, prefix_len }
+    }
+}
+
+fn interpret(r: &Record<'_>) -> Option<GeoLocation> {
+    let code = r
+        .country
+        .as_ref()
+        .and_then(|c| c.iso_code)
+        .or(r.country_code)
+        .or_else(|| r.registered_country.as_ref().and_then(|c| c.iso_code));
+    let country = code.and_then(CountryCode::parse_any_case);
+    let continent = r
+        .continent
+        .as_ref()
+        .and_then(|c| c.code)
+        .and_then(Continent::parse)
+        .or(country.map(|c| c.info().continent));
+    let (lat, lon) = match &r.location {
+        Some(l) => (l.latitude, l.longitude),
+        None => (r.latitude, r.longitude),
+    };
+    let from_db = lat.zip(lon).filter(|(lat, lon)| plausible(*lat, *lon));
+    let coordinates = match from_db {
+        Some((lat, lon)) => Some((Coordinates { lat, lon }, CoordinatesSource::Database)),
+        None => country
+            .and_then(|c| c.info().population_centre)
+            .map(|c| (c, CoordinatesSource::CountryCentre)),
+    };
+    if country.is_none() && continent.is_none() && coordinates.is_none() {
+        return None;
+    }
+    Some(GeoLocation {
+        country,
+        continent,
+        coordinates,
+    })
+}
+
+/// Rejects out-of-range values, and the exact (0, 0) some databases write for "no idea" (Null Island).
+fn plausible(lat: f64, lon: f64) -> bool {
+    lat.is_finite()
+        && lon.is_finite()
+        && lat.abs() <= 90.0
+        && lon.abs() <= 180.0
+        && !(lat == 0.0 && lon == 0.0)
+}

@@ -1,0 +1,215 @@
+//! Locating addresses in small databases written with `mmdb-writer` (both schemas), and in the bundled one.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use meridian_config::{Continent, CountryCode};
+use meridian_geoip::{CoordinatesSource, GeoDb, UnknownReason};
+use mmdb_writer::Writer;
+use serde::Serialize;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+#[derive(Serialize)]
+struct IsoCode {
+    iso_code: &'static str,
+    names: BTreeMap<&'static str, &'static str>,
+}
+
+#[derive(Serialize)]
+struct Code {
+    code: &'static str,
+}
+
+#[derive(Serialize)]
+struct Location {
+    latitude: f64,
+    longitude: f64,
+    time_zone: &'static str,
+}
+
+#[derive(Serialize)]
+struct GeoIp2City {
+    country: IsoCode,
+    continent: Code,
+    location: Location,
+}
+
+#[derive(Serialize)]
+struct GeoIp2Country {
+    country: IsoCode,
+    continent: Code,
+}
+
+#[derive(Serialize)]
+struct DbIpCountry {
+    country_code: &'static str,
+}
+
+#[derive(Serialize)]
+struct DbIpCity {
+    country_code: &'static str,
+    city: &'static str,
+    latitude: f64,
+    longitude: f64,
+}
+
+fn iso(code: &'static str, name: &'static str) -> IsoCode {
+    IsoCode {
+        iso_code: code,
+        names: [("en", name), ("de", name)].into(),
+    }
+}
+
+#[test]
+fn geoip2_city_schema_gives_database_coordinates_and_network() {
+    let mut w = Writer::new("GeoIP2-City");
+    let krakow = GeoIp2City {
+        country: iso("PL", "Poland"),
+        continent: Code { code: "EU" },
+        location: Location {
+            latitude: 50.06,
+            longitude: 19.94,
+            time_zone: "Europe/Warsaw",
+        },
+    };
+    w.insert(net("83.0.0.0/15"), &krakow).unwrap();
+    let db = GeoDb::from_vec(w.to_bytes().unwrap(), "test").unwrap();
+
+    let got = db.locate(ip("83.1.2.3"));
+    assert_eq!(got.prefix_len, 15);
+    let loc = got.location.unwrap();
+    assert_eq!(loc.country, CountryCode::parse("PL"));
+    assert_eq!(loc.continent, Some(Continent::Europe));
+    let (c, src) = loc.coordinates.unwrap();
+    assert_eq!(src, CoordinatesSource::Database);
+    assert!((c.lat - 50.06).abs() < 1e-9 && (c.lon - 19.94).abs() < 1e-9);
+}
+
+#[test]
+fn country_only_databases_fall_back_to_population_centre() {
+    let mut w = Writer::new("GeoIP2-Country");
+    w.insert(
+        net("24.48.0.0/14"),
+        &GeoIp2Country {
+            country: iso("CA", "Canada"),
+            continent: Code { code: "NA" },
+        },
+    )
+    .unwrap();
+    let db = GeoDb::from_vec(w.to_bytes().unwrap(), "test").unwrap();
+    let loc = db.locate(ip("24.48.1.1")).location.unwrap();
+    let (c, src) = loc.coordinates.unwrap();
+    assert_eq!(src, CoordinatesSource::CountryCentre);
+    assert_eq!(
+        Some(c),
+        CountryCode::parse("CA").unwrap().info().population_centre
+    );
+}
+
+#[test]
+fn dbip_lite_schemas_are_read_too() {
+    let mut w = Writer::new("dbip-country");
+    w.insert(net("217.0.0.0/13"), &DbIpCountry { country_code: "DE" })
+        .unwrap();
+    w.insert(net("2a00:1450::/32"), &DbIpCountry { country_code: "de" })
+        .unwrap();
+    let db = GeoDb::from_vec(w.to_bytes().unwrap(), "test").unwrap();
+    let got = db.locate(ip("217.1.2.3"));
+    assert_eq!(got.prefix_len, 13);
+    let loc = got.location.unwrap();
+    assert_eq!(loc.country, CountryCode::parse("DE"));
+    assert_eq!(
+        loc.continent,
+        Some(Continent::Europe),
+        "continent derived from the country"
+    );
+    assert_eq!(loc.coordinates.unwrap().1, CoordinatesSource::CountryCentre);
+    let v6 = db.locate(ip("2a00:1450:4001::1"));
+    assert_eq!(
+        v6.location.unwrap().country,
+        CountryCode::parse("DE"),
+        "lower-case codes accepted from data"
+    );
+    assert_eq!(v6.prefix_len, 32);
+
+    let mut w = Writer::new("dbip-city");
+    w.insert(
+        net("24.48.0.0/16"),
+        &DbIpCity {
+            country_code: "CA",
+            city: "Montreal",
+            latitude: 45.5,
+            longitude: -73.57,
+        },
+    )
+    .unwrap();
+    let db = GeoDb::from_vec(w.to_bytes().unwrap(), "test").unwrap();
+    let (c, src) = db.locate(ip("24.48.0.9")).location.unwrap().coordinates.unwrap();
+    assert_eq!(src, CoordinatesSource::Database);
+    assert!((c.lat - 45.5).abs() < 1e-9);
+}
+
+#[test]
+fn unknown_and_private_addresses() {
+    let mut w = Writer::new("dbip-country");
+    w.insert(net("83.0.0.0/8"), &DbIpCountry { country_code: "PL" })
+        .unwrap();
+    // A record whose country code is not a country: no usable location.
+    w.insert(net("84.0.0.0/8"), &DbIpCountry { country_code: "ZZ" })
+        .unwrap();
+    let db = GeoDb::from_vec(w.to_bytes().unwrap(), "test").unwrap();
+    assert_eq!(
+        db.locate(ip("9.9.9.9")).location,
+        Err(UnknownReason::NotInDatabase)
+    );
+    assert_eq!(
+        db.locate(ip("84.1.1.1")).location,
+        Err(UnknownReason::NotInDatabase)
+    );
+    let private = db.locate(ip("10.1.2.3"));
+    assert_eq!(private.location, Err(UnknownReason::NonRoutable));
+    assert_eq!(private.prefix_len, 8);
+    assert_eq!(db.locate(ip("::1")).location, Err(UnknownReason::NonRoutable));
+    // IPv4-mapped IPv6 is looked up as IPv4.
+    assert_eq!(
+        db.locate(ip("::ffff:83.1.1.1")).location.unwrap().country,
+        CountryCode::parse("PL")
+    );
+}
+
+#[test]
+fn garbage_is_an_error_not_a_panic() {
+    assert!(GeoDb::from_vec(b"not a database".to_vec(), "junk").is_err());
+    assert!(GeoDb::from_vec(Vec::new(), "empty").is_err());
+    let err = GeoDb::open(std::path::Path::new("/nonexistent/x.mmdb")).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/x.mmdb"), "{err}");
+}
+
+/// The bundled DB-IP Lite database places well-known networks where they are (as of its June 2026 build).
+#[test]
+fn bundled_database_locates_real_networks() {
+    let db = GeoDb::bundled().unwrap();
+    let country = |s: &str| {
+        db.locate(ip(s))
+            .location
+            .ok()
+            .and_then(|l| l.country)
+            .map(|c| c.to_string())
+    };
+    assert_eq!(country("83.0.0.1").as_deref(), Some("PL"));
+    assert_eq!(country("81.2.69.160").as_deref(), Some("GB"));
+    assert_eq!(country("24.48.0.1").as_deref(), Some("CA"));
+    assert_eq!(country("8.8.8.8").as_deref(), Some("US"));
+    assert_eq!(country("2a00:1450:4001::1").as_deref(), Some("DE"));
+    let got = db.locate(ip("83.0.0.1"));
+    assert!(got.prefix_len >= 8 && got.prefix_len <= 24, "{}", got.prefix_len);
+    assert!(db.description().contains("DB-IP"));
+}
