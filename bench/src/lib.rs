@@ -1,1 +1,78 @@
-//! placeholder
+//! Benchmark fixtures shared by Meridian's benchmarks.
+//!
+//! Owns: synthetic deployments of any size and the client mixes benchmarks feed them. Benchmarks that
+//! compare Meridian with peers (gdnsd, PowerDNS, nginx, HAProxy) are driven from `bench/run`; this crate
+//! holds only what Rust benchmarks need. Results are recorded in `bench/RESULTS.md`.
+
+#![forbid(unsafe_code)]
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use meridian_config::{Config, Coordinates, CountryCode};
+use meridian_steer::{ClientLocation, Point, RegionStates, Topology};
+
+/// The reference deployment shipped in `examples/meridian.toml` (8 regions).
+pub const EXAMPLE: &str = include_str!("../../examples/meridian.toml");
+
+/// A synthetic deployment of `n` regions spread over the inhabited latitudes, half of them EU jurisdiction,
+/// with services `near` (nearest, GDPR residency, near-tie 100 km, spill at 0.8), `weighted` and `failover`
+/// over all of them.
+pub fn synthetic(n: usize) -> Result<Config, meridian_config::ConfigError> {
+    let mut t = String::from("schema-version = 1\n");
+    let golden = 137.507_764_f64;
+    for i in 0..n {
+        // A golden-angle spiral between 60S and 65N: even coverage, deterministic.
+        let lat = -60.0 + 125.0 * (i as f64 + 0.5) / n as f64;
+        let lon = (i as f64 * golden) % 360.0 - 180.0;
+        let jur = if i % 2 == 0 { "eu" } else { "us" };
+        let _ = writeln!(
+            t,
+            "[regions.r{i}]\nname = \"Region {i}\"\nlat = {lat:.4}\nlon = {lon:.4}\ncountry = \"DE\"\n\
+             jurisdictions = [\"{jur}\"]\nipv4 = [\"192.0.2.{}\"]\ncapacity = 1000\nweight = {}",
+            i % 250 + 1,
+            50 + (i % 4) * 50
+        );
+    }
+    let all = (0..n).map(|i| format!("\"r{i}\"")).collect::<Vec<_>>().join(", ");
+    let _ = write!(
+        t,
+        "[residency.gdpr]\ncountry-groups = [\"EEA\"]\njurisdiction = \"eu\"\n\
+         [zones.\"b.example\"]\nns = [\"ns.other.\"]\n[zones.\"b.example\".soa]\nmname = \"ns.other.\"\nrname = \"h.other.\"\n\
+         [services.near]\nhostname = \"near.b.example\"\npolicy = \"nearest\"\nregions = [{all}]\nresidency = [\"gdpr\"]\n\
+         near-tie-km = 100\nspill-at = 0.8\n\
+         [services.weighted]\nhostname = \"weighted.b.example\"\npolicy = \"weighted\"\nregions = [{all}]\n\
+         [services.failover]\nhostname = \"failover.b.example\"\npolicy = \"failover\"\nregions = [{all}]\n"
+    );
+    Config::from_toml_str(&t)
+}
+
+/// A compiled topology and its initial states.
+pub fn compile(config: Config) -> (Topology, RegionStates) {
+    let states = RegionStates::initial(&config);
+    (Topology::new(Arc::new(config)), states)
+}
+
+/// A client mix: capitals of countries in and out of the EEA, with their population-centre coordinates,
+/// as the bundled country database would locate them.
+pub fn clients() -> Vec<ClientLocation> {
+    [
+        "PL", "DE", "FR", "GB", "IE", "US", "CA", "BR", "JP", "IN", "ZA", "AU", "ES", "IT", "SE", "MX",
+    ]
+    .iter()
+    .filter_map(|c| CountryCode::parse(c))
+    .map(|c| ClientLocation {
+        country: Some(c),
+        continent: Some(c.info().continent),
+        point: c.info().population_centre.map(Point::from_coordinates),
+    })
+    .chain(std::iter::once(ClientLocation {
+        country: None,
+        continent: None,
+        point: Some(Point::from_coordinates(Coordinates {
+            lat: 35.0,
+            lon: 139.0,
+        })),
+    }))
+    .collect()
+}

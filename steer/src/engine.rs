@@ -6,11 +6,12 @@
 //! to the next region; the first `answer-regions` remain. When nothing usable is left, `when-all-down`
 //! decides between panic mode, a fallback region and no answer.
 
-use meridian_config::{Continent, CountryCode};
+use arrayvec::ArrayVec;
+use meridian_config::{Continent, CountryCode, MAX_REGIONS};
 
 use crate::decision::{Basis, Chosen, Decision, Mode, NoAnswer, ResidencyNote, Skip, Status, Verdict};
 use crate::geometry::Point;
-use crate::hash::{SPILL_SALT, unit};
+use crate::hash::{SPILL_SALT, rendezvous_key, unit};
 use crate::state::{DrillMode, Health, RegionState};
 use crate::topology::{CompiledAllDown, CompiledPolicy, CompiledService, RegionList, RegionSet};
 use crate::{RegionIndex, RegionStates, ServiceIndex, Topology};
@@ -55,20 +56,39 @@ struct Candidate {
     region: RegionIndex,
     /// Position of its verdict.
     verdict: usize,
-    /// Ordering: `(group, key, region)` ascending. Group 0 is a near-tie group, 1 everything else.
-    group: u8,
-    key: f64,
+    /// Ordering: `(group, key, region)` ascending, packed into one integer (see [`rank`]). Group 0 is a
+    /// near-tie group, 1 everything else.
+    rank: u128,
     /// Cosine of the angle to the client (policy nearest with a known location), for near-ties.
     dot: f64,
     weight: u32,
-    utilisation: Option<f64>,
 }
 
 impl Candidate {
-    #[inline]
-    fn before(&self, other: &Self) -> bool {
-        (self.group, self.key, self.region) < (other.group, other.key, other.region)
+    fn group(&self) -> u8 {
+        (self.rank >> 80) as u8
     }
+}
+
+/// Packs `(group, key, region)` into an integer whose order is their lexicographic order: one comparison
+/// instead of three on the selection loop. Keys are finite or infinite, never NaN.
+#[inline]
+fn rank(group: u8, key: f64, region: RegionIndex) -> u128 {
+    let bits = key.to_bits();
+    // IEEE 754 total order as unsigned: flip every bit of negatives, only the sign bit of positives.
+    let ordered = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
+    (u128::from(group) << 80) | (u128::from(ordered) << 16) | u128::from(region.0)
+}
+
+/// How candidates of this query are keyed, decided once per query rather than per region.
+#[derive(Clone, Copy)]
+enum Keying {
+    /// Position in the list (failover order, geo list, unknown-location list).
+    Position,
+    /// Distance from the client.
+    Distance(Point),
+    /// Weighted rendezvous on the request hash.
+    Weighted(u64),
 }
 
 /// Decides which regions answer this query, and why. Pure: the result depends only on the arguments.
@@ -86,9 +106,16 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
     let (allowed, residency) = residency_for(svc, client.country);
     let (list, basis) = answer_list(svc, client);
 
+    let keying = match (&svc.policy, basis, client.point) {
+        (CompiledPolicy::Nearest { .. }, Basis::Distance, Some(p)) => Keying::Distance(p),
+        (CompiledPolicy::Weighted, _, _) => Keying::Weighted(query.request_hash),
+        _ => Keying::Position,
+    };
     let mut verdicts = Vec::with_capacity(svc.eligible.order.len());
-    let mut usable: Vec<Candidate> = Vec::with_capacity(list.order.len());
-    let mut revivable: Vec<Candidate> = Vec::new();
+    // On the stack: regions are at most MAX_REGIONS (validated), and a heap allocation per decision costs
+    // more than the whole selection.
+    let mut usable: ArrayVec<Candidate, MAX_REGIONS> = ArrayVec::new();
+    let mut revivable: ArrayVec<Candidate, MAX_REGIONS> = ArrayVec::new();
 
     for (position, &region) in list.order.iter().enumerate() {
         let verdict = verdicts.len();
@@ -115,26 +142,26 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
                 rule: excluding_rule(svc, client.country, region),
             })
         };
-        let mut candidate = Candidate {
+        let weight = state.weight.max(1);
+        let (key, dot) = match keying {
+            Keying::Position => (position as f64, 0.0),
+            Keying::Distance(p) => {
+                let dot = topology
+                    .regions
+                    .get(region.get())
+                    .map_or(-1.0, |cr| p.dot(&cr.point));
+                (-dot, dot)
+            }
+            // Keyed after the loop, in a tight pass whose iterations overlap (see below).
+            Keying::Weighted(_) => (0.0, 0.0),
+        };
+        let candidate = Candidate {
             region,
             verdict,
-            group: 1,
-            key: position as f64,
-            dot: 0.0,
-            weight: state.weight.max(1),
-            utilisation: utilisation(state, query.now_ms),
+            rank: rank(1, key, region),
+            dot,
+            weight,
         };
-        let cr = &topology.regions[region.get()];
-        match (&svc.policy, basis) {
-            (CompiledPolicy::Nearest { .. }, Basis::Distance) => {
-                candidate.dot = client.point.map_or(0.0, |p| p.dot(&cr.point));
-                candidate.key = -candidate.dot;
-            }
-            (CompiledPolicy::Weighted, _) => {
-                candidate.key = rendezvous(query.request_hash, cr.seed, candidate.weight);
-            }
-            _ => {}
-        }
         match exclusion {
             None => {
                 verdicts.push(Verdict {
@@ -149,7 +176,7 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
                     status: Status::Skipped(skip),
                 });
                 if skip.revivable_in_panic() {
-                    revivable.push(candidate);
+                    let _ = revivable.try_push(candidate);
                 }
             }
         }
@@ -163,6 +190,14 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
         }
     }
 
+    if let Keying::Weighted(h) = keying {
+        // A logarithm and two divisions per region: in the classification loop above, whose body is too
+        // large for iterations to overlap, their latency adds up; alone here they pipeline.
+        for c in usable.iter_mut().chain(revivable.iter_mut()) {
+            let seed = topology.regions.get(c.region.get()).map_or(0, |cr| cr.seed);
+            c.rank = rank(1, rendezvous_key(h, seed, c.weight), c.region);
+        }
+    }
     let tie_angle = match svc.policy {
         CompiledPolicy::Nearest { tie_angle } if basis == Basis::Distance => tie_angle,
         _ => 0.0,
@@ -177,21 +212,23 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
 
     if !usable.is_empty() {
         apply_near_ties(topology, &mut usable, tie_angle, query.request_hash);
-        pick(&mut decision, &usable, svc, topology, query.request_hash, true);
+        // Utilisation costs two divisions; only the few candidates the spill logic looks at pay for it.
+        let load = |r: RegionIndex| states.get(r).and_then(|s| utilisation(s, query.now_ms));
+        pick(
+            &mut decision,
+            &usable,
+            svc,
+            topology,
+            query.request_hash,
+            Some(&load),
+        );
         return decision;
     }
     match svc.when_all_down {
         CompiledAllDown::Panic if !revivable.is_empty() => {
             decision.mode = Mode::Panic;
             apply_near_ties(topology, &mut revivable, tie_angle, query.request_hash);
-            pick(
-                &mut decision,
-                &revivable,
-                svc,
-                topology,
-                query.request_hash,
-                false,
-            );
+            pick(&mut decision, &revivable, svc, topology, query.request_hash, None);
         }
         CompiledAllDown::Panic => decision.mode = Mode::NoAnswer(NoAnswer::NothingEligible),
         CompiledAllDown::Servfail => decision.mode = Mode::NoAnswer(NoAnswer::AllDown),
@@ -270,7 +307,20 @@ fn answer_list<'s>(svc: &'s CompiledService, client: &ClientLocation) -> (&'s Re
 
 /// Why a region cannot be used now, if it cannot. Operator intent (drain, weight) is checked before
 /// observed health, so an explanation names the decision a human made.
+#[inline]
 fn exclusion(state: &RegionState, now_ms: u64) -> Option<Skip> {
+    if state.drills.is_empty() {
+        // The common case, without the drill scans.
+        return if state.drained {
+            Some(Skip::Drained)
+        } else if state.weight == 0 {
+            Some(Skip::WeightZero)
+        } else if state.health == Health::Down {
+            Some(Skip::Down)
+        } else {
+            None
+        };
+    }
     let active = || state.drills.iter().enumerate().filter(|(_, d)| d.active(now_ms));
     if state.drained {
         return Some(Skip::Drained);
@@ -311,13 +361,6 @@ fn utilisation(state: &RegionState, now_ms: u64) -> Option<f64> {
     })
 }
 
-/// Weighted rendezvous hashing: each region draws `-ln(u) / weight`, the smallest wins. Region r wins with
-/// probability weight_r / total, and a region's draw depends on nothing but itself and the client.
-#[inline]
-fn rendezvous(client: u64, seed: u64, weight: u32) -> f64 {
-    -unit(client, seed).ln() / f64::from(weight)
-}
-
 /// Regions within the near-tie angle of the nearest form group 0, ordered by weighted rendezvous.
 fn apply_near_ties(topology: &Topology, cands: &mut [Candidate], tie_angle: f64, client: u64) {
     if tie_angle <= 0.0 || cands.len() < 2 {
@@ -332,8 +375,8 @@ fn apply_near_ties(topology: &Topology, cands: &mut [Candidate], tie_angle: f64,
         return;
     }
     for c in cands.iter_mut().filter(|c| c.dot >= threshold) {
-        c.group = 0;
-        c.key = rendezvous(client, topology.regions[c.region.get()].seed, c.weight);
+        let key = rendezvous_key(client, topology.regions[c.region.get()].seed, c.weight);
+        c.rank = rank(0, key, c.region);
     }
 }
 
@@ -351,10 +394,12 @@ fn pick(
     svc: &CompiledService,
     topology: &Topology,
     client: u64,
-    spill: bool,
+    load: Option<&dyn Fn(RegionIndex) -> Option<f64>>,
 ) {
     let n = svc.answer_regions;
-    let over = |c: &Candidate| spill && c.utilisation.is_some_and(|u| u > svc.spill_at);
+    // `None` in panic mode: no spill, and no load judgement of regions that are down anyway.
+    let utilisation = |c: &Candidate| load.and_then(|f| f(c.region));
+    let over = |c: &Candidate| utilisation(c).is_some_and(|u| u > svc.spill_at);
     let mut taken = RegionSet::default();
     let take = |d: &mut Decision, taken: &mut RegionSet, ci: usize, from: Option<RegionIndex>| {
         let c = &cands[ci];
@@ -366,7 +411,7 @@ fn pick(
                 rank,
                 spilled_from: from,
                 over_capacity: over(c),
-                near_tie: c.group == 0,
+                near_tie: c.group() == 0,
             };
         }
     };
@@ -375,23 +420,18 @@ fn pick(
         return;
     };
     let natural = &cands[first];
-    let leaves = over(natural)
-        && natural.utilisation.is_some_and(|u| {
-            unit(client, topology.regions[natural.region.get()].seed ^ SPILL_SALT) <= 1.0 - svc.spill_at / u
-        });
+    let natural_load = utilisation(natural).filter(|u| *u > svc.spill_at);
+    let leaves = natural_load.is_some_and(|u| {
+        unit(client, topology.regions[natural.region.get()].seed ^ SPILL_SALT) <= 1.0 - svc.spill_at / u
+    });
     if leaves {
         // Order the rest, find the first with headroom.
-        let mut rest: Vec<usize> = Vec::new();
-        let mut seen = RegionSet::default();
-        seen.insert(natural.region);
-        while let Some(ci) = best_remaining(cands, &seen) {
-            seen.insert(cands[ci].region);
-            rest.push(ci);
-        }
+        let mut rest: Vec<usize> = (0..cands.len()).filter(|&ci| ci != first).collect();
+        rest.sort_unstable_by_key(|&ci| cands[ci].rank);
         if let Some(pos) = rest.iter().position(|&ci| !over(&cands[ci])) {
             let target = rest.remove(pos);
             take(decision, &mut taken, target, Some(natural.region));
-            let u = natural.utilisation.unwrap_or(0.0);
+            let u = natural_load.unwrap_or(0.0);
             decision.verdicts[natural.verdict].status = Status::Spilled {
                 utilisation: u,
                 moved_share: 1.0 - svc.spill_at / u,
@@ -400,7 +440,7 @@ fn pick(
             for (k, &ci) in rest.iter().enumerate() {
                 if k < pos && decision.chosen.len() >= n {
                     // Passed over as a spill target and not in the answer: say why.
-                    let u = cands[ci].utilisation.unwrap_or(0.0);
+                    let u = utilisation(&cands[ci]).unwrap_or(0.0);
                     decision.verdicts[cands[ci].verdict].status = Status::Saturated { utilisation: u };
                 } else {
                     take(decision, &mut taken, ci, None);
@@ -420,12 +460,20 @@ fn pick(
 
 #[inline]
 fn best_remaining(cands: &[Candidate], taken: &RegionSet) -> Option<usize> {
+    if *taken == RegionSet::default() {
+        // The first pick, by far the most frequent: a plain minimum.
+        return cands
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, c)| c.rank)
+            .map(|(i, _)| i);
+    }
     let mut best: Option<usize> = None;
     for (i, c) in cands.iter().enumerate() {
         if taken.contains(c.region) {
             continue;
         }
-        if best.is_none_or(|b| c.before(&cands[b])) {
+        if best.is_none_or(|b| c.rank < cands[b].rank) {
             best = Some(i);
         }
     }

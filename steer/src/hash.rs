@@ -20,6 +20,13 @@ pub fn unit(client: u64, seed: u64) -> f64 {
     ((mix(client ^ seed) >> 11) as f64 + 1.0) * SCALE
 }
 
+/// Weighted rendezvous key: `-ln(unit(client, seed)) / weight`; the smallest key wins, and a region with
+/// weight w wins with probability w / (sum of weights). Depends only on the client and the region.
+#[inline]
+pub fn rendezvous_key(client: u64, seed: u64, weight: u32) -> f64 {
+    -unit(client, seed).ln() / f64::from(weight.max(1))
+}
+
 /// Stable seed for a region, from its id (not its position, so reordering the file moves nobody).
 pub fn region_seed(id: &str) -> u64 {
     // FNV-1a, then mixed.
