@@ -1,6 +1,9 @@
 //! One steering decision, on the reference deployment (8 regions) and a synthetic one (50 regions).
 //! Goal: under 1 microsecond per decision; aim 200 ns. Run: `cargo bench -p meridian-bench --bench steer`.
 
+// Benchmark set-up is start-up code: a fixture that does not build is a bug to stop on.
+#![allow(clippy::expect_used)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};

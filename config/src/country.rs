@@ -123,6 +123,19 @@ impl Continent {
         }
     }
 
+    /// English name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Africa => "Africa",
+            Self::Antarctica => "Antarctica",
+            Self::Asia => "Asia",
+            Self::Europe => "Europe",
+            Self::NorthAmerica => "North America",
+            Self::Oceania => "Oceania",
+            Self::SouthAmerica => "South America",
+        }
+    }
+
     /// Parses an upper-case continent code.
     pub fn parse(code: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.code() == code)

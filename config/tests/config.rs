@@ -1,6 +1,9 @@
 //! The configuration model against the shipped example and against files that are wrong in every way we
 //! could think of: each must be rejected with the path of the culprit, never repaired.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use meridian_config::{Config, ConfigError, Policy, UnknownClients, WhenAllDown};
 use proptest::prelude::*;
 

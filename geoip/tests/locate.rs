@@ -1,5 +1,8 @@
 //! Locating addresses in small databases written with `mmdb-writer` (both schemas), and in the bundled one.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 

@@ -288,11 +288,8 @@ fn answer_list<'s>(svc: &'s CompiledService, client: &ClientLocation) -> (&'s Re
         CompiledPolicy::Nearest { .. } => (&svc.unknown_location, Basis::UnknownLocation),
         CompiledPolicy::Failover => (&svc.eligible, Basis::FailoverOrder),
         CompiledPolicy::Weighted => (&svc.eligible, Basis::Weighted),
-        CompiledPolicy::Geo {
-            countries,
-            continents,
-            default,
-        } => {
+        CompiledPolicy::Geo(geo) => {
+            let (countries, continents, default) = (&geo.countries, &geo.continents, &geo.default);
             if let Some(l) = client.country.and_then(|c| countries.get(&c).map(|l| (l, c))) {
                 return (l.0, Basis::GeoCountry(l.1));
             }

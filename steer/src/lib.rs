@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod answer;
 mod decision;
 mod engine;
 mod geometry;
@@ -21,6 +22,7 @@ pub mod hash;
 mod state;
 mod topology;
 
+pub use answer::{AnswerAddresses, answer_addresses};
 pub use decision::{Basis, Chosen, Decision, Mode, NoAnswer, ResidencyNote, Skip, Status, Verdict};
 pub use engine::{ClientLocation, Query, steer};
 pub use geometry::{EARTH_RADIUS_KM, Point, great_circle_km};

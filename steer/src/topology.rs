@@ -94,11 +94,14 @@ pub(crate) enum CompiledPolicy {
     },
     Failover,
     Weighted,
-    Geo {
-        countries: HashMap<CountryCode, RegionList>,
-        continents: [Option<RegionList>; 7],
-        default: RegionList,
-    },
+    Geo(Box<CompiledGeo>),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct CompiledGeo {
+    pub(crate) countries: HashMap<CountryCode, RegionList>,
+    pub(crate) continents: [Option<RegionList>; 7],
+    pub(crate) default: RegionList,
 }
 
 #[derive(Clone, Debug)]
@@ -165,11 +168,11 @@ impl Topology {
                         for (c, l) in &map.continents {
                             continents[c.index()] = Some(list(l));
                         }
-                        CompiledPolicy::Geo {
+                        CompiledPolicy::Geo(Box::new(CompiledGeo {
                             countries: map.countries.iter().map(|(c, l)| (*c, list(l))).collect(),
                             continents,
                             default: list(&map.default),
-                        }
+                        }))
                     }
                 };
                 let residency = s

@@ -1,1 +1,10 @@
+//! Meridian's end-to-end tests: the real `meridian` executable, run as a separate process, plus checks that
+//! the architecture's dependency rules hold. One test binary (hickory's habit), one module per area.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod architecture;
+mod config_check;
+mod explain;
+mod support;

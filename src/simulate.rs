@@ -1,0 +1,103 @@
+//! Region state given on the command line (`--down waw --load fra=7000 --drill sbg=capacity=50`), for asking
+//! "what if" of `explain` before a live state store is in the picture.
+
+use anyhow::{Context, anyhow, bail};
+use meridian_steer::{Drill, DrillMode, Health, RegionIndex, RegionStates, Topology};
+
+/// State overrides, as parsed from flags.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub(crate) struct StateFlags {
+    /// Treat REGION as up (health checks pass). Repeatable.
+    #[arg(long = "up", value_name = "REGION")]
+    pub(crate) up: Vec<String>,
+    /// Treat REGION as down (health checks fail). Repeatable.
+    #[arg(long = "down", value_name = "REGION")]
+    pub(crate) down: Vec<String>,
+    /// Treat REGION as drained by an operator. Repeatable.
+    #[arg(long = "drain", value_name = "REGION")]
+    pub(crate) drain: Vec<String>,
+    /// Override a region's weight: REGION=N. Repeatable.
+    #[arg(long = "weight", value_name = "REGION=N")]
+    pub(crate) weight: Vec<String>,
+    /// Requests in flight in a region: REGION=N. Repeatable.
+    #[arg(long = "load", value_name = "REGION=N")]
+    pub(crate) load: Vec<String>,
+    /// An active drill: REGION=down, REGION=drain or REGION=capacity=PCT. Repeatable.
+    #[arg(long = "drill", value_name = "REGION=MODE")]
+    pub(crate) drill: Vec<String>,
+}
+
+/// The drills simulated here never expire during the command.
+const FOREVER: u64 = u64::MAX;
+
+impl StateFlags {
+    /// Applies the flags to the initial state of `topology`'s regions.
+    pub(crate) fn states(&self, topology: &Topology) -> anyhow::Result<RegionStates> {
+        let mut states = RegionStates::initial(topology.config());
+        let region = |flag: &str, id: &str| -> anyhow::Result<RegionIndex> {
+            topology.region_index(id).ok_or_else(|| {
+                let known: Vec<&str> = topology
+                    .config()
+                    .regions()
+                    .iter()
+                    .map(|r| r.id.as_str())
+                    .collect();
+                anyhow!("--{flag}: unknown region {id:?} (known: {})", known.join(", "))
+            })
+        };
+        let split = |flag: &str, arg: &str| -> anyhow::Result<(RegionIndex, String)> {
+            let (id, value) = arg
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--{flag} {arg:?}: expected REGION=VALUE"))?;
+            Ok((region(flag, id)?, value.to_owned()))
+        };
+        for (flag, list, health) in [("up", &self.up, Health::Up), ("down", &self.down, Health::Down)] {
+            for id in list {
+                state(&mut states, region(flag, id)?)?.health = health;
+            }
+        }
+        for id in &self.drain {
+            state(&mut states, region("drain", id)?)?.drained = true;
+        }
+        for arg in &self.weight {
+            let (r, v) = split("weight", arg)?;
+            let w: u32 = v
+                .parse()
+                .with_context(|| format!("--weight {arg:?}: {v:?} is not a whole number"))?;
+            if w > meridian_config::MAX_WEIGHT {
+                bail!("--weight {arg:?}: at most {}", meridian_config::MAX_WEIGHT);
+            }
+            state(&mut states, r)?.weight = w;
+        }
+        for arg in &self.load {
+            let (r, v) = split("load", arg)?;
+            let n: u32 = v
+                .parse()
+                .with_context(|| format!("--load {arg:?}: {v:?} is not a whole number"))?;
+            state(&mut states, r)?.in_flight = Some(n);
+        }
+        for (i, arg) in self.drill.iter().enumerate() {
+            let (r, mode) = split("drill", arg)?;
+            let mode = match mode.as_str() {
+                "down" => DrillMode::Down,
+                "drain" => DrillMode::Drain,
+                m => match m.strip_prefix("capacity=").map(str::parse::<u8>) {
+                    Some(Ok(percent)) if percent <= 100 => DrillMode::Capacity { percent },
+                    _ => bail!("--drill {arg:?}: mode must be down, drain or capacity=PCT (0-100)"),
+                },
+            };
+            state(&mut states, r)?.drills.push(Drill {
+                id: format!("cli-{}", i + 1),
+                mode,
+                expires_at_ms: FOREVER,
+            });
+        }
+        Ok(states)
+    }
+}
+
+fn state(states: &mut RegionStates, r: RegionIndex) -> anyhow::Result<&mut meridian_steer::RegionState> {
+    states
+        .get_mut(r)
+        .ok_or_else(|| anyhow!("region index {} has no state", r.get()))
+}
