@@ -1,0 +1,24 @@
+//! Meridian's shared state: what DNS servers, proxies, probers and operators agree on, and how each of
+//! them gets an in-memory snapshot of it.
+//!
+//! Owns: the key-value contract ([`KvStore`]) and its two back ends — [`EtcdStore`] (production) and
+//! [`EmbeddedStore`] (one machine) —, the key layout and value schema under a prefix (`docs/state-schema.md`),
+//! the desired configuration edited by compare-and-swap with an audit trail, and the [`SnapshotWatcher`]
+//! that turns the store into immutable [`Snapshot`]s swapped atomically.
+//!
+//! Must not be on any hot path: DNS queries and proxied requests read a `Snapshot`, never the store.
+//! Depends on the model (`meridian-config`) and the steering engine's state types (`meridian-steer`), never
+//! on DNS, proxy or probing code.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod embedded;
+pub mod etcd;
+pub mod kv;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use embedded::EmbeddedStore;
+pub use etcd::{EtcdOptions, EtcdStore};
+pub use kv::*;
