@@ -70,13 +70,40 @@ struct Inner {
     persistence: Option<Persistence>,
 }
 
+/// A key-value as written to disk (the state file, and the snapshot watcher's cache file).
 #[derive(Serialize, Deserialize)]
-struct PersistedKv {
+pub(crate) struct PersistedKv {
     key: String,
     value_b64: String,
     create_revision: Revision,
     mod_revision: Revision,
     version: i64,
+}
+
+impl PersistedKv {
+    pub(crate) fn from_kv(kv: &KeyValue) -> Self {
+        Self {
+            key: kv.key.clone(),
+            value_b64: base64::engine::general_purpose::STANDARD.encode(&kv.value),
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+        }
+    }
+
+    pub(crate) fn into_kv(self) -> std::result::Result<KeyValue, String> {
+        let value = base64::engine::general_purpose::STANDARD
+            .decode(&self.value_b64)
+            .map_err(|e| format!("key {}: {e}", self.key))?;
+        Ok(KeyValue {
+            key: self.key,
+            value,
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+            lease: 0,
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -111,7 +138,10 @@ impl EmbeddedStore {
                 lock_path.display()
             ))
         })?;
-        let mut inner = Inner::new(Some(Persistence { dir: dir.to_owned(), _lock: lock }));
+        let mut inner = Inner::new(Some(Persistence {
+            dir: dir.to_owned(),
+            _lock: lock,
+        }));
         let path = dir.join(STATE_FILE);
         match fs::read(&path) {
             Ok(bytes) => {
@@ -126,20 +156,10 @@ impl EmbeddedStore {
                     )));
                 }
                 for p in state.kvs {
-                    let value = base64::engine::general_purpose::STANDARD
-                        .decode(&p.value_b64)
-                        .map_err(|e| StoreError::Storage(format!("{}: key {}: {e}", path.display(), p.key)))?;
-                    inner.kvs.insert(
-                        p.key.clone(),
-                        KeyValue {
-                            key: p.key,
-                            value,
-                            create_revision: p.create_revision,
-                            mod_revision: p.mod_revision,
-                            version: p.version,
-                            lease: 0,
-                        },
-                    );
+                    let kv = p
+                        .into_kv()
+                        .map_err(|e| StoreError::Storage(format!("{}: {e}", path.display())))?;
+                    inner.kvs.insert(kv.key.clone(), kv);
                 }
                 // One past the persisted revision marks the restart; leased keys (not persisted) are gone,
                 // as if their leases had expired while the process was down.
@@ -153,7 +173,10 @@ impl EmbeddedStore {
     }
 
     fn from_inner(inner: Inner, description: String) -> Self {
-        let store = Self { inner: Arc::new(Mutex::new(inner)), description };
+        let store = Self {
+            inner: Arc::new(Mutex::new(inner)),
+            description,
+        };
         // Leases expire on their own, whoever holds the store. Outside a runtime (a synchronous tool),
         // expiry happens on the next operation instead.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -177,7 +200,10 @@ async fn expire_leases(inner: Weak<Mutex<Inner>>) {
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        inner.lock().unwrap_or_else(|e| e.into_inner()).expire(Instant::now());
+        inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expire(Instant::now());
     }
 }
 
@@ -228,9 +254,19 @@ impl Inner {
                         l.keys.insert(key.clone());
                     }
                     persist |= lease == 0 || old_lease == 0;
-                    let kv = KeyValue { key: key.clone(), value, create_revision, mod_revision: revision, version, lease };
+                    let kv = KeyValue {
+                        key: key.clone(),
+                        value,
+                        create_revision,
+                        mod_revision: revision,
+                        version,
+                        lease,
+                    };
                     self.kvs.insert(key, kv.clone());
-                    events.push(Event { kind: EventKind::Put, kv });
+                    events.push(Event {
+                        kind: EventKind::Put,
+                        kv,
+                    });
                 }
                 TxnOp::Delete { key } => {
                     if let Some(old) = self.kvs.remove(&key) {
@@ -238,7 +274,10 @@ impl Inner {
                             l.keys.remove(&key);
                         }
                         persist |= old.lease == 0;
-                        events.push(Event { kind: EventKind::Delete, kv: deleted(key, revision) });
+                        events.push(Event {
+                            kind: EventKind::Delete,
+                            kv: deleted(key, revision),
+                        });
                     }
                 }
             }
@@ -259,14 +298,23 @@ impl Inner {
             }
         }
         self.subscribers.retain(|s| {
-            let mine: Vec<Event> = events.iter().filter(|e| e.kv.key.starts_with(&s.prefix)).cloned().collect();
+            let mine: Vec<Event> = events
+                .iter()
+                .filter(|e| e.kv.key.starts_with(&s.prefix))
+                .cloned()
+                .collect();
             mine.is_empty() || s.tx.send((revision, mine)).is_ok()
         });
         Ok(revision)
     }
 
     fn expire(&mut self, now: Instant) {
-        let expired: Vec<LeaseId> = self.leases.iter().filter(|(_, l)| l.deadline <= now).map(|(id, _)| *id).collect();
+        let expired: Vec<LeaseId> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
         for id in expired {
             if let Some(lease) = self.leases.remove(&id) {
                 let ops = lease.keys.into_iter().map(|key| TxnOp::Delete { key }).collect();
@@ -285,13 +333,7 @@ impl Inner {
                 .kvs
                 .values()
                 .filter(|kv| kv.lease == 0)
-                .map(|kv| PersistedKv {
-                    key: kv.key.clone(),
-                    value_b64: base64::engine::general_purpose::STANDARD.encode(&kv.value),
-                    create_revision: kv.create_revision,
-                    mod_revision: kv.mod_revision,
-                    version: kv.version,
-                })
+                .map(PersistedKv::from_kv)
                 .collect(),
         };
         let bytes = serde_json::to_vec(&state).map_err(|e| StoreError::Storage(e.to_string()))?;
@@ -309,11 +351,20 @@ pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(
     drop(f);
     fs::rename(&tmp, &target).map_err(|e| storage(&target, "replace", &e))?;
     // The rename is durable only once the directory entry is.
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| storage(dir, "sync", &e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| storage(dir, "sync", &e))
 }
 
 fn deleted(key: String, revision: Revision) -> KeyValue {
-    KeyValue { key, value: Vec::new(), create_revision: 0, mod_revision: revision, version: 0, lease: 0 }
+    KeyValue {
+        key,
+        value: Vec::new(),
+        create_revision: 0,
+        mod_revision: revision,
+        version: 0,
+        lease: 0,
+    }
 }
 
 struct EmbeddedWatch {
@@ -351,13 +402,25 @@ impl KvStore for EmbeddedStore {
 
     async fn list(&self, prefix: &str) -> Result<Listing> {
         let inner = self.lock();
-        let kvs = inner.kvs.range(prefix.to_owned()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.clone()).collect();
-        Ok(Listing { kvs, revision: inner.revision })
+        let kvs = inner
+            .kvs
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
+        Ok(Listing {
+            kvs,
+            revision: inner.revision,
+        })
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {
         check_key(key)?;
-        self.lock().commit(vec![TxnOp::Put { key: key.to_owned(), value, lease }])
+        self.lock().commit(vec![TxnOp::Put {
+            key: key.to_owned(),
+            value,
+            lease,
+        }])
     }
 
     async fn delete(&self, key: &str) -> Result<Revision> {
@@ -372,16 +435,26 @@ impl KvStore for EmbeddedStore {
             };
             check_key(key)?;
             if !seen.insert(key.clone()) {
-                return Err(StoreError::Invalid(format!("key {key} appears twice in one transaction")));
+                return Err(StoreError::Invalid(format!(
+                    "key {key} appears twice in one transaction"
+                )));
             }
         }
         let mut inner = self.lock();
-        let holds = compares.iter().all(|c| inner.kvs.get(&c.key).map_or(0, |kv| kv.mod_revision) == c.mod_revision);
+        let holds = compares
+            .iter()
+            .all(|c| inner.kvs.get(&c.key).map_or(0, |kv| kv.mod_revision) == c.mod_revision);
         if !holds {
-            return Ok(TxnResult { succeeded: false, revision: inner.revision });
+            return Ok(TxnResult {
+                succeeded: false,
+                revision: inner.revision,
+            });
         }
         let revision = inner.commit(ops)?;
-        Ok(TxnResult { succeeded: true, revision })
+        Ok(TxnResult {
+            succeeded: true,
+            revision,
+        })
     }
 
     async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
@@ -391,45 +464,80 @@ impl KvStore for EmbeddedStore {
         let mut inner = self.lock();
         let id = inner.next_lease;
         inner.next_lease += 1;
-        inner.leases.insert(id, Lease { ttl, deadline: Instant::now() + ttl, keys: BTreeSet::new() });
+        inner.leases.insert(
+            id,
+            Lease {
+                ttl,
+                deadline: Instant::now() + ttl,
+                keys: BTreeSet::new(),
+            },
+        );
         Ok(id)
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
         let mut inner = self.lock();
-        let l = inner.leases.get_mut(&lease).ok_or(StoreError::LeaseNotFound(lease))?;
+        let l = inner
+            .leases
+            .get_mut(&lease)
+            .ok_or(StoreError::LeaseNotFound(lease))?;
         l.deadline = Instant::now() + l.ttl;
         Ok(())
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
         let mut inner = self.lock();
-        let l = inner.leases.remove(&lease).ok_or(StoreError::LeaseNotFound(lease))?;
+        let l = inner
+            .leases
+            .remove(&lease)
+            .ok_or(StoreError::LeaseNotFound(lease))?;
         inner.commit(l.keys.into_iter().map(|key| TxnOp::Delete { key }).collect())?;
         Ok(())
     }
 
-    async fn watch(&self, prefix: &str, from: Revision, progress_interval: Duration) -> Result<Box<dyn WatchStream>> {
+    async fn watch(
+        &self,
+        prefix: &str,
+        from: Revision,
+        progress_interval: Duration,
+    ) -> Result<Box<dyn WatchStream>> {
         let mut inner = self.lock();
         if from <= inner.compact_revision {
-            return Err(StoreError::Compacted { compact_revision: inner.compact_revision });
+            return Err(StoreError::Compacted {
+                compact_revision: inner.compact_revision,
+            });
         }
         let mut pending: VecDeque<(Revision, Vec<Event>)> = VecDeque::new();
-        for (rev, e) in inner.history.iter().filter(|(r, e)| *r >= from && e.kv.key.starts_with(prefix)) {
+        for (rev, e) in inner
+            .history
+            .iter()
+            .filter(|(r, e)| *r >= from && e.kv.key.starts_with(prefix))
+        {
             match pending.back_mut() {
                 Some((r, events)) if r == rev => events.push(e.clone()),
                 _ => pending.push_back((*rev, vec![e.clone()])),
             }
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        inner.subscribers.push(Subscriber { prefix: prefix.to_owned(), tx });
-        Ok(Box::new(EmbeddedWatch { inner: Arc::downgrade(&self.inner), pending, rx, progress_interval }))
+        inner.subscribers.push(Subscriber {
+            prefix: prefix.to_owned(),
+            tx,
+        });
+        Ok(Box::new(EmbeddedWatch {
+            inner: Arc::downgrade(&self.inner),
+            pending,
+            rx,
+            progress_interval,
+        }))
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
         let mut inner = self.lock();
         if revision > inner.revision {
-            return Err(StoreError::Invalid(format!("cannot compact to {revision}: current revision is {}", inner.revision)));
+            return Err(StoreError::Invalid(format!(
+                "cannot compact to {revision}: current revision is {}",
+                inner.revision
+            )));
         }
         inner.compact_revision = inner.compact_revision.max(revision);
         while inner.history.front().is_some_and(|(r, _)| *r <= revision) {

@@ -68,7 +68,10 @@ impl EtcdStore {
         if options.endpoints.is_empty() {
             return Err(StoreError::Invalid("no etcd endpoints given".to_owned()));
         }
-        Ok(Self { options, client: Mutex::new(None) })
+        Ok(Self {
+            options,
+            client: Mutex::new(None),
+        })
     }
 
     async fn client(&self) -> Result<Client> {
@@ -92,17 +95,27 @@ impl EtcdStore {
             }
             if let Some((cert, key)) = &self.options.client_cert {
                 let read = |p: &PathBuf| {
-                    std::fs::read(p).map_err(|e| StoreError::Invalid(format!("etcd client certificate {}: {e}", p.display())))
+                    std::fs::read(p).map_err(|e| {
+                        StoreError::Invalid(format!("etcd client certificate {}: {e}", p.display()))
+                    })
                 };
                 tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
             }
             opts = opts.with_tls(tls);
         }
         let connect = Client::connect(self.options.endpoints.clone(), Some(opts));
-        let client = tokio::time::timeout(self.options.connect_timeout + self.options.request_timeout, connect)
-            .await
-            .map_err(|_| StoreError::Unavailable(format!("connecting to {} timed out", self.options.endpoints.join(","))))?
-            .map_err(map_err)?;
+        let client = tokio::time::timeout(
+            self.options.connect_timeout + self.options.request_timeout,
+            connect,
+        )
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!(
+                "connecting to {} timed out",
+                self.options.endpoints.join(",")
+            ))
+        })?
+        .map_err(map_err)?;
         *guard = Some(client.clone());
         Ok(client)
     }
@@ -115,7 +128,12 @@ impl EtcdStore {
         let client = self.client().await?;
         tokio::time::timeout(self.options.request_timeout, f(client))
             .await
-            .map_err(|_| StoreError::Unavailable(format!("etcd request timed out after {:?}", self.options.request_timeout)))?
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "etcd request timed out after {:?}",
+                    self.options.request_timeout
+                ))
+            })?
             .map_err(map_err)
     }
 }
@@ -168,7 +186,9 @@ impl WatchStream for EtcdWatch {
         loop {
             let msg = match tokio::time::timeout(self.progress_interval, self.stream.message()).await {
                 Err(_) if self.asked => {
-                    return Err(StoreError::Unavailable("etcd watch silent: no events and no progress".to_owned()));
+                    return Err(StoreError::Unavailable(
+                        "etcd watch silent: no events and no progress".to_owned(),
+                    ));
                 }
                 Err(_) => {
                     // Idle or dead? Ask; the answer (or its absence) tells.
@@ -182,10 +202,15 @@ impl WatchStream for EtcdWatch {
             };
             self.asked = false;
             if msg.compact_revision() > 0 {
-                return Err(StoreError::Compacted { compact_revision: msg.compact_revision() });
+                return Err(StoreError::Compacted {
+                    compact_revision: msg.compact_revision(),
+                });
             }
             if msg.canceled() {
-                return Err(StoreError::Unavailable(format!("etcd cancelled the watch: {}", msg.cancel_reason())));
+                return Err(StoreError::Unavailable(format!(
+                    "etcd cancelled the watch: {}",
+                    msg.cancel_reason()
+                )));
             }
             let revision = msg.header().map_or(0, |h| h.revision());
             if msg.created() && msg.events().is_empty() {
@@ -221,44 +246,63 @@ impl KvStore for EtcdStore {
 
     async fn list(&self, prefix: &str) -> Result<Listing> {
         let prefix = prefix.to_owned();
-        let resp = self.call(|mut c| async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }).await?;
-        Ok(Listing { kvs: resp.kvs().iter().map(convert).collect(), revision: resp.header().map_or(0, |h| h.revision()) })
+        let resp = self
+            .call(|mut c| async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await })
+            .await?;
+        Ok(Listing {
+            kvs: resp.kvs().iter().map(convert).collect(),
+            revision: resp.header().map_or(0, |h| h.revision()),
+        })
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {
         let key = key.to_owned();
         let opts = lease.map(|l| PutOptions::new().with_lease(l));
-        let resp = self.call(|mut c| async move { c.put(key, value, opts).await }).await.map_err(|e| match (e, lease) {
-            (StoreError::LeaseNotFound(_), Some(l)) => StoreError::LeaseNotFound(l),
-            (e, _) => e,
-        })?;
+        let resp = self
+            .call(|mut c| async move { c.put(key, value, opts).await })
+            .await
+            .map_err(|e| match (e, lease) {
+                (StoreError::LeaseNotFound(_), Some(l)) => StoreError::LeaseNotFound(l),
+                (e, _) => e,
+            })?;
         Ok(resp.header().map_or(0, |h| h.revision()))
     }
 
     async fn delete(&self, key: &str) -> Result<Revision> {
         let key = key.to_owned();
-        let resp = self.call(|mut c| async move { c.delete(key, None).await }).await?;
+        let resp = self
+            .call(|mut c| async move { c.delete(key, None).await })
+            .await?;
         Ok(resp.header().map_or(0, |h| h.revision()))
     }
 
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<TxnResult> {
-        let compares: Vec<EtcdCompare> =
-            compares.into_iter().map(|c| EtcdCompare::mod_revision(c.key, CompareOp::Equal, c.mod_revision)).collect();
+        let compares: Vec<EtcdCompare> = compares
+            .into_iter()
+            .map(|c| EtcdCompare::mod_revision(c.key, CompareOp::Equal, c.mod_revision))
+            .collect();
         let ops: Vec<EtcdTxnOp> = ops
             .into_iter()
             .map(|op| match op {
-                TxnOp::Put { key, value, lease } => EtcdTxnOp::put(key, value, lease.map(|l| PutOptions::new().with_lease(l))),
+                TxnOp::Put { key, value, lease } => {
+                    EtcdTxnOp::put(key, value, lease.map(|l| PutOptions::new().with_lease(l)))
+                }
                 TxnOp::Delete { key } => EtcdTxnOp::delete(key, None),
             })
             .collect();
         let txn = Txn::new().when(compares).and_then(ops);
         let resp = self.call(|mut c| async move { c.txn(txn).await }).await?;
-        Ok(TxnResult { succeeded: resp.succeeded(), revision: resp.header().map_or(0, |h| h.revision()) })
+        Ok(TxnResult {
+            succeeded: resp.succeeded(),
+            revision: resp.header().map_or(0, |h| h.revision()),
+        })
     }
 
     async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
         let secs = ttl.as_secs_f64().ceil().max(1.0) as i64;
-        let resp = self.call(|mut c| async move { c.lease_grant(secs, None).await }).await?;
+        let resp = self
+            .call(|mut c| async move { c.lease_grant(secs, None).await })
+            .await?;
         Ok(resp.id())
     }
 
@@ -290,15 +334,31 @@ impl KvStore for EtcdStore {
             })
     }
 
-    async fn watch(&self, prefix: &str, from: Revision, progress_interval: Duration) -> Result<Box<dyn WatchStream>> {
+    async fn watch(
+        &self,
+        prefix: &str,
+        from: Revision,
+        progress_interval: Duration,
+    ) -> Result<Box<dyn WatchStream>> {
         let prefix = prefix.to_owned();
-        let opts = WatchOptions::new().with_prefix().with_start_revision(from).with_progress_notify();
-        let stream = self.call(|mut c| async move { c.watch(prefix, Some(opts)).await }).await?;
-        Ok(Box::new(EtcdWatch { stream, progress_interval, asked: false }))
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from)
+            .with_progress_notify();
+        let stream = self
+            .call(|mut c| async move { c.watch(prefix, Some(opts)).await })
+            .await?;
+        Ok(Box::new(EtcdWatch {
+            stream,
+            progress_interval,
+            asked: false,
+        }))
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        self.call(|mut c| async move { c.compact(revision, None).await }).await.map(|_| ())
+        self.call(|mut c| async move { c.compact(revision, None).await })
+            .await
+            .map(|_| ())
     }
 
     fn describe(&self) -> String {

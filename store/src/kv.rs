@@ -186,7 +186,12 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// Revokes a lease, deleting its keys now.
     async fn revoke_lease(&self, lease: LeaseId) -> Result<()>;
     /// Watches every key under `prefix` from revision `from` (inclusive).
-    async fn watch(&self, prefix: &str, from: Revision, progress_interval: Duration) -> Result<Box<dyn WatchStream>>;
+    async fn watch(
+        &self,
+        prefix: &str,
+        from: Revision,
+        progress_interval: Duration,
+    ) -> Result<Box<dyn WatchStream>>;
     /// Discards history up to `revision` (watches from before it fail with `Compacted`).
     async fn compact(&self, revision: Revision) -> Result<()>;
     /// A human description (`etcd http://127.0.0.1:2379`, `embedded /var/lib/meridian`).

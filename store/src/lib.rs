@@ -13,12 +13,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config_doc;
 pub mod embedded;
 pub mod etcd;
 pub mod kv;
+pub mod schema;
+pub mod snapshot;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod watcher;
 
+pub use config_doc::{ApplyOutcome, ConfigDocError, StoredConfig, apply_config, read_config};
 pub use embedded::EmbeddedStore;
 pub use etcd::{EtcdOptions, EtcdStore};
 pub use kv::*;
+pub use schema::{DEFAULT_PREFIX, Keys};
+pub use snapshot::{ConfigSource, Snapshot, SnapshotBuilder};
+pub use watcher::{SnapshotWatcher, WatcherOptions};

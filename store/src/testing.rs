@@ -18,7 +18,10 @@ pub struct EtcdServer {
 fn free_port() -> u16 {
     // Bind port 0 and release it; a race with another process is possible but etcd then fails to start,
     // loudly, rather than talking to a stranger.
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 impl EtcdServer {
@@ -49,8 +52,18 @@ impl EtcdServer {
         let child = Command::new("etcd")
             .args(["--name", "meridian-test", "--data-dir"])
             .arg(self.data_dir())
-            .args(["--listen-client-urls", &self.client_url, "--advertise-client-urls", &self.client_url])
-            .args(["--listen-peer-urls", &self.peer_url, "--initial-advertise-peer-urls", &self.peer_url])
+            .args([
+                "--listen-client-urls",
+                &self.client_url,
+                "--advertise-client-urls",
+                &self.client_url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &self.peer_url,
+                "--initial-advertise-peer-urls",
+                &self.peer_url,
+            ])
             .arg(format!("--initial-cluster=meridian-test={}", self.peer_url))
             // Short raft timers: leases can be as short as 1 s, and start-up is quick.
             .args(["--heartbeat-interval", "50", "--election-timeout", "250"])
@@ -79,7 +92,10 @@ impl EtcdServer {
                 panic!("etcd exited during start-up ({status}); log: {}", self.log());
             }
             // Serving means answering the version endpoint, not merely accepting connections.
-            if let Ok(out) = Command::new("curl").args(["-sf", "--max-time", "1"]).arg(format!("http://{addr}/health")).output()
+            if let Ok(out) = Command::new("curl")
+                .args(["-sf", "--max-time", "1"])
+                .arg(format!("http://{addr}/health"))
+                .output()
                 && out.status.success()
                 && String::from_utf8_lossy(&out.stdout).contains("true")
             {

@@ -31,7 +31,11 @@ async fn next_events(w: &mut Box<dyn WatchStream>) -> (Revision, Vec<Event>) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         assert!(Instant::now() < deadline, "no events within 10 s");
-        match tokio::time::timeout(Duration::from_secs(10), w.next()).await.expect("watch answers").unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), w.next())
+            .await
+            .expect("watch answers")
+            .unwrap()
+        {
             WatchMessage::Events { revision, events } => return (revision, events),
             WatchMessage::Progress { .. } => continue,
         }

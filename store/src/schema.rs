@@ -1,0 +1,353 @@
+//! What Meridian keeps in the store: the key layout under a prefix, and the JSON documents at each key.
+//! Every document carries `"schema": 1`; a reader meeting another version, or garbage, reports the key
+//! and skips it, it never crashes. `docs/state-schema.md` is the human version of this file.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::kv::{Result, StoreError};
+
+/// The document schema version this build reads and writes.
+pub const DOC_SCHEMA: u32 = 1;
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "/meridian/";
+
+/// Key layout under a prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+/// What a key is, parsed back from its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind<'a> {
+    /// `config`: the desired configuration.
+    Config,
+    /// `overrides/weights/REGION`.
+    Weight(&'a str),
+    /// `overrides/drains/REGION`.
+    Drain(&'a str),
+    /// `drills/ID`.
+    Drill(&'a str),
+    /// `health/TARGET/VANTAGE` (leased by the prober).
+    Health {
+        /// What was probed (a region id, or `region:endpoint`).
+        target: &'a str,
+        /// Which prober saw it.
+        vantage: &'a str,
+    },
+    /// `load/REGION/INSTANCE` (leased by the proxy).
+    Load {
+        /// The region.
+        region: &'a str,
+        /// The proxy instance.
+        instance: &'a str,
+    },
+    /// `audit/...`: an operator change record.
+    Audit,
+    /// Anything else under the prefix (reported, ignored).
+    Unknown,
+}
+
+impl Keys {
+    /// The layout under `prefix`, which must start with `/`; a trailing `/` is added if missing.
+    pub fn new(prefix: &str) -> Result<Self> {
+        if !prefix.starts_with('/') {
+            return Err(StoreError::Invalid(format!(
+                "key prefix {prefix:?} must start with '/'"
+            )));
+        }
+        let prefix = if prefix.ends_with('/') {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}/")
+        };
+        Ok(Self { prefix })
+    }
+
+    /// The prefix (ends with `/`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The desired configuration.
+    pub fn config(&self) -> String {
+        format!("{}config", self.prefix)
+    }
+
+    /// A region's weight override.
+    pub fn weight(&self, region: &str) -> String {
+        format!("{}overrides/weights/{region}", self.prefix)
+    }
+
+    /// A region's drain.
+    pub fn drain(&self, region: &str) -> String {
+        format!("{}overrides/drains/{region}", self.prefix)
+    }
+
+    /// A drill.
+    pub fn drill(&self, id: &str) -> String {
+        format!("{}drills/{id}", self.prefix)
+    }
+
+    /// A prober's observation of a target.
+    pub fn health(&self, target: &str, vantage: &str) -> String {
+        format!("{}health/{target}/{vantage}", self.prefix)
+    }
+
+    /// A proxy instance's load report.
+    pub fn load(&self, region: &str, instance: &str) -> String {
+        format!("{}load/{region}/{instance}", self.prefix)
+    }
+
+    /// Prefix of the audit log (keys sort by time).
+    pub fn audit_prefix(&self) -> String {
+        format!("{}audit/", self.prefix)
+    }
+
+    /// An audit record key: time first, so the log lists in order.
+    pub fn audit(&self, at_ms: u64, nonce: u64) -> String {
+        format!("{}audit/{at_ms:020}-{nonce:016x}", self.prefix)
+    }
+
+    /// What `key` is.
+    pub fn classify<'a>(&self, key: &'a str) -> KeyKind<'a> {
+        let Some(rest) = key.strip_prefix(self.prefix.as_str()) else {
+            return KeyKind::Unknown;
+        };
+        let parts: Vec<&'a str> = rest.split('/').collect();
+        match parts.as_slice() {
+            ["config"] => KeyKind::Config,
+            ["overrides", "weights", r] if !r.is_empty() => KeyKind::Weight(r),
+            ["overrides", "drains", r] if !r.is_empty() => KeyKind::Drain(r),
+            ["drills", id] if !id.is_empty() => KeyKind::Drill(id),
+            ["health", t, v] if !t.is_empty() && !v.is_empty() => KeyKind::Health {
+                target: t,
+                vantage: v,
+            },
+            ["load", r, i] if !r.is_empty() && !i.is_empty() => KeyKind::Load {
+                region: r,
+                instance: i,
+            },
+            ["audit", _] => KeyKind::Audit,
+            _ => KeyKind::Unknown,
+        }
+    }
+}
+
+/// `config`: the desired configuration, as the TOML an operator applied (validated before writing, and
+/// again by every reader).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigDoc {
+    /// Document schema version.
+    pub schema: u32,
+    /// The configuration file's text.
+    pub toml: String,
+    /// Who applied it.
+    pub author: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub applied_at_ms: u64,
+}
+
+/// `overrides/weights/REGION`: an operator's weight for a region, replacing the configured one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightOverride {
+    /// Document schema version.
+    pub schema: u32,
+    /// 0 to 10000.
+    pub weight: u32,
+    /// Who set it.
+    pub author: String,
+    /// Why.
+    pub reason: String,
+    /// When, ms since the epoch.
+    pub at_ms: u64,
+}
+
+/// `overrides/drains/REGION`: the region receives no new clients while this exists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainOverride {
+    /// Document schema version.
+    pub schema: u32,
+    /// Who drained it.
+    pub author: String,
+    /// Why.
+    pub reason: String,
+    /// When, ms since the epoch.
+    pub at_ms: u64,
+}
+
+/// What a drill does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum DrillModeDoc {
+    /// As if health checks failed.
+    Down,
+    /// As if drained.
+    Drain,
+    /// As if capacity were this percentage.
+    Capacity {
+        /// 0 to 100.
+        percent: u8,
+    },
+}
+
+/// `drills/ID`: a failover drill. Readers ignore it once `expires_at_ms` has passed, so it ends on time
+/// even if nobody deletes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillDoc {
+    /// Document schema version.
+    pub schema: u32,
+    /// The region drilled.
+    pub region: String,
+    /// The effect.
+    pub mode: DrillModeDoc,
+    /// Start, ms since the epoch.
+    pub started_at_ms: u64,
+    /// End, ms since the epoch.
+    pub expires_at_ms: u64,
+    /// Who started it.
+    pub author: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// `health/TARGET/VANTAGE`: one prober's latest opinion of one target, under the prober's lease.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthObservation {
+    /// Document schema version.
+    pub schema: u32,
+    /// Whether the target passed (after the prober's rise/fall thresholds).
+    pub healthy: bool,
+    /// When, ms since the epoch.
+    pub observed_at_ms: u64,
+    /// Probe latency, if it answered.
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
+    /// Why it failed, if it did.
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// `load/REGION/INSTANCE`: one proxy instance's load, under its lease.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// Document schema version.
+    pub schema: u32,
+    /// Requests in flight now.
+    pub in_flight: u32,
+    /// Requests per second over the last interval.
+    pub request_rate: f64,
+    /// In-flight requests this instance serves well, if it knows (else the region's configured capacity
+    /// applies).
+    #[serde(default)]
+    pub capacity: Option<u32>,
+    /// When, ms since the epoch.
+    pub reported_at_ms: u64,
+}
+
+/// `audit/TIME-NONCE`: who changed what, when, from what to what.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Document schema version.
+    pub schema: u32,
+    /// Who.
+    pub who: String,
+    /// What (`config apply`, `region drain waw`...).
+    pub what: String,
+    /// When, ms since the epoch.
+    pub at_ms: u64,
+    /// The state before (null if none).
+    pub before: serde_json::Value,
+    /// The state after (null if removed).
+    pub after: serde_json::Value,
+}
+
+/// Encodes a document.
+pub fn encode<T: Serialize>(doc: &T) -> Vec<u8> {
+    // Serialising these plain structs to JSON cannot fail (no maps with non-string keys, no foreign types).
+    serde_json::to_vec(doc).unwrap_or_default()
+}
+
+/// Decodes a document, checking its schema version first so a newer writer is reported as such rather
+/// than as a confusing missing-field error.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    match value.get("schema").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(DOC_SCHEMA) => {}
+        Some(v) => {
+            return Err(format!(
+                "schema version {v} is not supported (this build reads {DOC_SCHEMA})"
+            ));
+        }
+        None => return Err("no schema version".to_owned()),
+    }
+    serde_json::from_value(value).map_err(|e| format!("schema {DOC_SCHEMA} document is malformed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let k = Keys::new("/m").unwrap();
+        assert_eq!(k.prefix(), "/m/");
+        assert_eq!(k.classify(&k.config()), KeyKind::Config);
+        assert_eq!(k.classify(&k.weight("waw")), KeyKind::Weight("waw"));
+        assert_eq!(k.classify(&k.drain("fra")), KeyKind::Drain("fra"));
+        assert_eq!(k.classify(&k.drill("d1")), KeyKind::Drill("d1"));
+        assert_eq!(
+            k.classify(&k.health("waw", "v1")),
+            KeyKind::Health {
+                target: "waw",
+                vantage: "v1"
+            }
+        );
+        assert_eq!(
+            k.classify(&k.load("waw", "p1")),
+            KeyKind::Load {
+                region: "waw",
+                instance: "p1"
+            }
+        );
+        assert_eq!(k.classify(&k.audit(1, 2)), KeyKind::Audit);
+        assert_eq!(k.classify("/m/overrides/weights/"), KeyKind::Unknown);
+        assert_eq!(k.classify("/other/config"), KeyKind::Unknown);
+        assert!(Keys::new("meridian").is_err());
+        assert!(k.audit(5, 1) < k.audit(10, 0), "audit keys sort by time");
+    }
+
+    #[test]
+    fn decode_checks_the_schema_first() {
+        let doc = DrainOverride {
+            schema: 1,
+            author: "a".into(),
+            reason: "r".into(),
+            at_ms: 1,
+        };
+        assert_eq!(decode::<DrainOverride>(&encode(&doc)).unwrap(), doc);
+        assert!(decode::<DrainOverride>(b"{").unwrap_err().starts_with("not JSON"));
+        assert!(
+            decode::<DrainOverride>(br#"{"schema": 2}"#)
+                .unwrap_err()
+                .contains("schema version 2 is not supported")
+        );
+        assert!(
+            decode::<DrainOverride>(br#"{"author": "x"}"#)
+                .unwrap_err()
+                .contains("no schema version")
+        );
+        assert!(
+            decode::<DrainOverride>(br#"{"schema": 1}"#)
+                .unwrap_err()
+                .contains("malformed")
+        );
+        let drill = br#"{"schema":1,"region":"waw","mode":{"kind":"capacity","percent":50},"started_at_ms":1,"expires_at_ms":2,"author":"a","reason":"r"}"#;
+        assert_eq!(
+            decode::<DrillDoc>(drill).unwrap().mode,
+            DrillModeDoc::Capacity { percent: 50 }
+        );
+    }
+}

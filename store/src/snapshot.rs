@@ -1,0 +1,304 @@
+//! From the store to an immutable [`Snapshot`]: what a DNS query or a proxied request reads.
+//!
+//! [`SnapshotBuilder`] is pure: it holds the decoded documents under the prefix and assembles a snapshot
+//! from them. Documents are decoded once, when their key changes; a bad document (garbage, a schema
+//! version this build does not read, a reference to an unknown region) is reported in
+//! [`Snapshot::problems`] and skipped. An invalid configuration in the store does not replace a valid
+//! one: the last good configuration stays, with a problem saying so.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use meridian_config::Config;
+use meridian_steer::{Drill, DrillMode, RegionStates, Topology};
+
+use crate::kv::{Event, EventKind, KeyValue, Revision};
+use crate::schema::*;
+
+/// Where a snapshot's configuration came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// The store's `config` key, changed last at `revision`.
+    Store {
+        /// `mod_revision` of the config key.
+        revision: Revision,
+        /// Who applied it.
+        author: String,
+        /// When.
+        applied_at_ms: u64,
+    },
+    /// No configuration in the store (yet): the one this process was started with.
+    Bootstrap,
+}
+
+/// Everything a decision needs, as of one store revision. Immutable; replaced, never modified.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Store revision this reflects.
+    pub revision: Revision,
+    /// Compiled configuration.
+    pub topology: Arc<Topology>,
+    /// Where the configuration came from.
+    pub config_source: ConfigSource,
+    /// Region state for steering: overrides, drills and load applied. Health is left to the health
+    /// aggregation (issue 5), which reads `observations`.
+    pub states: RegionStates,
+    /// Every prober opinion: (target, vantage, observation).
+    pub observations: Vec<(String, String, HealthObservation)>,
+    /// Every load report: (region, instance, report).
+    pub loads: Vec<(String, String, LoadReport)>,
+    /// Every drill document, active or expired: (id, drill).
+    pub drills: Vec<(String, DrillDoc)>,
+    /// Operator drains in force: (region, who and why).
+    pub drains: Vec<(String, DrainOverride)>,
+    /// Operator weight overrides in force: (region, override).
+    pub weights: Vec<(String, WeightOverride)>,
+    /// Values that were skipped, and why (`/meridian/overrides/weights/waw: not JSON: ...`).
+    pub problems: Vec<String>,
+}
+
+/// A decoded document.
+#[derive(Clone, Debug)]
+enum Doc {
+    Config(ConfigDoc),
+    Weight(WeightOverride),
+    Drain(DrainOverride),
+    Drill(DrillDoc),
+    Health(HealthObservation),
+    Load(LoadReport),
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    kv: KeyValue,
+    doc: Result<Doc, String>,
+}
+
+/// The decoded contents of the prefix, kept current by applying watch events.
+#[derive(Clone, Debug)]
+pub struct SnapshotBuilder {
+    keys: Keys,
+    entries: BTreeMap<String, Entry>,
+    revision: Revision,
+    bootstrap: Option<Arc<Config>>,
+    /// The last configuration that validated, and its revision (0 = bootstrap): kept when a newer one is
+    /// invalid, and reused (not recompiled) while the config key does not change.
+    last_good: Option<(Revision, Arc<Topology>, ConfigSource)>,
+}
+
+impl SnapshotBuilder {
+    /// A builder for `keys`, falling back to `bootstrap` while the store holds no configuration.
+    pub fn new(keys: Keys, bootstrap: Option<Arc<Config>>) -> Self {
+        Self {
+            keys,
+            entries: BTreeMap::new(),
+            revision: 0,
+            bootstrap,
+            last_good: None,
+        }
+    }
+
+    /// The revision applied last.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    /// Replaces everything with a listing.
+    pub fn reset(&mut self, kvs: Vec<KeyValue>, revision: Revision) {
+        self.entries.clear();
+        for kv in kvs {
+            self.insert(kv);
+        }
+        self.revision = revision;
+    }
+
+    /// Applies watch events.
+    pub fn apply(&mut self, events: Vec<Event>, revision: Revision) {
+        for e in events {
+            match e.kind {
+                EventKind::Put => self.insert(e.kv),
+                EventKind::Delete => {
+                    self.entries.remove(&e.kv.key);
+                }
+            }
+        }
+        self.revision = self.revision.max(revision);
+    }
+
+    /// Confirms the builder is in sync up to `revision` (progress).
+    pub fn confirm(&mut self, revision: Revision) {
+        self.revision = self.revision.max(revision);
+    }
+
+    /// The raw key-values (for the snapshot cache file).
+    pub fn key_values(&self) -> impl Iterator<Item = &KeyValue> {
+        self.entries.values().map(|e| &e.kv)
+    }
+
+    fn insert(&mut self, kv: KeyValue) {
+        let doc = match self.keys.classify(&kv.key) {
+            // The audit log only grows and no decision reads it: not kept in memory.
+            KeyKind::Audit => return,
+            KeyKind::Config => decode(&kv.value).map(Doc::Config),
+            KeyKind::Weight(_) => decode(&kv.value).map(Doc::Weight),
+            KeyKind::Drain(_) => decode(&kv.value).map(Doc::Drain),
+            KeyKind::Drill(_) => decode(&kv.value).map(Doc::Drill),
+            KeyKind::Health { .. } => decode(&kv.value).map(Doc::Health),
+            KeyKind::Load { .. } => decode(&kv.value).map(Doc::Load),
+            KeyKind::Unknown => Err("unknown key (not part of schema 1)".to_owned()),
+        };
+        self.entries.insert(kv.key.clone(), Entry { kv, doc });
+    }
+
+    /// Assembles a snapshot; `None` while there is no configuration at all (none in the store, none to
+    /// start with).
+    pub fn build(&mut self) -> Option<Snapshot> {
+        let mut problems = Vec::new();
+        let topology = self.topology(&mut problems)?;
+        let (topology, config_source) = (topology.0, topology.1);
+        let config = topology.config().clone();
+        let mut states = RegionStates::initial(&config);
+        let mut observations = Vec::new();
+        let mut loads = Vec::new();
+        let mut drills = Vec::new();
+        let mut drains = Vec::new();
+        let mut weights = Vec::new();
+        let mut load_sum: BTreeMap<&str, (u32, Option<u32>)> = BTreeMap::new();
+
+        for (key, entry) in &self.entries {
+            let doc = match &entry.doc {
+                Ok(d) => d,
+                Err(e) => {
+                    problems.push(format!("{key}: {e}"));
+                    continue;
+                }
+            };
+            let kind = self.keys.classify(key);
+            let region_index = |region: &str, problems: &mut Vec<String>| {
+                let idx = topology.region_index(region);
+                if idx.is_none() {
+                    problems.push(format!(
+                        "{key}: unknown region {region:?} in the current configuration"
+                    ));
+                }
+                idx
+            };
+            match (kind, doc) {
+                (KeyKind::Config, Doc::Config(_)) => {}
+                (KeyKind::Weight(region), Doc::Weight(w)) => {
+                    if w.weight > meridian_config::MAX_WEIGHT {
+                        problems.push(format!(
+                            "{key}: weight {} is above {}",
+                            w.weight,
+                            meridian_config::MAX_WEIGHT
+                        ));
+                    } else if let Some(s) =
+                        region_index(region, &mut problems).and_then(|i| states.get_mut(i))
+                    {
+                        s.weight = w.weight;
+                        weights.push((region.to_owned(), w.clone()));
+                    }
+                }
+                (KeyKind::Drain(region), Doc::Drain(d)) => {
+                    if let Some(s) = region_index(region, &mut problems).and_then(|i| states.get_mut(i)) {
+                        s.drained = true;
+                        drains.push((region.to_owned(), d.clone()));
+                    }
+                }
+                (KeyKind::Drill(id), Doc::Drill(d)) => {
+                    if let Some(s) = region_index(&d.region, &mut problems).and_then(|i| states.get_mut(i)) {
+                        let mode = match d.mode {
+                            DrillModeDoc::Down => DrillMode::Down,
+                            DrillModeDoc::Drain => DrillMode::Drain,
+                            DrillModeDoc::Capacity { percent } => DrillMode::Capacity {
+                                percent: percent.min(100),
+                            },
+                        };
+                        s.drills.push(Drill {
+                            id: id.to_owned(),
+                            mode,
+                            expires_at_ms: d.expires_at_ms,
+                        });
+                    }
+                    drills.push((id.to_owned(), d.clone()));
+                }
+                (KeyKind::Health { target, vantage }, Doc::Health(h)) => {
+                    observations.push((target.to_owned(), vantage.to_owned(), h.clone()));
+                }
+                (KeyKind::Load { region, instance }, Doc::Load(l)) => {
+                    if region_index(region, &mut problems).is_some() {
+                        let sum = load_sum.entry(region).or_insert((0, None));
+                        sum.0 = sum.0.saturating_add(l.in_flight);
+                        if let Some(c) = l.capacity {
+                            sum.1 = Some(sum.1.unwrap_or(0).saturating_add(c));
+                        }
+                    }
+                    loads.push((region.to_owned(), instance.to_owned(), l.clone()));
+                }
+                _ => problems.push(format!("{key}: document does not match its key")),
+            }
+        }
+        for (region, (in_flight, capacity)) in load_sum {
+            if let Some(s) = topology.region_index(region).and_then(|i| states.get_mut(i)) {
+                s.in_flight = Some(in_flight);
+                if let Some(c) = capacity.filter(|c| *c > 0) {
+                    s.capacity = c;
+                }
+            }
+        }
+        Some(Snapshot {
+            revision: self.revision,
+            topology,
+            config_source,
+            states,
+            observations,
+            loads,
+            drills,
+            drains,
+            weights,
+            problems,
+        })
+    }
+
+    /// The topology to use: the store's configuration if valid, else the last good one, else bootstrap.
+    fn topology(&mut self, problems: &mut Vec<String>) -> Option<(Arc<Topology>, ConfigSource)> {
+        let key = self.keys.config();
+        match self.entries.get(&key) {
+            Some(Entry {
+                kv,
+                doc: Ok(Doc::Config(doc)),
+            }) => {
+                if let Some((rev, topo, source)) = &self.last_good
+                    && *rev == kv.mod_revision
+                {
+                    return Some((topo.clone(), source.clone()));
+                }
+                match Config::from_toml_str(&doc.toml) {
+                    Ok(config) => {
+                        let topo = Arc::new(Topology::new(Arc::new(config)));
+                        let source = ConfigSource::Store {
+                            revision: kv.mod_revision,
+                            author: doc.author.clone(),
+                            applied_at_ms: doc.applied_at_ms,
+                        };
+                        self.last_good = Some((kv.mod_revision, topo.clone(), source.clone()));
+                        return Some((topo, source));
+                    }
+                    Err(e) => problems.push(format!(
+                        "{key}: the configuration at revision {} is invalid, keeping the last good one: {e}",
+                        kv.mod_revision
+                    )),
+                }
+            }
+            // Decode errors are reported with the other entries.
+            Some(_) | None => {}
+        }
+        if let Some((_, topo, source)) = &self.last_good {
+            return Some((topo.clone(), source.clone()));
+        }
+        let config = self.bootstrap.clone()?;
+        let topo = Arc::new(Topology::new(config));
+        self.last_good = Some((0, topo.clone(), ConfigSource::Bootstrap));
+        Some((topo, ConfigSource::Bootstrap))
+    }
+}

@@ -1,0 +1,414 @@
+//! The snapshot watcher: keeps an up-to-date [`Snapshot`] of the store in memory, swapped atomically, for
+//! hot paths to read without ever touching the store.
+//!
+//! It lists the prefix, then watches from the listing's revision + 1. A watch that fails is resumed from
+//! the last revision seen (nothing is lost: etcd replays history); a watch that lands on compacted history
+//! re-lists. While the store is unreachable the last snapshot keeps being served — losing sight of the
+//! store is never "everything is down" — and the staleness (time since the last confirmed sync: a listing,
+//! events, or a progress notification) grows, exported as `meridian_state_staleness_seconds`. With a cache
+//! file, every sync is also written to disk (atomically, at most once a second), and a process started
+//! while the store is unreachable serves from it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use meridian_config::Config;
+use prometheus::{Gauge, IntGauge, Registry};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::embedded::{PersistedKv, write_atomically};
+use crate::kv::{KeyValue, KvStore, Revision, StoreError, WatchMessage};
+use crate::schema::Keys;
+use crate::snapshot::{Snapshot, SnapshotBuilder};
+
+/// How a watcher behaves.
+#[derive(Clone, Debug)]
+pub struct WatcherOptions {
+    /// Key layout (prefix).
+    pub keys: Keys,
+    /// Configuration to use while the store has none.
+    pub bootstrap: Option<Arc<Config>>,
+    /// Where to keep a copy of the last synced state, to serve from after a restart during an outage.
+    pub cache_file: Option<PathBuf>,
+    /// A watch that hears nothing for this long asks for progress; twice this, and it is considered lost.
+    pub progress_interval: Duration,
+    /// Longest wait between reconnection attempts (backoff starts at 50 ms and doubles).
+    pub max_backoff: Duration,
+    /// Where to register the watcher's metrics (`None`: not exported).
+    pub registry: Option<Registry>,
+}
+
+impl WatcherOptions {
+    /// Defaults: progress every second, backoff up to 2 s, no cache file, no metrics.
+    pub fn new(keys: Keys) -> Self {
+        Self {
+            keys,
+            bootstrap: None,
+            cache_file: None,
+            progress_interval: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(2),
+            registry: None,
+        }
+    }
+}
+
+struct Metrics {
+    staleness: Gauge,
+    revision: IntGauge,
+    connected: IntGauge,
+    problems: IntGauge,
+}
+
+impl Metrics {
+    fn new(registry: Option<&Registry>) -> Self {
+        let staleness = Gauge::new(
+            "meridian_state_staleness_seconds",
+            "Seconds since the state snapshot was last confirmed in sync with the store",
+        );
+        let revision = IntGauge::new(
+            "meridian_state_revision",
+            "Store revision of the current state snapshot",
+        );
+        let connected = IntGauge::new(
+            "meridian_state_connected",
+            "1 while the state store answers, 0 otherwise",
+        );
+        let problems = IntGauge::new(
+            "meridian_state_bad_values",
+            "Values in the store skipped as unreadable or invalid",
+        );
+        // Metric names and help texts are constants: construction cannot fail.
+        let (Ok(staleness), Ok(revision), Ok(connected), Ok(problems)) =
+            (staleness, revision, connected, problems)
+        else {
+            unreachable!("constant metric definitions are valid")
+        };
+        if let Some(r) = registry {
+            // Registering twice in one registry (two watchers) is refused; the first one's metrics stand.
+            let _ = r.register(Box::new(staleness.clone()));
+            let _ = r.register(Box::new(revision.clone()));
+            let _ = r.register(Box::new(connected.clone()));
+            let _ = r.register(Box::new(problems.clone()));
+        }
+        Self {
+            staleness,
+            revision,
+            connected,
+            problems,
+        }
+    }
+}
+
+struct Shared {
+    current: ArcSwapOption<Snapshot>,
+    started: Instant,
+    /// Milliseconds after `started` of the last confirmed sync.
+    last_sync_ms: AtomicU64,
+    synced_once: AtomicBool,
+    connected: AtomicBool,
+    revision: watch::Sender<Revision>,
+    metrics: Metrics,
+}
+
+impl Shared {
+    fn mark_synced(&self, revision: Revision) {
+        self.last_sync_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.synced_once.store(true, Ordering::Relaxed);
+        self.connected.store(true, Ordering::Relaxed);
+        self.metrics.connected.set(1);
+        self.metrics.revision.set(revision);
+        self.revision.send_if_modified(|r| {
+            let newer = revision > *r;
+            *r = (*r).max(revision);
+            newer
+        });
+    }
+
+    fn mark_disconnected(&self) {
+        self.connected.store(false, Ordering::Relaxed);
+        self.metrics.connected.set(0);
+    }
+
+    fn staleness(&self) -> Duration {
+        if !self.synced_once.load(Ordering::Relaxed) {
+            return self.started.elapsed();
+        }
+        let now = self.started.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_sync_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// A running watcher. Dropping it stops the task.
+pub struct SnapshotWatcher {
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+    gauge_task: JoinHandle<()>,
+}
+
+impl SnapshotWatcher {
+    /// Starts watching. Returns at once; [`SnapshotWatcher::snapshot`] is `None` until the first sync (or
+    /// the cache file, or the bootstrap configuration) provides one.
+    pub fn spawn(store: Arc<dyn KvStore>, options: WatcherOptions) -> Self {
+        let (revision, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            current: ArcSwapOption::empty(),
+            started: Instant::now(),
+            last_sync_ms: AtomicU64::new(0),
+            synced_once: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
+            revision,
+            metrics: Metrics::new(options.registry.as_ref()),
+        });
+        let gauge_shared = shared.clone();
+        let gauge_task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                gauge_shared
+                    .metrics
+                    .staleness
+                    .set(gauge_shared.staleness().as_secs_f64());
+            }
+        });
+        let task = tokio::spawn(run(store, options, shared.clone()));
+        Self {
+            shared,
+            task,
+            gauge_task,
+        }
+    }
+
+    /// The current snapshot: one atomic load, no lock, no I/O.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.shared.current.load_full()
+    }
+
+    /// Time since the snapshot was last confirmed in sync with the store.
+    pub fn staleness(&self) -> Duration {
+        self.shared.staleness()
+    }
+
+    /// Whether the store answered last time it was asked.
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Relaxed)
+    }
+
+    /// The highest revision the snapshot is known to be in sync with, as a channel to await changes on.
+    pub fn revisions(&self) -> watch::Receiver<Revision> {
+        self.shared.revision.subscribe()
+    }
+
+    /// Waits until the snapshot reflects `revision` (or later); false on timeout.
+    pub async fn wait_for(&self, revision: Revision, timeout: Duration) -> bool {
+        let mut rx = self.revisions();
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+impl Drop for SnapshotWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.gauge_task.abort();
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CacheFile {
+    format: u32,
+    prefix: String,
+    revision: Revision,
+    written_at_ms: u64,
+    kvs: Vec<PersistedKv>,
+}
+
+fn read_cache(path: &PathBuf, keys: &Keys) -> Result<(Vec<KeyValue>, Revision), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cache: CacheFile = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    if cache.format != 1 || cache.prefix != keys.prefix() {
+        return Err(format!(
+            "{}: not a cache of prefix {}",
+            path.display(),
+            keys.prefix()
+        ));
+    }
+    let kvs = cache
+        .kvs
+        .into_iter()
+        .map(PersistedKv::into_kv)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((kvs, cache.revision))
+}
+
+fn write_cache(path: &PathBuf, keys: &Keys, builder: &SnapshotBuilder) -> Result<(), StoreError> {
+    let cache = CacheFile {
+        format: 1,
+        prefix: keys.prefix().to_owned(),
+        revision: builder.revision(),
+        written_at_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        kvs: builder.key_values().map(PersistedKv::from_kv).collect(),
+    };
+    let bytes = serde_json::to_vec(&cache).map_err(|e| StoreError::Storage(e.to_string()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let name = path.file_name().map_or_else(
+        || "snapshot-cache.json".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    write_atomically(&dir, &name, &bytes)
+}
+
+struct Publisher {
+    shared: Arc<Shared>,
+    options: WatcherOptions,
+    cache_dirty: bool,
+    cache_written: Option<Instant>,
+}
+
+impl Publisher {
+    fn publish(&mut self, builder: &mut SnapshotBuilder) {
+        if let Some(snapshot) = builder.build() {
+            for p in &snapshot.problems {
+                tracing::warn!(problem = %p, "state store value skipped");
+            }
+            self.shared.metrics.problems.set(snapshot.problems.len() as i64);
+            self.shared.current.store(Some(Arc::new(snapshot)));
+        }
+        self.cache_dirty = true;
+    }
+
+    fn maybe_write_cache(&mut self, builder: &SnapshotBuilder) {
+        let Some(path) = &self.options.cache_file else {
+            return;
+        };
+        if !self.cache_dirty
+            || self
+                .cache_written
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        match write_cache(path, &self.options.keys, builder) {
+            Ok(()) => {
+                self.cache_dirty = false;
+                self.cache_written = Some(Instant::now());
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot write the snapshot cache file"),
+        }
+    }
+}
+
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(self.max);
+    }
+
+    fn reset(&mut self) {
+        self.next = Duration::from_millis(50);
+    }
+}
+
+async fn run(store: Arc<dyn KvStore>, options: WatcherOptions, shared: Arc<Shared>) {
+    let keys = options.keys.clone();
+    let prefix = keys.prefix().to_owned();
+    let progress = options.progress_interval;
+    let mut builder = SnapshotBuilder::new(keys.clone(), options.bootstrap.clone());
+    let mut backoff = Backoff {
+        next: Duration::from_millis(50),
+        max: options.max_backoff,
+    };
+    let mut publisher = Publisher {
+        shared: shared.clone(),
+        options,
+        cache_dirty: false,
+        cache_written: None,
+    };
+
+    // Serve what we knew before, while we find out what is true now.
+    if let Some(path) = publisher.options.cache_file.clone() {
+        match read_cache(&path, &keys) {
+            Ok((kvs, revision)) => {
+                builder.reset(kvs, revision);
+                publisher.publish(&mut builder);
+                publisher.cache_dirty = false;
+            }
+            Err(e) => tracing::info!(error = %e, "no usable snapshot cache"),
+        }
+    }
+    if shared.current.load().is_none() {
+        // Nothing cached: the bootstrap configuration (if any) serves until the store answers.
+        publisher.publish(&mut builder);
+    }
+
+    'relist: loop {
+        let listing = match store.list(&prefix).await {
+            Ok(l) => l,
+            Err(e) => {
+                shared.mark_disconnected();
+                tracing::warn!(store = %store.describe(), error = %e, "cannot list the state store; serving the last snapshot");
+                backoff.wait().await;
+                continue 'relist;
+            }
+        };
+        builder.reset(listing.kvs, listing.revision);
+        publisher.publish(&mut builder);
+        shared.mark_synced(builder.revision());
+        publisher.maybe_write_cache(&builder);
+        backoff.reset();
+
+        loop {
+            let mut stream = match store.watch(&prefix, builder.revision() + 1, progress).await {
+                Ok(s) => s,
+                Err(StoreError::Compacted { .. }) => continue 'relist,
+                Err(e) => {
+                    shared.mark_disconnected();
+                    tracing::warn!(error = %e, "cannot watch the state store; retrying");
+                    backoff.wait().await;
+                    continue;
+                }
+            };
+            loop {
+                match stream.next().await {
+                    Ok(WatchMessage::Events { revision, events }) => {
+                        builder.apply(events, revision);
+                        publisher.publish(&mut builder);
+                        shared.mark_synced(builder.revision());
+                        backoff.reset();
+                    }
+                    Ok(WatchMessage::Progress { revision }) => {
+                        builder.confirm(revision);
+                        shared.mark_synced(builder.revision());
+                    }
+                    Err(StoreError::Compacted { .. }) => {
+                        tracing::info!("watch fell behind compaction; re-listing");
+                        continue 'relist;
+                    }
+                    Err(e) => {
+                        shared.mark_disconnected();
+                        tracing::warn!(error = %e, revision = builder.revision(), "state store watch lost; resuming");
+                        backoff.wait().await;
+                        break;
+                    }
+                }
+                publisher.maybe_write_cache(&builder);
+            }
+        }
+    }
+}
