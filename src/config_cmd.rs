@@ -1,9 +1,16 @@
-//! `meridian config ...`: operator commands on configuration files.
+//! `meridian config ...`: check a file; read, diff and apply the configuration held by the state store.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use anyhow::{Context, bail};
+use meridian_config::calendar::utc_datetime_ms;
 use meridian_config::{Config, ConfigError};
+use meridian_store::{ApplyOutcome, ConfigDocError, StoredConfig, apply_config, read_config};
+use similar::TextDiff;
+
+use crate::store_args::StoreArgs;
 
 /// `meridian config check FILE`: validates and prints every problem, one per line, `FILE: path: message`.
 pub(crate) fn check(file: &Path) -> anyhow::Result<ExitCode> {
@@ -20,8 +27,18 @@ pub(crate) fn check(file: &Path) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(ConfigError::Invalid(problems)) => {
-            for p in &problems {
+        Err(e) => {
+            report_invalid(file, &e)?;
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Prints validation or syntax problems; other errors (unreadable file) are returned.
+fn report_invalid(file: &Path, e: &ConfigError) -> anyhow::Result<()> {
+    match e {
+        ConfigError::Invalid(problems) => {
+            for p in problems {
                 eprintln!("{}: {p}", file.display());
             }
             eprintln!(
@@ -29,12 +46,181 @@ pub(crate) fn check(file: &Path) -> anyhow::Result<ExitCode> {
                 file.display(),
                 problems.len()
             );
+            Ok(())
+        }
+        ConfigError::Syntax { .. } => {
+            eprintln!("{}: {e}", file.display());
+            Ok(())
+        }
+        ConfigError::Read { .. } => bail!("{e}"),
+    }
+}
+
+fn describe(c: &StoredConfig) -> String {
+    format!(
+        "revision {}, applied by {} at {}",
+        c.revision,
+        c.doc.author,
+        utc_datetime_ms(c.doc.applied_at_ms)
+    )
+}
+
+fn diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
+    TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(old_name, new_name)
+        .to_string()
+}
+
+fn read_file(file: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+}
+
+/// `meridian config get`: the stored configuration on stdout (exactly as applied), its revision on stderr.
+pub(crate) async fn get(store: &StoreArgs) -> anyhow::Result<ExitCode> {
+    let kv = store.open()?;
+    let keys = store.keys()?;
+    match read_config(kv.as_ref(), &keys).await? {
+        Some(c) => {
+            eprintln!("# {} ({})", describe(&c), kv.describe());
+            print!("{}", c.doc.toml);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!(
+                "no configuration in {} under {} (apply one with: meridian config apply FILE)",
+                kv.describe(),
+                keys.prefix()
+            );
             Ok(ExitCode::FAILURE)
         }
-        Err(e @ ConfigError::Syntax { .. }) => {
-            eprintln!("{}: {e}", file.display());
+    }
+}
+
+/// `meridian config diff FILE`: what applying FILE would change.
+pub(crate) async fn diff_cmd(file: &Path, exit_code: bool, store: &StoreArgs) -> anyhow::Result<ExitCode> {
+    let text = read_file(file)?;
+    let kv = store.open()?;
+    let current = read_config(kv.as_ref(), &store.keys()?).await?;
+    let (old, old_name) = match &current {
+        Some(c) => (c.doc.toml.as_str(), format!("stored ({})", describe(c))),
+        None => ("", "stored (none)".to_owned()),
+    };
+    if old == text {
+        eprintln!(
+            "no differences: {} matches the stored configuration",
+            file.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", diff(old, &text, &old_name, &file.display().to_string()));
+    Ok(if exit_code {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Arguments of `meridian config apply`.
+#[derive(clap::Args)]
+pub(crate) struct ApplyArgs {
+    /// The configuration file to make the desired configuration.
+    file: PathBuf,
+    /// Apply only if the stored configuration is still at this revision (the one `config get` or
+    /// `config diff` showed you). Without it, the revision read just before applying.
+    #[arg(long, value_name = "REVISION")]
+    expect_revision: Option<i64>,
+    /// Who is applying, for the audit log [default: $USER@hostname].
+    #[arg(long, value_name = "NAME")]
+    author: Option<String>,
+    /// Validate and show the diff, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// `meridian config apply FILE`: validate, show the diff, compare-and-swap, audit.
+pub(crate) async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let text = read_file(&args.file)?;
+    if let Err(e) = Config::from_toml_str(&text) {
+        report_invalid(&args.file, &e)?;
+        return Ok(ExitCode::FAILURE);
+    }
+    let kv = args.store.open()?;
+    let keys = args.store.keys()?;
+    let current = read_config(kv.as_ref(), &keys).await?;
+    let current_rev = current.as_ref().map_or(0, |c| c.revision);
+    let expected = args.expect_revision.unwrap_or(current_rev);
+    let old = current.as_ref().map_or("", |c| c.doc.toml.as_str());
+    let name = args.file.display().to_string();
+    let old_name = current.as_ref().map_or("stored (none)".to_owned(), |c| {
+        format!("stored ({})", describe(c))
+    });
+    // A stale --expect-revision is reported as a conflict below, with the diff against what is there now.
+    if old != text && expected == current_rev {
+        print!("{}", diff(old, &text, &old_name, &name));
+    }
+    if args.dry_run {
+        eprintln!("dry run: {} is valid; nothing was written", args.file.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let author = args.author.clone().unwrap_or_else(default_author);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    match apply_config(kv.as_ref(), &keys, &text, Some(expected), &author, now_ms).await {
+        Ok(ApplyOutcome::Applied { revision, previous }) => {
+            let was = previous.map_or("none".to_owned(), |p| format!("revision {}", p.revision));
+            eprintln!(
+                "applied {} as revision {revision} (was {was}) to {}",
+                args.file.display(),
+                kv.describe()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(ApplyOutcome::Unchanged { revision }) => {
+            eprintln!(
+                "unchanged: the stored configuration (revision {revision}) already matches {}",
+                args.file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(ApplyOutcome::Conflict { expected, current }) => {
+            let now = current.as_ref().map_or("no configuration".to_owned(), describe);
+            eprintln!(
+                "conflict: the stored configuration changed since revision {expected}; it is now {now}. Nothing was \
+                 written. What applying {} would now change:",
+                args.file.display()
+            );
+            let cur = current.as_ref().map_or("", |c| c.doc.toml.as_str());
+            let cur_name = current.as_ref().map_or("stored (none)".to_owned(), |c| {
+                format!("stored ({})", describe(c))
+            });
+            print!("{}", diff(cur, &text, &cur_name, &name));
+            eprintln!(
+                "review, then re-run with --expect-revision {}",
+                current.map_or(0, |c| c.revision)
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Err(ConfigDocError::Invalid(e)) => {
+            report_invalid(&args.file, &e)?;
             Ok(ExitCode::FAILURE)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+fn default_author() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    if host.is_empty() {
+        user
+    } else {
+        format!("{user}@{host}")
     }
 }

@@ -9,6 +9,7 @@
 mod config_cmd;
 mod explain;
 mod simulate;
+mod store_args;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,29 @@ enum Command {
 enum ConfigCommand {
     /// Validate a configuration file; print every problem with its path; exit non-zero if there is any.
     Check(CheckArgs),
+    /// Print the configuration held by the state store (its revision on stderr).
+    Get(GetArgs),
+    /// Show what applying FILE would change in the stored configuration.
+    Diff(DiffArgs),
+    /// Validate FILE and make it the stored configuration, by compare-and-swap, with an audit record.
+    Apply(Box<config_cmd::ApplyArgs>),
+}
+
+#[derive(Args)]
+struct GetArgs {
+    #[command(flatten)]
+    store: store_args::StoreArgs,
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    /// The configuration file to compare with the stored one.
+    file: PathBuf,
+    /// Exit 1 when there are differences (for scripts).
+    #[arg(long)]
+    exit_code: bool,
+    #[command(flatten)]
+    store: store_args::StoreArgs,
 }
 
 #[derive(Args)]
@@ -46,8 +70,20 @@ struct CheckArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let result = match cli.command {
         Command::Config(ConfigCommand::Check(args)) => config_cmd::check(&args.file),
+        Command::Config(ConfigCommand::Get(args)) => block_on(config_cmd::get(&args.store)),
+        Command::Config(ConfigCommand::Diff(args)) => {
+            block_on(config_cmd::diff_cmd(&args.file, args.exit_code, &args.store))
+        }
+        Command::Config(ConfigCommand::Apply(args)) => block_on(config_cmd::apply(&args)),
         Command::Explain(args) => explain::run(&args),
     };
     match result {
@@ -57,4 +93,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs an async command on a runtime made for it (one-shot commands need no long-lived runtime).
+fn block_on<F: Future<Output = anyhow::Result<ExitCode>>>(f: F) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(f)
 }

@@ -201,7 +201,7 @@ impl GeoDb {
             "{origin} ({}, IPv{}, built {})",
             m.database_type,
             m.ip_version,
-            civil_date(m.build_epoch)
+            meridian_config::calendar::utc_date(m.build_epoch)
         );
         Ok(Self { reader, description })
     }
@@ -242,20 +242,6 @@ impl GeoDb {
         let location = interpret(&record).ok_or(UnknownReason::NotInDatabase);
         Located { location, prefix_len }
     }
-}
-
-/// `YYYY-MM-DD` of a Unix time (UTC), without a calendar dependency (Howard Hinnant's days-to-civil).
-fn civil_date(epoch_seconds: u64) -> String {
-    let z = (epoch_seconds / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
 }
 
 fn interpret(r: &Record<'_>) -> Option<GeoLocation> {
@@ -300,14 +286,4 @@ fn plausible(lat: f64, lon: f64) -> bool {
         && lat.abs() <= 90.0
         && lon.abs() <= 180.0
         && !(lat == 0.0 && lon == 0.0)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn civil_dates() {
-        assert_eq!(super::civil_date(0), "1970-01-01");
-        assert_eq!(super::civil_date(951_782_400), "2000-02-29");
-        assert_eq!(super::civil_date(1_780_345_978), "2026-06-01");
-    }
 }

@@ -6,5 +6,6 @@
 
 mod architecture;
 mod config_check;
+mod config_store;
 mod explain;
 mod support;
