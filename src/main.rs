@@ -38,9 +38,9 @@ enum ConfigCommand {
     /// Validate a configuration file; print every problem with its path; exit non-zero if there is any.
     Check(CheckArgs),
     /// Print the configuration held by the state store (its revision on stderr).
-    Get(GetArgs),
+    Get(Box<GetArgs>),
     /// Show what applying FILE would change in the stored configuration.
-    Diff(DiffArgs),
+    Diff(Box<DiffArgs>),
     /// Validate FILE and make it the stored configuration, by compare-and-swap, with an audit record.
     Apply(Box<config_cmd::ApplyArgs>),
 }

@@ -245,10 +245,11 @@ impl Inner {
                         Some(kv) => (kv.create_revision, kv.version + 1, kv.lease),
                         None => (revision, 1, 0),
                     };
-                    if old_lease != 0 && old_lease != lease {
-                        if let Some(l) = self.leases.get_mut(&old_lease) {
-                            l.keys.remove(&key);
-                        }
+                    if old_lease != 0
+                        && old_lease != lease
+                        && let Some(l) = self.leases.get_mut(&old_lease)
+                    {
+                        l.keys.remove(&key);
                     }
                     if let Some(l) = self.leases.get_mut(&lease) {
                         l.keys.insert(key.clone());

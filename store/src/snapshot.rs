@@ -263,35 +263,33 @@ impl SnapshotBuilder {
     /// The topology to use: the store's configuration if valid, else the last good one, else bootstrap.
     fn topology(&mut self, problems: &mut Vec<String>) -> Option<(Arc<Topology>, ConfigSource)> {
         let key = self.keys.config();
-        match self.entries.get(&key) {
-            Some(Entry {
-                kv,
-                doc: Ok(Doc::Config(doc)),
-            }) => {
-                if let Some((rev, topo, source)) = &self.last_good
-                    && *rev == kv.mod_revision
-                {
-                    return Some((topo.clone(), source.clone()));
-                }
-                match Config::from_toml_str(&doc.toml) {
-                    Ok(config) => {
-                        let topo = Arc::new(Topology::new(Arc::new(config)));
-                        let source = ConfigSource::Store {
-                            revision: kv.mod_revision,
-                            author: doc.author.clone(),
-                            applied_at_ms: doc.applied_at_ms,
-                        };
-                        self.last_good = Some((kv.mod_revision, topo.clone(), source.clone()));
-                        return Some((topo, source));
-                    }
-                    Err(e) => problems.push(format!(
-                        "{key}: the configuration at revision {} is invalid, keeping the last good one: {e}",
-                        kv.mod_revision
-                    )),
-                }
+        // A config key that does not decode is reported with the other entries.
+        if let Some(Entry {
+            kv,
+            doc: Ok(Doc::Config(doc)),
+        }) = self.entries.get(&key)
+        {
+            if let Some((rev, topo, source)) = &self.last_good
+                && *rev == kv.mod_revision
+            {
+                return Some((topo.clone(), source.clone()));
             }
-            // Decode errors are reported with the other entries.
-            Some(_) | None => {}
+            match Config::from_toml_str(&doc.toml) {
+                Ok(config) => {
+                    let topo = Arc::new(Topology::new(Arc::new(config)));
+                    let source = ConfigSource::Store {
+                        revision: kv.mod_revision,
+                        author: doc.author.clone(),
+                        applied_at_ms: doc.applied_at_ms,
+                    };
+                    self.last_good = Some((kv.mod_revision, topo.clone(), source.clone()));
+                    return Some((topo, source));
+                }
+                Err(e) => problems.push(format!(
+                    "{key}: the configuration at revision {} is invalid, keeping the last good one: {e}",
+                    kv.mod_revision
+                )),
+            }
         }
         if let Some((_, topo, source)) = &self.last_good {
             return Some((topo.clone(), source.clone()));

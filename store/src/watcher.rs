@@ -9,7 +9,7 @@
 //! file, every sync is also written to disk (atomically, at most once a second), and a process started
 //! while the store is unreachable serves from it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -229,7 +229,7 @@ struct CacheFile {
     kvs: Vec<PersistedKv>,
 }
 
-fn read_cache(path: &PathBuf, keys: &Keys) -> Result<(Vec<KeyValue>, Revision), String> {
+fn read_cache(path: &Path, keys: &Keys) -> Result<(Vec<KeyValue>, Revision), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let cache: CacheFile = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     if cache.format != 1 || cache.prefix != keys.prefix() {
@@ -247,7 +247,7 @@ fn read_cache(path: &PathBuf, keys: &Keys) -> Result<(Vec<KeyValue>, Revision), 
     Ok((kvs, cache.revision))
 }
 
-fn write_cache(path: &PathBuf, keys: &Keys, builder: &SnapshotBuilder) -> Result<(), StoreError> {
+fn write_cache(path: &Path, keys: &Keys, builder: &SnapshotBuilder) -> Result<(), StoreError> {
     let cache = CacheFile {
         format: 1,
         prefix: keys.prefix().to_owned(),

@@ -266,7 +266,7 @@ async fn etcd_outage_keeps_the_last_snapshot_and_loses_no_update() {
         last = store.put(&keys().weight("fra"), weight(i), None).await.unwrap();
         store
             .put(
-                &keys().weight(&format!("{}", ["waw", "lon", "sbg", "gra"][i as usize % 4])),
+                &keys().weight(["waw", "lon", "sbg", "gra"][i as usize % 4]),
                 weight(i + 1),
                 None,
             )
