@@ -33,7 +33,15 @@ const STATE_FILE: &str = "state.json";
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Mutex<Inner>>,
+    /// Shared by the handles only (never by background tasks or watch streams), so the data directory's
+    /// lock is released exactly when the last handle is dropped.
+    open: Arc<OpenHandle>,
     description: String,
+}
+
+struct OpenHandle {
+    /// The OS lock on this file keeps other processes (and other opens) out of the data directory.
+    _lock: Option<File>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -55,8 +63,6 @@ struct Subscriber {
 
 struct Persistence {
     dir: PathBuf,
-    /// Held for the store's lifetime: the OS lock on it keeps other processes out.
-    _lock: File,
 }
 
 struct Inner {
@@ -116,7 +122,7 @@ struct PersistedState {
 impl EmbeddedStore {
     /// A store that lives in memory only (tests, `explain`-style tools).
     pub fn in_memory() -> Self {
-        Self::from_inner(Inner::new(None), "embedded (in memory)".to_owned())
+        Self::from_inner(Inner::new(None), None, "embedded (in memory)".to_owned())
     }
 
     /// Opens (creating if needed) a store persisted in `dir`. Fails if another process holds the directory
@@ -138,10 +144,7 @@ impl EmbeddedStore {
                 lock_path.display()
             ))
         })?;
-        let mut inner = Inner::new(Some(Persistence {
-            dir: dir.to_owned(),
-            _lock: lock,
-        }));
+        let mut inner = Inner::new(Some(Persistence { dir: dir.to_owned() }));
         let path = dir.join(STATE_FILE);
         match fs::read(&path) {
             Ok(bytes) => {
@@ -169,19 +172,26 @@ impl EmbeddedStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(storage(&path, "read", &e)),
         }
-        Ok(Self::from_inner(inner, format!("embedded {}", dir.display())))
+        Ok(Self::from_inner(
+            inner,
+            Some(lock),
+            format!("embedded {}", dir.display()),
+        ))
     }
 
-    fn from_inner(inner: Inner, description: String) -> Self {
+    fn from_inner(inner: Inner, lock: Option<File>, description: String) -> Self {
         let store = Self {
             inner: Arc::new(Mutex::new(inner)),
+            open: Arc::new(OpenHandle { _lock: lock }),
             description,
         };
-        // Leases expire on their own, whoever holds the store. Outside a runtime (a synchronous tool),
+        // Leases expire on their own while the store is open. Outside a runtime (a synchronous tool),
         // expiry happens on the next operation instead.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let weak = Arc::downgrade(&store.inner);
-            handle.spawn(expire_leases(weak));
+            handle.spawn(expire_leases(
+                Arc::downgrade(&store.inner),
+                Arc::downgrade(&store.open),
+            ));
         }
         store
     }
@@ -195,10 +205,13 @@ impl EmbeddedStore {
     }
 }
 
-async fn expire_leases(inner: Weak<Mutex<Inner>>) {
+async fn expire_leases(inner: Weak<Mutex<Inner>>, open: Weak<OpenHandle>) {
     let mut tick = tokio::time::interval(LEASE_TICK);
     loop {
         tick.tick().await;
+        if open.strong_count() == 0 {
+            return;
+        }
         let Some(inner) = inner.upgrade() else { return };
         inner
             .lock()
