@@ -16,10 +16,16 @@ const EXAMPLE: &str = include_str!("../../examples/meridian.toml");
 
 async fn measure(store: Arc<dyn KvStore>, puts: usize, watchers: usize) -> Vec<Duration> {
     let keys = Keys::new(DEFAULT_PREFIX).unwrap();
-    apply_config(store.as_ref(), &keys, EXAMPLE, None, "bench", 1).await.unwrap();
-    let ws: Vec<SnapshotWatcher> =
-        (0..watchers).map(|_| SnapshotWatcher::spawn(store.clone(), WatcherOptions::new(keys.clone()))).collect();
-    let warm = store.put(&keys.weight("waw"), encode(&weight(1)), None).await.unwrap();
+    apply_config(store.as_ref(), &keys, EXAMPLE, None, "bench", 1)
+        .await
+        .unwrap();
+    let ws: Vec<SnapshotWatcher> = (0..watchers)
+        .map(|_| SnapshotWatcher::spawn(store.clone(), WatcherOptions::new(keys.clone())))
+        .collect();
+    let warm = store
+        .put(&keys.weight("waw"), encode(&weight(1)), None)
+        .await
+        .unwrap();
     for w in &ws {
         assert!(w.wait_for(warm, Duration::from_secs(10)).await, "watchers synced");
     }
@@ -27,9 +33,19 @@ async fn measure(store: Arc<dyn KvStore>, puts: usize, watchers: usize) -> Vec<D
     let mut samples = Vec::with_capacity(puts);
     for i in 0..puts {
         let start = Instant::now();
-        let rev = store.put(&keys.weight(regions[i % regions.len()]), encode(&weight(i as u32 % 1000)), None).await.unwrap();
+        let rev = store
+            .put(
+                &keys.weight(regions[i % regions.len()]),
+                encode(&weight(i as u32 % 1000)),
+                None,
+            )
+            .await
+            .unwrap();
         for w in &ws {
-            assert!(w.wait_for(rev, Duration::from_secs(5)).await, "put {i} reached every watcher");
+            assert!(
+                w.wait_for(rev, Duration::from_secs(5)).await,
+                "put {i} reached every watcher"
+            );
         }
         samples.push(start.elapsed());
     }
@@ -37,7 +53,13 @@ async fn measure(store: Arc<dyn KvStore>, puts: usize, watchers: usize) -> Vec<D
 }
 
 fn weight(w: u32) -> WeightOverride {
-    WeightOverride { schema: 1, weight: w, author: "bench".into(), reason: "bench".into(), at_ms: 0 }
+    WeightOverride {
+        schema: 1,
+        weight: w,
+        author: "bench".into(),
+        reason: "bench".into(),
+        at_ms: 0,
+    }
 }
 
 fn report(name: &str, mut s: Vec<Duration>) {
@@ -59,10 +81,16 @@ async fn main() {
     let puts = args.first().copied().unwrap_or(500);
     let watchers = args.get(1).copied().unwrap_or(4);
     println!("put -> snapshot in every one of {watchers} watchers (goal < 50 ms)");
-    report("embedded", measure(Arc::new(EmbeddedStore::in_memory()), puts, watchers).await);
+    report(
+        "embedded",
+        measure(Arc::new(EmbeddedStore::in_memory()), puts, watchers).await,
+    );
     // With a data directory every operator change is fsynced (state file and directory) before it counts.
     let dir = std::env::temp_dir().join(format!("meridian-bench-{}", std::process::id()));
-    report("embedded+disk", measure(Arc::new(EmbeddedStore::open(&dir).unwrap()), puts, watchers).await);
+    report(
+        "embedded+disk",
+        measure(Arc::new(EmbeddedStore::open(&dir).unwrap()), puts, watchers).await,
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let etcd = EtcdServer::start();
     let store = EtcdStore::new(EtcdOptions::new(vec![etcd.client_url.clone()])).unwrap();

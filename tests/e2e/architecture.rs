@@ -75,3 +75,23 @@ fn geoip_does_not_depend_on_steering() {
     let deps = normal_dependencies("meridian-geoip");
     assert!(!deps.contains(&"meridian-steer".to_owned()), "{deps:?}");
 }
+
+#[test]
+fn the_store_owns_no_serving_code_and_steering_knows_no_store() {
+    let deps = normal_dependencies("meridian-store");
+    for forbidden in [
+        "hickory-server",
+        "hickory-proto",
+        "pingora",
+        "pingora-core",
+        "maxminddb",
+        "meridian-dns",
+        "meridian-proxy",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == forbidden),
+            "meridian-store depends on {forbidden}: {deps:?}"
+        );
+    }
+    assert!(!normal_dependencies("meridian-steer").contains(&"meridian-store".to_owned()));
+}
