@@ -17,6 +17,7 @@ pub mod config_doc;
 pub mod embedded;
 pub mod etcd;
 pub mod kv;
+pub mod lease;
 pub mod schema;
 pub mod snapshot;
 #[cfg(feature = "testing")]
@@ -27,6 +28,7 @@ pub use config_doc::{ApplyOutcome, ConfigDocError, StoredConfig, apply_config, r
 pub use embedded::EmbeddedStore;
 pub use etcd::{EtcdOptions, EtcdStore};
 pub use kv::*;
+pub use lease::LeaseKeeper;
 pub use schema::{DEFAULT_PREFIX, Keys};
 pub use snapshot::{ConfigSource, Snapshot, SnapshotBuilder};
 pub use watcher::{SnapshotWatcher, WatcherOptions};

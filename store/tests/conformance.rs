@@ -179,6 +179,32 @@ macro_rules! battery {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_lease_keeper_keeps_keys_until_dropped() {
+                let (s, _g) = super::$backend().await;
+                let keeper = LeaseKeeper::start(s.clone(), Duration::from_secs(1)).await.unwrap();
+                s.put("/t/kept", b"x".to_vec(), Some(keeper.id())).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(3000)).await;
+                assert!(s.get("/t/kept").await.unwrap().is_some(), "alive after three TTLs");
+                drop(keeper);
+                wait_gone(&s, "/t/kept", Duration::from_secs(3)).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_lost_lease_is_granted_again_and_announced() {
+                let (s, _g) = super::$backend().await;
+                let keeper = LeaseKeeper::start(s.clone(), Duration::from_secs(1)).await.unwrap();
+                let first = keeper.id();
+                let mut announced = keeper.lease();
+                s.revoke_lease(first).await.unwrap();
+                tokio::time::timeout(Duration::from_secs(3), announced.changed()).await.expect("announced").unwrap();
+                let second = keeper.id();
+                assert_ne!(first, second);
+                s.put("/t/again", b"x".to_vec(), Some(second)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2000)).await;
+                assert!(s.get("/t/again").await.unwrap().is_some(), "the new lease is kept alive");
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn watching_compacted_history_fails_with_compacted() {
                 let (s, _g) = super::$backend().await;
                 let first = s.put("/t/c", b"1".to_vec(), None).await.unwrap();

@@ -1,0 +1,77 @@
+//! Keeping a lease alive for as long as its owner lives: probers attach their observations to one, proxies
+//! their load reports, so that when the owner dies its opinions vanish by themselves.
+//!
+//! The keeper refreshes the lease every third of its TTL. If the lease is lost anyway (the store was
+//! unreachable for longer than the TTL, or the lease was revoked), it grants a new one and announces its id
+//! on [`LeaseKeeper::lease`]: owners re-publish their keys under it. Dropping the keeper revokes the lease
+//! (best effort), deleting the owner's keys at once rather than at expiry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::kv::{KvStore, LeaseId, StoreError};
+
+/// A lease kept alive in the background.
+pub struct LeaseKeeper {
+    store: Arc<dyn KvStore>,
+    lease: watch::Receiver<LeaseId>,
+    task: JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    /// Grants a lease of `ttl` and keeps it alive.
+    pub async fn start(store: Arc<dyn KvStore>, ttl: Duration) -> Result<Self, StoreError> {
+        let first = store.grant_lease(ttl).await?;
+        let (tx, rx) = watch::channel(first);
+        let task = tokio::spawn(keep(store.clone(), ttl, tx));
+        Ok(Self {
+            store,
+            lease: rx,
+            task,
+        })
+    }
+
+    /// The current lease id (changes if the lease had to be granted again).
+    pub fn id(&self) -> LeaseId {
+        *self.lease.borrow()
+    }
+
+    /// A channel announcing new lease ids.
+    pub fn lease(&self) -> watch::Receiver<LeaseId> {
+        self.lease.clone()
+    }
+}
+
+async fn keep(store: Arc<dyn KvStore>, ttl: Duration, tx: watch::Sender<LeaseId>) {
+    let period = ttl / 3;
+    loop {
+        tokio::time::sleep(period).await;
+        let id = *tx.borrow();
+        match store.keep_alive(id).await {
+            Ok(()) => {}
+            Err(StoreError::LeaseNotFound(_)) => {
+                tracing::warn!(lease = id, "lease lost; granting a new one (owners re-publish)");
+                if let Ok(new) = store.grant_lease(ttl).await {
+                    let _ = tx.send(new);
+                }
+            }
+            // Unreachable store: keep trying every period; if it comes back within the TTL, nothing lost.
+            Err(e) => tracing::warn!(lease = id, error = %e, "cannot refresh lease"),
+        }
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
+        let (store, id) = (self.store.clone(), self.id());
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = store.revoke_lease(id).await;
+            });
+        }
+    }
+}
