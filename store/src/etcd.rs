@@ -162,6 +162,14 @@ fn map_err(e: etcd_client::Error) -> StoreError {
     }
 }
 
+/// etcd's "lease not found" does not say which lease; the caller knows.
+fn naming_lease(lease: LeaseId) -> impl Fn(StoreError) -> StoreError {
+    move |e| match e {
+        StoreError::LeaseNotFound(_) => StoreError::LeaseNotFound(lease),
+        e => e,
+    }
+}
+
 fn convert(kv: &etcd_client::KeyValue) -> KeyValue {
     KeyValue {
         key: String::from_utf8_lossy(kv.key()).into_owned(),
@@ -261,9 +269,9 @@ impl KvStore for EtcdStore {
         let resp = self
             .call(|mut c| async move { c.put(key, value, opts).await })
             .await
-            .map_err(|e| match (e, lease) {
-                (StoreError::LeaseNotFound(_), Some(l)) => StoreError::LeaseNotFound(l),
-                (e, _) => e,
+            .map_err(|e| match lease {
+                Some(l) => naming_lease(l)(e),
+                None => e,
             })?;
         Ok(resp.header().map_or(0, |h| h.revision()))
     }
@@ -314,10 +322,7 @@ impl KvStore for EtcdStore {
                 stream.message().await
             })
             .await
-            .map_err(|e| match e {
-                StoreError::LeaseNotFound(_) => StoreError::LeaseNotFound(lease),
-                e => e,
-            })?;
+            .map_err(naming_lease(lease))?;
         match resp {
             Some(r) if r.ttl() > 0 => Ok(()),
             _ => Err(StoreError::LeaseNotFound(lease)),
@@ -328,10 +333,7 @@ impl KvStore for EtcdStore {
         self.call(|mut c| async move { c.lease_revoke(lease).await })
             .await
             .map(|_| ())
-            .map_err(|e| match e {
-                StoreError::LeaseNotFound(_) => StoreError::LeaseNotFound(lease),
-                e => e,
-            })
+            .map_err(naming_lease(lease))
     }
 
     async fn watch(

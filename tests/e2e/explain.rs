@@ -193,56 +193,37 @@ fn the_table_is_readable() {
     );
 }
 
+/// Runs `meridian explain` on the example with `args` and asserts the exit code and a stderr fragment.
+#[track_caller]
+fn refused(args: &[&str], code: i32, fragment: &str) {
+    let config = example();
+    let mut all = vec!["explain", "--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(fragment),
+        "expected {fragment:?} in: {}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn bad_arguments_are_named() {
-    let config = example();
-    let c = config.to_str().unwrap();
-    let out = run(&["explain", "--config", c, "nope", "--client", "1.2.3.4"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("unknown service \"nope\" (known: meet"),
-        "{}",
-        stderr(&out)
+    let client = ["meet", "--client", "1.2.3.4"];
+    let with = |extra: &[&'static str]| [&client[..], extra].concat();
+    refused(
+        &["nope", "--client", "1.2.3.4"],
+        1,
+        "unknown service \"nope\" (known: meet",
     );
-    let out = run(&[
-        "explain", "--config", c, "meet", "--client", "1.2.3.4", "--down", "xyz",
-    ]);
-    assert!(
-        stderr(&out).contains("--down: unknown region \"xyz\""),
-        "{}",
-        stderr(&out)
+    refused(&with(&["--down", "xyz"]), 1, "--down: unknown region \"xyz\"");
+    refused(&with(&["--load", "waw"]), 1, "expected REGION=VALUE");
+    refused(
+        &with(&["--drill", "waw=sideways"]),
+        1,
+        "mode must be down, drain or capacity=PCT",
     );
-    let out = run(&[
-        "explain", "--config", c, "meet", "--client", "1.2.3.4", "--load", "waw",
-    ]);
-    assert!(stderr(&out).contains("expected REGION=VALUE"), "{}", stderr(&out));
-    let out = run(&[
-        "explain",
-        "--config",
-        c,
-        "meet",
-        "--client",
-        "1.2.3.4",
-        "--drill",
-        "waw=sideways",
-    ]);
-    assert!(
-        stderr(&out).contains("mode must be down, drain or capacity=PCT"),
-        "{}",
-        stderr(&out)
-    );
-    let out = run(&["explain", "--config", c, "meet", "--client", "not-an-ip"]);
-    assert_eq!(out.status.code(), Some(2));
-    let out = run(&[
-        "explain",
-        "--config",
-        c,
-        "meet",
-        "--client",
-        "1.2.3.4",
-        "--geoip",
-        "/nonexistent.mmdb",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("/nonexistent.mmdb"), "{}", stderr(&out));
+    refused(&with(&["--geoip", "/nonexistent.mmdb"]), 1, "/nonexistent.mmdb");
+    refused(&["meet", "--client", "not-an-ip"], 2, "invalid value 'not-an-ip'");
 }
