@@ -11,7 +11,7 @@ use meridian_config::{Continent, CountryCode, MAX_REGIONS};
 
 use crate::decision::{Basis, Chosen, Decision, Mode, NoAnswer, ResidencyNote, Skip, Status, Verdict};
 use crate::geometry::Point;
-use crate::hash::{SPILL_SALT, rendezvous_key, unit};
+use crate::hash::{SPILL_SALT, rendezvous_key, rendezvous_lower_bound, unit};
 use crate::state::{DrillMode, Health, RegionState};
 use crate::topology::{CompiledAllDown, CompiledPolicy, CompiledService, RegionList, RegionSet};
 use crate::{RegionIndex, RegionStates, ServiceIndex, Topology};
@@ -62,6 +62,8 @@ struct Candidate {
     /// Cosine of the angle to the client (policy nearest with a known location), for near-ties.
     dot: f64,
     weight: u32,
+    /// `rank` holds a lower bound of the weighted key, not the key (see [`best_remaining`]).
+    bound: bool,
 }
 
 impl Candidate {
@@ -152,8 +154,14 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
                     .map_or(-1.0, |cr| p.dot(&cr.point));
                 (-dot, dot)
             }
-            // Keyed after the loop, in a tight pass whose iterations overlap (see below).
-            Keying::Weighted(_) => (0.0, 0.0),
+            // The exact key -ln(u)/w costs a logarithm; its lower bound (1-u)/w (since -ln u >= 1-u) does
+            // not. Selection computes exact keys lazily, only for candidates that are best by their bound
+            // (`best_remaining`): usually two or three, whatever the number of regions.
+            Keying::Weighted(h) => match topology.regions.get(region.get()) {
+                Some(cr) if cr.weight == weight => (rendezvous_lower_bound(h, cr.seed, cr.inv_weight), 0.0),
+                Some(cr) => (rendezvous_lower_bound(h, cr.seed, 1.0 / f64::from(weight)), 0.0),
+                None => (0.0, 0.0),
+            },
         };
         let candidate = Candidate {
             region,
@@ -161,6 +169,7 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
             rank: rank(1, key, region),
             dot,
             weight,
+            bound: matches!(keying, Keying::Weighted(_)),
         };
         match exclusion {
             None => {
@@ -190,14 +199,6 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
         }
     }
 
-    if let Keying::Weighted(h) = keying {
-        // A logarithm and two divisions per region: in the classification loop above, whose body is too
-        // large for iterations to overlap, their latency adds up; alone here they pipeline.
-        for c in usable.iter_mut().chain(revivable.iter_mut()) {
-            let seed = topology.regions.get(c.region.get()).map_or(0, |cr| cr.seed);
-            c.rank = rank(1, rendezvous_key(h, seed, c.weight), c.region);
-        }
-    }
     let tie_angle = match svc.policy {
         CompiledPolicy::Nearest { tie_angle } if basis == Basis::Distance => tie_angle,
         _ => 0.0,
@@ -216,7 +217,7 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
         let load = |r: RegionIndex| states.get(r).and_then(|s| utilisation(s, query.now_ms));
         pick(
             &mut decision,
-            &usable,
+            &mut usable,
             svc,
             topology,
             query.request_hash,
@@ -228,7 +229,14 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
         CompiledAllDown::Panic if !revivable.is_empty() => {
             decision.mode = Mode::Panic;
             apply_near_ties(topology, &mut revivable, tie_angle, query.request_hash);
-            pick(&mut decision, &revivable, svc, topology, query.request_hash, None);
+            pick(
+                &mut decision,
+                &mut revivable,
+                svc,
+                topology,
+                query.request_hash,
+                None,
+            );
         }
         CompiledAllDown::Panic => decision.mode = Mode::NoAnswer(NoAnswer::NothingEligible),
         CompiledAllDown::Servfail => decision.mode = Mode::NoAnswer(NoAnswer::AllDown),
@@ -387,7 +395,7 @@ fn apply_near_ties(topology: &Topology, cands: &mut [Candidate], tie_angle: f64,
 /// Later answer slots follow the policy order.
 fn pick(
     decision: &mut Decision,
-    cands: &[Candidate],
+    cands: &mut [Candidate],
     svc: &CompiledService,
     topology: &Topology,
     client: u64,
@@ -397,9 +405,11 @@ fn pick(
     // `None` in panic mode: no spill, and no load judgement of regions that are down anyway.
     let utilisation = |c: &Candidate| load.and_then(|f| f(c.region));
     let over = |c: &Candidate| utilisation(c).is_some_and(|u| u > svc.spill_at);
-    let mut taken = RegionSet::default();
-    let take = |d: &mut Decision, taken: &mut RegionSet, ci: usize, from: Option<RegionIndex>| {
-        let c = &cands[ci];
+    let exact = |c: &Candidate| {
+        let seed = topology.regions.get(c.region.get()).map_or(0, |cr| cr.seed);
+        rank(c.group(), rendezvous_key(client, seed, c.weight), c.region)
+    };
+    let take = |d: &mut Decision, taken: &mut RegionSet, c: &Candidate, from: Option<RegionIndex>| {
         taken.insert(c.region);
         let rank = d.chosen.len() as u8;
         if usize::from(rank) < n {
@@ -412,67 +422,84 @@ fn pick(
             };
         }
     };
+    let mut taken = RegionSet::default();
 
-    let Some(first) = best_remaining(cands, &taken) else {
+    let Some(first) = best_remaining(cands, &taken, &exact) else {
         return;
     };
-    let natural = &cands[first];
-    let natural_load = utilisation(natural).filter(|u| *u > svc.spill_at);
+    let natural = cands[first];
+    let natural_load = utilisation(&natural).filter(|u| *u > svc.spill_at);
     let leaves = natural_load.is_some_and(|u| {
         unit(client, topology.regions[natural.region.get()].seed ^ SPILL_SALT) <= 1.0 - svc.spill_at / u
     });
     if leaves {
-        // Order the rest, find the first with headroom.
+        // Order the rest (exactly: every key resolved), find the first with headroom.
+        for c in cands.iter_mut().filter(|c| c.bound) {
+            c.rank = exact(c);
+            c.bound = false;
+        }
         let mut rest: Vec<usize> = (0..cands.len()).filter(|&ci| ci != first).collect();
         rest.sort_unstable_by_key(|&ci| cands[ci].rank);
         if let Some(pos) = rest.iter().position(|&ci| !over(&cands[ci])) {
             let target = rest.remove(pos);
-            take(decision, &mut taken, target, Some(natural.region));
+            take(decision, &mut taken, &cands[target], Some(natural.region));
             let u = natural_load.unwrap_or(0.0);
             decision.verdicts[natural.verdict].status = Status::Spilled {
                 utilisation: u,
                 moved_share: 1.0 - svc.spill_at / u,
             };
-            take(decision, &mut taken, first, None);
+            take(decision, &mut taken, &natural, None);
             for (k, &ci) in rest.iter().enumerate() {
                 if k < pos && decision.chosen.len() >= n {
                     // Passed over as a spill target and not in the answer: say why.
                     let u = utilisation(&cands[ci]).unwrap_or(0.0);
                     decision.verdicts[cands[ci].verdict].status = Status::Saturated { utilisation: u };
                 } else {
-                    take(decision, &mut taken, ci, None);
+                    take(decision, &mut taken, &cands[ci], None);
                 }
             }
             return;
         }
     }
-    take(decision, &mut taken, first, None);
+    take(decision, &mut taken, &natural, None);
     while decision.chosen.len() < n {
-        let Some(ci) = best_remaining(cands, &taken) else {
+        let Some(ci) = best_remaining(cands, &taken, &exact) else {
             break;
         };
-        take(decision, &mut taken, ci, None);
+        take(decision, &mut taken, &cands[ci], None);
     }
 }
 
+/// The best candidate not yet taken. Candidates whose rank is only a lower bound of their key are
+/// resolved lazily: while the minimum is a bound, its exact key replaces it and the search repeats. When
+/// the minimum is exact it is the true minimum, since every other key is at least its bound.
 #[inline]
-fn best_remaining(cands: &[Candidate], taken: &RegionSet) -> Option<usize> {
-    if *taken == RegionSet::default() {
-        // The first pick, by far the most frequent: a plain minimum.
-        return cands
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, c)| c.rank)
-            .map(|(i, _)| i);
-    }
-    let mut best: Option<usize> = None;
-    for (i, c) in cands.iter().enumerate() {
-        if taken.contains(c.region) {
-            continue;
+fn best_remaining(
+    cands: &mut [Candidate],
+    taken: &RegionSet,
+    exact: &dyn Fn(&Candidate) -> u128,
+) -> Option<usize> {
+    loop {
+        let best = if *taken == RegionSet::default() {
+            // The first pick, by far the most frequent: a plain minimum.
+            cands
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, c)| c.rank)
+                .map(|(i, _)| i)
+        } else {
+            let mut best: Option<usize> = None;
+            for (i, c) in cands.iter().enumerate() {
+                if !taken.contains(c.region) && best.is_none_or(|b| c.rank < cands[b].rank) {
+                    best = Some(i);
+                }
+            }
+            best
+        }?;
+        if !cands[best].bound {
+            return Some(best);
         }
-        if best.is_none_or(|b| c.rank < cands[b].rank) {
-            best = Some(i);
-        }
+        cands[best].rank = exact(&cands[best]);
+        cands[best].bound = false;
     }
-    best
 }

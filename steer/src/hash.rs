@@ -27,6 +27,14 @@ pub fn rendezvous_key(client: u64, seed: u64, weight: u32) -> f64 {
     -unit(client, seed).ln() / f64::from(weight.max(1))
 }
 
+/// A lower bound of [`rendezvous_key`] that needs no logarithm and no division: `-ln(u) >= 1 - u` on
+/// (0, 1], times `1 / weight` (given). Shrunk by 2^-40 so that it stays below the key even where both
+/// round to neighbouring floats.
+#[inline]
+pub fn rendezvous_lower_bound(client: u64, seed: u64, inv_weight: f64) -> f64 {
+    (1.0 - unit(client, seed)) * inv_weight * (1.0 - 1.0 / (1u64 << 40) as f64)
+}
+
 /// Stable seed for a region, from its id (not its position, so reordering the file moves nobody).
 pub fn region_seed(id: &str) -> u64 {
     // FNV-1a, then mixed.
@@ -73,6 +81,18 @@ mod tests {
         assert_eq!(h("::ffff:83.1.2.3"), h("83.1.2.9"));
         assert_eq!(h("2a00:1450:4001:81a::1"), h("2a00:1450:4001:800::2"));
         assert_ne!(h("2a00:1450:4001:81a::1"), h("2a00:1450:4001:a00::1"));
+    }
+
+    #[test]
+    fn the_lower_bound_is_below_the_key() {
+        for i in 0..200_000u64 {
+            for w in [1, 3, 100, 10_000] {
+                let bound = rendezvous_lower_bound(i, 9, 1.0 / f64::from(w));
+                assert!(bound <= rendezvous_key(i, 9, w), "{i} {w}");
+            }
+        }
+        // Including at the extremes of u.
+        assert!(rendezvous_lower_bound(0, 0, 1.0) <= rendezvous_key(0, 0, 1));
     }
 
     #[test]

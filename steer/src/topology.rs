@@ -84,6 +84,10 @@ impl RegionList {
 pub(crate) struct CompiledRegion {
     pub(crate) point: Point,
     pub(crate) seed: u64,
+    /// The configured weight and its reciprocal: weighted choices multiply instead of dividing while an
+    /// operator has not overridden the weight (the common case).
+    pub(crate) weight: u32,
+    pub(crate) inv_weight: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -151,6 +155,8 @@ impl Topology {
             .map(|r| CompiledRegion {
                 point: Point::from_coordinates(r.location),
                 seed: region_seed(&r.id),
+                weight: r.weight,
+                inv_weight: 1.0 / f64::from(r.weight.max(1)),
             })
             .collect();
         let services = config
