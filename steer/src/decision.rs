@@ -20,6 +20,9 @@ pub struct Decision {
     pub residency: ResidencyNote,
     /// One verdict per region of the service: listed regions in policy order first, then unlisted ones.
     pub verdicts: Vec<Verdict>,
+    /// Whether the request hash influenced the answer (a weighted choice, a near-tie, a spill draw). If not,
+    /// every client at the same location gets the same answer — which lets DNS announce a wide ECS scope.
+    pub depends_on_hash: bool,
 }
 
 impl Decision {

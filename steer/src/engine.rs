@@ -102,6 +102,7 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
             basis: Basis::GeoDefault,
             residency: ResidencyNote::NoRules,
             verdicts: Vec::new(),
+            depends_on_hash: false,
         };
     };
     let client = query.client;
@@ -209,10 +210,11 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
         basis,
         residency,
         verdicts,
+        depends_on_hash: matches!(keying, Keying::Weighted(_)),
     };
 
     if !usable.is_empty() {
-        apply_near_ties(topology, &mut usable, tie_angle, query.request_hash);
+        decision.depends_on_hash |= apply_near_ties(topology, &mut usable, tie_angle, query.request_hash);
         // Utilisation costs two divisions; only the few candidates the spill logic looks at pay for it.
         let load = |r: RegionIndex| states.get(r).and_then(|s| utilisation(s, query.now_ms));
         pick(
@@ -228,7 +230,8 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
     match svc.when_all_down {
         CompiledAllDown::Panic if !revivable.is_empty() => {
             decision.mode = Mode::Panic;
-            apply_near_ties(topology, &mut revivable, tie_angle, query.request_hash);
+            decision.depends_on_hash |=
+                apply_near_ties(topology, &mut revivable, tie_angle, query.request_hash);
             pick(
                 &mut decision,
                 &mut revivable,
@@ -367,9 +370,10 @@ fn utilisation(state: &RegionState, now_ms: u64) -> Option<f64> {
 }
 
 /// Regions within the near-tie angle of the nearest form group 0, ordered by weighted rendezvous.
-fn apply_near_ties(topology: &Topology, cands: &mut [Candidate], tie_angle: f64, client: u64) {
+/// Returns whether a tie group formed (the request hash then decides within it).
+fn apply_near_ties(topology: &Topology, cands: &mut [Candidate], tie_angle: f64, client: u64) -> bool {
     if tie_angle <= 0.0 || cands.len() < 2 {
-        return;
+        return false;
     }
     let best = cands.iter().map(|c| c.dot).fold(f64::NEG_INFINITY, f64::max);
     let threshold = (best.clamp(-1.0, 1.0).acos() + tie_angle)
@@ -377,12 +381,13 @@ fn apply_near_ties(topology: &Topology, cands: &mut [Candidate], tie_angle: f64,
         .cos();
     let tied = cands.iter().filter(|c| c.dot >= threshold).count();
     if tied < 2 {
-        return;
+        return false;
     }
     for c in cands.iter_mut().filter(|c| c.dot >= threshold) {
         let key = rendezvous_key(client, topology.regions[c.region.get()].seed, c.weight);
         c.rank = rank(0, key, c.region);
     }
+    true
 }
 
 /// Takes candidates best-first into the answer, moving a share of an overloaded region's clients.
@@ -429,6 +434,8 @@ fn pick(
     };
     let natural = cands[first];
     let natural_load = utilisation(&natural).filter(|u| *u > svc.spill_at);
+    // An overloaded natural region means a per-client draw decides who moves.
+    decision.depends_on_hash |= natural_load.is_some();
     let leaves = natural_load.is_some_and(|u| {
         unit(client, topology.regions[natural.region.get()].seed ^ SPILL_SALT) <= 1.0 - svc.spill_at / u
     });

@@ -137,6 +137,19 @@ proptest! {
         prop_assert_eq!(after.mode, d.mode);
     }
 
+    /// A decision that says it did not depend on the request hash is the same for every other client at
+    /// the same location: what lets DNS announce an ECS scope wider than the client's /24.
+    #[test]
+    fn hash_independent_decisions_are_the_same_for_every_client(s in spec(10), other in any::<u64>()) {
+        let w = build(s);
+        let d = w.decide();
+        prop_assume!(!d.depends_on_hash);
+        let q = Query { request_hash: other, ..w.query() };
+        let d2 = steer(&w.topo, &w.states, &q);
+        prop_assert_eq!(&d2.chosen[..], &d.chosen[..]);
+        prop_assert_eq!(d2.mode, d.mode);
+    }
+
     /// The engine agrees with the naive reference implementation.
     #[test]
     fn agrees_with_the_reference_implementation(s in spec(12)) {
