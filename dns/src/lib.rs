@@ -1,11 +1,19 @@
-//! The authoritative GeoDNS server (`meridian dns`), on `hickory-server`.
+//! The authoritative GeoDNS server (`meridian dns`): zones from the configuration, steered A/AAAA answers
+//! from the state snapshot, on UDP and TCP.
 //!
-//! **Not built yet** (issue 4). The crate exists so the workspace layout and the dependency rules of
-//! ARCHITECTURE.md are in place from the start; it has no code, and `meridian` has no `dns` subcommand
-//! until it does.
+//! Owns: turning a DNS request into a response ([`answer`], pure over a snapshot), the zones compiled for
+//! answering ([`ZoneIndex`]), and the sockets ([`server`]). Protocol parsing and encoding are hickory's
+//! (`hickory-proto`); steering is `meridian-steer`'s; state comes from a `meridian-store` snapshot, read
+//! with one atomic load per query — never from the store itself.
 //!
-//! Will own: sockets and protocol handling (UDP/TCP, EDNS, ECS), zone routing, and turning a steering
-//! [decision](../meridian_steer/struct.Decision.html) into records, read from an immutable snapshot.
-//! Must not depend on: pingora or the proxy, health probing, or the state store's I/O on the query path.
+//! Must not depend on: pingora or the proxy, health probing.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod answer;
+pub mod server;
+mod zone;
+
+pub use answer::{AnswerInfo, Context, MAX_UDP_PAYLOAD, Transport, answer};
+pub use zone::ZoneIndex;

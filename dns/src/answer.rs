@@ -1,0 +1,346 @@
+//! One DNS request to one response, as a function of the snapshot: no sockets, no store, no clock but the
+//! one passed in. The server calls it for every packet; tests and the fuzz target call it directly.
+//!
+//! Authoritative behaviour: answers only for configured zones (REFUSED otherwise, and never recursion);
+//! NOERROR with data, NODATA (NOERROR, SOA in authority) or NXDOMAIN (SOA in authority); zone transfers
+//! refused; ANY answered minimally (one RRset, RFC 8482); EDNS(0) honoured with the client's payload size
+//! (capped at 1232), TC set when a UDP answer does not fit; the question echoed with its case. Client
+//! location comes from a well-formed EDNS Client Subnet option (a malformed one is FORMERR), else from the
+//! source address; the response's ECS scope is as wide as the answer is constant.
+
+use std::net::IpAddr;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
+use meridian_geoip::{GeoDb, Located};
+use meridian_steer::{ClientLocation, Decision, Mode, Point, Query, answer_addresses, client_hash, steer};
+use meridian_store::Snapshot;
+
+use crate::zone::{ZoneData, ZoneIndex, glue};
+
+/// Largest UDP response we send, whatever the client offers (the DNS flag day 2020 value: no
+/// fragmentation on common paths).
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// How the request arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: size limits and truncation apply.
+    Udp,
+    /// TCP: no truncation (65,535 octets).
+    Tcp,
+}
+
+/// What answering did, for metrics and logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AnswerInfo {
+    /// The response code sent (None: nothing sent).
+    pub rcode: Option<ResponseCode>,
+    /// The query type, if the question could be read.
+    pub qtype: Option<RecordType>,
+    /// The steered service's name, for steered answers.
+    pub service: Option<String>,
+    /// The first region of a steered answer.
+    pub region: Option<String>,
+    /// Whether the request carried an EDNS Client Subnet option.
+    pub ecs: bool,
+    /// Whether the response was truncated.
+    pub truncated: bool,
+}
+
+/// Everything answering reads.
+pub struct Context<'a> {
+    /// The current state snapshot.
+    pub snapshot: &'a Snapshot,
+    /// Its zones.
+    pub zones: &'a ZoneIndex,
+    /// The GeoIP database.
+    pub geo: &'a GeoDb,
+    /// Milliseconds since the Unix epoch (drills expire by it).
+    pub now_ms: u64,
+}
+
+/// Answers `request` from `src`. `None` means "send nothing" (not a query, or too short to answer).
+pub fn answer(
+    ctx: &Context<'_>,
+    request: &[u8],
+    src: IpAddr,
+    transport: Transport,
+) -> (Option<Vec<u8>>, AnswerInfo) {
+    let mut info = AnswerInfo::default();
+    // Shorter than a header, or itself a response: answering could feed a reflection loop.
+    if request.len() < 12 || request[2] & 0x80 != 0 {
+        return (None, info);
+    }
+    let req = match Message::from_vec(request) {
+        Ok(m) => m,
+        Err(_) => {
+            info.rcode = Some(ResponseCode::FormErr);
+            return (Some(header_only(request, ResponseCode::FormErr)), info);
+        }
+    };
+    let mut resp = Message::new(req.metadata.id, MessageType::Response, req.metadata.op_code);
+    resp.metadata.recursion_desired = req.metadata.recursion_desired;
+    resp.metadata.recursion_available = false;
+    resp.add_queries(req.queries.iter().cloned());
+
+    let rcode = build(ctx, &req, &mut resp, src, &mut info);
+    resp.metadata.response_code = rcode;
+    info.rcode = Some(rcode);
+
+    let limit = match (transport, &req.edns) {
+        (Transport::Tcp, _) => usize::from(u16::MAX),
+        (Transport::Udp, Some(e)) => usize::from(e.max_payload().clamp(512, MAX_UDP_PAYLOAD)),
+        (Transport::Udp, None) => 512,
+    };
+    let bytes = match resp.to_vec() {
+        Ok(b) if b.len() <= limit => b,
+        Ok(_) => {
+            info.truncated = true;
+            let mut t = resp.truncate();
+            t.metadata.truncation = true;
+            t.to_vec()
+                .unwrap_or_else(|_| header_only(request, ResponseCode::ServFail))
+        }
+        Err(_) => header_only(request, ResponseCode::ServFail),
+    };
+    (Some(bytes), info)
+}
+
+/// A response carrying only the request's id, opcode and RD flag, and `rcode`: for requests that cannot
+/// be parsed (FORMERR).
+pub(crate) fn header_only(request: &[u8], rcode: ResponseCode) -> Vec<u8> {
+    let mut h = vec![0u8; 12];
+    h[0] = request[0];
+    h[1] = request[1];
+    // QR=1, the request's opcode, AA=0, TC=0, RD as asked.
+    h[2] = 0x80 | (request[2] & 0x79);
+    h[3] = u16::from(rcode) as u8 & 0x0f;
+    h
+}
+
+/// Fills `resp` and returns its response code.
+fn build(
+    ctx: &Context<'_>,
+    req: &Message,
+    resp: &mut Message,
+    src: IpAddr,
+    info: &mut AnswerInfo,
+) -> ResponseCode {
+    // EDNS first: a response to an EDNS query carries OPT, even an error.
+    let ecs = match &req.edns {
+        Some(e) => {
+            let mut out = Edns::new();
+            out.set_max_payload(MAX_UDP_PAYLOAD);
+            resp.set_edns(out);
+            if e.version() > 0 {
+                return ResponseCode::BADVERS;
+            }
+            match e.option(EdnsCode::Subnet) {
+                Some(EdnsOption::Subnet(s)) => match valid_ecs(s) {
+                    Some(s) => Some(s),
+                    None => return ResponseCode::FormErr,
+                },
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    info.ecs = ecs.is_some();
+    if req.metadata.op_code != OpCode::Query {
+        return ResponseCode::NotImp;
+    }
+    let [q] = req.queries.as_slice() else {
+        return ResponseCode::FormErr;
+    };
+    info.qtype = Some(q.query_type());
+    if q.query_class() != DNSClass::IN {
+        return ResponseCode::Refused;
+    }
+    let lname = LowerName::new(q.name());
+    let Some(zone) = ctx.zones.find(&lname) else {
+        return ResponseCode::Refused;
+    };
+    resp.metadata.authoritative = true;
+    let qtype = q.query_type();
+    if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+        return ResponseCode::Refused;
+    }
+
+    // A steered name.
+    if let Some(&service) = zone.services.get(&lname)
+        && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
+    {
+        let (client_ip, source_prefix) = match &ecs {
+            Some(s) if s.source_prefix() > 0 => (s.addr(), Some(s.source_prefix())),
+            Some(s) => (src, Some(s.source_prefix())),
+            None => (src, None),
+        };
+        let located = ctx.geo.locate(client_ip);
+        let client = location(&located);
+        let query = Query {
+            service,
+            client: &client,
+            request_hash: client_hash(client_ip),
+            now_ms: ctx.now_ms,
+        };
+        let decision = steer(&ctx.snapshot.topology, &ctx.snapshot.states, &query);
+        let svc = &ctx.snapshot.topology.config().services()[service.get()];
+        info.service = Some(svc.name.clone());
+        if let (Some(s), Some(prefix)) = (&ecs, source_prefix) {
+            let scope = if prefix == 0 {
+                0
+            } else {
+                ecs_scope(&decision, &located, client_ip).min(prefix)
+            };
+            let mut opt = ClientSubnet::new(s.addr(), prefix, scope);
+            opt.set_addr(s.addr());
+            if let Some(e) = resp.edns.as_mut() {
+                e.options_mut().insert(EdnsOption::Subnet(opt));
+            }
+        }
+        if let Mode::NoAnswer(_) = decision.mode {
+            return ResponseCode::ServFail;
+        }
+        info.region = decision
+            .chosen
+            .first()
+            .map(|r| ctx.snapshot.topology.region_id(*r).to_owned());
+        let addrs = answer_addresses(&ctx.snapshot.topology, service, &decision.chosen);
+        let owner = q.name().clone();
+        let a: Vec<Record> = addrs
+            .ipv4
+            .iter()
+            .map(|ip| Record::from_rdata(owner.clone(), svc.ttl, RData::A(A(*ip))))
+            .collect();
+        let aaaa: Vec<Record> = addrs
+            .ipv6
+            .iter()
+            .map(|ip| Record::from_rdata(owner.clone(), svc.ttl, RData::AAAA(AAAA(*ip))))
+            .collect();
+        let records = match qtype {
+            RecordType::A => a,
+            RecordType::AAAA => aaaa,
+            // RFC 8482: one RRset is a complete answer to ANY.
+            _ => {
+                if a.is_empty() {
+                    aaaa
+                } else {
+                    a
+                }
+            }
+        };
+        if records.is_empty() {
+            return nodata(resp, zone);
+        }
+        resp.add_answers(records);
+        return ResponseCode::NoError;
+    }
+
+    // Static data.
+    let at_name = zone.records.get(&lname).map(Vec::as_slice).unwrap_or_default();
+    if let Some(cname) = at_name.iter().find(|r| r.record_type() == RecordType::CNAME)
+        && qtype != RecordType::CNAME
+    {
+        let mut c = cname.clone();
+        c.name = q.name().clone();
+        resp.add_answer(c);
+        // Follow the alias once, within the zone.
+        if let RData::CNAME(target) = &cname.data {
+            let t = LowerName::new(&target.0);
+            if let Some(rs) = zone.records.get(&t) {
+                resp.add_answers(rs.iter().filter(|r| r.record_type() == qtype).cloned());
+            }
+        }
+        return ResponseCode::NoError;
+    }
+    let mut matching: Vec<Record> = at_name
+        .iter()
+        .filter(|r| qtype == RecordType::ANY || r.record_type() == qtype)
+        .cloned()
+        .collect();
+    if qtype == RecordType::ANY
+        && let Some(first) = matching.first().map(Record::record_type)
+    {
+        matching.retain(|r| r.record_type() == first);
+    }
+    if matching.is_empty() {
+        if zone.existing.contains(&lname) {
+            return nodata(resp, zone);
+        }
+        resp.add_authority(negative_soa(zone));
+        return ResponseCode::NXDomain;
+    }
+    for r in &mut matching {
+        r.name = q.name().clone();
+    }
+    if qtype == RecordType::NS {
+        let names: Vec<_> = matching
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::NS(ns) => Some(ns.0.clone()),
+                _ => None,
+            })
+            .collect();
+        resp.add_additionals(glue(zone, names.iter()));
+    }
+    resp.add_answers(matching);
+    ResponseCode::NoError
+}
+
+/// RFC 7871 §6: the family must match the address, the source prefix fit it, and address bits past the
+/// source prefix be zero. (Unknown families and over-long prefixes already fail to parse.)
+fn valid_ecs(s: &ClientSubnet) -> Option<&ClientSubnet> {
+    let (bits, max) = match s.addr() {
+        IpAddr::V4(a) => (u128::from(u32::from(a)) << 96, 32),
+        IpAddr::V6(a) => (u128::from(a), 128),
+    };
+    let prefix = s.source_prefix();
+    if prefix > max {
+        return None;
+    }
+    let host_mask = if prefix == 0 {
+        u128::MAX
+    } else {
+        u128::MAX.checked_shr(u32::from(prefix)).unwrap_or(0)
+    };
+    if bits & host_mask != 0 {
+        return None;
+    }
+    Some(s)
+}
+
+/// How many leading bits of the client address the answer depends on: the GeoIP network's, unless the
+/// decision used the per-client hash (weighted choice, near-tie, spill), which is per /24 or /56.
+fn ecs_scope(decision: &Decision, located: &Located, ip: IpAddr) -> u8 {
+    let hash_bits = if ip.is_ipv4() { 24 } else { 56 };
+    if decision.depends_on_hash {
+        located.prefix_len.max(hash_bits)
+    } else {
+        located.prefix_len
+    }
+}
+
+fn location(located: &Located) -> ClientLocation {
+    match &located.location {
+        Ok(l) => ClientLocation {
+            country: l.country,
+            continent: l.continent,
+            point: l.coordinates.map(|(c, _)| Point::from_coordinates(c)),
+        },
+        Err(_) => ClientLocation::UNKNOWN,
+    }
+}
+
+fn negative_soa(zone: &ZoneData) -> Record {
+    let mut soa = zone.soa.clone();
+    soa.ttl = zone.negative_ttl;
+    soa
+}
+
+fn nodata(resp: &mut Message, zone: &ZoneData) -> ResponseCode {
+    resp.add_authority(negative_soa(zone));
+    ResponseCode::NoError
+}

@@ -1,0 +1,169 @@
+//! The zones of a configuration, compiled for answering: every owner name with its static records, the
+//! service it steers (if any), SOA and NS at the apex, and the set of names that exist (so that an empty
+//! non-terminal answers NODATA, not NXDOMAIN). Built once per configuration version.
+
+use std::collections::{HashMap, HashSet};
+
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, SRV, TXT};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecoder, Restrict};
+use meridian_config::{DomainName, RecordData};
+use meridian_steer::{ServiceIndex, Topology};
+
+/// One zone, ready to answer from.
+#[derive(Debug)]
+pub(crate) struct ZoneData {
+    pub(crate) origin: LowerName,
+    /// The SOA record (owner: the apex).
+    pub(crate) soa: Record,
+    /// Negative-caching TTL: min(SOA TTL, SOA minimum) (RFC 2308).
+    pub(crate) negative_ttl: u32,
+    /// Static records by owner.
+    pub(crate) records: HashMap<LowerName, Vec<Record>>,
+    /// Steered names.
+    pub(crate) services: HashMap<LowerName, ServiceIndex>,
+    /// Every name that exists: owners, service names and their ancestors up to the apex.
+    pub(crate) existing: HashSet<LowerName>,
+}
+
+/// Every zone of a configuration.
+#[derive(Debug)]
+pub struct ZoneIndex {
+    pub(crate) zones: Vec<ZoneData>,
+}
+
+fn name(d: &DomainName) -> Name {
+    // Validated domain names are always valid DNS names; the root is the (unreachable) fallback.
+    Name::from_ascii(format!("{}.", d.as_str())).unwrap_or_else(|_| Name::root())
+}
+
+fn rdata(data: &RecordData) -> Option<RData> {
+    Some(match data {
+        RecordData::A(a) => RData::A(A(*a)),
+        RecordData::Aaaa(a) => RData::AAAA(AAAA(*a)),
+        RecordData::Cname(n) => RData::CNAME(CNAME(name(n))),
+        // Character strings are at most 255 octets: long texts are split.
+        RecordData::Txt(t) => RData::TXT(TXT::new(
+            t.as_bytes()
+                .chunks(255)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect(),
+        )),
+        RecordData::Mx { preference, exchange } => RData::MX(MX::new(*preference, name(exchange))),
+        RecordData::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => RData::SRV(SRV::new(*priority, *weight, *port, name(target))),
+        RecordData::Caa { flags, tag, value } => {
+            // Encoded by hand and decoded by hickory: its CAA constructors cover only some tags.
+            let mut wire = vec![*flags, tag.len() as u8];
+            wire.extend_from_slice(tag.as_bytes());
+            wire.extend_from_slice(value.as_bytes());
+            let mut decoder = BinDecoder::new(&wire);
+            RData::read(&mut decoder, RecordType::CAA, Restrict::new(wire.len() as u16)).ok()?
+        }
+    })
+}
+
+impl ZoneIndex {
+    /// Compiles the zones of `topology`'s configuration; `serial` is the SOA serial (it follows
+    /// configuration changes).
+    pub fn new(topology: &Topology, serial: u32) -> Self {
+        let config = topology.config();
+        let zones = config
+            .zones()
+            .iter()
+            .map(|z| {
+                let origin = name(&z.origin);
+                let soa_rdata = SOA::new(
+                    name(&z.soa.mname),
+                    name(&z.soa.rname),
+                    serial,
+                    z.soa.refresh as i32,
+                    z.soa.retry as i32,
+                    z.soa.expire as i32,
+                    z.soa.minimum,
+                );
+                let soa = Record::from_rdata(origin.clone(), z.ttl, RData::SOA(soa_rdata));
+                let mut records: HashMap<LowerName, Vec<Record>> = HashMap::new();
+                records
+                    .entry(LowerName::new(&origin))
+                    .or_default()
+                    .push(soa.clone());
+                for ns in &z.ns {
+                    records
+                        .entry(LowerName::new(&origin))
+                        .or_default()
+                        .push(Record::from_rdata(origin.clone(), z.ttl, RData::NS(NS(name(ns)))));
+                }
+                for r in &z.records {
+                    if let Some(data) = rdata(&r.data) {
+                        let owner = name(&r.name);
+                        records
+                            .entry(LowerName::new(&owner))
+                            .or_default()
+                            .push(Record::from_rdata(owner, r.ttl, data));
+                    }
+                }
+                let services: HashMap<LowerName, ServiceIndex> = config
+                    .services()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.zone == z.origin)
+                    .filter_map(|(_, s)| {
+                        Some((
+                            LowerName::new(&name(&s.hostname)),
+                            topology.service_index(&s.name)?,
+                        ))
+                    })
+                    .collect();
+                let mut existing = HashSet::new();
+                let origin_lower = LowerName::new(&origin);
+                for owner in records.keys().chain(services.keys()) {
+                    let mut n: Name = owner.clone().into();
+                    while n.num_labels() >= origin.num_labels() {
+                        existing.insert(LowerName::new(&n));
+                        if n.num_labels() == 0 {
+                            break;
+                        }
+                        n = n.base_name();
+                    }
+                }
+                ZoneData {
+                    origin: origin_lower,
+                    negative_ttl: z.ttl.min(z.soa.minimum),
+                    soa,
+                    records,
+                    services,
+                    existing,
+                }
+            })
+            .collect();
+        Self { zones }
+    }
+
+    /// The zone that holds `name` (the longest matching origin).
+    pub(crate) fn find(&self, name: &LowerName) -> Option<&ZoneData> {
+        self.zones
+            .iter()
+            .filter(|z| z.origin.zone_of(name))
+            .max_by_key(|z| z.origin.num_labels())
+    }
+}
+
+/// The addresses of in-zone name servers, for glue.
+pub(crate) fn glue<'a>(zone: &'a ZoneData, ns_names: impl Iterator<Item = &'a Name>) -> Vec<Record> {
+    let mut out = Vec::new();
+    for n in ns_names {
+        if let Some(rs) = zone.records.get(&LowerName::new(n)) {
+            out.extend(
+                rs.iter()
+                    .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
+                    .cloned(),
+            );
+        }
+    }
+    out
+}
