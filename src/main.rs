@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod config_cmd;
+mod dns_cmd;
 mod explain;
 mod simulate;
 mod store_args;
@@ -29,6 +30,8 @@ enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the authoritative GeoDNS server.
+    Dns(Box<dns_cmd::DnsArgs>),
     /// Explain which regions a client would be sent to for a service, and why.
     Explain(Box<explain::ExplainArgs>),
 }
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
             block_on(config_cmd::diff_cmd(&args.file, args.exit_code, &args.store))
         }
         Command::Config(ConfigCommand::Apply(args)) => block_on(config_cmd::apply(&args)),
+        Command::Dns(args) => block_on(dns_cmd::run(&args)),
         Command::Explain(args) => explain::run(&args),
     };
     match result {

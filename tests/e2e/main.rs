@@ -7,5 +7,6 @@
 mod architecture;
 mod config_check;
 mod config_store;
+mod dns;
 mod explain;
 mod support;

@@ -1,0 +1,125 @@
+//! `meridian dns` as a real process: answers over UDP on loopback, stops on SIGINT, refuses a taken port.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{Name, RData, RecordType};
+
+use crate::support::{example, stderr};
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Stops the server by PID with SIGINT when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn ask(addr: SocketAddr, subnet: &str) -> Option<Message> {
+    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(
+        Name::from_ascii("meet.gslb.example.").unwrap(),
+        RecordType::A,
+    ));
+    let mut e = Edns::new();
+    e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+        subnet.parse().unwrap(),
+        24,
+        0,
+    )));
+    m.set_edns(e);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    sock.send_to(&m.to_vec().unwrap(), addr).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    Message::from_vec(&buf[..n]).ok()
+}
+
+#[test]
+fn serves_geo_answers_and_stops_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ex = example();
+    let child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args([
+            "dns",
+            "--config",
+            ex.to_str().unwrap(),
+            "--listen",
+            &addr.to_string(),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    // Ready means answering, not merely running.
+    let start = Instant::now();
+    let answer = loop {
+        if let Some(m) = ask(addr, "83.0.0.0") {
+            break m;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no answer within 10 s");
+    };
+    let a: Vec<String> = answer
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(a, ["192.0.2.10", "192.0.2.11"], "a Polish client gets Warsaw");
+    let _ = Command::new("kill")
+        .args(["-INT", &server.0.id().to_string()])
+        .status();
+    let status = server.0.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGINT: {status:?}");
+}
+
+#[test]
+fn a_taken_port_is_a_clear_error() {
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ex = example();
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args([
+            "dns",
+            "--config",
+            ex.to_str().unwrap(),
+            "--listen",
+            &addr.to_string(),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("cannot listen on {addr}")),
+        "{}",
+        stderr(&out)
+    );
+}
