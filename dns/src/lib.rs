@@ -7,6 +7,10 @@
 //! with one atomic load per query — never from the store itself.
 //!
 //! Must not depend on: pingora or the proxy, health probing.
+//!
+//! Status (issue 4, in progress): answering, ECS, UDP/TCP and `meridian dns` work and are tested on real
+//! sockets. Not yet: response rate limiting, Prometheus metrics, GeoIP database reload, the fuzz target,
+//! batched I/O with a socket per core, and the benchmark against gdnsd and PowerDNS.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
