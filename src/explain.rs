@@ -109,14 +109,8 @@ fn open_geoip(config: &Config, config_path: &Path, over: Option<&Path>) -> anyho
 }
 
 fn client_location(located: &Located) -> ClientLocation {
-    match &located.location {
-        Ok(l) => ClientLocation {
-            country: l.country,
-            continent: l.continent,
-            point: l.coordinates.map(|(c, _)| Point::from_coordinates(c)),
-        },
-        Err(_) => ClientLocation::UNKNOWN,
-    }
+    let (country, continent, coordinates) = located.parts();
+    ClientLocation::new(country, continent, coordinates)
 }
 
 struct Report<'a> {

@@ -15,7 +15,7 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
 use meridian_geoip::{GeoDb, Located};
-use meridian_steer::{ClientLocation, Decision, Mode, Point, Query, answer_addresses, client_hash, steer};
+use meridian_steer::{ClientLocation, Decision, Mode, Query, answer_addresses, client_hash, steer};
 use meridian_store::Snapshot;
 
 use crate::zone::{ZoneData, ZoneIndex, glue};
@@ -179,7 +179,8 @@ fn build(
             None => (src, None),
         };
         let located = ctx.geo.locate(client_ip);
-        let client = location(&located);
+        let (country, continent, coordinates) = located.parts();
+        let client = ClientLocation::new(country, continent, coordinates);
         let query = Query {
             service,
             client: &client,
@@ -320,17 +321,6 @@ fn ecs_scope(decision: &Decision, located: &Located, ip: IpAddr) -> u8 {
         located.prefix_len.max(hash_bits)
     } else {
         located.prefix_len
-    }
-}
-
-fn location(located: &Located) -> ClientLocation {
-    match &located.location {
-        Ok(l) => ClientLocation {
-            country: l.country,
-            continent: l.continent,
-            point: l.coordinates.map(|(c, _)| Point::from_coordinates(c)),
-        },
-        Err(_) => ClientLocation::UNKNOWN,
     }
 }
 

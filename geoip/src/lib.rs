@@ -125,6 +125,16 @@ pub struct Located {
     pub prefix_len: u8,
 }
 
+impl Located {
+    /// Country, continent and coordinates, each `None` when unknown (all `None` for an unknown location).
+    pub fn parts(&self) -> (Option<CountryCode>, Option<Continent>, Option<Coordinates>) {
+        match &self.location {
+            Ok(l) => (l.country, l.continent, l.coordinates.map(|(c, _)| c)),
+            Err(_) => (None, None, None),
+        }
+    }
+}
+
 /// The fields of either schema that Meridian reads; everything else in a record is skipped.
 #[derive(Deserialize, Default)]
 struct Record<'a> {

@@ -7,7 +7,7 @@
 //! decides between panic mode, a fallback region and no answer.
 
 use arrayvec::ArrayVec;
-use meridian_config::{Continent, CountryCode, MAX_REGIONS};
+use meridian_config::{Continent, Coordinates, CountryCode, MAX_REGIONS};
 
 use crate::decision::{Basis, Chosen, Decision, Mode, NoAnswer, ResidencyNote, Skip, Status, Verdict};
 use crate::geometry::Point;
@@ -34,6 +34,19 @@ impl ClientLocation {
         continent: None,
         point: None,
     };
+
+    /// From what a GeoIP lookup found (any part may be unknown).
+    pub fn new(
+        country: Option<CountryCode>,
+        continent: Option<Continent>,
+        coordinates: Option<Coordinates>,
+    ) -> Self {
+        Self {
+            country,
+            continent,
+            point: coordinates.map(Point::from_coordinates),
+        }
+    }
 }
 
 /// One steering question.

@@ -32,6 +32,21 @@ impl Drop for Server {
     }
 }
 
+/// `meridian dns` on `addr` with the example configuration and a fresh data directory in `dir`.
+fn dns_command(addr: SocketAddr, dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_meridian"));
+    c.args([
+        "dns",
+        "--config",
+        example().to_str().unwrap(),
+        "--listen",
+        &addr.to_string(),
+        "--data-dir",
+    ])
+    .arg(dir.join("data"));
+    c
+}
+
 fn ask(addr: SocketAddr, subnet: &str) -> Option<Message> {
     let mut m = Message::new(7, MessageType::Query, OpCode::Query);
     m.add_query(Query::query(
@@ -58,17 +73,7 @@ fn serves_geo_answers_and_stops_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_udp_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let ex = example();
-    let child = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args([
-            "dns",
-            "--config",
-            ex.to_str().unwrap(),
-            "--listen",
-            &addr.to_string(),
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
+    let child = dns_command(addr, dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -103,19 +108,7 @@ fn a_taken_port_is_a_clear_error() {
     let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ex = example();
-    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args([
-            "dns",
-            "--config",
-            ex.to_str().unwrap(),
-            "--listen",
-            &addr.to_string(),
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
+    let out = dns_command(addr, dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains(&format!("cannot listen on {addr}")),
