@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 use hickory_proto::op::ResponseCode;
 use meridian_geoip::GeoDb;
+use meridian_steer::Topology;
 use meridian_store::{ConfigSource, Snapshot, SnapshotWatcher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -30,7 +31,8 @@ pub const MAX_TCP_CONNECTIONS: usize = 1024;
 pub struct DnsState {
     watcher: Arc<SnapshotWatcher>,
     geo: arc_swap::ArcSwap<GeoDb>,
-    zones: ArcSwapOption<(usize, Arc<ZoneIndex>)>,
+    /// Keyed by the topology itself (held, so its address cannot be reused by a newer one).
+    zones: ArcSwapOption<(Arc<Topology>, Arc<ZoneIndex>)>,
 }
 
 impl DnsState {
@@ -49,9 +51,8 @@ impl DnsState {
     }
 
     fn zones_for(&self, snap: &Snapshot) -> Arc<ZoneIndex> {
-        let key = Arc::as_ptr(&snap.topology) as usize;
         if let Some(cached) = self.zones.load_full()
-            && cached.0 == key
+            && Arc::ptr_eq(&cached.0, &snap.topology)
         {
             return cached.1.clone();
         }
@@ -61,7 +62,8 @@ impl DnsState {
             ConfigSource::Bootstrap => 1,
         };
         let zones = Arc::new(ZoneIndex::new(&snap.topology, serial));
-        self.zones.store(Some(Arc::new((key, zones.clone()))));
+        self.zones
+            .store(Some(Arc::new((snap.topology.clone(), zones.clone()))));
         zones
     }
 
