@@ -330,35 +330,28 @@ fn answer_list<'s>(svc: &'s CompiledService, client: &ClientLocation) -> (&'s Re
 /// observed health, so an explanation names the decision a human made.
 #[inline]
 fn exclusion(state: &RegionState, now_ms: u64) -> Option<Skip> {
-    if state.drills.is_empty() {
-        // The common case, without the drill scans.
-        return if state.drained {
-            Some(Skip::Drained)
-        } else if state.weight == 0 {
-            Some(Skip::WeightZero)
-        } else if state.health == Health::Down {
-            Some(Skip::Down)
-        } else {
+    // Most regions have no drills: the scans are skipped entirely then.
+    let drill = |mode: DrillMode| {
+        if state.drills.is_empty() {
             None
-        };
-    }
-    let active = || state.drills.iter().enumerate().filter(|(_, d)| d.active(now_ms));
+        } else {
+            state
+                .drills
+                .iter()
+                .position(|d| d.active(now_ms) && d.mode == mode)
+        }
+    };
     if state.drained {
-        return Some(Skip::Drained);
+        Some(Skip::Drained)
+    } else if let Some(drill) = drill(DrillMode::Drain) {
+        Some(Skip::DrillDrain { drill })
+    } else if state.weight == 0 {
+        Some(Skip::WeightZero)
+    } else if state.health == Health::Down {
+        Some(Skip::Down)
+    } else {
+        drill(DrillMode::Down).map(|drill| Skip::DrillDown { drill })
     }
-    if let Some((drill, _)) = active().find(|(_, d)| d.mode == DrillMode::Drain) {
-        return Some(Skip::DrillDrain { drill });
-    }
-    if state.weight == 0 {
-        return Some(Skip::WeightZero);
-    }
-    if state.health == Health::Down {
-        return Some(Skip::Down);
-    }
-    if let Some((drill, _)) = active().find(|(_, d)| d.mode == DrillMode::Down) {
-        return Some(Skip::DrillDown { drill });
-    }
-    None
 }
 
 /// In-flight over effective capacity (capacity drills scale it down), when load is reported.
