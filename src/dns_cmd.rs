@@ -8,9 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use meridian_config::Config;
 use meridian_dns::server::{DnsServer, DnsState};
-use meridian_geoip::GeoDb;
 use meridian_store::{SnapshotWatcher, WatcherOptions};
 
+use crate::geo::open_geoip;
 use crate::store_args::StoreArgs;
 
 /// Arguments of `meridian dns`.
@@ -42,21 +42,10 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
         )),
         None => None,
     };
-    let geo = match (
-        &args.geoip,
-        bootstrap.as_ref().and_then(|c| c.geoip().database.clone()),
-    ) {
-        (Some(p), _) => GeoDb::open(p)?,
-        (None, Some(p)) => {
-            let base = args
-                .config
-                .as_ref()
-                .and_then(|c| c.parent().map(PathBuf::from))
-                .unwrap_or_default();
-            GeoDb::open(&if p.is_relative() { base.join(p) } else { p })?
-        }
-        (None, None) => GeoDb::bundled()?,
-    };
+    let geo = open_geoip(
+        bootstrap.as_deref().zip(args.config.as_deref()),
+        args.geoip.as_deref(),
+    )?;
     let store = args.store.open()?;
     let mut options = WatcherOptions::new(args.store.keys()?);
     options.bootstrap = bootstrap;

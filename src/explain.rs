@@ -3,7 +3,7 @@
 //! call the DNS server and the proxy make, so the explanation is the decision, not a re-enactment.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,6 +17,7 @@ use meridian_steer::{
 };
 use serde_json::{Value, json};
 
+use crate::geo::open_geoip;
 use crate::simulate::StateFlags;
 
 /// Arguments of `meridian explain`.
@@ -46,7 +47,7 @@ pub(crate) struct ExplainArgs {
 
 pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config).with_context(|| format!("{}", args.config.display()))?;
-    let geo = open_geoip(&config, &args.config, args.geoip.as_deref())?;
+    let geo = open_geoip(Some((&config, &args.config)), args.geoip.as_deref())?;
     let topology = Topology::new(Arc::new(config));
     let service = topology.service_index(&args.service).ok_or_else(|| {
         let known: Vec<String> = topology
@@ -91,21 +92,6 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         print!("{}", report.text());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The configured database (relative to the configuration file), the override, or the bundled one.
-fn open_geoip(config: &Config, config_path: &Path, over: Option<&Path>) -> anyhow::Result<GeoDb> {
-    let configured = config.geoip().database.as_ref().map(|p| {
-        if p.is_relative() {
-            config_path.parent().unwrap_or(Path::new(".")).join(p)
-        } else {
-            p.clone()
-        }
-    });
-    match over.map(Path::to_path_buf).or(configured) {
-        Some(path) => Ok(GeoDb::open(&path)?),
-        None => Ok(GeoDb::bundled()?),
-    }
 }
 
 fn client_location(located: &Located) -> ClientLocation {

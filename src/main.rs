@@ -9,6 +9,7 @@
 mod config_cmd;
 mod dns_cmd;
 mod explain;
+mod geo;
 mod simulate;
 mod store_args;
 
