@@ -70,8 +70,7 @@ pub fn answer(
     transport: Transport,
 ) -> (Option<Vec<u8>>, AnswerInfo) {
     let mut info = AnswerInfo::default();
-    // Shorter than a header, or itself a response: answering could feed a reflection loop.
-    if request.len() < 12 || request[2] & 0x80 != 0 {
+    if !answerable(request) {
         return (None, info);
     }
     let req = match Message::from_vec(request) {
@@ -107,6 +106,12 @@ pub fn answer(
         Err(_) => header_only(request, ResponseCode::ServFail),
     };
     (Some(bytes), info)
+}
+
+/// Whether a packet deserves any response: not when it is shorter than a header, nor when it is itself a
+/// response (answering responses could feed a reflection loop between two servers).
+pub(crate) fn answerable(request: &[u8]) -> bool {
+    request.len() >= 12 && request[2] & 0x80 == 0
 }
 
 /// A response carrying only the request's id, opcode and RD flag, and `rcode`: for requests that cannot

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::answer::{AnswerInfo, Context, Transport, answer, header_only};
+use crate::answer::{AnswerInfo, Context, Transport, answer, answerable, header_only};
 use crate::zone::ZoneIndex;
 
 /// How long a TCP connection may stay idle between queries.
@@ -71,7 +71,7 @@ impl DnsState {
     pub fn answer(&self, request: &[u8], src: IpAddr, transport: Transport) -> (Option<Vec<u8>>, AnswerInfo) {
         let Some(snapshot) = self.watcher.snapshot() else {
             // No configuration yet: say so, rather than pretend a name does not exist.
-            if request.len() < 12 || request[2] & 0x80 != 0 {
+            if !answerable(request) {
                 return (None, AnswerInfo::default());
             }
             let info = AnswerInfo {
