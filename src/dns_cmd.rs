@@ -4,13 +4,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use meridian_config::Config;
-use meridian_dns::server::{DnsServer, DnsState};
+use meridian_dns::rrl::RrlConfig;
+use meridian_dns::server::{DnsOptions, DnsServer, DnsState};
 use meridian_store::{SnapshotWatcher, WatcherOptions};
 
-use crate::geo::open_geoip;
+use crate::geo::{geoip_path, open_geoip};
 use crate::store_args::StoreArgs;
 
 /// Arguments of `meridian dns`.
@@ -22,45 +24,123 @@ pub(crate) struct DnsArgs {
     /// Address for UDP and TCP.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5353")]
     listen: SocketAddr,
-    /// GeoIP database (default: the configuration's, else the bundled DB-IP Lite country database).
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// GeoIP database (default: the configuration's, else the bundled DB-IP Lite country database). A file
+    /// is watched: a new version is loaded without a restart (also on SIGHUP).
     #[arg(long, value_name = "FILE")]
     geoip: Option<PathBuf>,
+    /// How often to check the GeoIP database file for a new version.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    geoip_check_interval: f64,
     /// Keep a copy of the last synced state here, to serve from after a restart during a store outage.
     #[arg(long, value_name = "FILE")]
     cache_file: Option<PathBuf>,
-    /// UDP worker tasks.
-    #[arg(long, value_name = "N", default_value_t = 2)]
-    udp_workers: usize,
+    /// UDP worker threads, each with its own socket (default: one per CPU).
+    #[arg(long, value_name = "N")]
+    udp_workers: Option<usize>,
+    /// Response rate limiting: identical responses per second per client /24 (IPv6 /56); 0 turns it off.
+    #[arg(long, value_name = "N", default_value_t = RrlConfig::default().rate)]
+    rrl_rate: u32,
+    /// Response rate limiting: burst allowed above the rate.
+    #[arg(long, value_name = "N", default_value_t = RrlConfig::default().burst)]
+    rrl_burst: u32,
+    /// Response rate limiting: send every Nth limited response truncated (TC=1) instead of dropping it,
+    /// so real clients retry over TCP (0: drop all).
+    #[arg(long, value_name = "N", default_value_t = RrlConfig::default().slip)]
+    rrl_slip: u32,
     #[command(flatten)]
     store: StoreArgs,
 }
 
 pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
+    if !(args.geoip_check_interval.is_finite() && args.geoip_check_interval > 0.0) {
+        anyhow::bail!("--geoip-check-interval: must be a positive number of seconds");
+    }
+    if args.udp_workers == Some(0) {
+        anyhow::bail!("--udp-workers: must be at least 1");
+    }
     let bootstrap = match &args.config {
         Some(p) => Some(Arc::new(
             Config::load(p).with_context(|| format!("{}", p.display()))?,
         )),
         None => None,
     };
-    let geo = open_geoip(
-        bootstrap.as_deref().zip(args.config.as_deref()),
-        args.geoip.as_deref(),
-    )?;
+    let config_file = bootstrap.as_deref().zip(args.config.as_deref());
+    let geo = open_geoip(config_file, args.geoip.as_deref())?;
+    let geo_file = geoip_path(config_file, args.geoip.as_deref());
     let store = args.store.open()?;
+    let registry = prometheus::Registry::new();
     let mut options = WatcherOptions::new(args.store.keys()?);
     options.bootstrap = bootstrap;
     options.cache_file = args.cache_file.clone();
+    options.registry = Some(registry.clone());
     let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
-    let server = DnsServer::bind(args.listen, DnsState::new(watcher, geo), args.udp_workers)
+    let rrl = RrlConfig {
+        rate: args.rrl_rate,
+        burst: args.rrl_burst,
+        slip: args.rrl_slip,
+        ..RrlConfig::default()
+    };
+    let state = DnsState::new(watcher, geo, rrl);
+    registry
+        .register(Box::new(DnsMetricsHandle(state.metrics().clone())))
+        .context("registering DNS metrics")?;
+    let mut dns_options = DnsOptions {
+        rrl,
+        ..DnsOptions::default()
+    };
+    if let Some(n) = args.udp_workers {
+        dns_options.udp_workers = n;
+    }
+    let server = DnsServer::bind(args.listen, state.clone(), &dns_options)
         .await
         .with_context(|| format!("cannot listen on {} (UDP and TCP)", args.listen))?;
+    let metrics = match args.metrics_listen {
+        Some(addr) => Some(crate::metrics_http::serve(addr, registry).await?.0),
+        None => None,
+    };
+    let hup = Arc::new(tokio::sync::Notify::new());
+    if let Some(path) = &geo_file {
+        state.watch_geo_file(
+            path.clone(),
+            Duration::from_secs_f64(args.geoip_check_interval),
+            hup.clone(),
+        );
+        let hup = hup.clone();
+        let mut signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
+        tokio::spawn(async move {
+            while signal.recv().await.is_some() {
+                hup.notify_one();
+            }
+        });
+    }
     eprintln!(
-        "meridian dns: serving on {} (UDP) and {} (TCP), state from {}",
+        "meridian dns: serving on {} (UDP, {} workers) and {} (TCP), state from {}, GeoIP {}{}",
         server.udp,
+        dns_options.udp_workers,
         server.tcp,
-        store.describe()
+        store.describe(),
+        state.geo().description(),
+        metrics
+            .map(|m| format!(", metrics on http://{m}/metrics"))
+            .unwrap_or_default(),
     );
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     eprintln!("meridian dns: stopping");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The DNS metrics, registered by handle (the state keeps the original).
+struct DnsMetricsHandle(Arc<meridian_dns::metrics::DnsMetrics>);
+
+impl prometheus::core::Collector for DnsMetricsHandle {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.collect()
+    }
 }

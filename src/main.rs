@@ -10,6 +10,7 @@ mod config_cmd;
 mod dns_cmd;
 mod explain;
 mod geo;
+mod metrics_http;
 mod simulate;
 mod store_args;
 

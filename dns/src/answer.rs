@@ -15,7 +15,10 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
 use meridian_geoip::{GeoDb, Located};
-use meridian_steer::{ClientLocation, Decision, Mode, Query, answer_addresses, client_hash, steer};
+use meridian_steer::{
+    Basis, ClientLocation, Decision, Mode, Query, RegionIndex, ServiceIndex, answer_addresses, client_hash,
+    steer,
+};
 use meridian_store::Snapshot;
 
 use crate::zone::{ZoneData, ZoneIndex, glue};
@@ -40,14 +43,83 @@ pub struct AnswerInfo {
     pub rcode: Option<ResponseCode>,
     /// The query type, if the question could be read.
     pub qtype: Option<RecordType>,
-    /// The steered service's name, for steered answers.
-    pub service: Option<String>,
+    /// The steered service, for steered answers.
+    pub service: Option<ServiceIndex>,
     /// The first region of a steered answer.
-    pub region: Option<String>,
+    pub region: Option<RegionIndex>,
+    /// What decided a steered answer.
+    pub reason: Option<Reason>,
+    /// Whether the fast path answered (else hickory's general path did).
+    pub fast: bool,
     /// Whether the request carried an EDNS Client Subnet option.
     pub ecs: bool,
     /// Whether the response was truncated.
     pub truncated: bool,
+}
+
+/// What decided a steered answer, as a metrics label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Nearest usable region.
+    Distance,
+    /// The client's location is unknown: the service's unknown-location regions.
+    UnknownLocation,
+    /// First usable region in failover order.
+    Failover,
+    /// Weighted share.
+    Weighted,
+    /// A geo map entry (country, continent or default).
+    GeoMap,
+    /// Every eligible region down: answered ignoring health.
+    Panic,
+    /// Every eligible region down: the fallback region.
+    Fallback,
+    /// Nothing may be answered (SERVFAIL).
+    NoAnswer,
+}
+
+impl Reason {
+    /// The reason of a decision.
+    pub fn of(d: &Decision) -> Self {
+        match d.mode {
+            Mode::Panic => Self::Panic,
+            Mode::Fallback => Self::Fallback,
+            Mode::NoAnswer(_) => Self::NoAnswer,
+            Mode::Normal => match d.basis {
+                Basis::Distance => Self::Distance,
+                Basis::UnknownLocation => Self::UnknownLocation,
+                Basis::FailoverOrder => Self::Failover,
+                Basis::Weighted => Self::Weighted,
+                Basis::GeoCountry(_) | Basis::GeoContinent(_) | Basis::GeoDefault => Self::GeoMap,
+            },
+        }
+    }
+
+    /// Every reason, in label order.
+    pub const ALL: [Self; 8] = [
+        Self::Distance,
+        Self::UnknownLocation,
+        Self::Failover,
+        Self::Weighted,
+        Self::GeoMap,
+        Self::Panic,
+        Self::Fallback,
+        Self::NoAnswer,
+    ];
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Distance => "distance",
+            Self::UnknownLocation => "unknown_location",
+            Self::Failover => "failover",
+            Self::Weighted => "weighted",
+            Self::GeoMap => "geo_map",
+            Self::Panic => "panic",
+            Self::Fallback => "fallback",
+            Self::NoAnswer => "no_answer",
+        }
+    }
 }
 
 /// Everything answering reads.
@@ -106,6 +178,28 @@ pub fn answer(
         Err(_) => header_only(request, ResponseCode::ServFail),
     };
     (Some(bytes), info)
+}
+
+/// Answers `request` into `out` (cleared first; left empty when nothing is to be sent): by the fast path
+/// when the request has its shape, else by the general path ([`answer`]). The two agree byte for byte on
+/// every request the fast path takes (tested).
+pub fn respond(
+    ctx: &Context<'_>,
+    request: &[u8],
+    src: IpAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> AnswerInfo {
+    let mut info = AnswerInfo::default();
+    if crate::fast::answer_fast(ctx, request, src, transport, out, &mut info) {
+        return info;
+    }
+    let (bytes, info) = answer(ctx, request, src, transport);
+    out.clear();
+    if let Some(b) = bytes {
+        out.extend_from_slice(&b);
+    }
+    info
 }
 
 /// Whether a packet deserves any response: not when it is shorter than a header, nor when it is itself a
@@ -178,42 +272,22 @@ fn build(
     if let Some(&service) = zone.services.get(&lname)
         && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
     {
-        let (client_ip, source_prefix) = match &ecs {
-            Some(s) if s.source_prefix() > 0 => (s.addr(), Some(s.source_prefix())),
-            Some(s) => (src, Some(s.source_prefix())),
-            None => (src, None),
-        };
-        let located = ctx.geo.locate(client_ip);
-        let (country, continent, coordinates) = located.parts();
-        let client = ClientLocation::new(country, continent, coordinates);
-        let query = Query {
-            service,
-            client: &client,
-            request_hash: client_hash(client_ip),
-            now_ms: ctx.now_ms,
-        };
-        let decision = steer(&ctx.snapshot.topology, &ctx.snapshot.states, &query);
+        let ecs_in = ecs.map(|s| (s.addr(), s.source_prefix()));
+        let (decision, scope) = steer_client(ctx, service, ecs_in, src);
         let svc = &ctx.snapshot.topology.config().services()[service.get()];
-        info.service = Some(svc.name.clone());
-        if let (Some(s), Some(prefix)) = (&ecs, source_prefix) {
-            let scope = if prefix == 0 {
-                0
-            } else {
-                ecs_scope(&decision, &located, client_ip).min(prefix)
-            };
-            let mut opt = ClientSubnet::new(s.addr(), prefix, scope);
+        info.service = Some(service);
+        if let (Some(s), Some(scope)) = (&ecs, scope) {
+            let mut opt = ClientSubnet::new(s.addr(), s.source_prefix(), scope);
             opt.set_addr(s.addr());
             if let Some(e) = resp.edns.as_mut() {
                 e.options_mut().insert(EdnsOption::Subnet(opt));
             }
         }
+        info.reason = Some(Reason::of(&decision));
         if let Mode::NoAnswer(_) = decision.mode {
             return ResponseCode::ServFail;
         }
-        info.region = decision
-            .chosen
-            .first()
-            .map(|r| ctx.snapshot.topology.region_id(*r).to_owned());
+        info.region = decision.chosen.first().copied();
         let addrs = answer_addresses(&ctx.snapshot.topology, service, &decision.chosen);
         let owner = q.name().clone();
         let a: Vec<Record> = addrs
@@ -294,6 +368,39 @@ fn build(
     }
     resp.add_answers(matching);
     ResponseCode::NoError
+}
+
+/// Steers `service` for the client: the ECS address when the option carries a non-zero source prefix,
+/// else the packet's source. Returns the decision and, when the request carried ECS, the scope prefix to
+/// announce. Shared by the general path and the fast path, so they cannot disagree.
+pub(crate) fn steer_client(
+    ctx: &Context<'_>,
+    service: ServiceIndex,
+    ecs: Option<(IpAddr, u8)>,
+    src: IpAddr,
+) -> (Decision, Option<u8>) {
+    let client_ip = match ecs {
+        Some((addr, prefix)) if prefix > 0 => addr,
+        _ => src,
+    };
+    let located = ctx.geo.locate(client_ip);
+    let (country, continent, coordinates) = located.parts();
+    let client = ClientLocation::new(country, continent, coordinates);
+    let query = Query {
+        service,
+        client: &client,
+        request_hash: client_hash(client_ip),
+        now_ms: ctx.now_ms,
+    };
+    let decision = steer(&ctx.snapshot.topology, &ctx.snapshot.states, &query);
+    let scope = ecs.map(|(_, prefix)| {
+        if prefix == 0 {
+            0
+        } else {
+            ecs_scope(&decision, &located, client_ip).min(prefix)
+        }
+    });
+    (decision, scope)
 }
 
 /// RFC 7871 §6: the family must match the address, the source prefix fit it, and address bits past the

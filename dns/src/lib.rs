@@ -16,8 +16,11 @@
 #![warn(missing_docs)]
 
 pub mod answer;
+mod fast;
+pub mod metrics;
+pub mod rrl;
 pub mod server;
 mod zone;
 
-pub use answer::{AnswerInfo, Context, MAX_UDP_PAYLOAD, Transport, answer};
+pub use answer::{AnswerInfo, Context, MAX_UDP_PAYLOAD, Reason, Transport, answer, respond};
 pub use zone::ZoneIndex;

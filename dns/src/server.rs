@@ -1,48 +1,109 @@
-//! Sockets: UDP and TCP listeners feeding [`crate::answer`], with the snapshot read per query.
+//! Sockets: UDP and TCP listeners feeding [`crate::answer::respond`], with the snapshot read once per
+//! batch of packets.
 //!
-//! UDP: workers share one socket, each receiving and answering in a loop (no task per packet). TCP: one
-//! task per connection, RFC 7766 framing (two-octet length), several queries per connection, an idle
-//! timeout, and a cap on connections so a flood of idle TCP clients cannot exhaust the process.
+//! UDP: one socket per worker thread, all bound to the same address with `SO_REUSEPORT` so the kernel
+//! spreads clients over them (gdnsd's design; no shared socket queue, no lock between workers). Each worker
+//! is a plain OS thread that receives up to [`UDP_BATCH`] datagrams per `recvmmsg` call and sends the
+//! responses with one `sendmmsg` — at high rates, system calls cost more than answering, so batching them
+//! is what makes the server fast. Rate limiting (RRL) applies to UDP only. TCP: tokio, one task per
+//! connection, RFC 7766 framing, several queries per connection, an idle timeout, and a cap on
+//! connections so a flood of idle TCP clients cannot exhaust the process.
 
+use std::io::{IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use hickory_proto::op::ResponseCode;
 use meridian_geoip::GeoDb;
 use meridian_steer::Topology;
 use meridian_store::{ConfigSource, Snapshot, SnapshotWatcher};
+use nix::errno::Errno;
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::answer::{AnswerInfo, Context, Transport, answer, answerable, header_only};
+use crate::answer::{AnswerInfo, Context, Transport, answerable, header_only, respond};
+use crate::metrics::{DnsMetrics, Recorder};
+use crate::rrl::{RateLimiter, ResponseKind, RrlConfig, Verdict, slip_response};
 use crate::zone::ZoneIndex;
 
 /// How long a TCP connection may stay idle between queries.
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent TCP connections accepted.
 pub const MAX_TCP_CONNECTIONS: usize = 1024;
+/// Datagrams received (and responses sent) per system call.
+pub const UDP_BATCH: usize = 32;
+/// How often an idle UDP worker wakes to check whether the server is stopping.
+const UDP_STOP_CHECK: Duration = Duration::from_millis(200);
+/// Receive buffer asked of the kernel per UDP socket (it caps this at `net.core.rmem_max`): absorbs bursts.
+const UDP_RECV_BUFFER: usize = 4 << 20;
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct DnsOptions {
+    /// UDP worker threads, each with its own socket (default: one per CPU).
+    pub udp_workers: usize,
+    /// Response rate limiting.
+    pub rrl: RrlConfig,
+}
+
+impl Default for DnsOptions {
+    fn default() -> Self {
+        Self {
+            udp_workers: std::thread::available_parallelism().map_or(1, usize::from),
+            rrl: RrlConfig::default(),
+        }
+    }
+}
 
 /// What every query reads: the snapshot watcher, the GeoIP database and the zones compiled for the
-/// snapshot's configuration (rebuilt only when the configuration changes).
+/// snapshot's configuration (rebuilt only when the configuration changes); and what it updates: rate
+/// limits and metrics.
 pub struct DnsState {
     watcher: Arc<SnapshotWatcher>,
-    geo: arc_swap::ArcSwap<GeoDb>,
+    geo: ArcSwap<GeoDb>,
     /// Keyed by the topology itself (held, so its address cannot be reused by a newer one).
     zones: ArcSwapOption<(Arc<Topology>, Arc<ZoneIndex>)>,
+    rrl: RateLimiter,
+    metrics: Arc<DnsMetrics>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl DnsState {
-    /// State over a watcher and a GeoIP database.
-    pub fn new(watcher: Arc<SnapshotWatcher>, geo: GeoDb) -> Arc<Self> {
+    /// State over a watcher and a GeoIP database, limiting responses as `rrl` says.
+    pub fn new(watcher: Arc<SnapshotWatcher>, geo: GeoDb, rrl: RrlConfig) -> Arc<Self> {
+        let metrics = DnsMetrics::new();
+        metrics.set_geoip_build_epoch(geo.build_epoch());
         Arc::new(Self {
             watcher,
-            geo: arc_swap::ArcSwap::from_pointee(geo),
+            geo: ArcSwap::from_pointee(geo),
             zones: ArcSwapOption::empty(),
+            rrl: RateLimiter::new(rrl),
+            metrics,
         })
+    }
+
+    /// The metrics (register them with a Prometheus registry to export them).
+    pub fn metrics(&self) -> &Arc<DnsMetrics> {
+        &self.metrics
+    }
+
+    /// The GeoIP database in use.
+    pub fn geo(&self) -> Arc<GeoDb> {
+        self.geo.load_full()
     }
 
     /// Replaces the GeoIP database (new queries use the new one at once).
@@ -67,89 +128,332 @@ impl DnsState {
         zones
     }
 
-    /// Answers one request.
-    pub fn answer(&self, request: &[u8], src: IpAddr, transport: Transport) -> (Option<Vec<u8>>, AnswerInfo) {
+    /// Runs `f` with the answering context as of now: one snapshot, its zones, the GeoIP database, the
+    /// time. `None` before the first snapshot (no configuration yet).
+    fn with_context<R>(&self, f: impl FnOnce(Option<(&Context<'_>, &Arc<Topology>)>) -> R) -> R {
         let Some(snapshot) = self.watcher.snapshot() else {
-            // No configuration yet: say so, rather than pretend a name does not exist.
-            if !answerable(request) {
-                return (None, AnswerInfo::default());
-            }
-            let info = AnswerInfo {
-                rcode: Some(ResponseCode::ServFail),
-                ..AnswerInfo::default()
-            };
-            return (Some(header_only(request, ResponseCode::ServFail)), info);
+            return f(None);
         };
         let zones = self.zones_for(&snapshot);
         let geo = self.geo.load();
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         let ctx = Context {
             snapshot: &snapshot,
             zones: &zones,
             geo: &geo,
-            now_ms,
+            now_ms: now_ms(),
         };
-        answer(&ctx, request, src, transport)
+        f(Some((&ctx, &snapshot.topology)))
+    }
+
+    /// Answers one request (tests and tools; the server answers batches). `None`: send nothing.
+    pub fn answer(&self, request: &[u8], src: IpAddr, transport: Transport) -> (Option<Vec<u8>>, AnswerInfo) {
+        let mut out = Vec::new();
+        let info = self
+            .with_context(|ctx| respond_or_unconfigured(ctx.map(|c| c.0), request, src, transport, &mut out));
+        ((!out.is_empty()).then_some(out), info)
+    }
+
+    /// Loads the GeoIP database at `path` and swaps it in; on failure keeps the current one.
+    pub fn reload_geo(&self, path: &Path) -> Result<(), meridian_geoip::GeoIpError> {
+        match GeoDb::open(path) {
+            Ok(db) => {
+                self.metrics.geoip_reloaded(Some(db.build_epoch()));
+                tracing::info!(database = db.description(), "GeoIP database loaded");
+                self.set_geo(db);
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.geoip_reloaded(None);
+                Err(e)
+            }
+        }
+    }
+
+    /// Watches `path` and loads it again whenever it changes (size, modification time or inode), checking
+    /// every `interval`; or at once when `nudge` is notified (SIGHUP). A file that fails to load is
+    /// reported and the current database kept; the next change is tried again.
+    pub fn watch_geo_file(
+        self: &Arc<Self>,
+        path: PathBuf,
+        interval: Duration,
+        nudge: Arc<tokio::sync::Notify>,
+    ) -> JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut seen = file_identity(&path);
+            loop {
+                let forced = tokio::select! {
+                    _ = tokio::time::sleep(interval) => false,
+                    _ = nudge.notified() => true,
+                };
+                let now = file_identity(&path);
+                if now.is_none() || (now == seen && !forced) {
+                    continue;
+                }
+                seen = now;
+                let (p, s) = (path.clone(), state.clone());
+                // Reading and indexing 100 MB takes a while: off the async workers.
+                let result = tokio::task::spawn_blocking(move || s.reload_geo(&p)).await;
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "GeoIP database not reloaded; keeping the current one")
+                    }
+                    Err(e) => tracing::error!(error = %e, "GeoIP reload task failed"),
+                }
+            }
+        })
+    }
+
+    /// Answers one UDP datagram into `out` (empty: send nothing), rate limiting the response.
+    fn handle_udp(
+        &self,
+        ctx: Option<(&Context<'_>, &Arc<Topology>)>,
+        request: &[u8],
+        src: IpAddr,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        recorder: &mut Recorder,
+    ) {
+        let started = Instant::now();
+        let info = respond_or_unconfigured(ctx.map(|c| c.0), request, src, Transport::Udp, out);
+        if !out.is_empty() && self.rrl.enabled() {
+            let now = ctx.map_or_else(now_ms, |c| c.0.now_ms);
+            match self.rrl.check(src, response_kind(out, scratch), now) {
+                Verdict::Send => {}
+                Verdict::Slip => {
+                    scratch.clear();
+                    scratch.extend_from_slice(out);
+                    slip_response(scratch, out);
+                    recorder.rate_limited(true);
+                }
+                Verdict::Drop => {
+                    out.clear();
+                    recorder.rate_limited(false);
+                }
+            }
+        }
+        if let Some((_, topology)) = ctx {
+            recorder.record(&info, topology, started.elapsed().as_nanos() as u64);
+        }
     }
 }
 
-/// A running server.
+/// The answer, or SERVFAIL while there is no configuration yet (rather than pretend a name does not exist).
+fn respond_or_unconfigured(
+    ctx: Option<&Context<'_>>,
+    request: &[u8],
+    src: IpAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> AnswerInfo {
+    match ctx {
+        Some(ctx) => respond(ctx, request, src, transport, out),
+        None => {
+            out.clear();
+            if !answerable(request) {
+                return AnswerInfo::default();
+            }
+            out.extend_from_slice(&header_only(request, ResponseCode::ServFail));
+            AnswerInfo {
+                rcode: Some(ResponseCode::ServFail),
+                ..AnswerInfo::default()
+            }
+        }
+    }
+}
+
+/// The rate-limiting kind of a response: its lower-cased question and type for NOERROR, else its rcode.
+fn response_kind<'a>(response: &[u8], scratch: &'a mut Vec<u8>) -> ResponseKind<'a> {
+    let rcode = u16::from(response[3] & 0x0f);
+    if rcode != 0 {
+        return ResponseKind::Error(rcode);
+    }
+    scratch.clear();
+    let mut i = 12;
+    while let Some(&len) = response.get(i) {
+        if len == 0 || len & 0xc0 != 0 {
+            break;
+        }
+        let label = response.get(i + 1..i + 1 + usize::from(len)).unwrap_or_default();
+        scratch.push(len);
+        scratch.extend(label.iter().map(u8::to_ascii_lowercase));
+        i += 1 + usize::from(len);
+    }
+    let qtype = response
+        .get(i + 1..i + 3)
+        .map_or(0, |t| u16::from_be_bytes([t[0], t[1]]));
+    ResponseKind::Answer {
+        qname_lower: scratch,
+        qtype,
+    }
+}
+
+fn file_identity(path: &Path) -> Option<(u64, SystemTime, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?, m.ino()))
+}
+
+/// A running server. Dropping it stops it (UDP workers within [`UDP_STOP_CHECK`]).
 pub struct DnsServer {
     /// The UDP address bound.
     pub udp: SocketAddr,
     /// The TCP address bound.
     pub tcp: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
 }
 
 impl DnsServer {
-    /// Binds UDP and TCP on `addr` (port 0: any free port, the same for both where possible) and serves.
-    pub async fn bind(addr: SocketAddr, state: Arc<DnsState>, udp_workers: usize) -> std::io::Result<Self> {
-        let udp = Arc::new(UdpSocket::bind(addr).await?);
-        let udp_addr = udp.local_addr()?;
-        let tcp = TcpListener::bind(if addr.port() == 0 { udp_addr } else { addr }).await?;
-        let tcp_addr = tcp.local_addr()?;
-        let mut tasks = Vec::new();
-        for _ in 0..udp_workers.max(1) {
-            tasks.push(tokio::spawn(serve_udp(udp.clone(), state.clone())));
+    /// Binds UDP (one socket per worker) and TCP on `addr` (port 0: a free port, the same for both) and
+    /// serves. Fails, naming nothing but the OS error, when the address is taken; callers add the address.
+    pub async fn bind(addr: SocketAddr, state: Arc<DnsState>, options: &DnsOptions) -> std::io::Result<Self> {
+        let workers = options.udp_workers.max(1);
+        let first = udp_socket(addr)?;
+        let udp_addr = first
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| std::io::Error::other("UDP socket has no IP address"))?;
+        let mut sockets = vec![first];
+        for _ in 1..workers {
+            sockets.push(udp_socket(udp_addr)?);
         }
-        tasks.push(tokio::spawn(serve_tcp(tcp, state)));
+        let tcp = TcpListener::bind(udp_addr).await?;
+        let tcp_addr = tcp.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        for (i, socket) in sockets.into_iter().enumerate() {
+            let (state, stop) = (state.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("dns-udp-{i}"))
+                .spawn(move || serve_udp(socket, state, stop))?;
+        }
+        let tasks = vec![tokio::spawn(serve_tcp(tcp, state))];
         Ok(Self {
             udp: udp_addr,
             tcp: tcp_addr,
             tasks,
+            stop,
         })
     }
 }
 
 impl Drop for DnsServer {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         for t in &self.tasks {
             t.abort();
         }
     }
 }
 
-async fn serve_udp(socket: Arc<UdpSocket>, state: Arc<DnsState>) {
+fn udp_socket(addr: SocketAddr) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_port(true)?;
+    // Best effort: the kernel may cap it, which is fine.
+    let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    socket.set_read_timeout(Some(UDP_STOP_CHECK))?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+fn serve_udp(socket: Socket, state: Arc<DnsState>, stop: Arc<AtomicBool>) {
+    let fd = socket.as_raw_fd();
     // Larger than any UDP DNS message we accept; a bigger datagram is truncated by the kernel and then
     // fails to parse (FORMERR), which is the right answer for it.
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let (n, peer) = match socket.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                // ICMP errors from earlier sends surface here on some systems; they concern one peer.
-                tracing::debug!(error = %e, "udp receive");
-                continue;
+    let mut bufs = vec![[0u8; 4096]; UDP_BATCH];
+    let mut outs: Vec<Vec<u8>> = (0..UDP_BATCH).map(|_| Vec::with_capacity(1232)).collect();
+    let mut peers: Vec<Option<SocketAddr>> = vec![None; UDP_BATCH];
+    let mut lens = [0usize; UDP_BATCH];
+    let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    let mut scratch = Vec::with_capacity(512);
+    let mut recorder = state.metrics.recorder();
+    while !stop.load(Ordering::Relaxed) {
+        let received = {
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            match recvmmsg(
+                fd,
+                &mut recv_headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(results) => {
+                    let mut n = 0;
+                    for r in results {
+                        lens[n] = r.bytes;
+                        peers[n] = r.address.as_ref().and_then(to_std);
+                        n += 1;
+                    }
+                    n
+                }
+                Err(Errno::EAGAIN | Errno::EINTR) => {
+                    recorder.maybe_flush(now_ms());
+                    continue;
+                }
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here; they concern one peer.
+                    tracing::debug!(error = %e, "udp receive");
+                    continue;
+                }
             }
         };
-        let (response, _info) = state.answer(&buf[..n], peer.ip(), Transport::Udp);
-        if let Some(r) = response
-            && let Err(e) = socket.send_to(&r, peer).await
-        {
-            tracing::debug!(error = %e, %peer, "udp send");
+        state.with_context(|ctx| {
+            for i in 0..received {
+                outs[i].clear();
+                if let Some(peer) = peers[i] {
+                    state.handle_udp(
+                        ctx,
+                        &bufs[i][..lens[i]],
+                        peer.ip(),
+                        &mut outs[i],
+                        &mut scratch,
+                        &mut recorder,
+                    );
+                }
+            }
+            recorder.maybe_flush(ctx.map_or_else(now_ms, |c| c.0.now_ms));
+        });
+        // Send every non-empty response; sendmmsg may send fewer than asked (a full socket buffer).
+        let pending: Vec<usize> = (0..received).filter(|&i| !outs[i].is_empty()).collect();
+        let mut sent = 0;
+        while sent < pending.len() {
+            let rest = &pending[sent..];
+            let slices: Vec<[IoSlice<'_>; 1]> = rest.iter().map(|&i| [IoSlice::new(&outs[i])]).collect();
+            let addrs: Vec<Option<SockaddrStorage>> = rest
+                .iter()
+                .map(|&i| peers[i].map(SockaddrStorage::from))
+                .collect();
+            match sendmmsg(
+                fd,
+                &mut send_headers,
+                slices.iter(),
+                &addrs,
+                [],
+                MsgFlags::empty(),
+            ) {
+                Ok(results) => {
+                    let n = results.count();
+                    sent += n.max(1);
+                }
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    // One bad destination fails the call at its position: skip it, send the rest.
+                    tracing::debug!(error = %e, "udp send");
+                    sent += 1;
+                }
+            }
         }
     }
 }
@@ -186,6 +490,8 @@ async fn serve_connection(
     state: Arc<DnsState>,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; usize::from(u16::MAX)];
+    let mut out = Vec::with_capacity(1232);
+    let mut recorder = state.metrics.recorder();
     loop {
         let mut len = [0u8; 2];
         match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut len)).await {
@@ -199,11 +505,21 @@ async fn serve_connection(
             Ok(Err(e)) => return Err(e),
             Err(_) => return Ok(()),
         }
-        let (response, _info) = state.answer(&buf[..n], peer.ip(), Transport::Tcp);
-        let Some(r) = response else { return Ok(()) };
-        let mut framed = Vec::with_capacity(r.len() + 2);
-        framed.extend_from_slice(&(r.len() as u16).to_be_bytes());
-        framed.extend_from_slice(&r);
+        let started = Instant::now();
+        state.with_context(|ctx| {
+            let info =
+                respond_or_unconfigured(ctx.map(|c| c.0), &buf[..n], peer.ip(), Transport::Tcp, &mut out);
+            if let Some((c, topology)) = ctx {
+                recorder.record(&info, topology, started.elapsed().as_nanos() as u64);
+                recorder.maybe_flush(c.now_ms);
+            }
+        });
+        if out.is_empty() {
+            return Ok(());
+        }
+        let mut framed = Vec::with_capacity(out.len() + 2);
+        framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&out);
         stream.write_all(&framed).await?;
     }
 }

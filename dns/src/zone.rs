@@ -30,6 +30,9 @@ pub(crate) struct ZoneData {
 #[derive(Debug)]
 pub struct ZoneIndex {
     pub(crate) zones: Vec<ZoneData>,
+    /// Steered names in lower-case wire form (`\x04meet\x04gslb\x07example\x00`), for the fast path,
+    /// which looks a question up without building a `Name`. Only names whose closest zone steers them.
+    pub(crate) steered: HashMap<Box<[u8]>, ServiceIndex>,
 }
 
 fn name(d: &DomainName) -> Name {
@@ -140,8 +143,22 @@ impl ZoneIndex {
                     existing,
                 }
             })
-            .collect();
-        Self { zones }
+            .collect::<Vec<_>>();
+        let mut index = Self {
+            zones,
+            steered: HashMap::new(),
+        };
+        let mut steered = HashMap::new();
+        for (i, zone) in index.zones.iter().enumerate() {
+            for (owner, &service) in &zone.services {
+                let closest = index.find(owner).map(|z| std::ptr::eq(z, &index.zones[i]));
+                if closest == Some(true) {
+                    steered.insert(wire_lower(owner), service);
+                }
+            }
+        }
+        index.steered = steered;
+        index
     }
 
     /// The zone that holds `name` (the longest matching origin).
@@ -151,6 +168,18 @@ impl ZoneIndex {
             .filter(|z| z.origin.zone_of(name))
             .max_by_key(|z| z.origin.num_labels())
     }
+}
+
+/// A name in lower-case, uncompressed wire form.
+fn wire_lower(name: &LowerName) -> Box<[u8]> {
+    let n: Name = name.clone().into();
+    let mut out = Vec::with_capacity(n.len() + 1);
+    for label in n.iter() {
+        out.push(label.len() as u8);
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    out.push(0);
+    out.into_boxed_slice()
 }
 
 /// The addresses of in-zone name servers, for glue.

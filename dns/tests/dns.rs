@@ -12,7 +12,8 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RData, RecordType};
 use meridian_config::Config;
-use meridian_dns::server::{DnsServer, DnsState};
+use meridian_dns::rrl::RrlConfig;
+use meridian_dns::server::{DnsOptions, DnsServer, DnsState};
 use meridian_geoip::GeoDb;
 use meridian_store::schema::{DrillDoc, DrillModeDoc, encode};
 use meridian_store::*;
@@ -33,8 +34,19 @@ async fn start_with(config: &str) -> Harness {
     opts.bootstrap = Some(Arc::new(Config::from_toml_str(config).unwrap()));
     opts.progress_interval = Duration::from_millis(200);
     let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), opts));
-    let state = DnsState::new(watcher.clone(), GeoDb::bundled().unwrap());
-    let server = DnsServer::bind("127.0.0.1:0".parse().unwrap(), state, 2)
+    let state = DnsState::new(
+        watcher.clone(),
+        GeoDb::bundled().unwrap(),
+        RrlConfig {
+            rate: 0,
+            ..RrlConfig::default()
+        },
+    );
+    let options = DnsOptions {
+        udp_workers: 2,
+        ..DnsOptions::default()
+    };
+    let server = DnsServer::bind("127.0.0.1:0".parse().unwrap(), state, &options)
         .await
         .unwrap();
     let start = Instant::now();

@@ -15,9 +15,11 @@
 
 mod special;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use maxminddb::Reader;
 use meridian_config::{Continent, Coordinates, CountryCode};
@@ -76,7 +78,16 @@ impl AsRef<[u8]> for Bytes {
 pub struct GeoDb {
     reader: Reader<Bytes>,
     description: String,
+    /// Interpreted records by data-section offset. Why: a city database's records are large maps (names
+    /// in several languages) and most of a lookup's time went to decoding and skipping through them, while
+    /// a few hundred thousand records serve millions of networks. The cache is bounded; when full it is
+    /// cleared (simple, and the working set refills it in milliseconds).
+    decoded: [Mutex<HashMap<usize, Option<GeoLocation>>>; CACHE_SHARDS],
 }
+
+const CACHE_SHARDS: usize = 16;
+/// Entries per shard before the shard is cleared (16 shards: about 1M records, ~60 MB at most).
+const CACHE_SHARD_CAPACITY: usize = 1 << 16;
 
 impl fmt::Debug for GeoDb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -213,7 +224,16 @@ impl GeoDb {
             m.ip_version,
             meridian_config::calendar::utc_date(m.build_epoch)
         );
-        Ok(Self { reader, description })
+        Ok(Self {
+            reader,
+            description,
+            decoded: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+        })
+    }
+
+    /// When the database was built (Unix seconds).
+    pub fn build_epoch(&self) -> u64 {
+        self.reader.metadata().build_epoch
     }
 
     /// Where the database came from, its type and build time.
@@ -238,22 +258,41 @@ impl GeoDb {
             };
         };
         let prefix_len = result.network().map_or(max, |n| n.prefix());
-        // A record we cannot decode is treated like a missing one: a damaged entry must not take the
-        // server down, and "unknown" has a defined, configured meaning.
-        let record = match result.decode::<Record<'_>>() {
-            Ok(Some(r)) => r,
-            Ok(None) | Err(_) => {
-                return Located {
-                    location: Err(UnknownReason::NotInDatabase),
-                    prefix_len,
-                };
-            }
+        let location = match result.offset() {
+            Some(offset) => self.interpret_cached(offset, &result),
+            None => None,
         };
-        let location = interpret(&record).ok_or(UnknownReason::NotInDatabase);
+        let location = location.ok_or(UnknownReason::NotInDatabase);
         Located { location, prefix_len }
     }
-}
 
+    /// The interpretation of the record at `offset`, decoded once.
+    fn interpret_cached(
+        &self,
+        offset: usize,
+        result: &maxminddb::LookupResult<'_, Bytes>,
+    ) -> Option<GeoLocation> {
+        let shard = &self.decoded[offset % CACHE_SHARDS];
+        if let Ok(cache) = shard.lock()
+            && let Some(hit) = cache.get(&offset)
+        {
+            return *hit;
+        }
+        // A record we cannot decode is treated like a missing one: a damaged entry must not take the
+        // server down, and "unknown" has a defined, configured meaning.
+        let location = match result.decode::<Record<'_>>() {
+            Ok(Some(r)) => interpret(&r),
+            Ok(None) | Err(_) => None,
+        };
+        if let Ok(mut cache) = shard.lock() {
+            if cache.len() >= CACHE_SHARD_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(offset, location);
+        }
+        location
+    }
+}
 fn interpret(r: &Record<'_>) -> Option<GeoLocation> {
     let code = r
         .country

