@@ -26,27 +26,29 @@ struct Harness {
     server: DnsServer,
     store: Arc<dyn KvStore>,
     watcher: Arc<SnapshotWatcher>,
+    state: Arc<DnsState>,
 }
 
 async fn start_with(config: &str) -> Harness {
+    let no_rrl = RrlConfig {
+        rate: 0,
+        ..RrlConfig::default()
+    };
+    start_full(config, GeoDb::bundled().unwrap(), no_rrl).await
+}
+
+async fn start_full(config: &str, geo: GeoDb, rrl: RrlConfig) -> Harness {
     let store: Arc<dyn KvStore> = Arc::new(EmbeddedStore::in_memory());
     let mut opts = WatcherOptions::new(Keys::new(DEFAULT_PREFIX).unwrap());
     opts.bootstrap = Some(Arc::new(Config::from_toml_str(config).unwrap()));
     opts.progress_interval = Duration::from_millis(200);
     let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), opts));
-    let state = DnsState::new(
-        watcher.clone(),
-        GeoDb::bundled().unwrap(),
-        RrlConfig {
-            rate: 0,
-            ..RrlConfig::default()
-        },
-    );
+    let state = DnsState::new(watcher.clone(), geo, rrl);
     let options = DnsOptions {
         udp_workers: 2,
         ..DnsOptions::default()
     };
-    let server = DnsServer::bind("127.0.0.1:0".parse().unwrap(), state, &options)
+    let server = DnsServer::bind("127.0.0.1:0".parse().unwrap(), state.clone(), &options)
         .await
         .unwrap();
     let start = Instant::now();
@@ -58,6 +60,7 @@ async fn start_with(config: &str) -> Harness {
         server,
         store,
         watcher,
+        state,
     }
 }
 
@@ -390,4 +393,230 @@ async fn answers_move_when_the_store_says_a_region_is_down_and_residency_holds()
     // The UK client is not covered by the rule: London.
     let uk = query("meet.gslb.example.", RecordType::A, Some(("81.2.69.0", 24)), true);
     assert_eq!(addrs(&udp(&h, &uk).await), ips(&["192.0.2.30", "192.0.2.31"]));
+}
+
+/// A flood of identical queries from one address: the burst is answered, then most responses are
+/// dropped and every second limited one slips as an empty truncated response; TCP still answers in full;
+/// another name is counted apart. Metrics say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_rate_limiting_drops_and_slips_over_the_limit() {
+    let rrl = RrlConfig {
+        rate: 5,
+        burst: 10,
+        slip: 2,
+        ..RrlConfig::default()
+    };
+    let h = start_full(EXAMPLE, GeoDb::bundled().unwrap(), rrl).await;
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let q = query("meet.gslb.example.", RecordType::A, Some(("83.0.0.0", 24)), true);
+    let bytes = q.to_vec().unwrap();
+    // 60 queries in well under a second: 10 (burst) + a few tokens answered.
+    for _ in 0..60 {
+        sock.send_to(&bytes, h.server.udp).await.unwrap();
+    }
+    let (mut full, mut slipped) = (0, 0);
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok((n, _))) =
+        tokio::time::timeout(Duration::from_millis(400), sock.recv_from(&mut buf)).await
+    {
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        if m.metadata.truncation {
+            assert!(m.answers.is_empty(), "a slipped response carries no records");
+            slipped += 1;
+        } else {
+            assert_eq!(addrs(&m).len(), 2);
+            full += 1;
+        }
+    }
+    assert!(
+        (10..=14).contains(&full),
+        "burst of 10 (+ refill) answered in full, got {full}"
+    );
+    let limited = 60 - full;
+    assert!(
+        slipped >= limited / 2 - 2 && slipped <= limited / 2 + 2,
+        "every second limited response slips: {slipped} of {limited}"
+    );
+    // TCP is never limited.
+    let r = tcp(&h, &q).await;
+    assert_eq!(addrs(&r).len(), 2);
+    // Another name from the same client is another bucket.
+    let other = udp(
+        &h,
+        &query("api.gslb.example.", RecordType::A, Some(("83.0.0.0", 24)), true),
+    )
+    .await;
+    assert!(!other.metadata.truncation && !addrs(&other).is_empty());
+    // Metrics (workers flush every 250 ms).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let text = metrics_text(&h);
+    let dropped = metric(&text, "meridian_dns_rate_limited_total{action=\"dropped\"}");
+    let slips = metric(&text, "meridian_dns_rate_limited_total{action=\"slipped\"}");
+    assert_eq!(slips as usize, slipped);
+    assert_eq!((dropped + slips) as usize, limited);
+}
+
+fn metrics_text(h: &Harness) -> String {
+    use prometheus::Encoder;
+    let registry = prometheus::Registry::new();
+    registry
+        .register(Box::new(Shared(h.state.metrics().clone())))
+        .unwrap();
+    let mut out = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+struct Shared(Arc<meridian_dns::metrics::DnsMetrics>);
+impl prometheus::core::Collector for Shared {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.collect()
+    }
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse::<f64>().unwrap()))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+/// Queries by type and rcode, steered answers by service/region/reason, ECS use and the latency
+/// histogram all count what was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_queries_answers_and_reasons() {
+    let h = start().await;
+    for _ in 0..3 {
+        udp(
+            &h,
+            &query("meet.gslb.example.", RecordType::A, Some(("83.0.0.0", 24)), true),
+        )
+        .await;
+    }
+    udp(&h, &query("nothere.gslb.example.", RecordType::A, None, true)).await;
+    udp(&h, &query("example.org.", RecordType::A, None, false)).await;
+    tcp(
+        &h,
+        &query(
+            "meet.gslb.example.",
+            RecordType::AAAA,
+            Some(("24.48.0.0", 24)),
+            true,
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let text = metrics_text(&h);
+    assert_eq!(
+        metric(&text, "meridian_dns_queries_total{qtype=\"A\",rcode=\"NOERROR\"}"),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "meridian_dns_queries_total{qtype=\"A\",rcode=\"NXDOMAIN\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "meridian_dns_queries_total{qtype=\"A\",rcode=\"REFUSED\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "meridian_dns_queries_total{qtype=\"AAAA\",rcode=\"NOERROR\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "meridian_dns_steered_total{service=\"meet\",region=\"waw\",reason=\"distance\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "meridian_dns_steered_total{service=\"meet\",region=\"bhs\",reason=\"distance\"}"
+        ),
+        1.0
+    );
+    assert_eq!(metric(&text, "meridian_dns_ecs_queries_total"), 4.0);
+    assert_eq!(metric(&text, "meridian_dns_answer_seconds_count"), 6.0);
+    assert!(metric(&text, "meridian_dns_fast_path_total") >= 3.0);
+}
+
+/// A new GeoIP database file replaces the old one without a restart: the same client is then placed
+/// elsewhere. A broken file is refused and the current database kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_geoip_file_is_picked_up_without_a_restart() {
+    #[derive(serde::Serialize)]
+    struct Cc {
+        country_code: &'static str,
+    }
+    fn db(country: &'static str) -> Vec<u8> {
+        let mut w = mmdb_writer::Writer::new("dbip-country");
+        w.insert(
+            "83.0.0.0/11".parse::<ipnet::IpNet>().unwrap(),
+            &Cc {
+                country_code: country,
+            },
+        )
+        .unwrap();
+        w.to_bytes().unwrap()
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("geo.mmdb");
+    std::fs::write(&path, db("PL")).unwrap();
+    let no_rrl = RrlConfig {
+        rate: 0,
+        ..RrlConfig::default()
+    };
+    let h = start_full(EXAMPLE, GeoDb::open(&path).unwrap(), no_rrl).await;
+    let nudge = Arc::new(tokio::sync::Notify::new());
+    h.state
+        .watch_geo_file(path.clone(), Duration::from_millis(100), nudge.clone());
+    let q = query("meet.gslb.example.", RecordType::A, Some(("83.0.0.0", 24)), true);
+    assert_eq!(
+        addrs(&udp(&h, &q).await),
+        ips(&["192.0.2.10", "192.0.2.11"]),
+        "Poland: waw"
+    );
+
+    // Replace the file the way deployment tools do: write aside, rename over.
+    let tmp = dir.path().join("geo.mmdb.new");
+    std::fs::write(&tmp, db("CA")).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let start = Instant::now();
+    loop {
+        if addrs(&udp(&h, &q).await) == ips(&["198.51.100.10", "198.51.100.11"]) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the new database was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A damaged file: refused, the Canadian database stays.
+    std::fs::write(&path, b"not a database").unwrap();
+    nudge.notify_one();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        addrs(&udp(&h, &q).await),
+        ips(&["198.51.100.10", "198.51.100.11"])
+    );
+    let text = metrics_text(&h);
+    assert_eq!(
+        metric(&text, "meridian_dns_geoip_reloads_total{result=\"loaded\"}"),
+        1.0
+    );
+    assert!(metric(&text, "meridian_dns_geoip_reloads_total{result=\"failed\"}") >= 1.0);
 }

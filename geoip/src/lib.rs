@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod special;
+mod v4index;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -83,6 +84,8 @@ pub struct GeoDb {
     /// a few hundred thousand records serve millions of networks. The cache is bounded; when full it is
     /// cleared (simple, and the working set refills it in milliseconds).
     decoded: [Mutex<HashMap<usize, Option<GeoLocation>>>; CACHE_SHARDS],
+    /// IPv4 answers, flattened (see `v4index`); `None` if the database has no IPv4 data to index.
+    v4: Option<v4index::V4Index>,
 }
 
 const CACHE_SHARDS: usize = 16;
@@ -224,11 +227,68 @@ impl GeoDb {
             m.ip_version,
             meridian_config::calendar::utc_date(m.build_epoch)
         );
-        Ok(Self {
+        let mut db = Self {
             reader,
             description,
             decoded: std::array::from_fn(|_| Mutex::new(HashMap::new())),
-        })
+            v4: None,
+        };
+        db.v4 = db.build_v4_index();
+        Ok(db)
+    }
+
+    /// Walks every IPv4 network of the database once. `None` when the database cannot be walked (then
+    /// lookups walk the tree).
+    fn build_v4_index(&self) -> Option<v4index::V4Index> {
+        let all: ipnetwork::IpNetwork = "0.0.0.0/0".parse().ok()?;
+        let mut networks = Vec::new();
+        // Records are decoded once each (by data offset) and interpreted values interned: the walk's
+        // memory is 12 octets per network, not a decoded record per network.
+        let mut by_offset: HashMap<usize, u32> = HashMap::new();
+        let mut values = Vec::new();
+        let mut interned: HashMap<v4index::ValueKey, u32> = HashMap::new();
+        for item in self
+            .reader
+            .within(all, maxminddb::WithinOptions::default())
+            .ok()?
+        {
+            let result = item.ok()?;
+            let ipnetwork::IpNetwork::V4(net) = result.network().ok()? else {
+                continue;
+            };
+            let value = match result.offset() {
+                None => v4index::NONE,
+                Some(offset) => *by_offset.entry(offset).or_insert_with(|| {
+                    let decoded = result.decode::<Record<'_>>().ok().flatten();
+                    match decoded.as_ref().and_then(interpret) {
+                        None => v4index::NONE,
+                        Some(l) => *interned.entry(v4index::key(&l)).or_insert_with(|| {
+                            values.push(l);
+                            (values.len() - 1) as u32
+                        }),
+                    }
+                }),
+            };
+            networks.push((u32::from(net.network()), u32::from(net.broadcast()), value));
+        }
+        drop(by_offset);
+        drop(interned);
+        let holes: Vec<(u32, u32)> = special::V4
+            .iter()
+            .map(|(net, len)| {
+                let first = u32::from(*net);
+                (
+                    first,
+                    first | (u32::MAX.checked_shr(u32::from(*len)).unwrap_or(0)),
+                )
+            })
+            .collect();
+        Some(v4index::V4Index::build(networks, values, &holes))
+    }
+
+    /// Ranges in the IPv4 index (0: no index).
+    pub fn ipv4_ranges(&self) -> usize {
+        self.v4.as_ref().map_or(0, v4index::V4Index::len)
     }
 
     /// When the database was built (Unix seconds).
@@ -243,6 +303,26 @@ impl GeoDb {
 
     /// Locates an address. Total: every address gets an answer, possibly "unknown".
     pub fn locate(&self, ip: IpAddr) -> Located {
+        let ip = ip.to_canonical();
+        if let Some(prefix_len) = non_routable_prefix(ip) {
+            return Located {
+                location: Err(UnknownReason::NonRoutable),
+                prefix_len,
+            };
+        }
+        if let (IpAddr::V4(a), Some(index)) = (ip, &self.v4) {
+            let (location, prefix_len) = index.locate(u32::from(a));
+            return Located {
+                location: location.copied().ok_or(UnknownReason::NotInDatabase),
+                prefix_len,
+            };
+        }
+        self.locate_in_tree(ip)
+    }
+
+    /// Locates by walking the database tree (IPv6, and the reference the IPv4 index is tested against).
+    #[doc(hidden)]
+    pub fn locate_in_tree(&self, ip: IpAddr) -> Located {
         let ip = ip.to_canonical();
         if let Some(prefix_len) = non_routable_prefix(ip) {
             return Located {

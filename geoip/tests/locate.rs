@@ -216,3 +216,75 @@ fn bundled_database_locates_real_networks() {
     assert!(got.prefix_len >= 8 && got.prefix_len <= 24, "{}", got.prefix_len);
     assert!(db.description().contains("DB-IP"));
 }
+
+/// The IPv4 index against the database tree, on the bundled database: the same location for every
+/// address, a prefix at least as wide as the tree's network, and every address inside that prefix
+/// located the same by the tree (so an ECS scope of that width is honest).
+mod ipv4_index {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+    use std::sync::OnceLock;
+
+    fn bundled() -> &'static GeoDb {
+        static DB: OnceLock<GeoDb> = OnceLock::new();
+        DB.get_or_init(|| GeoDb::bundled().unwrap())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+        #[test]
+        fn index_agrees_with_the_tree(a in any::<u32>(), probes in prop::collection::vec(any::<u32>(), 8)) {
+            let db = bundled();
+            let addr = IpAddr::V4(Ipv4Addr::from(a));
+            let fast = db.locate(addr);
+            let tree = db.locate_in_tree(addr);
+            prop_assert_eq!(fast.location, tree.location, "{}", addr);
+            prop_assert!(fast.prefix_len <= tree.prefix_len, "{}: index /{} narrower than the tree's /{}", addr, fast.prefix_len, tree.prefix_len);
+            // Addresses inside the index's prefix, including its two ends, are located the same.
+            let mask = u32::MAX.checked_shl(32 - u32::from(fast.prefix_len)).unwrap_or(0);
+            let base = a & mask;
+            let mut inside: Vec<u32> = probes.iter().map(|p| base | (p & !mask)).collect();
+            inside.extend([base, base | !mask]);
+            for p in inside {
+                let other = IpAddr::V4(Ipv4Addr::from(p));
+                prop_assert_eq!(db.locate_in_tree(other).location, tree.location, "{} within /{} of {}", other, fast.prefix_len, addr);
+            }
+        }
+    }
+
+    #[test]
+    fn adjacent_networks_with_the_same_place_merge_and_holes_stay() {
+        let mut w = Writer::new("dbip-country");
+        // Two adjacent /16s in Germany merge into one /15; a French /16 after them does not.
+        w.insert(net("80.0.0.0/16"), &DbIpCountry { country_code: "DE" })
+            .unwrap();
+        // (Written in lower case: a different record, so the writer cannot merge them itself.)
+        w.insert(net("80.1.0.0/16"), &DbIpCountry { country_code: "de" })
+            .unwrap();
+        w.insert(net("80.2.0.0/16"), &DbIpCountry { country_code: "FR" })
+            .unwrap();
+        // A database that (wrongly) places private space somewhere: the hole wins.
+        w.insert(net("10.0.0.0/8"), &DbIpCountry { country_code: "DE" })
+            .unwrap();
+        w.insert(net("11.0.0.0/8"), &DbIpCountry { country_code: "DE" })
+            .unwrap();
+        let db = GeoDb::from_vec(w.to_bytes().unwrap(), "test").unwrap();
+        let de = db.locate(ip("80.1.2.3"));
+        assert_eq!(de.prefix_len, 15, "80.0.0.0/15 is all Germany");
+        assert_eq!(db.locate_in_tree(ip("80.1.2.3")).prefix_len, 16);
+        let fr = db.locate(ip("80.2.0.1"));
+        assert_eq!(fr.location.unwrap().country, CountryCode::parse("FR"));
+        assert_eq!(fr.prefix_len, 16);
+        let private = db.locate(ip("10.1.1.1"));
+        assert_eq!(private.location, Err(UnknownReason::NonRoutable));
+        let eleven = db.locate(ip("11.1.1.1"));
+        assert_eq!(
+            eleven.prefix_len, 8,
+            "10/8 is a hole, so 11/8 does not merge with it"
+        );
+        let gap = db.locate(ip("81.0.0.1"));
+        assert_eq!(gap.location, Err(UnknownReason::NotInDatabase));
+        assert!(db.ipv4_ranges() >= 6);
+    }
+}

@@ -18,6 +18,32 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let status = raw.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// Stops the server by PID with SIGINT when dropped.
 struct Server(Child);
 
@@ -73,7 +99,9 @@ fn serves_geo_answers_and_stops_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_udp_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
     let child = dns_command(addr, dir.path())
+        .args(["--metrics-listen", &metrics.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -96,6 +124,24 @@ fn serves_geo_answers_and_stops_on_sigint() {
         })
         .collect();
     assert_eq!(a, ["192.0.2.10", "192.0.2.11"], "a Polish client gets Warsaw");
+
+    // Prometheus metrics over HTTP: the query just answered is counted, the state's age is exported.
+    let start = Instant::now();
+    let text = loop {
+        let (status, body) = http_get(metrics, "/metrics");
+        if status == 200 && body.contains("meridian_dns_queries_total{qtype=\"A\",rcode=\"NOERROR\"}") {
+            break body;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "metrics never counted the query:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(text.contains("meridian_state_staleness_seconds"), "{text}");
+    assert!(text.contains("meridian_dns_answer_seconds_bucket"), "{text}");
+    assert_eq!(http_get(metrics, "/elsewhere").0, 404);
+
     let _ = Command::new("kill")
         .args(["-INT", &server.0.id().to_string()])
         .status();
