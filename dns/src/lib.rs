@@ -1,16 +1,16 @@
 //! The authoritative GeoDNS server (`meridian dns`): zones from the configuration, steered A/AAAA answers
 //! from the state snapshot, on UDP and TCP.
 //!
-//! Owns: turning a DNS request into a response ([`answer`], pure over a snapshot), the zones compiled for
+//! Owns: turning a DNS request into a response ([`respond`], pure over a snapshot), the zones compiled for
 //! answering ([`ZoneIndex`]), and the sockets ([`server`]). Protocol parsing and encoding are hickory's
 //! (`hickory-proto`); steering is `meridian-steer`'s; state comes from a `meridian-store` snapshot, read
 //! with one atomic load per query — never from the store itself.
 //!
 //! Must not depend on: pingora or the proxy, health probing.
 //!
-//! Status (issue 4, in progress): answering, ECS, UDP/TCP and `meridian dns` work and are tested on real
-//! sockets. Not yet: response rate limiting, Prometheus metrics, GeoIP database reload, the fuzz target,
-//! batched I/O with a socket per core, and the benchmark against gdnsd and PowerDNS.
+//! Modules: [`answer`] (the general path and the shared steering step), `fast` (the fast path),
+//! [`rrl`] (response rate limiting), [`metrics`], [`server`] (sockets, GeoIP reload). Operator's view:
+//! docs/dns.md.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

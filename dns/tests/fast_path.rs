@@ -332,3 +332,39 @@ fn the_fast_path_takes_the_common_shapes() {
         assert!(!info.fast, "{what}: the fast path should have declined");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// The request path on hostile input (the stable-toolchain companion of the libFuzzer target in
+    /// dns/fuzz): random bytes, and well-formed queries with bytes flipped, truncated or appended. Never a
+    /// panic; anything sent is a response to the request (its id, QR set) and fits UDP.
+    #[test]
+    fn hostile_requests_never_panic(
+        q in query_strategy(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        cut in prop::option::of(any::<prop::sample::Index>()),
+        noise in prop::collection::vec(any::<u8>(), 0..64),
+        random_only in prop::bool::weighted(0.3),
+    ) {
+        let f = fixture();
+        let ctx = Context { snapshot: &f.snapshot, zones: &f.zones, geo: &f.geo, now_ms: 1_800_000_000_000 };
+        let mut request = if random_only { noise } else { wire(&q) };
+        if !request.is_empty() {
+            for (at, byte) in &flips {
+                let i = at.index(request.len());
+                request[i] ^= byte;
+            }
+            if let Some(at) = cut {
+                request.truncate(at.index(request.len() + 1));
+            }
+        }
+        let mut out = Vec::new();
+        respond(&ctx, &request, "83.0.0.1".parse().unwrap(), Transport::Udp, &mut out);
+        if !out.is_empty() {
+            prop_assert!(out.len() >= 12 && out.len() <= 1232);
+            prop_assert_eq!(&out[..2], &request[..2]);
+            prop_assert_eq!(out[2] & 0x80, 0x80);
+        }
+    }
+}
