@@ -8,7 +8,7 @@
 //!
 //! Must not depend on: pingora or the proxy, health probing.
 //!
-//! Modules: [`answer`] (the general path and the shared steering step), `fast` (the fast path),
+//! Modules: [`mod@answer`] (the general path and the shared steering step), `fast` (the fast path),
 //! [`rrl`] (response rate limiting), [`metrics`], [`server`] (sockets, GeoIP reload). Operator's view:
 //! docs/dns.md.
 

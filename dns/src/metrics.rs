@@ -3,7 +3,7 @@
 //!
 //! Why not one `IntCounterVec` per metric: a labelled counter is a hash lookup and an atomic add on a
 //! cache line every worker shares — per query, on two cores, that costs more than answering does. Each
-//! worker instead counts into its own plain [`LocalStats`] and flushes into the shared totals every
+//! worker instead counts into its own plain `LocalStats` and flushes into the shared totals every
 //! [`FLUSH_EVERY_MS`] (and when the configuration changes, since steered counts are kept by index until
 //! then). A scrape therefore lags by at most that interval.
 //!

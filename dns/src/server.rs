@@ -295,7 +295,7 @@ fn file_identity(path: &Path) -> Option<(u64, SystemTime, u64)> {
     Some((m.len(), m.modified().ok()?, m.ino()))
 }
 
-/// A running server. Dropping it stops it (UDP workers within [`UDP_STOP_CHECK`]).
+/// A running server. Dropping it stops it (UDP workers within 200 ms).
 pub struct DnsServer {
     /// The UDP address bound.
     pub udp: SocketAddr,
