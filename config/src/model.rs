@@ -319,7 +319,8 @@ pub struct HealthSettings {
     /// An opinion older than this (by its `observed_at_ms`) no longer counts. A region with no fresh
     /// opinion keeps its last state and is reported stale: losing the probers is not an outage.
     pub stale_after_ms: u64,
-    /// When fewer than this percentage of the regions that have a verdict would be up, the observers are
+    /// When fewer than this percentage of the probed regions (those with health checks) would be up or not
+    /// yet known, the observers are
     /// suspected rather than the regions (Envoy's panic threshold): no region is newly marked down until
     /// enough recover. 0 disables the guard.
     pub panic_below_percent: u8,

@@ -8,7 +8,8 @@
 //!    percentage say up), up otherwise.
 //! 3. **Staleness.** With no fresh opinion, the region keeps its previous state and is marked stale:
 //!    losing the probers is never read as the region being down.
-//! 4. **Panic.** If fewer than `panic_below_percent` % of the regions with a verdict would be up, the
+//! 4. **Panic.** If fewer than `panic_below_percent` % of the probed regions (those with health checks
+//!    configured, or with a verdict) would be not down (up, or not known yet), the
 //!    observers are suspected (a broken prober network looks like a world outage): no region is newly
 //!    marked down — it keeps its previous state, flagged `held_by_panic` — while regions already down stay
 //!    down and recoveries apply.
@@ -37,6 +38,9 @@ pub struct Opinion {
 pub struct RegionOpinions {
     /// The region id.
     pub region: String,
+    /// The configuration gives it health checks (it counts for the panic threshold even before anyone
+    /// has an opinion).
+    pub probed: bool,
     /// Every prober's opinion of it (any order).
     pub opinions: Vec<Opinion>,
 }
@@ -150,9 +154,15 @@ pub fn aggregate(
         })
         .collect();
 
-    let judged = candidates.iter().filter(|c| c.0 != State::Unknown).count();
-    let up = candidates.iter().filter(|c| c.0 == State::Up).count();
-    let panic = judged > 0 && 100 * up < usize::from(settings.panic_below_percent) * judged;
+    let counted: Vec<State> = regions
+        .iter()
+        .zip(&candidates)
+        .filter(|(r, c)| r.probed || c.0 != State::Unknown)
+        .map(|(_, c)| c.0)
+        .collect();
+    let standing = counted.iter().filter(|s| **s != State::Down).count();
+    let panic =
+        !counted.is_empty() && 100 * standing < usize::from(settings.panic_below_percent) * counted.len();
 
     let regions = regions
         .iter()

@@ -26,6 +26,7 @@ fn op(vantage: &str, healthy: bool, at: u64) -> Opinion {
 fn region(id: &str, opinions: Vec<Opinion>) -> RegionOpinions {
     RegionOpinions {
         region: id.into(),
+        probed: true,
         opinions,
     }
 }
@@ -246,6 +247,23 @@ fn opinions_expire_with_time_not_only_with_events() {
     // Exactly at the limit an opinion is still fresh.
     let edge = aggregate(&HealthView::default(), &regions, &s, t + 10_000);
     assert_eq!(state(&edge, "a"), State::Down);
+}
+
+#[test]
+fn regions_not_seen_yet_count_as_standing_for_the_panic_threshold() {
+    let t = 10;
+    let bad = vec![op("v1", false, t), op("v2", false, t), op("v3", false, t)];
+    let mut regions = vec![region("a", bad), region("b", vec![]), region("c", vec![])];
+    let v = aggregate(&HealthView::default(), &regions, &SETTINGS, t);
+    assert_eq!(state(&v, "a"), State::Down, "1 of 3 probed regions down");
+    assert!(!v.panic);
+    // Regions without health checks and without opinions do not count at all.
+    regions[1].probed = false;
+    regions[2].probed = false;
+    let v = aggregate(&HealthView::default(), &regions, &SETTINGS, t);
+    assert!(v.panic, "the only probed region is down");
+    assert_eq!(state(&v, "a"), State::Unknown);
+    assert!(v.region("a").unwrap().held_by_panic);
 }
 
 #[test]
