@@ -1,5 +1,6 @@
 //! Health endpoints for tests and benchmarks: minimal HTTP servers on loopback that answer `200 ok`, and
-//! can be killed (connections refused), revived on the same port, or told to answer 503 to requests whose
+//! can be killed (connections refused), revived on the same port, made to hang (accept, never answer),
+//! or told to answer 503 to requests whose
 //! head contains a given text (a User-Agent naming one vantage point: "unreachable from there only").
 
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use tokio::task::JoinHandle;
 #[derive(Default)]
 struct Behaviour {
     refuse: Option<String>,
+    hang: bool,
     heads: Vec<String>,
 }
 
@@ -77,6 +79,12 @@ impl Endpoint {
         self.lock().refuse = text.map(str::to_owned);
     }
 
+    /// Accepts connections but never answers (a black hole: only the probe timeout notices), or answers
+    /// again.
+    pub fn hang(&self, hang: bool) {
+        self.lock().hang = hang;
+    }
+
     /// The heads of the requests received so far.
     pub fn heads(&self) -> Vec<String> {
         self.lock().heads.clone()
@@ -106,12 +114,17 @@ async fn serve(listener: TcpListener, behaviour: Arc<Mutex<Behaviour>>) {
                 }
             }
             let head = String::from_utf8_lossy(&head).into_owned();
-            let refused = {
+            let (refused, hang) = {
                 let mut b = behaviour.lock().unwrap_or_else(PoisonError::into_inner);
                 let refused = b.refuse.as_ref().is_some_and(|r| head.contains(r.as_str()));
                 b.heads.push(head);
-                refused
+                (refused, b.hang)
             };
+            if hang {
+                // Hold the connection open, silent, until the client gives up.
+                let _ = conn.read(&mut buf).await;
+                return;
+            }
             let response: &[u8] = if refused {
                 b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy"
             } else {

@@ -81,7 +81,7 @@ async fn until(what: &str, within: Duration, mut f: impl FnMut() -> bool) -> Dur
 async fn three_probers_against_etcd() {
     use meridian_health::State::{Down, Up};
     let etcd = EtcdServer::start();
-    let mut endpoints = vec![
+    let mut endpoints = [
         Endpoint::start().await,
         Endpoint::start().await,
         Endpoint::start().await,
