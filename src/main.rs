@@ -10,6 +10,7 @@ mod config_cmd;
 mod dns_cmd;
 mod explain;
 mod geo;
+mod health_cmd;
 mod metrics_http;
 mod simulate;
 mod store_args;
@@ -36,6 +37,9 @@ enum Command {
     Dns(Box<dns_cmd::DnsArgs>),
     /// Explain which regions a client would be sent to for a service, and why.
     Explain(Box<explain::ExplainArgs>),
+    /// Run a health prober: probe every region's health checks from this vantage point and publish what
+    /// it sees to the state store, under a lease.
+    Health(Box<health_cmd::HealthArgs>),
 }
 
 #[derive(Subcommand)]
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Apply(args)) => block_on(config_cmd::apply(&args)),
         Command::Dns(args) => block_on(dns_cmd::run(&args)),
         Command::Explain(args) => explain::run(&args),
+        Command::Health(args) => block_on(health_cmd::run(&args)),
     };
     match result {
         Ok(code) => code,

@@ -37,7 +37,7 @@ fn main() {
     }
     let config = Config::from_toml_str(include_str!("../dns/meridian.toml")).unwrap();
     let mut builder = SnapshotBuilder::new(Keys::new(DEFAULT_PREFIX).unwrap(), Some(Arc::new(config)));
-    let snapshot = builder.build().unwrap();
+    let snapshot = builder.build(1_800_000_000_000).unwrap();
     let zones = ZoneIndex::new(&snapshot.topology, 1);
     let ctx = Context {
         snapshot: &snapshot,

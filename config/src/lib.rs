@@ -40,6 +40,7 @@ pub struct Config {
     zones: Vec<Zone>,
     services: Vec<Service>,
     residency: Vec<ResidencyRule>,
+    health: HealthSettings,
 }
 
 /// One thing wrong with a configuration: where, and what.
@@ -172,6 +173,11 @@ impl Config {
             let host = DomainName::parse(name_or_host).ok()?;
             self.services.iter().find(|s| s.hostname == host)
         })
+    }
+
+    /// How prober opinions become region health.
+    pub fn health(&self) -> &HealthSettings {
+        &self.health
     }
 
     /// Residency rules, in file order.

@@ -40,6 +40,9 @@ pub struct Region {
     pub capacity: u32,
     /// Default weight (0–10000) until an operator overrides it; 0 means "send nothing here".
     pub weight: u32,
+    /// What probers check to decide whether the region serves (none: the region is never probed, and its
+    /// health stays unknown, which steering treats as usable).
+    pub health_checks: Vec<HealthCheck>,
 }
 
 impl Region {
@@ -210,4 +213,125 @@ pub struct GeoIpSettings {
     /// relative paths are relative to the configuration file. `None` selects the bundled DB-IP Lite
     /// country database.
     pub database: Option<PathBuf>,
+}
+
+/// One probe of a region's public endpoint, run by every prober (vantage point) on its own schedule.
+///
+/// A prober flips its opinion of the check only after `fall` consecutive failures (to down) or `rise`
+/// consecutive successes (to up), so one lost probe never changes anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// What is probed and how.
+    pub target: CheckTarget,
+    /// Time between the starts of two probes, in milliseconds.
+    pub interval_ms: u32,
+    /// A probe not finished after this long failed (milliseconds; less than `interval_ms`).
+    pub timeout_ms: u32,
+    /// Each wait between probes is lengthened by a random 0 to `jitter_ms`, so probers drift apart.
+    pub jitter_ms: u32,
+    /// Consecutive successes that make a down (or not yet known) check up.
+    pub rise: u32,
+    /// Consecutive failures that make an up (or not yet known) check down.
+    pub fall: u32,
+}
+
+impl HealthCheck {
+    /// The longest time from the endpoint dying to this check being down at one prober: `fall` probes
+    /// must fail; the first may start just before the death (and pass), so the last failing one starts at
+    /// most `fall` waits later and takes at most `timeout_ms` to fail.
+    pub fn worst_detection_ms(&self) -> u64 {
+        u64::from(self.fall) * (u64::from(self.interval_ms) + u64::from(self.jitter_ms))
+            + u64::from(self.timeout_ms)
+    }
+}
+
+/// What a health check probes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckTarget {
+    /// An HTTP or HTTPS request.
+    Http(HttpCheck),
+    /// A TCP connection (success: the connection is accepted).
+    Tcp {
+        /// Host name or IP address to connect to.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+/// An HTTP(S) GET and what its answer must look like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCheck {
+    /// The URL as written.
+    pub url: String,
+    /// `https`: the connection uses TLS (server certificate checked against the web PKI roots).
+    pub tls: bool,
+    /// Host name or IP address to connect to (IPv6 without brackets).
+    pub host: String,
+    /// Port (default 80, or 443 with TLS).
+    pub port: u16,
+    /// Path and query (`/healthz`), starting with `/`.
+    pub path: String,
+    /// `Host` header (and TLS server name) to send instead of the URL's host.
+    pub host_header: Option<String>,
+    /// Which status codes pass.
+    pub expect_status: StatusMatch,
+    /// Text the first 64 KiB of the body must contain.
+    pub body_match: Option<String>,
+}
+
+/// Which HTTP status codes pass a check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatusMatch {
+    /// Any 2xx or 3xx (the default).
+    Success,
+    /// Exactly these codes.
+    AnyOf(Vec<u16>),
+}
+
+impl StatusMatch {
+    /// Whether `status` passes.
+    pub fn accepts(&self, status: u16) -> bool {
+        match self {
+            Self::Success => (200..400).contains(&status),
+            Self::AnyOf(codes) => codes.contains(&status),
+        }
+    }
+}
+
+/// How many fresh prober opinions it takes to call a region down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quorum {
+    /// Down when more than half of the fresh opinions say down (a tie keeps it up). The default.
+    Majority,
+    /// Route 53's rule: up when more than `percent` % of the fresh opinions say up, down otherwise.
+    HealthyAbove {
+        /// 0 to 99.
+        percent: u8,
+    },
+}
+
+/// How prober opinions are turned into region health (`[health]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// The rule for calling a region down from its fresh opinions.
+    pub quorum: Quorum,
+    /// An opinion older than this (by its `observed_at_ms`) no longer counts. A region with no fresh
+    /// opinion keeps its last state and is reported stale: losing the probers is not an outage.
+    pub stale_after_ms: u64,
+    /// When fewer than this percentage of the probed regions (those with health checks) would be up or not
+    /// yet known, the observers are
+    /// suspected rather than the regions (Envoy's panic threshold): no region is newly marked down until
+    /// enough recover. 0 disables the guard.
+    pub panic_below_percent: u8,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            quorum: Quorum::Majority,
+            stale_after_ms: 10_000,
+            panic_below_percent: 50,
+        }
+    }
 }

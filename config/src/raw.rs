@@ -22,6 +22,32 @@ pub(crate) struct RawConfig {
     pub(crate) country_groups: IndexMap<String, Vec<String>>,
     #[serde(default)]
     pub(crate) residency: IndexMap<String, RawResidency>,
+    #[serde(default)]
+    pub(crate) health: Option<RawHealth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawHealth {
+    pub(crate) healthy_above_percent: Option<i64>,
+    pub(crate) stale_after_ms: Option<i64>,
+    pub(crate) panic_below_percent: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawHealthCheck {
+    pub(crate) kind: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) address: Option<String>,
+    pub(crate) host: Option<String>,
+    pub(crate) expect_status: Option<Vec<i64>>,
+    pub(crate) body_match: Option<String>,
+    pub(crate) interval_ms: Option<i64>,
+    pub(crate) timeout_ms: Option<i64>,
+    pub(crate) jitter_ms: Option<i64>,
+    pub(crate) rise: Option<i64>,
+    pub(crate) fall: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +71,8 @@ pub(crate) struct RawRegion {
     pub(crate) ipv6: Vec<String>,
     pub(crate) capacity: Option<i64>,
     pub(crate) weight: Option<i64>,
+    #[serde(default)]
+    pub(crate) health_checks: Vec<RawHealthCheck>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,10 @@
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use meridian_config::{Config, ConfigError, Policy, UnknownClients, WhenAllDown};
+use meridian_config::{
+    CheckTarget, Config, ConfigError, HealthSettings, HttpCheck, Policy, Quorum, StatusMatch, UnknownClients,
+    WhenAllDown,
+};
 use proptest::prelude::*;
 
 const EXAMPLE: &str = include_str!("../../examples/meridian.toml");
@@ -116,6 +119,40 @@ fn example_parses_with_the_deployment_it_describes() {
     let zone = &cfg.zones()[0];
     assert_eq!(zone.origin.as_str(), "gslb.example");
     assert_eq!(zone.records.len(), 7);
+
+    let waw = cfg.region("waw").unwrap();
+    assert_eq!(waw.health_checks.len(), 2);
+    assert_eq!(
+        waw.health_checks[0].target,
+        CheckTarget::Http(HttpCheck {
+            url: "https://192.0.2.10/healthz".into(),
+            tls: true,
+            host: "192.0.2.10".into(),
+            port: 443,
+            path: "/healthz".into(),
+            host_header: Some("meet.gslb.example".into()),
+            expect_status: StatusMatch::AnyOf(vec![200]),
+            body_match: Some("ok".into()),
+        })
+    );
+    assert_eq!(
+        waw.health_checks[1].target,
+        CheckTarget::Tcp {
+            host: "192.0.2.10".into(),
+            port: 3478
+        }
+    );
+    for r in cfg.regions() {
+        assert!(!r.health_checks.is_empty(), "{} is probed", r.id);
+        for hc in &r.health_checks {
+            assert_eq!(
+                (hc.interval_ms, hc.timeout_ms, hc.jitter_ms, hc.rise, hc.fall),
+                (1000, 700, 100, 2, 2)
+            );
+            assert!(hc.worst_detection_ms() < 3000, "{}: {hc:?}", r.id);
+        }
+    }
+    assert_eq!(*cfg.health(), HealthSettings::default());
 }
 
 #[test]
@@ -129,6 +166,192 @@ fn defaults_are_applied_and_documented_values_hold() {
     assert_eq!(s.unknown_location, s.regions);
     assert_eq!(cfg.region("waw").unwrap().weight, 100);
     assert_eq!(cfg.zones()[0].ttl, 3600);
+    assert!(cfg.region("waw").unwrap().health_checks.is_empty());
+    assert_eq!(
+        *cfg.health(),
+        HealthSettings {
+            quorum: Quorum::Majority,
+            stale_after_ms: 10_000,
+            panic_below_percent: 50
+        }
+    );
+
+    let checked = Config::from_toml_str(&with_check("kind = \"http\"\nurl = \"http://[::1]:8080\"")).unwrap();
+    let hc = &checked.region("waw").unwrap().health_checks[0];
+    assert_eq!(
+        (hc.interval_ms, hc.timeout_ms, hc.jitter_ms, hc.rise, hc.fall),
+        (1000, 700, 100, 2, 2),
+        "documented defaults"
+    );
+    assert_eq!(hc.worst_detection_ms(), 2900, "2 x (1000 + 100) + 700");
+    let CheckTarget::Http(h) = &hc.target else {
+        panic!("{hc:?}")
+    };
+    assert_eq!(
+        (h.tls, h.host.as_str(), h.port, h.path.as_str()),
+        (false, "::1", 8080, "/")
+    );
+    assert!(h.expect_status.accepts(204) && h.expect_status.accepts(302));
+    assert!(!h.expect_status.accepts(404) && !h.expect_status.accepts(503));
+}
+
+/// BASE with one health check (the given TOML lines) on region waw.
+fn with_check(lines: &str) -> String {
+    BASE.replacen(
+        "capacity = 100",
+        &format!("capacity = 100\n[[regions.waw.health-checks]]\n{lines}"),
+        1,
+    )
+}
+
+#[test]
+fn health_checks_are_checked() {
+    let http = "kind = \"http\"\nurl = \"http://192.0.2.1/healthz\"";
+    let p = "regions.waw.health-checks[0]";
+    rejects(
+        &with_check(&format!("{http}\ninterval-ms = 1000\ntimeout-ms = 1000")),
+        &format!("{p}.timeout-ms"),
+        "must be less than interval-ms",
+    );
+    rejects(
+        &with_check(&format!("{http}\ninterval-ms = 50")),
+        &format!("{p}.interval-ms"),
+        "out of range",
+    );
+    rejects(
+        &with_check(&format!("{http}\nrise = 0")),
+        &format!("{p}.rise"),
+        "out of range",
+    );
+    rejects(
+        &with_check(&format!("{http}\nfall = 101")),
+        &format!("{p}.fall"),
+        "out of range",
+    );
+    rejects(
+        &with_check(&format!("{http}\njitter-ms = 1000")),
+        &format!("{p}.jitter-ms"),
+        "must be less than interval-ms",
+    );
+    rejects(
+        &with_check("url = \"http://a/\""),
+        &format!("{p}.kind"),
+        "is required",
+    );
+    rejects(
+        &with_check("kind = \"icmp\""),
+        &format!("{p}.kind"),
+        "\"icmp\" is not",
+    );
+    rejects(&with_check("kind = \"http\""), &format!("{p}.url"), "is required");
+    rejects(
+        &with_check("kind = \"http\"\nurl = \"ftp://a/\""),
+        &format!("{p}.url"),
+        "not an http:// or https:// URL",
+    );
+    rejects(
+        &with_check("kind = \"http\"\nurl = \"http://a:0/\""),
+        &format!("{p}.url"),
+        "not a port",
+    );
+    rejects(
+        &with_check("kind = \"http\"\nurl = \"http://2001:db8::1/\""),
+        &format!("{p}.url"),
+        "in brackets",
+    );
+    rejects(
+        &with_check("kind = \"http\"\nurl = \"http://u:pw@a/\""),
+        &format!("{p}.url"),
+        "credentials",
+    );
+    rejects(
+        &with_check(&format!("{http}\nexpect-status = [200, 200]")),
+        &format!("{p}.expect-status[1]"),
+        "twice",
+    );
+    rejects(
+        &with_check(&format!("{http}\nexpect-status = [600]")),
+        &format!("{p}.expect-status[0]"),
+        "not an HTTP status code",
+    );
+    rejects(
+        &with_check(&format!("{http}\nexpect-status = []")),
+        &format!("{p}.expect-status"),
+        "at least one",
+    );
+    rejects(
+        &with_check(&format!("{http}\nbody-match = \"\"")),
+        &format!("{p}.body-match"),
+        "must not be empty",
+    );
+    rejects(
+        &with_check(&format!("{http}\nhost = \"a b\"")),
+        &format!("{p}.host"),
+        "not a host name",
+    );
+    rejects(
+        &with_check(&format!("{http}\naddress = \"a:1\"")),
+        &format!("{p}.address"),
+        "only applies",
+    );
+    rejects(
+        &with_check("kind = \"tcp\""),
+        &format!("{p}.address"),
+        "is required",
+    );
+    rejects(
+        &with_check("kind = \"tcp\"\naddress = \"a\""),
+        &format!("{p}.address"),
+        "no port",
+    );
+    rejects(
+        &with_check("kind = \"tcp\"\naddress = \"a:1\"\nbody-match = \"x\""),
+        &format!("{p}.body-match"),
+        "only applies to kind = \"http\"",
+    );
+    let typo = problems(&with_check(&format!("{http}\ntimeout = 5"))).join("\n");
+    assert!(typo.contains("unknown field `timeout`"), "{typo}");
+    rejects(
+        &format!("{BASE}\n[health]\nhealthy-above-percent = 100"),
+        "health.healthy-above-percent",
+        "out of range",
+    );
+    rejects(
+        &format!("{BASE}\n[health]\npanic-below-percent = 101"),
+        "health.panic-below-percent",
+        "out of range",
+    );
+    rejects(
+        &format!("{}\n[health]\nstale-after-ms = 1500", with_check(http)),
+        "health.stale-after-ms",
+        "shorter than two probe intervals of regions.waw.health-checks[0]",
+    );
+    // Every problem at once, each with its own path.
+    let all = problems(&with_check(
+        "kind = \"http\"\nurl = \"http://a/\"\nrise = 0\nfall = 0\ntimeout-ms = 5000",
+    ));
+    assert_eq!(all.len(), 3, "{all:?}");
+
+    let tcp = Config::from_toml_str(&format!(
+        "{}\n[health]\nhealthy-above-percent = 18\nstale-after-ms = 5000\npanic-below-percent = 0",
+        with_check("kind = \"tcp\"\naddress = \"[2001:db8::1]:443\"")
+    ))
+    .unwrap();
+    assert_eq!(
+        tcp.region("waw").unwrap().health_checks[0].target,
+        CheckTarget::Tcp {
+            host: "2001:db8::1".into(),
+            port: 443
+        }
+    );
+    assert_eq!(
+        *tcp.health(),
+        HealthSettings {
+            quorum: Quorum::HealthyAbove { percent: 18 },
+            stale_after_ms: 5000,
+            panic_below_percent: 0
+        }
+    );
 }
 
 #[test]

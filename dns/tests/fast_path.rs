@@ -28,7 +28,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let config = Arc::new(Config::from_toml_str(EXAMPLE).unwrap());
         let mut b = SnapshotBuilder::new(Keys::new(DEFAULT_PREFIX).unwrap(), Some(config));
-        let snapshot = b.build().unwrap();
+        let snapshot = b.build(1_800_000_000_000).unwrap();
         let zones = ZoneIndex::new(&snapshot.topology, 7);
         Fixture {
             snapshot,

@@ -1,10 +1,20 @@
-//! Multi-vantage health probing with quorum and hysteresis (`meridian health`).
+//! Meridian's health logic, pure: what one prober concludes from its probes, and what everybody concludes
+//! from the probers.
 //!
-//! **Not built yet** (issue 5). The crate exists so the workspace layout and the dependency rules of
-//! ARCHITECTURE.md are in place from the start; it has no code, and `meridian` has no `health`
-//! subcommand until it does.
+//! Owns: the per-check rise/fall [`Hysteresis`] state machine a prober runs, and [`aggregate`], which turns
+//! every vantage point's opinion of every region into region health — quorum of fresh opinions, staleness
+//! (a region nobody can see keeps its last state), and the panic threshold (when most regions look down,
+//! suspect the observers).
 //!
-//! Will own: HTTP and TCP probes, publishing observations under a lease, and the pure aggregation of
-//! opinions into region health. Must not depend on: the steering engine, DNS or the proxy.
+//! Must not depend on: tokio, sockets, the store, the steering engine, DNS or the proxy, and must not read
+//! the clock — time is always an argument (`now_ms`), so every decision is reproducible in a test. Probing
+//! and publishing live in `meridian-probe`; the store's snapshot watcher calls [`aggregate`].
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod aggregate;
+mod hysteresis;
+
+pub use aggregate::{HealthView, Opinion, OpinionView, RegionHealth, RegionOpinions, aggregate};
+pub use hysteresis::{Hysteresis, State};

@@ -19,6 +19,8 @@ pub struct LeaseKeeper {
     store: Arc<dyn KvStore>,
     lease: watch::Receiver<LeaseId>,
     task: JoinHandle<()>,
+    /// Revoked by [`LeaseKeeper::stop`]: nothing left for drop to do.
+    stopped: bool,
 }
 
 impl LeaseKeeper {
@@ -31,6 +33,7 @@ impl LeaseKeeper {
             store,
             lease: rx,
             task,
+            stopped: false,
         })
     }
 
@@ -42,6 +45,15 @@ impl LeaseKeeper {
     /// A channel announcing new lease ids.
     pub fn lease(&self) -> watch::Receiver<LeaseId> {
         self.lease.clone()
+    }
+
+    /// Stops refreshing and revokes the lease now, waiting for the store's answer (a clean shutdown:
+    /// the owner's keys vanish at once). Dropping the keeper only starts the revocation in the background,
+    /// which a runtime shutting down may never run.
+    pub async fn stop(mut self) -> Result<(), StoreError> {
+        self.task.abort();
+        self.stopped = true;
+        self.store.revoke_lease(self.id()).await
     }
 }
 
@@ -67,6 +79,9 @@ async fn keep(store: Arc<dyn KvStore>, ttl: Duration, tx: watch::Sender<LeaseId>
 impl Drop for LeaseKeeper {
     fn drop(&mut self) {
         self.task.abort();
+        if self.stopped {
+            return;
+        }
         let (store, id) = (self.store.clone(), self.id());
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {

@@ -5,12 +5,18 @@
 //! version this build does not read, a reference to an unknown region) is reported in
 //! [`Snapshot::problems`] and skipped. An invalid configuration in the store does not replace a valid
 //! one: the last good configuration stays, with a problem saying so.
+//!
+//! Health: the builder turns the probers' observations into region health with the pure
+//! `meridian_health::aggregate`, at the time it is given, remembering the previous result (a region nobody
+//! sees keeps its last state; transitions keep their start time). The watcher calls it again on a timer,
+//! since opinions go stale with time, not only with store events.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use meridian_config::Config;
-use meridian_steer::{Drill, DrillMode, RegionStates, Topology};
+use meridian_health::{HealthView, Opinion, RegionOpinions, State, aggregate};
+use meridian_steer::{Drill, DrillMode, Health, RegionStates, Topology};
 
 use crate::kv::{Event, EventKind, KeyValue, Revision};
 use crate::schema::*;
@@ -40,9 +46,11 @@ pub struct Snapshot {
     pub topology: Arc<Topology>,
     /// Where the configuration came from.
     pub config_source: ConfigSource,
-    /// Region state for steering: overrides, drills and load applied. Health is left to the health
-    /// aggregation (issue 5), which reads `observations`.
+    /// Region state for steering: overrides, drills, load and aggregated health applied.
     pub states: RegionStates,
+    /// Aggregated health per region (configuration order), with the opinions behind it, whether it is
+    /// stale and whether the panic threshold is in force.
+    pub health: HealthView,
     /// Every prober opinion: (target, vantage, observation).
     pub observations: Vec<(String, String, HealthObservation)>,
     /// Every load report: (region, instance, report).
@@ -84,6 +92,8 @@ pub struct SnapshotBuilder {
     /// The last configuration that validated, and its revision (0 = bootstrap): kept when a newer one is
     /// invalid, and reused (not recompiled) while the config key does not change.
     last_good: Option<(Revision, Arc<Topology>, ConfigSource)>,
+    /// The last aggregated health: a region without fresh opinions keeps its state from here.
+    health: HealthView,
 }
 
 impl SnapshotBuilder {
@@ -95,6 +105,7 @@ impl SnapshotBuilder {
             revision: 0,
             bootstrap,
             last_good: None,
+            health: HealthView::default(),
         }
     }
 
@@ -150,9 +161,9 @@ impl SnapshotBuilder {
         self.entries.insert(kv.key.clone(), Entry { kv, doc });
     }
 
-    /// Assembles a snapshot; `None` while there is no configuration at all (none in the store, none to
-    /// start with).
-    pub fn build(&mut self) -> Option<Snapshot> {
+    /// Assembles a snapshot as of `now_ms` (ms since the epoch: it decides which health opinions are still
+    /// fresh); `None` while there is no configuration at all (none in the store, none to start with).
+    pub fn build(&mut self, now_ms: u64) -> Option<Snapshot> {
         let mut problems = Vec::new();
         let topology = self.topology(&mut problems)?;
         let (topology, config_source) = (topology.0, topology.1);
@@ -164,6 +175,7 @@ impl SnapshotBuilder {
         let mut drains = Vec::new();
         let mut weights = Vec::new();
         let mut load_sum: BTreeMap<&str, (u32, Option<u32>)> = BTreeMap::new();
+        let mut opinions: BTreeMap<&str, Vec<Opinion>> = BTreeMap::new();
 
         for (key, entry) in &self.entries {
             let doc = match &entry.doc {
@@ -223,6 +235,13 @@ impl SnapshotBuilder {
                     drills.push((id.to_owned(), d.clone()));
                 }
                 (KeyKind::Health { target, vantage }, Doc::Health(h)) => {
+                    if region_index(target, &mut problems).is_some() {
+                        opinions.entry(target).or_default().push(Opinion {
+                            vantage: vantage.to_owned(),
+                            healthy: h.healthy,
+                            observed_at_ms: h.observed_at_ms,
+                        });
+                    }
                     observations.push((target.to_owned(), vantage.to_owned(), h.clone()));
                 }
                 (KeyKind::Load { region, instance }, Doc::Load(l)) => {
@@ -246,11 +265,32 @@ impl SnapshotBuilder {
                 }
             }
         }
+        let inputs: Vec<RegionOpinions> = config
+            .regions()
+            .iter()
+            .map(|r| RegionOpinions {
+                region: r.id.clone(),
+                probed: !r.health_checks.is_empty(),
+                opinions: opinions.remove(r.id.as_str()).unwrap_or_default(),
+            })
+            .collect();
+        let health = aggregate(&self.health, &inputs, config.health(), now_ms);
+        for h in &health.regions {
+            if let Some(s) = topology.region_index(&h.region).and_then(|r| states.get_mut(r)) {
+                s.health = match h.state {
+                    State::Up => Health::Up,
+                    State::Down => Health::Down,
+                    State::Unknown => Health::Unknown,
+                };
+            }
+        }
+        self.health = health.clone();
         Some(Snapshot {
             revision: self.revision,
             topology,
             config_source,
             states,
+            health,
             observations,
             loads,
             drills,

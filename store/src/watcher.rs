@@ -8,6 +8,11 @@
 //! events, or a progress notification) grows, exported as `meridian_state_staleness_seconds`. With a cache
 //! file, every sync is also written to disk (atomically, at most once a second), and a process started
 //! while the store is unreachable serves from it.
+//!
+//! Region health is re-aggregated on every change and on a timer (`health_tick`): prober opinions go stale
+//! with time. A timer tick swaps in a new snapshot only when the aggregated health changed. Health metrics:
+//! `meridian_health_region_state{region}` (1 up, 0 down, -1 unknown), `meridian_health_transitions_total
+//! {region,to}`, `meridian_health_stale_regions`, `meridian_health_panic`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use meridian_config::Config;
-use prometheus::{Gauge, IntGauge, Registry};
+use meridian_health::{HealthView, State};
+use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -41,10 +47,13 @@ pub struct WatcherOptions {
     pub max_backoff: Duration,
     /// Where to register the watcher's metrics (`None`: not exported).
     pub registry: Option<Registry>,
+    /// How often health is re-aggregated without store events (opinions expire with time).
+    pub health_tick: Duration,
 }
 
 impl WatcherOptions {
-    /// Defaults: progress every second, backoff up to 2 s, no cache file, no metrics.
+    /// Defaults: progress every second, backoff up to 2 s, health re-aggregated every 250 ms, no cache
+    /// file, no metrics.
     pub fn new(keys: Keys) -> Self {
         Self {
             keys,
@@ -53,6 +62,7 @@ impl WatcherOptions {
             progress_interval: Duration::from_secs(1),
             max_backoff: Duration::from_secs(2),
             registry: None,
+            health_tick: Duration::from_millis(250),
         }
     }
 }
@@ -62,6 +72,10 @@ struct Metrics {
     revision: IntGauge,
     connected: IntGauge,
     problems: IntGauge,
+    region_health: IntGaugeVec,
+    transitions: IntCounterVec,
+    stale_regions: IntGauge,
+    panic: IntGauge,
 }
 
 impl Metrics {
@@ -82,9 +96,48 @@ impl Metrics {
             "meridian_state_bad_values",
             "Values in the store skipped as unreadable or invalid",
         );
+        let region_health = IntGaugeVec::new(
+            Opts::new(
+                "meridian_health_region_state",
+                "Aggregated region health: 1 up, 0 down, -1 unknown",
+            ),
+            &["region"],
+        );
+        let transitions = IntCounterVec::new(
+            Opts::new(
+                "meridian_health_transitions_total",
+                "Changes of aggregated region health, by the state entered",
+            ),
+            &["region", "to"],
+        );
+        let stale_regions = IntGauge::new(
+            "meridian_health_stale_regions",
+            "Regions with no fresh prober opinion (keeping their last state)",
+        );
+        let panic = IntGauge::new(
+            "meridian_health_panic",
+            "1 while most regions look down and the panic threshold holds their state",
+        );
         // Metric names and help texts are constants: construction cannot fail.
-        let (Ok(staleness), Ok(revision), Ok(connected), Ok(problems)) =
-            (staleness, revision, connected, problems)
+        let (
+            Ok(staleness),
+            Ok(revision),
+            Ok(connected),
+            Ok(problems),
+            Ok(region_health),
+            Ok(transitions),
+            Ok(stale_regions),
+            Ok(panic),
+        ) = (
+            staleness,
+            revision,
+            connected,
+            problems,
+            region_health,
+            transitions,
+            stale_regions,
+            panic,
+        )
         else {
             unreachable!("constant metric definitions are valid")
         };
@@ -94,12 +147,20 @@ impl Metrics {
             let _ = r.register(Box::new(revision.clone()));
             let _ = r.register(Box::new(connected.clone()));
             let _ = r.register(Box::new(problems.clone()));
+            let _ = r.register(Box::new(region_health.clone()));
+            let _ = r.register(Box::new(transitions.clone()));
+            let _ = r.register(Box::new(stale_regions.clone()));
+            let _ = r.register(Box::new(panic.clone()));
         }
         Self {
             staleness,
             revision,
             connected,
             problems,
+            region_health,
+            transitions,
+            stale_regions,
+            panic,
         }
     }
 }
@@ -276,16 +337,42 @@ struct Publisher {
     cache_written: Option<Instant>,
 }
 
+/// Wall-clock milliseconds since the epoch: prober opinions carry the prober's wall clock.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 impl Publisher {
     fn publish(&mut self, builder: &mut SnapshotBuilder) {
-        if let Some(snapshot) = builder.build() {
+        if let Some(snapshot) = builder.build(now_ms()) {
             for p in &snapshot.problems {
                 tracing::warn!(problem = %p, "state store value skipped");
             }
             self.shared.metrics.problems.set(snapshot.problems.len() as i64);
-            self.shared.current.store(Some(Arc::new(snapshot)));
+            self.swap(snapshot);
         }
         self.cache_dirty = true;
+    }
+
+    /// Re-aggregates health at the current time; swaps a new snapshot in only if health changed.
+    fn reevaluate(&mut self, builder: &mut SnapshotBuilder) {
+        let current = self.shared.current.load_full();
+        let Some(current) = current else { return };
+        if let Some(snapshot) = builder.build(now_ms())
+            && snapshot.health != current.health
+        {
+            self.swap(snapshot);
+        }
+    }
+
+    fn swap(&self, snapshot: Snapshot) {
+        let before = self.shared.current.load_full();
+        let m = &self.shared.metrics;
+        let old = before.as_ref().map(|b| &b.health);
+        record_health(m, old, &snapshot.health);
+        self.shared.current.store(Some(Arc::new(snapshot)));
     }
 
     fn maybe_write_cache(&mut self, builder: &SnapshotBuilder) {
@@ -309,6 +396,29 @@ impl Publisher {
     }
 }
 
+fn record_health(m: &Metrics, old: Option<&HealthView>, new: &HealthView) {
+    for r in &new.regions {
+        let was = old.and_then(|o| o.region(&r.region)).map(|o| o.state);
+        if was.is_some_and(|w| w != r.state) {
+            m.transitions
+                .with_label_values(&[r.region.as_str(), r.state.as_str()])
+                .inc();
+            tracing::info!(region = %r.region, from = ?was, to = r.state.as_str(), stale = r.stale, "region health changed");
+        }
+        let value = match r.state {
+            State::Up => 1,
+            State::Down => 0,
+            State::Unknown => -1,
+        };
+        m.region_health.with_label_values(&[r.region.as_str()]).set(value);
+    }
+    m.stale_regions.set(new.stale_count() as i64);
+    m.panic.set(i64::from(new.panic));
+    if new.panic && !old.is_some_and(|o| o.panic) {
+        tracing::warn!("most regions look down: suspecting the probers, no region newly marked down");
+    }
+}
+
 struct Backoff {
     next: Duration,
     max: Duration,
@@ -329,6 +439,8 @@ async fn run(store: Arc<dyn KvStore>, options: WatcherOptions, shared: Arc<Share
     let keys = options.keys.clone();
     let prefix = keys.prefix().to_owned();
     let progress = options.progress_interval;
+    let mut tick = tokio::time::interval(options.health_tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut builder = SnapshotBuilder::new(keys.clone(), options.bootstrap.clone());
     let mut backoff = Backoff {
         next: Duration::from_millis(50),
@@ -385,7 +497,19 @@ async fn run(store: Arc<dyn KvStore>, options: WatcherOptions, shared: Arc<Share
                 }
             };
             loop {
-                match stream.next().await {
+                // The same `next()` future is polled across ticks (never dropped half-way): the stream's
+                // own progress/silence timing must not be reset by the health timer.
+                let message = {
+                    let next = stream.next();
+                    tokio::pin!(next);
+                    loop {
+                        tokio::select! {
+                            m = &mut next => break m,
+                            _ = tick.tick() => publisher.reevaluate(&mut builder),
+                        }
+                    }
+                };
+                match message {
                     Ok(WatchMessage::Events { revision, events }) => {
                         builder.apply(events, revision);
                         publisher.publish(&mut builder);

@@ -110,7 +110,7 @@ fn the_builder_applies_good_values_and_reports_bad_ones() {
         ],
         11,
     );
-    let snap = b.build().unwrap();
+    let snap = b.build(0).unwrap();
     let st = |id: &str| {
         snap.states
             .get(snap.topology.region_index(id).unwrap())
@@ -153,7 +153,7 @@ fn the_builder_applies_good_values_and_reports_bad_ones() {
 fn an_invalid_stored_configuration_never_replaces_a_good_one() {
     let k = keys();
     let mut b = SnapshotBuilder::new(k.clone(), None);
-    assert!(b.build().is_none(), "no configuration anywhere: no snapshot");
+    assert!(b.build(0).is_none(), "no configuration anywhere: no snapshot");
     let doc = |toml: &str| {
         encode(&ConfigDoc {
             schema: 1,
@@ -171,7 +171,7 @@ fn an_invalid_stored_configuration_never_replaces_a_good_one() {
         lease: 0,
     };
     b.reset(vec![kv(doc(EXAMPLE), 2)], 2);
-    let good = b.build().unwrap();
+    let good = b.build(0).unwrap();
     assert!(matches!(
         good.config_source,
         ConfigSource::Store { revision: 2, .. }
@@ -183,7 +183,7 @@ fn an_invalid_stored_configuration_never_replaces_a_good_one() {
         }],
         3,
     );
-    let after = b.build().unwrap();
+    let after = b.build(0).unwrap();
     assert!(
         matches!(after.config_source, ConfigSource::Store { revision: 2, .. }),
         "still the good one"
@@ -204,7 +204,7 @@ fn an_invalid_stored_configuration_never_replaces_a_good_one() {
         4,
     );
     assert!(matches!(
-        b.build().unwrap().config_source,
+        b.build(0).unwrap().config_source,
         ConfigSource::Store { revision: 2, .. }
     ));
 }
@@ -455,4 +455,130 @@ async fn a_restart_during_an_outage_serves_the_cached_snapshot() {
         "configuration from the cache"
     );
     assert!(!w.is_connected());
+}
+
+fn observation(healthy: bool, at_ms: u64) -> Vec<u8> {
+    encode(&HealthObservation {
+        schema: 1,
+        healthy,
+        observed_at_ms: at_ms,
+        latency_ms: None,
+        detail: None,
+    })
+}
+
+fn health_of(snap: &Snapshot, id: &str) -> meridian_steer::Health {
+    snap.states
+        .get(snap.topology.region_index(id).unwrap())
+        .unwrap()
+        .health
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The builder aggregates prober opinions into region health at the time it is given, remembers the
+/// last state for regions nobody sees any more, and reports opinions about unknown regions.
+#[test]
+fn the_builder_turns_opinions_into_region_health() {
+    use meridian_steer::Health;
+    let k = keys();
+    let mut b = SnapshotBuilder::new(k.clone(), Some(example()));
+    let kv = |key: String, value: Vec<u8>, rev: i64| KeyValue {
+        key,
+        value,
+        create_revision: rev,
+        mod_revision: rev,
+        version: 1,
+        lease: 7,
+    };
+    let t = 1_000_000;
+    b.reset(
+        vec![
+            kv(k.health("waw", "v1"), observation(false, t), 2),
+            kv(k.health("waw", "v2"), observation(false, t), 3),
+            kv(k.health("waw", "v3"), observation(true, t), 4),
+            kv(k.health("fra", "v1"), observation(false, t), 5),
+            kv(k.health("fra", "v2"), observation(true, t), 6),
+            kv(k.health("fra", "v3"), observation(true, t), 7),
+            kv(k.health("xyz", "v1"), observation(false, t), 8),
+        ],
+        8,
+    );
+    let snap = b.build(t).unwrap();
+    assert_eq!(health_of(&snap, "waw"), Health::Down, "two of three say down");
+    assert_eq!(health_of(&snap, "fra"), Health::Up, "one of three does not");
+    assert_eq!(health_of(&snap, "lon"), Health::Unknown, "nobody has an opinion");
+    let waw = snap.health.region("waw").unwrap();
+    assert_eq!((waw.since_ms, waw.stale, waw.votes()), (t, false, (3, 2)));
+    assert!(
+        snap.problems
+            .iter()
+            .any(|p| p.contains("health/xyz/v1: unknown region \"xyz\"")),
+        "{:?}",
+        snap.problems
+    );
+    assert_eq!(snap.observations.len(), 7, "raw observations are all kept");
+
+    // The probers vanish (leases expired): the last states stand, marked stale.
+    b.apply(
+        ["waw", "fra"]
+            .iter()
+            .flat_map(|r| ["v1", "v2", "v3"].map(|v| (r, v)))
+            .map(|(r, v)| Event {
+                kind: EventKind::Delete,
+                kv: kv(k.health(r, v), Vec::new(), 9),
+            })
+            .collect(),
+        9,
+    );
+    let later = b.build(t + 60_000).unwrap();
+    assert_eq!(health_of(&later, "waw"), Health::Down);
+    assert_eq!(health_of(&later, "fra"), Health::Up);
+    let waw = later.health.region("waw").unwrap();
+    assert!(waw.stale);
+    assert_eq!(waw.since_ms, t, "no transition while stale");
+    assert_eq!(later.health.stale_count(), 2);
+}
+
+/// Opinions go stale with time, without any store event: the watcher's timer re-aggregates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_expires_opinions_on_its_own() {
+    use meridian_steer::Health;
+    let store: Arc<dyn KvStore> = Arc::new(EmbeddedStore::in_memory());
+    let w = SnapshotWatcher::spawn(store.clone(), options());
+    eventually("first sync", Duration::from_secs(5), || w.is_connected()).await;
+    let now = wall_ms();
+    // Two down opinions that turn stale (the example's stale-after is 10 s) in about 700 ms, one healthy
+    // opinion that stays fresh.
+    let k = keys();
+    store
+        .put(&k.health("waw", "v1"), observation(false, now - 9_300), None)
+        .await
+        .unwrap();
+    store
+        .put(&k.health("waw", "v2"), observation(false, now - 9_300), None)
+        .await
+        .unwrap();
+    let rev = store
+        .put(&k.health("waw", "v3"), observation(true, now + 60_000), None)
+        .await
+        .unwrap();
+    assert!(w.wait_for(rev, Duration::from_secs(2)).await);
+    assert_eq!(health_of(&w.snapshot().unwrap(), "waw"), Health::Down);
+    let start = Instant::now();
+    eventually("stale opinions stop counting", Duration::from_secs(3), || {
+        health_of(&w.snapshot().unwrap(), "waw") == Health::Up
+    })
+    .await;
+    assert!(
+        start.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(w.snapshot().unwrap().revision, rev, "no store event was involved");
 }

@@ -1,5 +1,5 @@
 //! The dependency rules of ARCHITECTURE.md, checked against the real dependency graph: the pure crates
-//! must not reach I/O back ends, however indirectly.
+//! (config, steer, health) must not reach I/O back ends, however indirectly; probing stays out of the store.
 
 use std::process::Command;
 
@@ -94,4 +94,54 @@ fn the_store_owns_no_serving_code_and_steering_knows_no_store() {
         );
     }
     assert!(!normal_dependencies("meridian-steer").contains(&"meridian-store".to_owned()));
+}
+
+#[test]
+fn health_logic_is_pure() {
+    let deps = normal_dependencies("meridian-health");
+    assert!(deps.contains(&"meridian-config".to_owned()), "{deps:?}");
+    for forbidden in
+        IO_CRATES
+            .iter()
+            .copied()
+            .chain(["meridian-steer", "meridian-store", "meridian-probe", "rustls"])
+    {
+        assert!(
+            !deps.iter().any(|d| d == forbidden),
+            "meridian-health depends on {forbidden}: {deps:?}"
+        );
+    }
+}
+
+#[test]
+fn probing_stays_out_of_the_store_and_away_from_serving_code() {
+    let store = normal_dependencies("meridian-store");
+    // (rustls is there already, for etcd over TLS; the web PKI roots are only for probing HTTPS.)
+    for forbidden in ["meridian-probe", "webpki-roots"] {
+        assert!(
+            !store.iter().any(|d| d == forbidden),
+            "meridian-store depends on {forbidden}: {store:?}"
+        );
+    }
+    assert!(
+        store.contains(&"meridian-health".to_owned()),
+        "the store aggregates with the pure logic"
+    );
+    let probe = normal_dependencies("meridian-probe");
+    for forbidden in [
+        "meridian-dns",
+        "meridian-proxy",
+        "hickory-server",
+        "hickory-proto",
+        "pingora",
+        "pingora-core",
+        "maxminddb",
+        "openssl",
+        "openssl-sys",
+    ] {
+        assert!(
+            !probe.iter().any(|d| d == forbidden),
+            "meridian-probe depends on {forbidden}: {probe:?}"
+        );
+    }
 }

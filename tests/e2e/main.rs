@@ -9,4 +9,5 @@ mod config_check;
 mod config_store;
 mod dns;
 mod explain;
+mod health;
 mod support;

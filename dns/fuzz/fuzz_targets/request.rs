@@ -24,7 +24,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let config = Config::from_toml_str(include_str!("../../../examples/meridian.toml")).expect("example");
         let keys = Keys::new(DEFAULT_PREFIX).expect("prefix");
-        let snapshot = SnapshotBuilder::new(keys, Some(Arc::new(config))).build().expect("snapshot");
+        let snapshot = SnapshotBuilder::new(keys, Some(Arc::new(config))).build(1_800_000_000_000).expect("snapshot");
         let zones = ZoneIndex::new(&snapshot.topology, 1);
         Fixture { snapshot, zones, geo: GeoDb::bundled().expect("bundled GeoIP") }
     })

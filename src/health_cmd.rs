@@ -1,0 +1,114 @@
+//! `meridian health --vantage ID`: one prober, probing every region's health checks from this vantage
+//! point and publishing its opinions under its lease, until interrupted (SIGINT revokes the lease, so its
+//! opinions vanish at once; a prober that dies without it is forgotten when the lease expires).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use meridian_config::Config;
+use meridian_probe::{Prober, ProberOptions, follow_config};
+use meridian_store::{SnapshotWatcher, WatcherOptions};
+use prometheus::Registry;
+
+use crate::metrics_http;
+use crate::store_args::StoreArgs;
+
+/// Arguments of `meridian health`.
+#[derive(clap::Args)]
+pub(crate) struct HealthArgs {
+    /// This prober's vantage point (`fra-1`): 1–32 of a-z, 0-9 and '-', starting with a letter. Its
+    /// opinions are stored as health/REGION/ID, and its probes' User-Agent names it.
+    #[arg(long, value_name = "ID")]
+    vantage: String,
+    /// Configuration to probe while the store holds none (the store's, once applied, wins; changes apply
+    /// live).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// Lease TTL in milliseconds: how long this prober's opinions outlive it if it dies without stopping.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    lease_ttl_ms: u64,
+    /// Probes running at once, at most.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    max_concurrent: usize,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+fn check_vantage(id: &str) -> anyhow::Result<()> {
+    let ok = (1..=32).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        bail!("--vantage {id:?}: expected 1-32 of a-z, 0-9 and '-', starting with a letter (e.g. fra-1)");
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
+    check_vantage(&args.vantage)?;
+    if args.lease_ttl_ms < 1000 {
+        bail!("--lease-ttl-ms {}: at least 1000", args.lease_ttl_ms);
+    }
+    let bootstrap = match &args.config {
+        Some(p) => Some(Arc::new(
+            Config::load(p).with_context(|| format!("{}", p.display()))?,
+        )),
+        None => None,
+    };
+    let registry = Registry::new();
+    if let Some(addr) = args.metrics_listen {
+        let (bound, _task) = metrics_http::serve(addr, registry.clone())
+            .await
+            .with_context(|| format!("--metrics-listen: cannot listen on {addr}"))?;
+        eprintln!("meridian health: metrics on http://{bound}/metrics");
+    }
+    let store = args.store.open()?;
+    let keys = args.store.keys()?;
+    let mut options = WatcherOptions::new(keys.clone());
+    options.bootstrap = bootstrap;
+    options.registry = Some(registry.clone());
+    let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
+    if watcher.snapshot().is_none() {
+        eprintln!(
+            "meridian health: no --config and none in the store yet: waiting for `meridian config apply`"
+        );
+    }
+    let (config, _follow) = tokio::select! {
+        c = follow_config(watcher.clone()) => c,
+        _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+    };
+    let mut prober_options = ProberOptions::new(&args.vantage, keys);
+    prober_options.lease_ttl = Duration::from_millis(args.lease_ttl_ms);
+    prober_options.max_concurrent = args.max_concurrent.max(1);
+    prober_options.registry = Some(registry);
+    let checks: usize = config
+        .borrow()
+        .regions()
+        .iter()
+        .map(|r| r.health_checks.len())
+        .sum();
+    let prober = Prober::start(store.clone(), prober_options, config)
+        .await
+        .with_context(|| format!("cannot take a lease in {}", store.describe()))?;
+    eprintln!(
+        "meridian health: vantage {} probing {checks} check(s), publishing to {}",
+        args.vantage,
+        store.describe()
+    );
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    eprintln!("meridian health: stopping");
+    if let Err(e) = prober.stop().await {
+        // The lease expires by itself: the opinions go then instead of now.
+        eprintln!("meridian health: could not revoke the lease ({e}); it will expire");
+    }
+    Ok(ExitCode::SUCCESS)
+}
