@@ -620,3 +620,71 @@ async fn a_new_geoip_file_is_picked_up_without_a_restart() {
     );
     assert!(metric(&text, "meridian_dns_geoip_reloads_total{result=\"failed\"}") >= 1.0);
 }
+
+/// Region health from prober opinions (issue 5's aggregation) moves DNS answers: two of three vantage
+/// points saying Warsaw is down send Polish clients elsewhere in the EU; one of three does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_follow_region_health_from_a_quorum_of_probers() {
+    use meridian_store::schema::HealthObservation;
+    let h = start().await;
+    let keys = Keys::new(DEFAULT_PREFIX).unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let opinion = |healthy: bool| {
+        encode(&HealthObservation {
+            schema: 1,
+            healthy,
+            observed_at_ms: now(),
+            latency_ms: None,
+            detail: None,
+        })
+    };
+    let q = query("meet.gslb.example.", RecordType::A, Some(("83.0.0.0", 24)), true);
+    let warsaw = ips(&["192.0.2.10", "192.0.2.11"]);
+    assert_eq!(addrs(&udp(&h, &q).await), warsaw);
+    // Every region gets three "up" opinions; then v1 alone says Warsaw is down: no quorum.
+    let mut rev = 0;
+    for region in ["waw", "fra", "lon", "sbg", "gra", "bhs", "vin", "hil"] {
+        for v in ["v1", "v2", "v3"] {
+            rev = h
+                .store
+                .put(&keys.health(region, v), opinion(true), None)
+                .await
+                .unwrap();
+        }
+    }
+    rev = rev.max(
+        h.store
+            .put(&keys.health("waw", "v1"), opinion(false), None)
+            .await
+            .unwrap(),
+    );
+    assert!(h.watcher.wait_for(rev, Duration::from_secs(5)).await);
+    assert_eq!(
+        addrs(&udp(&h, &q).await),
+        warsaw,
+        "one vantage point of three is not a quorum"
+    );
+    // v2 agrees: Warsaw is down, the answer moves, and stays in the EU.
+    let rev = h
+        .store
+        .put(&keys.health("waw", "v2"), opinion(false), None)
+        .await
+        .unwrap();
+    assert!(h.watcher.wait_for(rev, Duration::from_secs(5)).await);
+    let moved = addrs(&udp(&h, &q).await);
+    assert_ne!(moved, warsaw, "two of three: Warsaw is down");
+    let eu = ips(&[
+        "192.0.2.20",
+        "192.0.2.21",
+        "192.0.2.40",
+        "192.0.2.41",
+        "192.0.2.50",
+        "192.0.2.51",
+    ]);
+    assert!(moved.iter().all(|a| eu.contains(a)), "{moved:?} left the EU set");
+}
