@@ -23,6 +23,9 @@ pub(crate) struct V4Index {
     starts: Vec<u32>,
     /// Value of each range: an index into `values`, or [`NONE`].
     value_of: Vec<u32>,
+    /// `starts` and `value_of` interleaved, for lookups: the value a search ends on shares a cache line
+    /// with the last start it read (one miss fewer per lookup). The two vectors above are emptied.
+    ranges: Vec<(u32, u32)>,
     /// Distinct interpretations.
     values: Vec<GeoLocation>,
     /// For each /16, the index of the range holding its first address.
@@ -85,6 +88,7 @@ impl V4Index {
             starts,
             value_of,
             values,
+            ranges: Vec::new(),
             by_16: Vec::new(),
         };
         for &(first, last) in holes {
@@ -93,6 +97,14 @@ impl V4Index {
         index.by_16 = (0..=u16::MAX)
             .map(|hi| index.starts.partition_point(|&s| s <= u32::from(hi) << 16) as u32 - 1)
             .collect();
+        index.ranges = index
+            .starts
+            .iter()
+            .copied()
+            .zip(index.value_of.iter().copied())
+            .collect();
+        index.starts = Vec::new();
+        index.value_of = Vec::new();
         index
     }
 
@@ -136,21 +148,20 @@ impl V4Index {
         let hi = self
             .by_16
             .get((ip >> 16) as usize + 1)
-            .map_or(self.starts.len(), |h| *h as usize + 1);
-        let i = lo + self.starts[lo..hi].partition_point(|&s| s <= ip) - 1;
-        let start = u64::from(self.starts[i]);
+            .map_or(self.ranges.len(), |h| *h as usize + 1);
+        let i = lo + self.ranges[lo..hi].partition_point(|&(s, _)| s <= ip) - 1;
+        let (start, value) = self.ranges[i];
         let end = self
-            .starts
+            .ranges
             .get(i + 1)
-            .map_or(u64::from(u32::MAX), |n| u64::from(*n) - 1);
-        let value = self.value_of[i];
+            .map_or(u64::from(u32::MAX), |n| u64::from(n.0) - 1);
         let loc = (value != NONE).then(|| &self.values[value as usize]);
-        (loc, widest_prefix(u64::from(ip), start, end))
+        (loc, widest_prefix(u64::from(ip), u64::from(start), end))
     }
 
     /// Ranges in the index (after merging).
     pub(crate) fn len(&self) -> usize {
-        self.starts.len()
+        self.ranges.len()
     }
 }
 
