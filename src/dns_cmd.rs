@@ -85,7 +85,7 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
     };
     let state = DnsState::new(watcher, geo, rrl);
     registry
-        .register(Box::new(DnsMetricsHandle(state.metrics().clone())))
+        .register(state.metrics().collector())
         .context("registering DNS metrics")?;
     let mut dns_options = DnsOptions {
         rrl,
@@ -131,16 +131,4 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     eprintln!("meridian dns: stopping");
     Ok(ExitCode::SUCCESS)
-}
-
-/// The DNS metrics, registered by handle (the state keeps the original).
-struct DnsMetricsHandle(Arc<meridian_dns::metrics::DnsMetrics>);
-
-impl prometheus::core::Collector for DnsMetricsHandle {
-    fn desc(&self) -> Vec<&prometheus::core::Desc> {
-        self.0.desc()
-    }
-    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        self.0.collect()
-    }
 }

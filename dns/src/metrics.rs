@@ -166,6 +166,11 @@ impl DnsMetrics {
         })
     }
 
+    /// A collector to register with a Prometheus registry (it shares these totals).
+    pub fn collector(self: &Arc<Self>) -> Box<dyn Collector> {
+        Box::new(Exported(self.clone()))
+    }
+
     /// A recorder for one worker.
     pub fn recorder(self: &Arc<Self>) -> Recorder {
         Recorder {
@@ -311,6 +316,18 @@ impl Collector for DnsMetrics {
             ),
             family(8, MetricType::GAUGE, vec![Metric::from_gauge(epoch)]),
         ]
+    }
+}
+
+/// The totals as registered (a registry takes ownership of its collectors).
+struct Exported(Arc<DnsMetrics>);
+
+impl Collector for Exported {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.desc()
+    }
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.0.collect()
     }
 }
 

@@ -459,24 +459,12 @@ async fn response_rate_limiting_drops_and_slips_over_the_limit() {
 fn metrics_text(h: &Harness) -> String {
     use prometheus::Encoder;
     let registry = prometheus::Registry::new();
-    registry
-        .register(Box::new(Shared(h.state.metrics().clone())))
-        .unwrap();
+    registry.register(h.state.metrics().collector()).unwrap();
     let mut out = Vec::new();
     prometheus::TextEncoder::new()
         .encode(&registry.gather(), &mut out)
         .unwrap();
     String::from_utf8(out).unwrap()
-}
-
-struct Shared(Arc<meridian_dns::metrics::DnsMetrics>);
-impl prometheus::core::Collector for Shared {
-    fn desc(&self) -> Vec<&prometheus::core::Desc> {
-        self.0.desc()
-    }
-    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        self.0.collect()
-    }
 }
 
 fn metric(text: &str, series: &str) -> f64 {
