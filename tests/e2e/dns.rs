@@ -1,62 +1,14 @@
 //! `meridian dns` as a real process: answers over UDP on loopback, stops on SIGINT, refuses a taken port.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use crate::support::{example, stderr};
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A plain HTTP/1.1 GET: (status, body).
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    let status = raw.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// Stops the server by PID with SIGINT when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-INT", &self.0.id().to_string()])
-                .status();
-            let _ = self.0.wait();
-        }
-    }
-}
+use crate::support::{Interrupted, example, free_tcp_port, free_udp_port, http_get, stderr};
 
 /// `meridian dns` on `addr` with the example configuration and a fresh data directory in `dir`.
 fn dns_command(addr: SocketAddr, dir: &std::path::Path) -> Command {
@@ -106,7 +58,7 @@ fn serves_geo_answers_and_stops_on_sigint() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut server = Server(child);
+    let mut server = Interrupted(child);
     // Ready means answering, not merely running.
     let start = Instant::now();
     let answer = loop {
@@ -142,10 +94,7 @@ fn serves_geo_answers_and_stops_on_sigint() {
     assert!(text.contains("meridian_dns_answer_seconds_bucket"), "{text}");
     assert_eq!(http_get(metrics, "/elsewhere").0, 404);
 
-    let _ = Command::new("kill")
-        .args(["-INT", &server.0.id().to_string()])
-        .status();
-    let status = server.0.wait().unwrap();
+    let status = server.interrupt();
     assert!(status.success(), "clean exit on SIGINT: {status:?}");
 }
 

@@ -3,9 +3,9 @@
 //! SIGKILL is forgotten when its lease expires and the decision is recomputed from the other two; SIGINT
 //! stops a prober cleanly and withdraws its opinions at once; metrics are served.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,29 +16,7 @@ use meridian_store::{
     DEFAULT_PREFIX, EtcdOptions, EtcdStore, Keys, KvStore, SnapshotWatcher, WatcherOptions,
 };
 
-use crate::support::{meridian, stderr};
-
-/// A prober process, stopped by PID with SIGINT when dropped.
-struct Prober(Child);
-
-impl Drop for Prober {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-INT", &self.0.id().to_string()])
-                .status();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{Interrupted, free_tcp_port, http_get, meridian, stderr};
 
 fn config_text(urls: &[String]) -> String {
     let mut text = String::from("schema-version = 1\n");
@@ -51,15 +29,6 @@ fn config_text(urls: &[String]) -> String {
         ));
     }
     text
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
 }
 
 fn state(w: &SnapshotWatcher, region: &str) -> Option<(meridian_health::State, (usize, usize), usize)> {
@@ -90,8 +59,8 @@ async fn three_probers_against_etcd() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("meridian.toml");
     std::fs::write(&file, config_text(&urls)).unwrap();
-    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut probers: Vec<Prober> = ["v1", "v2", "v3"]
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+    let mut probers: Vec<Interrupted> = ["v1", "v2", "v3"]
         .iter()
         .map(|v| {
             let mut c = meridian();
@@ -104,7 +73,7 @@ async fn three_probers_against_etcd() {
             if *v == "v1" {
                 c.args(["--metrics-listen", &metrics.to_string()]);
             }
-            Prober(c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
+            Interrupted(c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
         })
         .collect();
 
@@ -160,8 +129,8 @@ async fn three_probers_against_etcd() {
     })
     .await;
 
-    let text = http_get(metrics, "/metrics");
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let (status, text) = http_get(metrics, "/metrics");
+    assert_eq!(status, 200, "{text}");
     for needle in [
         r#"meridian_probe_results_total{check=""#,
         r#"region="a",result="fail",vantage="v1"}"#,
@@ -176,10 +145,7 @@ async fn three_probers_against_etcd() {
 
     // SIGINT: a clean exit, and v1's opinions are withdrawn at once (revoked, not left to expire).
     let mut v1 = probers.remove(0);
-    let _ = Command::new("kill")
-        .args(["-INT", &v1.0.id().to_string()])
-        .status();
-    let status = v1.0.wait().unwrap();
+    let status = v1.interrupt();
     assert!(status.success(), "{status:?}");
     let stopped = Instant::now();
     until("v1's opinions withdrawn", Duration::from_secs(1), || {
