@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use meridian_config::Config;
-use meridian_dns::{Context, Transport, ZoneIndex, answer, respond};
+use meridian_dns::{FixedState, Transport, answer, respond};
 use meridian_geoip::GeoDb;
-use meridian_store::{DEFAULT_PREFIX, Keys, SnapshotBuilder};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -36,15 +35,8 @@ fn main() {
         i += 2 + n;
     }
     let config = Config::from_toml_str(include_str!("../dns/meridian.toml")).unwrap();
-    let mut builder = SnapshotBuilder::new(Keys::new(DEFAULT_PREFIX).unwrap(), Some(Arc::new(config)));
-    let snapshot = builder.build(1_800_000_000_000).unwrap();
-    let zones = ZoneIndex::new(&snapshot.topology, 1);
-    let ctx = Context {
-        snapshot: &snapshot,
-        zones: &zones,
-        geo: &geo,
-        now_ms: 1_800_000_000_000,
-    };
+    let state = FixedState::new(Arc::new(config), geo, 1_800_000_000_000).unwrap();
+    let ctx = state.context(1_800_000_000_000);
     let src: IpAddr = "127.0.0.1".parse().unwrap();
     let mut out = Vec::with_capacity(1232);
     for _ in 0..rounds {

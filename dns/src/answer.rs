@@ -9,17 +9,19 @@
 //! source address; the response's ECS scope is as wide as the answer is constant.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
+use meridian_config::Config;
 use meridian_geoip::{GeoDb, Located};
 use meridian_steer::{
     Basis, ClientLocation, Decision, Mode, Query, RegionIndex, ServiceIndex, answer_addresses, client_hash,
     steer,
 };
-use meridian_store::Snapshot;
+use meridian_store::{DEFAULT_PREFIX, Keys, Snapshot, SnapshotBuilder};
 
 use crate::zone::{ZoneData, ZoneIndex, glue};
 
@@ -132,6 +134,37 @@ pub struct Context<'a> {
     pub geo: &'a GeoDb,
     /// Milliseconds since the Unix epoch (drills expire by it).
     pub now_ms: u64,
+}
+
+/// Everything [`respond`] reads, built from one configuration with no store behind it: for the fuzz
+/// target, property tests and benchmarks, which answer from a fixed state.
+pub struct FixedState {
+    /// The snapshot of the configuration (no overrides, no health opinions).
+    pub snapshot: Snapshot,
+    /// Its zones (serial 1).
+    pub zones: ZoneIndex,
+    /// The GeoIP database.
+    pub geo: GeoDb,
+}
+
+impl FixedState {
+    /// The state of `config` as of `now_ms` (`None` if the snapshot builder refuses the configuration).
+    pub fn new(config: Arc<Config>, geo: GeoDb, now_ms: u64) -> Option<Self> {
+        let keys = Keys::new(DEFAULT_PREFIX).ok()?;
+        let snapshot = SnapshotBuilder::new(keys, Some(config)).build(now_ms)?;
+        let zones = ZoneIndex::new(&snapshot.topology, 1);
+        Some(Self { snapshot, zones, geo })
+    }
+
+    /// The answering context at `now_ms`.
+    pub fn context(&self, now_ms: u64) -> Context<'_> {
+        Context {
+            snapshot: &self.snapshot,
+            zones: &self.zones,
+            geo: &self.geo,
+            now_ms,
+        }
+    }
 }
 
 /// Answers `request` from `src`. `None` means "send nothing" (not a query, or too short to answer).

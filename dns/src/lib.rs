@@ -22,5 +22,5 @@ pub mod rrl;
 pub mod server;
 mod zone;
 
-pub use answer::{AnswerInfo, Context, MAX_UDP_PAYLOAD, Reason, Transport, answer, respond};
+pub use answer::{AnswerInfo, Context, FixedState, MAX_UDP_PAYLOAD, Reason, Transport, answer, respond};
 pub use zone::ZoneIndex;

@@ -10,31 +10,19 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
 use meridian_config::Config;
-use meridian_dns::{Context, Transport, ZoneIndex, answer, respond};
+use meridian_dns::{FixedState, Transport, answer, respond};
 use meridian_geoip::GeoDb;
-use meridian_store::{DEFAULT_PREFIX, Keys, Snapshot, SnapshotBuilder};
 use proptest::prelude::*;
 
 const EXAMPLE: &str = include_str!("../../examples/meridian.toml");
 
-struct Fixture {
-    snapshot: Snapshot,
-    zones: ZoneIndex,
-    geo: GeoDb,
-}
+const NOW_MS: u64 = 1_800_000_000_000;
 
-fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
+fn fixture() -> &'static FixedState {
+    static F: OnceLock<FixedState> = OnceLock::new();
     F.get_or_init(|| {
         let config = Arc::new(Config::from_toml_str(EXAMPLE).unwrap());
-        let mut b = SnapshotBuilder::new(Keys::new(DEFAULT_PREFIX).unwrap(), Some(config));
-        let snapshot = b.build(1_800_000_000_000).unwrap();
-        let zones = ZoneIndex::new(&snapshot.topology, 7);
-        Fixture {
-            snapshot,
-            zones,
-            geo: GeoDb::bundled().unwrap(),
-        }
+        FixedState::new(config, GeoDb::bundled().unwrap(), NOW_MS).unwrap()
     })
 }
 
@@ -199,7 +187,7 @@ proptest! {
     #[test]
     fn fast_path_matches_general_path(q in query_strategy(), src in source_strategy(), tcp in any::<bool>()) {
         let f = fixture();
-        let ctx = Context { snapshot: &f.snapshot, zones: &f.zones, geo: &f.geo, now_ms: 1_800_000_000_000 };
+        let ctx = f.context(NOW_MS);
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         let request = wire(&q);
         let mut out = Vec::new();
@@ -217,12 +205,7 @@ proptest! {
 #[test]
 fn the_fast_path_takes_the_common_shapes() {
     let f = fixture();
-    let ctx = Context {
-        snapshot: &f.snapshot,
-        zones: &f.zones,
-        geo: &f.geo,
-        now_ms: 1_800_000_000_000,
-    };
+    let ctx = f.context(NOW_MS);
     let src: IpAddr = "192.0.2.53".parse().unwrap();
     let base = Q {
         id: 7,
@@ -348,7 +331,7 @@ proptest! {
         random_only in prop::bool::weighted(0.3),
     ) {
         let f = fixture();
-        let ctx = Context { snapshot: &f.snapshot, zones: &f.zones, geo: &f.geo, now_ms: 1_800_000_000_000 };
+        let ctx = f.context(NOW_MS);
         let mut request = if random_only { noise } else { wire(&q) };
         if !request.is_empty() {
             for (at, byte) in &flips {

@@ -9,30 +9,23 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use meridian_config::Config;
-use meridian_dns::{Context, Transport, ZoneIndex, respond};
+use meridian_dns::{FixedState, Transport, respond};
 use meridian_geoip::GeoDb;
-use meridian_store::{DEFAULT_PREFIX, Keys, Snapshot, SnapshotBuilder};
 
-struct Fixture {
-    snapshot: Snapshot,
-    zones: ZoneIndex,
-    geo: GeoDb,
-}
+const NOW_MS: u64 = 1_800_000_000_000;
 
-fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
+fn fixture() -> &'static FixedState {
+    static F: OnceLock<FixedState> = OnceLock::new();
     F.get_or_init(|| {
         let config = Config::from_toml_str(include_str!("../../../examples/meridian.toml")).expect("example");
-        let keys = Keys::new(DEFAULT_PREFIX).expect("prefix");
-        let snapshot = SnapshotBuilder::new(keys, Some(Arc::new(config))).build(1_800_000_000_000).expect("snapshot");
-        let zones = ZoneIndex::new(&snapshot.topology, 1);
-        Fixture { snapshot, zones, geo: GeoDb::bundled().expect("bundled GeoIP") }
+        let geo = GeoDb::bundled().expect("bundled GeoIP");
+        FixedState::new(Arc::new(config), geo, NOW_MS).expect("a snapshot of the example")
     })
 }
 
 fuzz_target!(|data: &[u8]| {
     let f = fixture();
-    let ctx = Context { snapshot: &f.snapshot, zones: &f.zones, geo: &f.geo, now_ms: 1_800_000_000_000 };
+    let ctx = f.context(NOW_MS);
     let mut out = Vec::new();
     for (src, transport) in [
         ("83.0.0.1", Transport::Udp),
