@@ -16,6 +16,18 @@ use meridian_store::*;
 
 const EXAMPLE: &str = include_str!("../../examples/meridian.toml");
 
+/// A key as the store would list it: created and last changed at `rev`, under `lease` (0: none).
+fn stored(key: String, value: Vec<u8>, rev: i64, lease: i64) -> KeyValue {
+    KeyValue {
+        key,
+        value,
+        create_revision: rev,
+        mod_revision: rev,
+        version: 1,
+        lease,
+    }
+}
+
 fn keys() -> Keys {
     Keys::new(DEFAULT_PREFIX).unwrap()
 }
@@ -60,14 +72,7 @@ async fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 fn the_builder_applies_good_values_and_reports_bad_ones() {
     let k = keys();
     let mut b = SnapshotBuilder::new(k.clone(), Some(example()));
-    let kv = |key: String, value: Vec<u8>, rev: i64| KeyValue {
-        key,
-        value,
-        create_revision: rev,
-        mod_revision: rev,
-        version: 1,
-        lease: 0,
-    };
+    let kv = |key: String, value: Vec<u8>, rev: i64| stored(key, value, rev, 0);
     let drill = DrillDoc {
         schema: 1,
         region: "fra".into(),
@@ -488,14 +493,7 @@ fn the_builder_turns_opinions_into_region_health() {
     use meridian_steer::Health;
     let k = keys();
     let mut b = SnapshotBuilder::new(k.clone(), Some(example()));
-    let kv = |key: String, value: Vec<u8>, rev: i64| KeyValue {
-        key,
-        value,
-        create_revision: rev,
-        mod_revision: rev,
-        version: 1,
-        lease: 7,
-    };
+    let kv = |key: String, value: Vec<u8>, rev: i64| stored(key, value, rev, 7);
     let t = 1_000_000;
     b.reset(
         vec![
