@@ -446,6 +446,24 @@ def main():
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
+    if "meridian" in med:
+        import json
+        for peer in [p for p in med if p != "meridian"]:
+            a, b = med["meridian"], med[peer]
+            ratio = a["per_cpu_s"] / b["per_cpu_s"]
+            print("@result " + json.dumps({
+                "bench": "dns", "case": f"queries per server CPU-second vs {peer} "
+                f"({a['per_cpu_s']:,.0f} vs {b['per_cpu_s']:,.0f})",
+                "value": round(ratio, 2), "unit": "x", "goal": ">= 1.0x (aim 1.5x)" if peer == "gdnsd" else ">= 1.0x",
+                "met": ratio >= 1.0}))
+            print("@result " + json.dumps({
+                "bench": "dns", "case": f"p99 at {args.rate // 1000}k qps vs {peer} "
+                f"({a['p99']:.3f} vs {b['p99']:.3f} ms)",
+                "value": round(b["p99"] / a["p99"], 2), "unit": "x better", "goal": ">= 1.0x",
+                "met": a["p99"] <= b["p99"]}))
+            print("@result " + json.dumps({
+                "bench": "dns", "case": f"RSS vs {peer} ({a['rss']:.0f} vs {b['rss']:.0f} MB)",
+                "value": round(a["rss"] / b["rss"], 2), "unit": "x", "goal": "reported", "met": True}))
 
 
 def machine() -> str:

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RData, RecordType};
+use meridian_bench::Figure;
 use meridian_config::Config;
 use meridian_dns::server::{DnsServer, DnsState};
 use meridian_geoip::GeoDb;
@@ -198,6 +199,20 @@ fn report(name: &str, mut s: Vec<Duration>) {
         q(1.0),
         if q(1.0) < 3.0 { "met" } else { "MISSED" }
     );
+    if name.ends_with("DNS") {
+        Figure {
+            bench: "health",
+            case: format!(
+                "{}: endpoint dies → DNS answer moved, max",
+                &name[..name.len() - 5]
+            ),
+            value: q(1.0),
+            unit: "s",
+            goal: "< 3 s".into(),
+            met: q(1.0) < 3.0,
+        }
+        .print();
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use meridian_bench::Figure;
 use meridian_store::schema::{WeightOverride, encode};
 use meridian_store::testing::EtcdServer;
 use meridian_store::*;
@@ -73,6 +74,15 @@ fn report(name: &str, mut s: Vec<Duration>) {
         q(0.99),
         q(1.0)
     );
+    Figure {
+        bench: "propagation",
+        case: format!("{name}: put → snapshot in every watcher, p99"),
+        value: q(0.99),
+        unit: "ms",
+        goal: "< 50 ms".into(),
+        met: q(0.99) < 50.0,
+    }
+    .print();
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

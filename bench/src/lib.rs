@@ -76,3 +76,32 @@ pub fn clients() -> Vec<ClientLocation> {
     }))
     .collect()
 }
+
+/// One figure for `bench/run`'s summary table, printed as a line `@result {json}` on stdout (the runner
+/// collects these lines; people read the lines around them).
+#[derive(Clone, Debug, Default)]
+pub struct Figure {
+    /// Benchmark: `steer`, `propagation`, `dns`, `proxy`, `health`, `drill`.
+    pub bench: &'static str,
+    /// What was measured, e.g. "8 regions, meet: time per decision".
+    pub case: String,
+    /// Meridian's value.
+    pub value: f64,
+    /// Its unit ("ns", "ms", "s", "q/CPU-s", "req/s").
+    pub unit: &'static str,
+    /// The goal, in words ("< 1000 ns").
+    pub goal: String,
+    /// Whether the goal is met.
+    pub met: bool,
+}
+
+impl Figure {
+    /// Prints the `@result` line.
+    pub fn print(&self) {
+        let line = serde_json::json!({
+            "bench": self.bench, "case": self.case, "value": self.value, "unit": self.unit,
+            "goal": self.goal, "met": self.met,
+        });
+        println!("@result {line}");
+    }
+}
