@@ -213,7 +213,7 @@ pub(crate) async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn default_author() -> String {
+pub(crate) fn default_author() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())

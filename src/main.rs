@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod config_cmd;
+mod demo_origin;
 mod dns_cmd;
 mod explain;
 mod geo;
@@ -14,6 +15,7 @@ mod health_cmd;
 mod metrics_http;
 mod simulate;
 mod store_args;
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +42,9 @@ enum Command {
     /// Run a health prober: probe every region's health checks from this vantage point and publish what
     /// it sees to the state store, under a lease.
     Health(Box<health_cmd::HealthArgs>),
+    /// Run the whole system on this machine: DNS, a proxy and a demo origin per region, probers, the
+    /// admin API and metrics, over the embedded store (or etcd).
+    Up(Box<up::UpArgs>),
 }
 
 #[derive(Subcommand)]
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
         Command::Dns(args) => block_on(dns_cmd::run(&args)),
         Command::Explain(args) => explain::run(&args),
         Command::Health(args) => block_on(health_cmd::run(&args)),
+        Command::Up(args) => block_on(up::run(&args)),
     };
     match result {
         Ok(code) => code,

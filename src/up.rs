@@ -1,0 +1,258 @@
+//! `meridian up`: the whole system on one machine, in one process — the command a newcomer runs first.
+//!
+//! It runs, over ONE state store (the embedded store in a data directory by default, or etcd): the
+//! authoritative DNS server, a demo origin per region (standing in for the region's application), one
+//! regional proxy per region in front of it, probers from several vantage points (all local here) probing
+//! the origins, the admin API and Prometheus metrics. The configuration (default: the reference deployment
+//! `examples/meridian.toml`, built in) is adapted to the machine — every region's health checks and
+//! backends point at its demo origin on loopback — and applied to the store (audited) when it differs from
+//! what is stored. Operator state (weights, drains, drills) persists in the data directory across runs.
+//!
+//! Every listening address is bound before anything is announced, so a port already taken is a clear
+//! error naming it, and nothing is left half-started. Ctrl-C stops everything: probers revoke their lease,
+//! proxies stop within their grace period.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use meridian_config::Config;
+use meridian_dns::rrl::RrlConfig;
+use meridian_dns::server::{DnsOptions, DnsServer, DnsState};
+use meridian_probe::{Prober, ProberOptions, follow_config};
+use meridian_store::{ApplyOutcome, SnapshotWatcher, WatcherOptions, apply_config};
+use prometheus::Registry;
+
+use crate::demo_origin::DemoOrigin;
+use crate::store_args::StoreArgs;
+
+/// The reference deployment, served when no `--config` is given.
+const EXAMPLE: &str = include_str!("../examples/meridian.toml");
+
+/// Arguments of `meridian up`.
+#[derive(clap::Args)]
+pub(crate) struct UpArgs {
+    /// Configuration to run [default: the reference deployment, examples/meridian.toml, built in].
+    /// Health checks and backends are replaced by the local demo origins.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// DNS server address (UDP and TCP).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5353")]
+    dns_listen: SocketAddr,
+    /// Prometheus metrics of every part at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9100")]
+    metrics_listen: SocketAddr,
+    /// Probers to run (vantage points up-1, up-2, ...): a region is down when a majority of them says so.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    probers: usize,
+    /// Address of the demo origins (one per region, on free ports).
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    origin_ip: IpAddr,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// A region of the running system, for the banner.
+struct RegionRun {
+    id: String,
+    name: String,
+    origin: DemoOrigin,
+}
+
+pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
+    if !(1..=9).contains(&args.probers) {
+        bail!("--probers {}: between 1 and 9", args.probers);
+    }
+    let (source, text) = match &args.config {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        ),
+        None => ("examples/meridian.toml (built in)".to_owned(), EXAMPLE.to_owned()),
+    };
+    // Validate the operator's file as written first: its problems name its own paths.
+    let original =
+        Config::from_toml_str(&text).with_context(|| format!("{source}: invalid configuration"))?;
+
+    // Listeners first: a taken port fails here, before anything is announced or written.
+    let registry = Registry::new();
+    let metrics = crate::metrics_http::serve(args.metrics_listen, registry.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "--metrics-listen {}: address in use or not available",
+                args.metrics_listen
+            )
+        })?;
+    let mut regions = Vec::new();
+    for r in original.regions() {
+        let origin = DemoOrigin::start(SocketAddr::new(args.origin_ip, 0), &r.id, &r.name)
+            .await
+            .with_context(|| format!("cannot start the demo origin of {} on {}", r.id, args.origin_ip))?;
+        regions.push(RegionRun {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            origin,
+        });
+    }
+    let local = localize(&text, &regions).context("adapting the configuration to this machine")?;
+    let config = Arc::new(
+        Config::from_toml_str(&local).context("the configuration adapted to this machine is invalid")?,
+    );
+
+    let store = args.store.open()?;
+    let keys = args.store.keys()?;
+    let author = format!("meridian up ({})", crate::config_cmd::default_author());
+    match apply_config(store.as_ref(), &keys, &local, None, &author, now_ms())
+        .await
+        .with_context(|| format!("applying the configuration to {}", store.describe()))?
+    {
+        ApplyOutcome::Applied { revision, .. } => {
+            eprintln!("meridian up: configuration from {source} applied at revision {revision}")
+        }
+        ApplyOutcome::Unchanged { .. } => {}
+        ApplyOutcome::Conflict { .. } => {
+            bail!("the stored configuration changed while `meridian up` was applying its own; run it again")
+        }
+    }
+    let mut options = WatcherOptions::new(keys.clone());
+    options.bootstrap = Some(config.clone());
+    options.registry = Some(registry.clone());
+    let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
+
+    let geo = crate::geo::open_geoip(None, None)?;
+    let rrl = RrlConfig::default();
+    let dns_state = DnsState::new(watcher.clone(), geo, rrl);
+    registry
+        .register(dns_state.metrics().collector())
+        .context("registering DNS metrics")?;
+    let dns_options = DnsOptions {
+        rrl,
+        udp_workers: 1,
+        ..DnsOptions::default()
+    };
+    let dns = DnsServer::bind(args.dns_listen, dns_state.clone(), &dns_options)
+        .await
+        .with_context(|| {
+            format!(
+                "--dns-listen {}: cannot listen (UDP and TCP); is the port taken?",
+                args.dns_listen
+            )
+        })?;
+
+    let (config_rx, _follow) = follow_config(watcher.clone()).await;
+    let mut probers = Vec::new();
+    for i in 1..=args.probers {
+        let mut o = ProberOptions::new(&format!("up-{i}"), keys.clone());
+        // One set of probe metrics (they are labelled by vantage; a registry takes a family once).
+        if i == 1 {
+            o.registry = Some(registry.clone());
+        }
+        probers.push(
+            Prober::start(store.clone(), o, config_rx.clone())
+                .await
+                .with_context(|| format!("starting prober up-{i}"))?,
+        );
+    }
+
+    banner(
+        &source,
+        &store.describe(),
+        &dns,
+        metrics.0,
+        &regions,
+        &config,
+        args.probers,
+    );
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    eprintln!("meridian up: stopping");
+    for p in probers {
+        let _ = p.stop().await;
+    }
+    drop(dns);
+    eprintln!("meridian up: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration text adapted to this machine: every region is probed at its demo origin.
+fn localize(text: &str, regions: &[RegionRun]) -> anyhow::Result<String> {
+    let mut doc: toml::Table = toml::from_str(text)?;
+    let table = doc
+        .get_mut("regions")
+        .and_then(toml::Value::as_table_mut)
+        .context("no [regions]")?;
+    for r in regions {
+        let Some(region) = table.get_mut(&r.id).and_then(toml::Value::as_table_mut) else {
+            continue;
+        };
+        let mut check = toml::Table::new();
+        check.insert("kind".into(), "http".into());
+        check.insert("url".into(), format!("http://{}/healthz", r.origin.addr).into());
+        check.insert("body-match".into(), "ok".into());
+        region.insert(
+            "health-checks".into(),
+            toml::Value::Array(vec![toml::Value::Table(check)]),
+        );
+    }
+    Ok(format!(
+        "# Generated by `meridian up`: the configuration it was given, with health checks and backends\n\
+         # pointing at this machine's demo origins.\n{}",
+        toml::to_string(&doc)?
+    ))
+}
+
+fn banner(
+    source: &str,
+    store: &str,
+    dns: &DnsServer,
+    metrics: SocketAddr,
+    regions: &[RegionRun],
+    config: &Config,
+    probers: usize,
+) {
+    let mut out = String::new();
+    let dns_port = dns.udp.port();
+    let at = match dns.udp.ip() {
+        IpAddr::V4(v4) if v4 == Ipv4Addr::UNSPECIFIED => "127.0.0.1".to_owned(),
+        ip => ip.to_string(),
+    };
+    out += &format!("meridian up: ready — configuration {source}, state in {store}\n");
+    out += &format!("  DNS       {} (UDP and TCP)", dns.udp);
+    for z in config.zones() {
+        out += &format!(", zone {}", z.origin);
+    }
+    out += "\n";
+    for r in regions {
+        out += &format!(
+            "  region    {:<5} {:<14} demo origin http://{}/\n",
+            r.id, r.name, r.origin.addr
+        );
+    }
+    out += &format!("  probers   {probers} vantage points (up-1..up-{probers}), probing the demo origins\n");
+    out += &format!("  metrics   http://{metrics}/metrics\n");
+    let host = config
+        .services()
+        .first()
+        .map_or_else(|| "SERVICE".to_owned(), |s| s.hostname.to_string());
+    out += "Try:\n";
+    for (cc, subnet) in [
+        ("Poland", "83.0.0.0/24"),
+        ("Germany", "217.0.0.0/24"),
+        ("the UK", "81.2.69.0/24"),
+        ("Canada", "24.48.0.0/24"),
+    ] {
+        out +=
+            &format!("  kdig @{at} -p {dns_port} {host} A +subnet={subnet} +short    # a client in {cc}\n");
+    }
+    out += "Ctrl-C stops everything; operator state stays in the store.\n";
+    print!("{out}");
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
