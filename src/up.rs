@@ -132,7 +132,6 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     let dns_options = DnsOptions {
         rrl,
         udp_workers: 1,
-        ..DnsOptions::default()
     };
     let dns = DnsServer::bind(args.dns_listen, dns_state.clone(), &dns_options)
         .await
