@@ -2,8 +2,8 @@
 //! with the same *interpretation* (country, continent, coordinates), adjacent equal ranges merged.
 //!
 //! Why: walking a city database's tree costs a cache miss per level (~20 levels over 100 MB) and was most
-//! of a DNS answer's time. Here a lookup is one read in a 65,536-entry table of where each /16 starts and
-//! a binary search over the few ranges inside it. Merging gives a second benefit: every address in a
+//! of a DNS answer's time. Here a lookup is one read in a table with an entry per /24 (64 MiB; the answer
+//! itself when one range covers the /24, else where to start a short scan) and one read of the value. Merging gives a second benefit: every address in a
 //! merged range gets the same answer, so the ECS scope can be the widest CIDR around the address inside
 //! its range (what gdnsd does), not just the database network — fewer cache entries at resolvers.
 //!
@@ -28,8 +28,22 @@ pub(crate) struct V4Index {
     ranges: Vec<(u32, u32)>,
     /// Distinct interpretations.
     values: Vec<GeoLocation>,
-    /// For each /16, the index of the range holding its first address.
-    by_16: Vec<u32>,
+    /// One entry per /24 (16 Mi entries, 64 MiB): either the answer itself, when one range covers the
+    /// whole /24 (the common case: one read, no search), or the index of the range holding its first
+    /// address (a short scan within the /24 follows). See [`Entry24`].
+    by_24: Vec<u32>,
+}
+
+/// Encoding of a `by_24` entry. Direct (bit 31 set): value in bits 0–23 ([`DIRECT_NONE`] for none) and
+/// the ECS prefix in bits 24–29 (at most 24, the same for every address of the /24: the widest block
+/// around an address inside its range contains the whole /24 when it is /24 or wider). Otherwise: a range
+/// index.
+struct Entry24;
+
+impl Entry24 {
+    const DIRECT: u32 = 1 << 31;
+    const VALUE_MASK: u32 = (1 << 24) - 1;
+    const DIRECT_NONE: u32 = Self::VALUE_MASK;
 }
 
 /// A hashable identity for an interpretation (coordinates by their bits: equal values, equal answers).
@@ -89,14 +103,12 @@ impl V4Index {
             value_of,
             values,
             ranges: Vec::new(),
-            by_16: Vec::new(),
+            by_24: Vec::new(),
         };
         for &(first, last) in holes {
             index.punch(first, last);
         }
-        index.by_16 = (0..=u16::MAX)
-            .map(|hi| index.starts.partition_point(|&s| s <= u32::from(hi) << 16) as u32 - 1)
-            .collect();
+        index.by_24 = index.build_by_24();
         index.ranges = index
             .starts
             .iter()
@@ -106,6 +118,32 @@ impl V4Index {
         index.starts = Vec::new();
         index.value_of = Vec::new();
         index
+    }
+
+    /// The `by_24` table, from `starts`/`value_of` (one pass over the /24s and the ranges together).
+    fn build_by_24(&self) -> Vec<u32> {
+        let mut table = Vec::with_capacity(1 << 24);
+        let mut i = 0usize; // range holding the current /24's first address
+        for block in 0u32..1 << 24 {
+            let first = block << 8;
+            while self.starts.get(i + 1).is_some_and(|&s| s <= first) {
+                i += 1;
+            }
+            let end = self
+                .starts
+                .get(i + 1)
+                .map_or(u64::from(u32::MAX), |n| u64::from(*n) - 1);
+            let value = self.value_of[i];
+            let encodable = value == NONE || value < Entry24::DIRECT_NONE;
+            if end >= u64::from(first) + 255 && encodable {
+                let prefix = widest_prefix(u64::from(first), u64::from(self.starts[i]), end);
+                let v = if value == NONE { Entry24::DIRECT_NONE } else { value };
+                table.push(Entry24::DIRECT | (u32::from(prefix) << 24) | v);
+            } else {
+                table.push(i as u32);
+            }
+        }
+        table
     }
 
     /// Forces `first..=last` to "no location" (rebuilds the vectors; done a dozen times at load).
@@ -144,12 +182,17 @@ impl V4Index {
 
     /// The location of `ip` and the widest prefix around it with the same location.
     pub(crate) fn locate(&self, ip: u32) -> (Option<&GeoLocation>, u8) {
-        let lo = self.by_16[(ip >> 16) as usize] as usize;
-        let hi = self
-            .by_16
-            .get((ip >> 16) as usize + 1)
-            .map_or(self.ranges.len(), |h| *h as usize + 1);
-        let i = lo + self.ranges[lo..hi].partition_point(|&(s, _)| s <= ip) - 1;
+        let entry = self.by_24[(ip >> 8) as usize];
+        if entry & Entry24::DIRECT != 0 {
+            let value = entry & Entry24::VALUE_MASK;
+            let loc = (value != Entry24::DIRECT_NONE).then(|| &self.values[value as usize]);
+            return (loc, ((entry >> 24) & 0x3f) as u8);
+        }
+        // Several ranges share this /24: at most 256, usually two or three; scan from the first.
+        let mut i = entry as usize;
+        while self.ranges.get(i + 1).is_some_and(|&(s, _)| s <= ip) {
+            i += 1;
+        }
         let (start, value) = self.ranges[i];
         let end = self
             .ranges
