@@ -105,6 +105,28 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
 
     let store = args.store.open()?;
     let keys = args.store.keys()?;
+    let mut options = WatcherOptions::new(keys.clone());
+    options.bootstrap = Some(config.clone());
+    options.registry = Some(registry.clone());
+    let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
+
+    let geo = crate::geo::open_geoip(None, None)?;
+    let rrl = RrlConfig::default();
+    let dns_state = DnsState::new(watcher.clone(), geo, rrl);
+    registry
+        .register(dns_state.metrics().collector())
+        .context("registering DNS metrics")?;
+    let dns_options = DnsOptions { rrl, udp_workers: 1 };
+    let dns = DnsServer::bind(args.dns_listen, dns_state.clone(), &dns_options)
+        .await
+        .with_context(|| {
+            format!(
+                "--dns-listen {}: cannot listen (UDP and TCP); is the port taken?",
+                args.dns_listen
+            )
+        })?;
+
+    // Everything is bound: only now is the configuration written to the store.
     let author = format!("meridian up ({})", crate::config_cmd::default_author());
     match apply_config(store.as_ref(), &keys, &local, None, &author, now_ms())
         .await
@@ -118,29 +140,6 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
             bail!("the stored configuration changed while `meridian up` was applying its own; run it again")
         }
     }
-    let mut options = WatcherOptions::new(keys.clone());
-    options.bootstrap = Some(config.clone());
-    options.registry = Some(registry.clone());
-    let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
-
-    let geo = crate::geo::open_geoip(None, None)?;
-    let rrl = RrlConfig::default();
-    let dns_state = DnsState::new(watcher.clone(), geo, rrl);
-    registry
-        .register(dns_state.metrics().collector())
-        .context("registering DNS metrics")?;
-    let dns_options = DnsOptions {
-        rrl,
-        udp_workers: 1,
-    };
-    let dns = DnsServer::bind(args.dns_listen, dns_state.clone(), &dns_options)
-        .await
-        .with_context(|| {
-            format!(
-                "--dns-listen {}: cannot listen (UDP and TCP); is the port taken?",
-                args.dns_listen
-            )
-        })?;
 
     let (config_rx, _follow) = follow_config(watcher.clone()).await;
     let mut probers = Vec::new();
@@ -166,7 +165,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         &config,
         args.probers,
     );
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    shutdown_signal().await?;
     eprintln!("meridian up: stopping");
     for p in probers {
         let _ = p.stop().await;
@@ -174,6 +173,17 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     drop(dns);
     eprintln!("meridian up: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM: both stop everything cleanly.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }
 
 /// The configuration text adapted to this machine: every region is probed at its demo origin.

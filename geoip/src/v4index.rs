@@ -137,7 +137,11 @@ impl V4Index {
             let encodable = value == NONE || value < Entry24::DIRECT_NONE;
             if end >= u64::from(first) + 255 && encodable {
                 let prefix = widest_prefix(u64::from(first), u64::from(self.starts[i]), end);
-                let v = if value == NONE { Entry24::DIRECT_NONE } else { value };
+                let v = if value == NONE {
+                    Entry24::DIRECT_NONE
+                } else {
+                    value
+                };
                 table.push(Entry24::DIRECT | (u32::from(prefix) << 24) | v);
             } else {
                 table.push(i as u32);

@@ -4,11 +4,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
-use hickory_proto::rr::{Name, RData, RecordType};
-
-use crate::support::{Interrupted, example, free_tcp_port, free_udp_port, http_get, stderr};
+use crate::support::{Interrupted, a_records, ask, example, free_tcp_port, free_udp_port, http_get, stderr};
 
 /// `meridian dns` on `addr` with the example configuration and a fresh data directory in `dir`.
 fn dns_command(addr: SocketAddr, dir: &std::path::Path) -> Command {
@@ -23,27 +19,6 @@ fn dns_command(addr: SocketAddr, dir: &std::path::Path) -> Command {
     ])
     .arg(dir.join("data"));
     c
-}
-
-fn ask(addr: SocketAddr, subnet: &str) -> Option<Message> {
-    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(
-        Name::from_ascii("meet.gslb.example.").unwrap(),
-        RecordType::A,
-    ));
-    let mut e = Edns::new();
-    e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
-        subnet.parse().unwrap(),
-        24,
-        0,
-    )));
-    m.set_edns(e);
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-    sock.send_to(&m.to_vec().unwrap(), addr).unwrap();
-    let mut buf = [0u8; 4096];
-    let (n, _) = sock.recv_from(&mut buf).ok()?;
-    Message::from_vec(&buf[..n]).ok()
 }
 
 #[test]
@@ -62,19 +37,12 @@ fn serves_geo_answers_and_stops_on_sigint() {
     // Ready means answering, not merely running.
     let start = Instant::now();
     let answer = loop {
-        if let Some(m) = ask(addr, "83.0.0.0") {
+        if let Some(m) = ask(addr, "meet.gslb.example.", "83.0.0.0") {
             break m;
         }
         assert!(start.elapsed() < Duration::from_secs(10), "no answer within 10 s");
     };
-    let a: Vec<String> = answer
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0.to_string()),
-            _ => None,
-        })
-        .collect();
+    let a = a_records(&answer);
     assert_eq!(a, ["192.0.2.10", "192.0.2.11"], "a Polish client gets Warsaw");
 
     // Prometheus metrics over HTTP: the query just answered is counted, the state's age is exported.

@@ -11,3 +11,4 @@ mod dns;
 mod explain;
 mod health;
 mod support;
+mod up;

@@ -84,3 +84,42 @@ pub(crate) fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) 
         .unwrap_or_default();
     (status, body)
 }
+
+/// One `A` query for `name` with an EDNS Client Subnet option for `subnet`/24, over UDP; `None` when
+/// nothing answered within 300 ms or the answer did not parse.
+pub(crate) fn ask(
+    addr: std::net::SocketAddr,
+    name: &str,
+    subnet: &str,
+) -> Option<hickory_proto::op::Message> {
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+    use hickory_proto::rr::{Name, RecordType};
+    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let mut e = Edns::new();
+    e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+        subnet.parse().unwrap(),
+        24,
+        0,
+    )));
+    m.set_edns(e);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    sock.send_to(&m.to_vec().unwrap(), addr).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    Message::from_vec(&buf[..n]).ok()
+}
+
+/// The addresses of the `A` records of an answer.
+pub(crate) fn a_records(m: &hickory_proto::op::Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            hickory_proto::rr::RData::A(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect()
+}

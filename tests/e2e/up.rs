@@ -1,0 +1,144 @@
+//! `meridian up` as a real process: the whole system on one machine, from a newcomer's point of view.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::support::{Interrupted, a_records, ask, free_tcp_port, free_udp_port, http_get, stderr};
+
+/// Addresses `meridian up` is told to use (free ports, so tests run side by side).
+struct Ports {
+    dns: SocketAddr,
+    metrics: SocketAddr,
+}
+
+impl Ports {
+    fn free() -> Self {
+        Self {
+            dns: format!("127.0.0.1:{}", free_udp_port()).parse().unwrap(),
+            metrics: format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap(),
+        }
+    }
+}
+
+fn up_command(ports: &Ports, dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_meridian"));
+    c.args([
+        "up",
+        "--dns-listen",
+        &ports.dns.to_string(),
+        "--metrics-listen",
+        &ports.metrics.to_string(),
+        "--data-dir",
+    ])
+    .arg(dir);
+    c
+}
+
+/// Starts `meridian up` and waits for its "ready" banner; returns the process and the banner.
+fn start(ports: &Ports, dir: &std::path::Path) -> (Interrupted, String) {
+    let mut child = up_command(ports, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let guard = Interrupted(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no end of the ready banner within 30 s; so far:\n{banner}"));
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.starts_with("Ctrl-C stops everything") {
+            break;
+        }
+    }
+    assert!(banner.starts_with("meridian up: ready"), "{banner}");
+    (guard, banner)
+}
+
+#[test]
+fn runs_the_whole_system_and_stops_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let (mut up, banner) = start(&ports, dir.path());
+    assert!(
+        banner.contains(&format!("kdig @127.0.0.1 -p {}", ports.dns.port())),
+        "{banner}"
+    );
+
+    // Clients in four countries, located by ECS, get their region (first address of each region).
+    for (subnet, region, first) in [
+        ("83.0.0.0", "Poland -> waw", "192.0.2.10"),
+        ("217.0.0.0", "Germany -> fra", "192.0.2.20"),
+        ("81.2.69.0", "the UK -> lon", "192.0.2.30"),
+        ("24.48.0.0", "Canada -> bhs", "198.51.100.10"),
+    ] {
+        let m = ask(ports.dns, "meet.gslb.example.", subnet).expect("DNS answers once ready");
+        assert_eq!(a_records(&m).first().map(String::as_str), Some(first), "{region}");
+    }
+
+    // The probers see every demo origin: every region is up, from every vantage point.
+    let start = Instant::now();
+    loop {
+        let (status, body) = http_get(ports.metrics, "/metrics");
+        let up_regions = body
+            .lines()
+            .filter(|l| l.starts_with("meridian_health_region_state{") && l.ends_with(" 1"))
+            .count();
+        if status == 200 && up_regions == 8 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "regions never all up by the probers:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let status = up.interrupt();
+    assert!(status.success(), "clean exit on SIGINT: {status:?}");
+    // The state persists in the data directory: the applied configuration is there.
+    assert!(dir.path().join("state.json").exists());
+}
+
+#[test]
+fn a_taken_port_is_a_clear_error_and_nothing_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut ports = Ports::free();
+    ports.metrics = taken.local_addr().unwrap();
+    let out = up_command(&ports, dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&ports.metrics.to_string()) && err.contains("--metrics-listen"),
+        "{err}"
+    );
+    // Nothing was announced, nothing answers DNS.
+    assert!(ask(ports.dns, "meet.gslb.example.", "83.0.0.0").is_none());
+
+    // The DNS port taken (by a UDP socket): named, and no configuration was written to the store.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut ports = Ports::free();
+    ports.dns = taken.local_addr().unwrap();
+    let out = up_command(&ports, dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("--dns-listen {}", ports.dns)), "{err}");
+    let state = std::fs::read_to_string(dir.path().join("state.json")).unwrap_or_default();
+    assert!(!state.contains("meridian up"), "nothing applied: {state}");
+}
