@@ -158,10 +158,14 @@ pub(crate) fn explain_error(e: ClientError, client: &AdminClient) -> anyhow::Err
             status: 401,
             message,
             ..
-        } => anyhow!(
-            "the admin API at {} refused the request: {message}\n(set $MERIDIAN_TOKEN or --token-file)",
-            client.url()
-        ),
+        } => {
+            let hint = if message.contains("MERIDIAN_TOKEN") {
+                ""
+            } else {
+                "\n(the token comes from --token-file, else $MERIDIAN_TOKEN, else DATA_DIR/admin-token)"
+            };
+            anyhow!("the admin API at {} refused the request: {message}{hint}", client.url())
+        }
         ClientError::Api {
             status: 422,
             code,
