@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use meridian_admin::client::{AdminClient, ClientError};
 use meridian_admin::{AdminContext, AdminServer, Auth, GeoSource};
-use meridian_store::{KvStore, Keys, SnapshotWatcher};
+use meridian_store::{Keys, KvStore, SnapshotWatcher};
 
 use crate::store_args::default_data_dir;
 
@@ -60,7 +60,10 @@ impl AdminServeArgs {
             Auth::InsecureNone
         } else if let Some(f) = &self.admin_token_file {
             Auth::token_file(f).map_err(|e| anyhow!("--admin-token-file {e}"))?
-        } else if let Some(t) = std::env::var("MERIDIAN_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()) {
+        } else if let Some(t) = std::env::var("MERIDIAN_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+        {
             Auth::token(&t).map_err(|e| anyhow!("$MERIDIAN_ADMIN_TOKEN: {e}"))?
         } else {
             match data_dir.map(|d| d.join(TOKEN_FILE_NAME)).filter(|p| p.exists()) {
@@ -72,7 +75,9 @@ impl AdminServeArgs {
             }
         };
         let tls = match (&self.admin_tls_cert, &self.admin_tls_key) {
-            (Some(c), Some(k)) => Some(meridian_admin::tls_config(c, k).map_err(|e| anyhow!("admin TLS: {e}"))?),
+            (Some(c), Some(k)) => {
+                Some(meridian_admin::tls_config(c, k).map_err(|e| anyhow!("admin TLS: {e}"))?)
+            }
             _ => None,
         };
         let listener = tokio::net::TcpListener::bind(addr)
@@ -117,7 +122,10 @@ impl AdminConnArgs {
     pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {
         let token = if let Some(f) = &self.token_file {
             Some(read_token(f).with_context(|| format!("--token-file {}", f.display()))?)
-        } else if let Some(t) = std::env::var("MERIDIAN_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
+        } else if let Some(t) = std::env::var("MERIDIAN_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+        {
             Some(t.trim().to_owned())
         } else {
             let default = default_data_dir().join(TOKEN_FILE_NAME);
@@ -132,7 +140,10 @@ impl AdminConnArgs {
             .clone()
             .or_else(|| env("MERIDIAN_SERVER"))
             .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-        let ca_file = self.ca_file.clone().or_else(|| env("MERIDIAN_CA_FILE").map(PathBuf::from));
+        let ca_file = self
+            .ca_file
+            .clone()
+            .or_else(|| env("MERIDIAN_CA_FILE").map(PathBuf::from));
         Ok(AdminClient::new(
             &server,
             token,
@@ -155,16 +166,17 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
 pub(crate) fn explain_error(e: ClientError, client: &AdminClient) -> anyhow::Error {
     match &e {
         ClientError::Api {
-            status: 401,
-            message,
-            ..
+            status: 401, message, ..
         } => {
             let hint = if message.contains("MERIDIAN_TOKEN") {
                 ""
             } else {
                 "\n(the token comes from --token-file, else $MERIDIAN_TOKEN, else DATA_DIR/admin-token)"
             };
-            anyhow!("the admin API at {} refused the request: {message}{hint}", client.url())
+            anyhow!(
+                "the admin API at {} refused the request: {message}{hint}",
+                client.url()
+            )
         }
         ClientError::Api {
             status: 422,
@@ -174,11 +186,7 @@ pub(crate) fn explain_error(e: ClientError, client: &AdminClient) -> anyhow::Err
         } if code == "refused" => {
             let list: Vec<String> = error["violations"]
                 .as_array()
-                .map(|v| {
-                    v.iter()
-                        .map(|x| format!("  - {}", violation_text(x)))
-                        .collect()
-                })
+                .map(|v| v.iter().map(|x| format!("  - {}", violation_text(x))).collect())
                 .unwrap_or_default();
             anyhow!(
                 "refused: this change would break a safety guarantee:\n{}\nrepeat with --force to do it anyway",

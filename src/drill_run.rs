@@ -93,7 +93,11 @@ struct Env {
 /// What a DNS query for `hostname` with ECS `client` returns, as region ids (`waw,fra`), or why not.
 async fn ask_dns(server: SocketAddr, hostname: &str, client: IpAddr, env: &Env) -> Result<String, String> {
     let name = Name::from_ascii(format!("{}.", hostname.trim_end_matches('.'))).map_err(|e| e.to_string())?;
-    let rtype = if client.is_ipv4() { RecordType::A } else { RecordType::AAAA };
+    let rtype = if client.is_ipv4() {
+        RecordType::A
+    } else {
+        RecordType::AAAA
+    };
     let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
     m.add_query(Query::query(name, rtype));
     let mut edns = Edns::new();
@@ -184,7 +188,14 @@ enum Phase {
 }
 
 /// Observes until every affected observer has moved (or returned); false on timeout.
-async fn watch(observers: &mut [Observer], env: &Env, region: &str, phase: &Phase, start: Instant, args: &RunArgs) -> bool {
+async fn watch(
+    observers: &mut [Observer],
+    env: &Env,
+    region: &str,
+    phase: &Phase,
+    start: Instant,
+    args: &RunArgs,
+) -> bool {
     let mut last_note = Instant::now();
     loop {
         let pending: Vec<usize> = observers
@@ -204,10 +215,15 @@ async fn watch(observers: &mut [Observer], env: &Env, region: &str, phase: &Phas
         }
         if start.elapsed() > args.timeout {
             for &i in &pending {
-                println!("  {:<28} did not {} within {}", observers[i].label, match phase {
-                    Phase::Failover => "move",
-                    Phase::Return => "return",
-                }, human_ms(args.timeout.as_millis() as u64));
+                println!(
+                    "  {:<28} did not {} within {}",
+                    observers[i].label,
+                    match phase {
+                        Phase::Failover => "move",
+                        Phase::Return => "return",
+                    },
+                    human_ms(args.timeout.as_millis() as u64)
+                );
             }
             return false;
         }
@@ -219,13 +235,24 @@ async fn watch(observers: &mut [Observer], env: &Env, region: &str, phase: &Phas
             match phase {
                 Phase::Failover => {
                     if !serves_from(&now, region) && is_answer(&now, env) {
-                        println!("  {:<28} {} -> {}   moved after {}", o.label, o.baseline, now, human_ms(at.as_millis() as u64));
+                        println!(
+                            "  {:<28} {} -> {}   moved after {}",
+                            o.label,
+                            o.baseline,
+                            now,
+                            human_ms(at.as_millis() as u64)
+                        );
                         o.moved = Some((at, now));
                     }
                 }
                 Phase::Return => {
                     if now == o.baseline {
-                        println!("  {:<28} back to {}   after {}", o.label, now, human_ms(at.as_millis() as u64));
+                        println!(
+                            "  {:<28} back to {}   after {}",
+                            o.label,
+                            now,
+                            human_ms(at.as_millis() as u64)
+                        );
                         o.returned = Some(at);
                     }
                 }
@@ -233,7 +260,11 @@ async fn watch(observers: &mut [Observer], env: &Env, region: &str, phase: &Phas
         }
         if last_note.elapsed() >= Duration::from_secs(1) {
             last_note = Instant::now();
-            println!("  ... waiting for {} observer(s), {} elapsed", pending.len(), human_ms(start.elapsed().as_millis() as u64));
+            println!(
+                "  ... waiting for {} observer(s), {} elapsed",
+                pending.len(),
+                human_ms(start.elapsed().as_millis() as u64)
+            );
         }
         tokio::time::sleep(args.interval).await;
     }
@@ -280,7 +311,9 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 let known: Vec<&str> = services.iter().filter_map(|x| x["name"].as_str()).collect();
                 anyhow!("unknown service {s:?} (known: {})", known.join(", "))
             })?,
-        None => services.first().ok_or_else(|| anyhow!("the configuration has no services"))?,
+        None => services
+            .first()
+            .ok_or_else(|| anyhow!("the configuration has no services"))?,
     };
     let hostname = service["hostname"].as_str().unwrap_or_default().to_owned();
     let mut addresses = BTreeMap::new();
@@ -319,7 +352,11 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         targets.push((format!("proxy {url}"), Target::Proxy { url: url.clone() }));
     }
 
-    println!("before the drill ({} for {}):", env.hostname, service["name"].as_str().unwrap_or("?"));
+    println!(
+        "before the drill ({} for {}):",
+        env.hostname,
+        service["name"].as_str().unwrap_or("?")
+    );
     let mut observers = Vec::new();
     for (label, target) in targets {
         let baseline = observe(&target, &env)
@@ -328,7 +365,11 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let affected = serves_from(&baseline, region);
         println!(
             "  {label:<28} {baseline}{}",
-            if affected { "" } else { "   (not served from the drilled region: not expected to move)" }
+            if affected {
+                ""
+            } else {
+                "   (not served from the drilled region: not expected to move)"
+            }
         );
         observers.push(Observer {
             label,
@@ -340,7 +381,9 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         });
     }
     if !observers.iter().any(|o| o.affected) {
-        bail!("no observer is served from {region} now: nothing would show the failover (pick --client addresses near it)");
+        bail!(
+            "no observer is served from {region} now: nothing would show the failover (pick --client addresses near it)"
+        );
     }
 
     let t0 = Instant::now();
@@ -378,10 +421,17 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         () = &mut interrupted => false,
     };
 
-    let moved: Vec<Duration> = observers.iter().filter_map(|o| o.moved.as_ref().map(|m| m.0)).collect();
+    let moved: Vec<Duration> = observers
+        .iter()
+        .filter_map(|o| o.moved.as_ref().map(|m| m.0))
+        .collect();
     let returned: Vec<Duration> = observers.iter().filter_map(|o| o.returned).collect();
     let affected = observers.iter().filter(|o| o.affected).count();
-    let max = |v: &[Duration]| v.iter().max().map_or("-".to_owned(), |d| human_ms(d.as_millis() as u64));
+    let max = |v: &[Duration]| {
+        v.iter()
+            .max()
+            .map_or("-".to_owned(), |d| human_ms(d.as_millis() as u64))
+    };
     println!(
         "\nsummary: failover {}/{affected} moved (slowest {}); return {}/{affected} back (slowest {})",
         moved.len(),
@@ -393,7 +443,14 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         println!("PASS: failover and return observed");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("FAIL: {}", if failover_ok { "not every client returned" } else { "not every client moved" });
+        println!(
+            "FAIL: {}",
+            if failover_ok {
+                "not every client returned"
+            } else {
+                "not every client moved"
+            }
+        );
         Ok(ExitCode::FAILURE)
     }
 }

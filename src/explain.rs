@@ -85,7 +85,9 @@ fn print_explanation(json: bool, text: &str, value: &Value) -> anyhow::Result<Ex
 /// Explains against the live snapshot of the node at `--server`.
 async fn live(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     if args.state.any() {
-        bail!("--up/--down/--drain/--weight/--load/--drill simulate state with --config FILE; the live state is what it is");
+        bail!(
+            "--up/--down/--drain/--weight/--load/--drill simulate state with --config FILE; the live state is what it is"
+        );
     }
     if args.geoip.is_some() {
         bail!("--geoip applies with --config FILE; live explanations use the node's GeoIP database");
@@ -100,11 +102,7 @@ async fn live(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         path.push_str(&format!("&hash={h}"));
     }
     let v = crate::ops_cmd::call(&client, "GET", &path, None).await?;
-    print_explanation(
-        args.json,
-        v["text"].as_str().unwrap_or_default(),
-        &v["report"],
-    )
+    print_explanation(args.json, v["text"].as_str().unwrap_or_default(), &v["report"])
 }
 
 /// Percent-encodes a query value.

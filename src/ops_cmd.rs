@@ -155,7 +155,9 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = t;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
         if digits == 0 {
             return Err(bad());
         }
@@ -214,7 +216,12 @@ pub(crate) enum DrillCommand {
     Run(Box<crate::drill_run::RunArgs>),
 }
 
-pub(crate) async fn call(client: &AdminClient, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+pub(crate) async fn call(
+    client: &AdminClient,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Value> {
     client
         .send(method, path, body)
         .await
@@ -222,7 +229,11 @@ pub(crate) async fn call(client: &AdminClient, method: &str, path: &str, body: O
 }
 
 fn check_region_id(id: &str) -> anyhow::Result<()> {
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         bail!("{id:?} is not a region id");
     }
     Ok(())
@@ -244,7 +255,14 @@ pub(crate) async fn region(cmd: &RegionCommand) -> anyhow::Result<ExitCode> {
             }
             let mut b = change.meta();
             b["weight"] = json!(weight);
-            ("PUT", region, "weight", b, conn, format!("weight of {region} set to {weight}"))
+            (
+                "PUT",
+                region,
+                "weight",
+                b,
+                conn,
+                format!("weight of {region} set to {weight}"),
+            )
         }
         RegionCommand::ClearWeight { region, change, conn } => (
             "DELETE",
@@ -258,7 +276,14 @@ pub(crate) async fn region(cmd: &RegionCommand) -> anyhow::Result<ExitCode> {
             if change.reason.is_none() {
                 bail!("--reason TEXT is required (it goes to the audit log)");
             }
-            ("PUT", region, "drain", change.meta(), conn, format!("{region} drained"))
+            (
+                "PUT",
+                region,
+                "drain",
+                change.meta(),
+                conn,
+                format!("{region} drained"),
+            )
         }
         RegionCommand::Undrain { region, change, conn } => (
             "DELETE",
@@ -271,7 +296,13 @@ pub(crate) async fn region(cmd: &RegionCommand) -> anyhow::Result<ExitCode> {
     };
     check_region_id(region)?;
     let client = conn.client()?;
-    let r = call(&client, method, &format!("/v1/regions/{region}/{suffix}"), Some(&body)).await?;
+    let r = call(
+        &client,
+        method,
+        &format!("/v1/regions/{region}/{suffix}"),
+        Some(&body),
+    )
+    .await?;
     print_forced(&r);
     println!("{verb} (revision {})", r["revision"]);
     Ok(ExitCode::SUCCESS)
@@ -312,7 +343,10 @@ pub(crate) async fn drill(cmd: &DrillCommand) -> anyhow::Result<ExitCode> {
             if *json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                print!("{}", drills_table(r["drills"].as_array().map_or(&[][..], Vec::as_slice)));
+                print!(
+                    "{}",
+                    drills_table(r["drills"].as_array().map_or(&[][..], Vec::as_slice))
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -395,7 +429,10 @@ fn status_text(s: &Value) -> String {
         },
     );
     if s["panic"] == true {
-        let _ = writeln!(out, "PANIC: most regions look down; the probers are suspected, nothing newly marked down");
+        let _ = writeln!(
+            out,
+            "PANIC: most regions look down; the probers are suspected, nothing newly marked down"
+        );
     }
     let _ = writeln!(out);
     let _ = writeln!(
@@ -474,7 +511,11 @@ fn status_text(s: &Value) -> String {
             r["id"].as_str().unwrap_or("?"),
             r["name"].as_str().unwrap_or("?"),
             health,
-            if vantages.is_empty() { "-".to_owned() } else { vantages.join(" ") },
+            if vantages.is_empty() {
+                "-".to_owned()
+            } else {
+                vantages.join(" ")
+            },
             weight,
             load,
             state.join("; ")

@@ -59,10 +59,7 @@ impl ApiError {
         Self::new(
             422,
             "refused",
-            format!(
-                "refused: {} (use force to override)",
-                list.join("; ")
-            ),
+            format!("refused: {} (use force to override)", list.join("; ")),
         )
         .with(json!({ "violations": violations }))
     }

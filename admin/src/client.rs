@@ -73,7 +73,8 @@ struct Target {
 }
 
 fn parse_url(url: &str) -> Result<Target, ClientError> {
-    let bad = |why: &str| ClientError::Setup(format!("server URL {url:?}: {why} (e.g. http://127.0.0.1:9090)"));
+    let bad =
+        |why: &str| ClientError::Setup(format!("server URL {url:?}: {why} (e.g. http://127.0.0.1:9090)"));
     let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
     let tls = match uri.scheme() {
         Some(s) if *s == Scheme::HTTP => false,
@@ -110,21 +111,19 @@ fn client_tls(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Clien
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Setup(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Setup(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-async fn connect(
-    target: &Target,
-    tls: Option<&Arc<rustls::ClientConfig>>,
-) -> Result<Box<dyn Io>, String> {
+async fn connect(target: &Target, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<Box<dyn Io>, String> {
     let tcp = TcpStream::connect((target.host.as_str(), target.port))
         .await
         .map_err(|e| e.to_string())?;
@@ -235,18 +234,21 @@ impl AdminClient {
             }
             None => Bytes::new(),
         };
-        let request = builder.body(Full::new(bytes)).map_err(|e| ClientError::Setup(e.to_string()))?;
+        let request = builder
+            .body(Full::new(bytes))
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
         let url = self.target.display.clone();
-        let (status, _, body) = tokio::time::timeout(self.timeout, exchange(&self.target, self.tls.as_ref(), request))
-            .await
-            .map_err(|_| ClientError::Unreachable {
-                url: url.clone(),
-                cause: format!("no answer within {} ms", self.timeout.as_millis()),
-            })?
-            .map_err(|cause| ClientError::Unreachable {
-                url: url.clone(),
-                cause,
-            })?;
+        let (status, _, body) =
+            tokio::time::timeout(self.timeout, exchange(&self.target, self.tls.as_ref(), request))
+                .await
+                .map_err(|_| ClientError::Unreachable {
+                    url: url.clone(),
+                    cause: format!("no answer within {} ms", self.timeout.as_millis()),
+                })?
+                .map_err(|cause| ClientError::Unreachable {
+                    url: url.clone(),
+                    cause,
+                })?;
         let value: Value = serde_json::from_slice(&body).map_err(|_| ClientError::Protocol {
             url: url.clone(),
             detail: format!(
@@ -292,7 +294,10 @@ pub async fn get_header(
         .method("GET")
         .uri(path)
         .header("host", host_header)
-        .header("user-agent", concat!("meridian-drill/", env!("CARGO_PKG_VERSION")))
+        .header(
+            "user-agent",
+            concat!("meridian-drill/", env!("CARGO_PKG_VERSION")),
+        )
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
     let (status, headers, _) = tokio::time::timeout(timeout, exchange(&target, tls.as_ref(), request))

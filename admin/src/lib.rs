@@ -34,7 +34,7 @@ pub use ops::{mode_text, parse_drill_mode};
 pub use server::{AdminServer, serve};
 
 use meridian_geoip::GeoDb;
-use meridian_store::{KvStore, Keys, SnapshotWatcher};
+use meridian_store::{Keys, KvStore, SnapshotWatcher};
 
 /// Where the current GeoIP database comes from (the DNS server reloads its own: the API sees the same).
 pub type GeoSource = Arc<dyn Fn() -> Arc<GeoDb> + Send + Sync>;
@@ -113,12 +113,13 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
         return Err(format!("{}: no certificate in the file", cert.display()));
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("TLS certificate and key: {e}"))?;
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("TLS certificate and key: {e}"))?;
     Ok(Arc::new(config))
 }
 

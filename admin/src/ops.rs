@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use meridian_steer::{Drill, DrillMode, RegionStates, Topology};
 use meridian_store::schema::{
-    AuditRecord, DOC_SCHEMA, DrainOverride, DrillDoc, DrillModeDoc, KeyKind, WeightOverride, decode,
-    encode,
+    AuditRecord, DOC_SCHEMA, DrainOverride, DrillDoc, DrillModeDoc, KeyKind, WeightOverride, decode, encode,
 };
 use meridian_store::{ApplyOutcome, Compare, ConfigDocError, KeyValue, Listing, Revision, Snapshot, TxnOp};
 use serde_json::{Value, json};
@@ -35,7 +34,12 @@ pub(crate) fn snapshot(ctx: &AdminContext) -> Result<Arc<Snapshot>, ApiError> {
 }
 
 pub(crate) fn unknown_region(topology: &Topology, id: &str) -> ApiError {
-    let known: Vec<&str> = topology.config().regions().iter().map(|r| r.id.as_str()).collect();
+    let known: Vec<&str> = topology
+        .config()
+        .regions()
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect();
     ApiError::not_found(
         "unknown-region",
         format!("unknown region {id:?} (known: {})", known.join(", ")),
@@ -292,14 +296,20 @@ async fn commit(ctx: &AdminContext, w: Write<'_>, now_ms: u64) -> Result<Value, 
         let now = ctx.store.get(&w.key).await?;
         if now.as_ref().map_or(0, |kv| kv.mod_revision) != target_rev {
             return Err(ApiError::conflict(
-                format!("{}: changed by someone else meanwhile; nothing was written", w.what),
+                format!(
+                    "{}: changed by someone else meanwhile; nothing was written",
+                    w.what
+                ),
                 now.as_ref().map_or(Value::Null, stored_json),
             ));
         }
         // Another region's override moved under the safety check: check again.
     }
     Err(ApiError::conflict(
-        format!("{}: the state kept changing; nothing was written, try again", w.what),
+        format!(
+            "{}: the state kept changing; nothing was written, try again",
+            w.what
+        ),
         Value::Null,
     ))
 }
@@ -355,14 +365,21 @@ pub(crate) async fn set_weight(ctx: &AdminContext, region: &str, body: SetWeight
     .await
 }
 
-pub(crate) async fn clear_weight(ctx: &AdminContext, region: &str, meta: ChangeMeta) -> Result<Value, ApiError> {
+pub(crate) async fn clear_weight(
+    ctx: &AdminContext,
+    region: &str,
+    meta: ChangeMeta,
+) -> Result<Value, ApiError> {
     let now_ms = crate::now_ms();
     let snap = snapshot(ctx)?;
     check_region(&snap.topology, region)?;
     let reason = reason(&meta, false)?;
     let id = region.to_owned();
     let effect = move |t: &Topology, s: &mut RegionStates| {
-        if let (Some(r), Some(st)) = (t.config().region(&id), t.region_index(&id).and_then(|i| s.get_mut(i))) {
+        if let (Some(r), Some(st)) = (
+            t.config().region(&id),
+            t.region_index(&id).and_then(|i| s.get_mut(i)),
+        ) {
             st.weight = r.weight;
         }
     };
@@ -469,7 +486,9 @@ pub fn parse_drill_mode(text: &str) -> Result<DrillModeDoc, String> {
             let pct = pct.trim_end_matches('%');
             match pct.parse::<u8>() {
                 Ok(p) if p <= 100 => Ok(DrillModeDoc::Capacity { percent: p }),
-                _ => Err(format!("drill mode {text:?}: PCT must be a whole number from 0 to 100")),
+                _ => Err(format!(
+                    "drill mode {text:?}: PCT must be a whole number from 0 to 100"
+                )),
             }
         }
     }
@@ -506,11 +525,7 @@ pub(crate) async fn start_drill(ctx: &AdminContext, body: StartDrill) -> Result<
     let reason = reason(&body.meta, true)?;
     let id = match &body.id {
         Some(id) => id.clone(),
-        None => format!(
-            "{}-{}-{now_ms}",
-            body.region,
-            mode_text(mode).replace('=', "")
-        ),
+        None => format!("{}-{}-{now_ms}", body.region, mode_text(mode).replace('=', "")),
     };
     if !valid_id(&id) {
         return Err(ApiError::bad_request(format!(
@@ -639,9 +654,10 @@ pub(crate) async fn put_config(ctx: &AdminContext, body: PutConfig) -> Result<Va
                 "the stored configuration is at revision {}, not {expected}; nothing was applied",
                 current.as_ref().map_or(0, |c| c.revision)
             ),
-            current.map_or(Value::Null, |c| {
-                json!({ "revision": c.revision, "toml": c.doc.toml, "author": c.doc.author })
-            }),
+            current.map_or(
+                Value::Null,
+                |c| json!({ "revision": c.revision, "toml": c.doc.toml, "author": c.doc.author }),
+            ),
         )),
     }
 }
@@ -664,7 +680,11 @@ mod tests {
             DrillModeDoc::Capacity { percent: 25 }
         );
         assert!(parse_drill_mode("capacity=101").is_err());
-        assert!(parse_drill_mode("up").unwrap_err().contains("expected down, drain"));
+        assert!(
+            parse_drill_mode("up")
+                .unwrap_err()
+                .contains("expected down, drain")
+        );
     }
 
     #[test]

@@ -29,9 +29,10 @@ impl IntoResponse for ApiError {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(self.body())).into_response();
         if self.status == 401 {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"meridian\""));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"meridian\""),
+            );
         }
         response
     }
@@ -103,7 +104,11 @@ async fn put_weight(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>
     ops::set_weight(&ctx, &id, b).await.map(axum::Json)
 }
 
-async fn delete_weight(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+async fn delete_weight(
+    State(ctx): State<Arc<AdminContext>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
     let meta: ChangeMeta = body(&bytes, Some(ChangeMeta::default()))?;
     ops::clear_weight(&ctx, &id, meta).await.map(axum::Json)
 }
@@ -113,7 +118,11 @@ async fn put_drain(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>,
     ops::drain(&ctx, &id, meta).await.map(axum::Json)
 }
 
-async fn delete_drain(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+async fn delete_drain(
+    State(ctx): State<Arc<AdminContext>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
     let meta: ChangeMeta = body(&bytes, Some(ChangeMeta::default()))?;
     ops::undrain(&ctx, &id, meta).await.map(axum::Json)
 }
@@ -143,11 +152,17 @@ async fn get_drill(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>)
     snap.drills
         .iter()
         .find(|(i, _)| *i == id)
-        .map(|(i, d)| axum::Json(json!({ "revision": snap.revision, "drill": status::drill_json(i, d, now) })))
+        .map(|(i, d)| {
+            axum::Json(json!({ "revision": snap.revision, "drill": status::drill_json(i, d, now) }))
+        })
         .ok_or_else(|| ApiError::not_found("unknown-drill", format!("no drill {id:?}")))
 }
 
-async fn delete_drill(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+async fn delete_drill(
+    State(ctx): State<Arc<AdminContext>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
     let meta: ChangeMeta = body(&bytes, Some(ChangeMeta::default()))?;
     ops::stop_drill(&ctx, &id, meta).await.map(axum::Json)
 }
@@ -173,9 +188,19 @@ async fn get_explain(
         None => None,
     };
     let geo = (ctx.geo)();
-    let e = crate::explain::explain(&snap.topology, &snap.states, &geo, service, client, hash, now_ms())
-        .map_err(|m| ApiError::not_found("unknown-service", m))?;
-    Ok(axum::Json(json!({ "revision": snap.revision, "text": e.text, "report": e.json })))
+    let e = crate::explain::explain(
+        &snap.topology,
+        &snap.states,
+        &geo,
+        service,
+        client,
+        hash,
+        now_ms(),
+    )
+    .map_err(|m| ApiError::not_found("unknown-service", m))?;
+    Ok(axum::Json(
+        json!({ "revision": snap.revision, "text": e.text, "report": e.json }),
+    ))
 }
 
 async fn get_config(State(ctx): State<Arc<AdminContext>>) -> ApiResult {
@@ -241,7 +266,11 @@ async fn get_audit(
 async fn not_found(request: Request) -> ApiError {
     ApiError::not_found(
         "not-found",
-        format!("no such endpoint: {} {} (see docs/admin-api.md)", request.method(), request.uri().path()),
+        format!(
+            "no such endpoint: {} {} (see docs/admin-api.md)",
+            request.method(),
+            request.uri().path()
+        ),
     )
 }
 

@@ -94,9 +94,9 @@ pub(crate) fn region(snapshot: &Snapshot, topology: &Topology, id: &str, now_ms:
                 .collect()
         })
         .unwrap_or_default();
-    let weight_override = snapshot.weights.iter().find(|(r, _)| r == id).map(|(_, w)| {
-        json!({ "weight": w.weight, "author": w.author, "reason": w.reason, "at_ms": w.at_ms })
-    });
+    let weight_override = snapshot.weights.iter().find(|(r, _)| r == id).map(
+        |(_, w)| json!({ "weight": w.weight, "author": w.author, "reason": w.reason, "at_ms": w.at_ms }),
+    );
     let drain = snapshot
         .drains
         .iter()
@@ -155,7 +155,9 @@ pub(crate) fn status(ctx: &AdminContext, snapshot: &Snapshot, now_ms: u64) -> Va
             revision,
             author,
             applied_at_ms,
-        } => json!({ "source": "store", "revision": revision, "author": author, "applied_at_ms": applied_at_ms }),
+        } => {
+            json!({ "source": "store", "revision": revision, "author": author, "applied_at_ms": applied_at_ms })
+        }
         ConfigSource::Bootstrap => json!({ "source": "bootstrap" }),
     };
     let services: Vec<Value> = snapshot

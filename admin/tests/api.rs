@@ -121,10 +121,12 @@ async fn unauthenticated_is_401(store: Arc<dyn KvStore>) {
         assert_eq!(status, 401);
     }
     // Nothing was written by the refused requests.
-    assert!(n.client.get("/v1/audit").await.unwrap()["records"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(
+        n.client.get("/v1/audit").await.unwrap()["records"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn weights_drains_and_audit(store: Arc<dyn KvStore>) {
@@ -154,7 +156,11 @@ async fn weights_drains_and_audit(store: Arc<dyn KvStore>) {
     assert_eq!(fra["weight_override"]["reason"], "half load");
 
     n.client
-        .send("PUT", "/v1/regions/waw/drain", Some(&json!({"reason": "rack move", "author": "bob"})))
+        .send(
+            "PUT",
+            "/v1/regions/waw/drain",
+            Some(&json!({"reason": "rack move", "author": "bob"})),
+        )
         .await
         .unwrap();
     let status = n.client.get("/v1/status").await.unwrap();
@@ -162,13 +168,24 @@ async fn weights_drains_and_audit(store: Arc<dyn KvStore>) {
     assert_eq!(waw["drained"]["reason"], "rack move");
     assert_eq!(waw["usable"], false);
     assert_eq!(waw["excluded"], "drained");
-    assert_eq!(decision(&n, "83.0.0.1").await, "fra", "a Polish client leaves drained Warsaw");
+    assert_eq!(
+        decision(&n, "83.0.0.1").await,
+        "fra",
+        "a Polish client leaves drained Warsaw"
+    );
 
     n.client
-        .send("DELETE", "/v1/regions/waw/drain", Some(&json!({"reason": "done"})))
+        .send(
+            "DELETE",
+            "/v1/regions/waw/drain",
+            Some(&json!({"reason": "done"})),
+        )
         .await
         .unwrap();
-    n.client.send("DELETE", "/v1/regions/fra/weight", None).await.unwrap();
+    n.client
+        .send("DELETE", "/v1/regions/fra/weight", None)
+        .await
+        .unwrap();
     let status = n.client.get("/v1/status").await.unwrap();
     assert_eq!(region(&status, "fra")["weight"], 200);
     assert!(region(&status, "waw")["drained"].is_null());
@@ -205,14 +222,22 @@ async fn bad_requests_are_clear(store: Arc<dyn KvStore>) {
     let n = node(store).await;
     let c = &n.client;
     let (s, code, e) = api_error(
-        c.send("PUT", "/v1/regions/xyz/weight", Some(&json!({"weight": 5, "reason": "r"})))
-            .await,
+        c.send(
+            "PUT",
+            "/v1/regions/xyz/weight",
+            Some(&json!({"weight": 5, "reason": "r"})),
+        )
+        .await,
     );
     assert_eq!((s, code.as_str()), (404, "unknown-region"));
     assert!(e["message"].as_str().unwrap().contains("known: waw, fra"), "{e}");
     let (s, _, e) = api_error(
-        c.send("PUT", "/v1/regions/waw/weight", Some(&json!({"weight": 10001, "reason": "r"})))
-            .await,
+        c.send(
+            "PUT",
+            "/v1/regions/waw/weight",
+            Some(&json!({"weight": 10001, "reason": "r"})),
+        )
+        .await,
     );
     assert_eq!(s, 400);
     assert!(e["message"].as_str().unwrap().contains("maximum 10000"));
@@ -220,14 +245,22 @@ async fn bad_requests_are_clear(store: Arc<dyn KvStore>) {
     assert_eq!(s, 400);
     assert!(e["message"].as_str().unwrap().contains("reason is required"));
     let (s, _, e) = api_error(
-        c.send("PUT", "/v1/regions/waw/weight", Some(&json!({"weight": "x", "reason": "r"})))
-            .await,
+        c.send(
+            "PUT",
+            "/v1/regions/waw/weight",
+            Some(&json!({"weight": "x", "reason": "r"})),
+        )
+        .await,
     );
     assert_eq!(s, 400);
     assert!(e["message"].as_str().unwrap().starts_with("request body"), "{e}");
     let (s, _, e) = api_error(
-        c.send("PUT", "/v1/regions/waw/drain", Some(&json!({"reason": "r", "forse": true})))
-            .await,
+        c.send(
+            "PUT",
+            "/v1/regions/waw/drain",
+            Some(&json!({"reason": "r", "forse": true})),
+        )
+        .await,
     );
     assert_eq!(s, 400, "unknown fields are refused: {e}");
     let (s, code, _) = api_error(c.get("/v1/nothing").await);
@@ -247,7 +280,12 @@ async fn bad_requests_are_clear(store: Arc<dyn KvStore>) {
         .await,
     );
     assert_eq!(s, 400);
-    assert!(e["message"].as_str().unwrap().contains("down, drain or capacity=PCT"));
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("down, drain or capacity=PCT")
+    );
     let (s, _, _) = api_error(
         c.send(
             "POST",
@@ -266,7 +304,8 @@ async fn concurrent_edits_one_wins(store: Arc<dyn KvStore>) {
     let read = n.client.get("/v1/status").await.unwrap()["revision"]
         .as_i64()
         .unwrap();
-    let body = |w: u32, who: &str| json!({"weight": w, "reason": "r", "author": who, "expect_revision": read});
+    let body =
+        |w: u32, who: &str| json!({"weight": w, "reason": "r", "author": who, "expect_revision": read});
     let (alice, bob) = (body(10, "alice"), body(20, "bob"));
     let (a, b) = tokio::join!(
         n.client.send("PUT", "/v1/regions/waw/weight", Some(&alice)),
@@ -277,20 +316,28 @@ async fn concurrent_edits_one_wins(store: Arc<dyn KvStore>) {
         (Err(e), Ok(_)) => (20, e),
         (a, b) => panic!("exactly one must win: {a:?} / {b:?}"),
     };
-    let ClientError::Api {
-        status, error, ..
-    } = loser
-    else {
+    let ClientError::Api { status, error, .. } = loser else {
         panic!("{loser:?}")
     };
     assert_eq!(status, 409);
-    assert_eq!(error["current"]["document"]["weight"], winner, "the conflict names the current value");
+    assert_eq!(
+        error["current"]["document"]["weight"], winner,
+        "the conflict names the current value"
+    );
     let status = n.client.get("/v1/status").await.unwrap();
     assert_eq!(region(&status, "waw")["weight"], winner);
-    assert_eq!(n.client.get("/v1/audit").await.unwrap()["total"], 1, "one change, one record");
+    assert_eq!(
+        n.client.get("/v1/audit").await.unwrap()["total"],
+        1,
+        "one change, one record"
+    );
 
     // A stale revision is a conflict too, and a fresh one applies.
-    let (s, _, _) = api_error(n.client.send("PUT", "/v1/regions/waw/weight", Some(&body(30, "carol"))).await);
+    let (s, _, _) = api_error(
+        n.client
+            .send("PUT", "/v1/regions/waw/weight", Some(&body(30, "carol")))
+            .await,
+    );
     assert_eq!(s, 409);
     let fresh = status["revision"].as_i64().unwrap();
     n.client
@@ -323,7 +370,10 @@ async fn safety_refuses_unless_forced(store: Arc<dyn KvStore>) {
     let (s, code, e) = api_error(drain("fra", false).await);
     assert_eq!((s, code.as_str()), (422, "refused"));
     let v = e["violations"].as_array().unwrap();
-    assert!(v.contains(&json!({"kind": "no-usable-region", "service": "files"})), "{e}");
+    assert!(
+        v.contains(&json!({"kind": "no-usable-region", "service": "files"})),
+        "{e}"
+    );
     assert!(
         v.contains(&json!({"kind": "residency-without-region", "service": "meet", "rule": "gdpr", "jurisdiction": "eu"})),
         "{e}"
@@ -332,7 +382,11 @@ async fn safety_refuses_unless_forced(store: Arc<dyn KvStore>) {
     // Weight 0 and drills count the same.
     let (s, _, _) = api_error(
         n.client
-            .send("PUT", "/v1/regions/fra/weight", Some(&json!({"weight": 0, "reason": "r"})))
+            .send(
+                "PUT",
+                "/v1/regions/fra/weight",
+                Some(&json!({"weight": 0, "reason": "r"})),
+            )
             .await,
     );
     assert_eq!(s, 422);
@@ -357,7 +411,11 @@ async fn safety_refuses_unless_forced(store: Arc<dyn KvStore>) {
         .await
         .unwrap();
     n.client
-        .send("DELETE", &format!("/v1/drills/{}", d["id"].as_str().unwrap()), None)
+        .send(
+            "DELETE",
+            &format!("/v1/drills/{}", d["id"].as_str().unwrap()),
+            None,
+        )
         .await
         .unwrap();
 
@@ -365,7 +423,10 @@ async fn safety_refuses_unless_forced(store: Arc<dyn KvStore>) {
     assert_eq!(r["forced"].as_array().unwrap().len(), 2, "{r}");
     let audit = n.client.get("/v1/audit?limit=1").await.unwrap();
     assert_eq!(audit["records"][0]["what"], "region drain fra");
-    assert_eq!(audit["records"][0]["after"]["forced"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        audit["records"][0]["after"]["forced"].as_array().unwrap().len(),
+        2
+    );
     // Already broken: an unrelated change is not blocked, and repairing is allowed.
     drain("lon", false).await.unwrap();
     n.client
@@ -389,7 +450,11 @@ async fn drills_act_and_expire_on_their_own(store: Arc<dyn KvStore>) {
     let id = started["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("waw-down-"), "{id}");
     assert_eq!(started["drill"]["active"], true);
-    assert_eq!(decision(&n, "83.0.0.1").await, "fra", "drilled down: a Polish client moves");
+    assert_eq!(
+        decision(&n, "83.0.0.1").await,
+        "fra",
+        "drilled down: a Polish client moves"
+    );
     let status = n.client.get("/v1/status").await.unwrap();
     let waw = region(&status, "waw");
     assert_eq!(waw["usable"], false);
@@ -419,7 +484,11 @@ async fn drills_act_and_expire_on_their_own(store: Arc<dyn KvStore>) {
     let now = meridian_now();
     tokio::time::sleep(Duration::from_millis(expires.saturating_sub(now) + 50)).await;
     assert_eq!(decision(&n, "83.0.0.1").await, "waw", "back at expiry");
-    assert_eq!(n.watcher.snapshot().unwrap().revision, rev, "no store event was needed");
+    assert_eq!(
+        n.watcher.snapshot().unwrap().revision,
+        rev,
+        "no store event was needed"
+    );
     let status = n.client.get("/v1/status").await.unwrap();
     assert_eq!(region(&status, "waw")["usable"], true);
     assert!(status["drills"].as_array().unwrap().is_empty());
@@ -428,7 +497,11 @@ async fn drills_act_and_expire_on_their_own(store: Arc<dyn KvStore>) {
 
     // Stopping removes the document; stopping again is 404.
     n.client
-        .send("DELETE", &format!("/v1/drills/{id}"), Some(&json!({"reason": "cleanup"})))
+        .send(
+            "DELETE",
+            &format!("/v1/drills/{id}"),
+            Some(&json!({"reason": "cleanup"})),
+        )
         .await
         .unwrap();
     let (s, code, _) = api_error(n.client.send("DELETE", &format!("/v1/drills/{id}"), None).await);
@@ -473,7 +546,11 @@ async fn config_get_and_put(store: Arc<dyn KvStore>) {
     let toml = std::fs::read_to_string(EXAMPLE).unwrap();
     let r = n
         .client
-        .send("PUT", "/v1/config", Some(&json!({"toml": toml, "expect_revision": 0, "author": "alice"})))
+        .send(
+            "PUT",
+            "/v1/config",
+            Some(&json!({"toml": toml, "expect_revision": 0, "author": "alice"})),
+        )
         .await
         .unwrap();
     assert_eq!(r["outcome"], "applied");
@@ -486,14 +563,22 @@ async fn config_get_and_put(store: Arc<dyn KvStore>) {
     // A second writer who read "no configuration" loses.
     let (s, _, e) = api_error(
         n.client
-            .send("PUT", "/v1/config", Some(&json!({"toml": toml.replace("ttl = 30", "ttl = 31"), "expect_revision": 0})))
+            .send(
+                "PUT",
+                "/v1/config",
+                Some(&json!({"toml": toml.replace("ttl = 30", "ttl = 31"), "expect_revision": 0})),
+            )
             .await,
     );
     assert_eq!(s, 409);
     assert_eq!(e["current"]["revision"], rev);
     let (s, _, e) = api_error(
         n.client
-            .send("PUT", "/v1/config", Some(&json!({"toml": "schema-version = 1\n[regions.x]\n"})))
+            .send(
+                "PUT",
+                "/v1/config",
+                Some(&json!({"toml": "schema-version = 1\n[regions.x]\n"})),
+            )
             .await,
     );
     assert_eq!(s, 400);
@@ -567,7 +652,9 @@ battery!(etcd);
 async fn store_unreachable_is_503_and_status_still_answers() {
     let (store, guard) = etcd();
     let n = node(store).await;
-    let Guard::Etcd(mut etcd) = guard else { unreachable!() };
+    let Guard::Etcd(mut etcd) = guard else {
+        unreachable!()
+    };
     etcd.kill();
     let (s, code, _) = api_error(
         n.client
@@ -591,7 +678,10 @@ async fn store_unreachable_is_503_and_status_still_answers() {
 async fn insecure_no_auth_is_loopback_only() {
     let store: Arc<dyn KvStore> = Arc::new(EmbeddedStore::in_memory());
     let keys = Keys::new(DEFAULT_PREFIX).unwrap();
-    let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), WatcherOptions::new(keys.clone())));
+    let watcher = Arc::new(SnapshotWatcher::spawn(
+        store.clone(),
+        WatcherOptions::new(keys.clone()),
+    ));
     let geo = Arc::new(GeoDb::bundled().unwrap());
     let ctx = AdminContext {
         store,

@@ -59,10 +59,7 @@ async fn dns(watcher: Arc<SnapshotWatcher>) -> (DnsServer, SocketAddr) {
         ..RrlConfig::default()
     };
     let state = DnsState::new(watcher, GeoDb::bundled().unwrap(), rrl);
-    let options = DnsOptions {
-        udp_workers: 1,
-        rrl,
-    };
+    let options = DnsOptions { udp_workers: 1, rrl };
     let server = DnsServer::bind("127.0.0.1:0".parse().unwrap(), state, &options)
         .await
         .unwrap();
@@ -183,10 +180,7 @@ async fn seed(store: &Arc<dyn KvStore>) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let trials = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(50);
+    let trials = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(50);
     println!("drill start through the admin API -> DNS answer changed (goal < 200 ms), {trials} trials");
 
     // Embedded: one process, one store, one watcher shared by the admin API and DNS (`meridian up`).

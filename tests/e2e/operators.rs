@@ -16,7 +16,9 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RData, RecordType};
 use meridian_store::testing::EtcdServer;
 
-use crate::support::{Interrupted, example, free_tcp_port, free_udp_port, http_get, meridian, stderr, stdout};
+use crate::support::{
+    Interrupted, example, free_tcp_port, free_udp_port, http_get, meridian, stderr, stdout,
+};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
@@ -63,7 +65,10 @@ impl Node {
         let start = Instant::now();
         // Ready: the admin API answers (401 without a token) and DNS answers.
         while http_get(admin, "/v1/status").0 != 401 || answer(dns, "meet", "83.0.0.1").is_empty() {
-            assert!(start.elapsed() < Duration::from_secs(20), "node not ready within 20 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "node not ready within 20 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Self {
@@ -153,7 +158,10 @@ fn wait_answer(dns: SocketAddr, client: &str, want: &str, within: Duration) -> D
         if got.first().is_some_and(|r| r == want) {
             return start.elapsed();
         }
-        assert!(start.elapsed() < within, "{client} still gets {got:?}, not {want}, after {within:?}");
+        assert!(
+            start.elapsed() < within,
+            "{client} still gets {got:?}, not {want}, after {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -186,7 +194,10 @@ impl FakeProxy {
                 while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
                     head.push(byte[0]);
                 }
-                let served = answer(dns, "meet", "83.0.0.1").first().cloned().unwrap_or_default();
+                let served = answer(dns, "meet", "83.0.0.1")
+                    .first()
+                    .cloned()
+                    .unwrap_or_default();
                 let _ = write!(
                     s,
                     "HTTP/1.1 200 OK\r\nx-meridian-region: {served}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
@@ -207,14 +218,25 @@ impl Drop for FakeProxy {
 fn share(dns: SocketAddr, region: &str) -> f64 {
     let n = 120;
     let hits = (0..n)
-        .filter(|k| answer(dns, "api", &format!("90.1.{k}.0")).first().is_some_and(|r| r == region))
+        .filter(|k| {
+            answer(dns, "api", &format!("90.1.{k}.0"))
+                .first()
+                .is_some_and(|r| r == region)
+        })
         .count();
     hits as f64 / f64::from(n)
 }
 
 fn weights_move_dns_shares(node: &Node) {
     let before = share(node.dns, "sbg");
-    let out = node.ok(&["region", "set-weight", "sbg", "10000", "--reason", "take the French traffic"]);
+    let out = node.ok(&[
+        "region",
+        "set-weight",
+        "sbg",
+        "10000",
+        "--reason",
+        "take the French traffic",
+    ]);
     assert!(out.contains("weight of sbg set to 10000"), "{out}");
     let after = share(node.dns, "sbg");
     assert!(after > before + 0.3, "sbg share {before} -> {after}");
@@ -223,26 +245,51 @@ fn weights_move_dns_shares(node: &Node) {
     assert!(status.contains("take the French traffic"), "{status}");
     node.ok(&["region", "clear-weight", "sbg"]);
     let back = share(node.dns, "sbg");
-    assert!((back - before).abs() < 1e-9, "back to the configured weights: {before} vs {back}");
+    assert!(
+        (back - before).abs() < 1e-9,
+        "back to the configured weights: {before} vs {back}"
+    );
 }
 
 fn drill_moves_dns_and_proxy_and_expires(node: &Node) {
     let proxy = FakeProxy::start(node.dns);
     // drill run: proves failover through DNS and the proxy, then rolls back.
     let o = node.run(&[
-        "drill", "run", "--region", "waw", "--mode", "down", "--for", "1m", "--reason", "prove it",
-        "--dns", &node.dns.to_string(), "--proxy", &proxy.url, "--timeout", "10s",
+        "drill",
+        "run",
+        "--region",
+        "waw",
+        "--mode",
+        "down",
+        "--for",
+        "1m",
+        "--reason",
+        "prove it",
+        "--dns",
+        &node.dns.to_string(),
+        "--proxy",
+        &proxy.url,
+        "--timeout",
+        "10s",
     ]);
     let out = stdout(&o);
     assert!(o.status.success(), "{out}{}", stderr(&o));
-    assert!(out.contains("dns PL 83.0.0.1") && out.contains("waw -> fra"), "{out}");
+    assert!(
+        out.contains("dns PL 83.0.0.1") && out.contains("waw -> fra"),
+        "{out}"
+    );
     assert!(out.contains(&format!("proxy {}", proxy.url)), "{out}");
-    assert!(out.contains("failover 2/2 moved") && out.contains("return 2/2 back"), "{out}");
+    assert!(
+        out.contains("failover 2/2 moved") && out.contains("return 2/2 back"),
+        "{out}"
+    );
     assert!(out.contains("PASS"), "{out}");
     assert!(node.ok(&["drill", "list"]).contains("no drills"), "rolled back");
 
     // A drill nobody stops ends at its expiry: answers return with no store event.
-    let out = node.ok(&["drill", "start", "--region", "waw", "--mode", "down", "--for", "2s", "--reason", "expiry"]);
+    let out = node.ok(&[
+        "drill", "start", "--region", "waw", "--mode", "down", "--for", "2s", "--reason", "expiry",
+    ]);
     assert!(out.contains("started"), "{out}");
     wait_answer(node.dns, "83.0.0.1", "fra", Duration::from_secs(2));
     let (_, header) = meridian_header(&proxy.url);
@@ -254,7 +301,11 @@ fn drill_moves_dns_and_proxy_and_expires(node: &Node) {
 }
 
 fn meridian_header(url: &str) -> (u16, String) {
-    let addr: SocketAddr = url.trim_start_matches("http://").trim_end_matches('/').parse().unwrap();
+    let addr: SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(s, "GET / HTTP/1.1\r\nHost: meet.gslb.example\r\n\r\n").unwrap();
     let mut raw = String::new();
@@ -271,8 +322,26 @@ fn meridian_header(url: &str) -> (u16, String) {
 fn drill_run_holding(node: &Node, duration: &str) -> Child {
     let mut child = node
         .cli()
-        .args(["drill", "run", "--region", "waw", "--mode", "down", "--for", duration, "--reason", "kill test"])
-        .args(["--dns", &node.dns.to_string(), "--client", "83.0.0.1", "--hold", "10m"])
+        .args([
+            "drill",
+            "run",
+            "--region",
+            "waw",
+            "--mode",
+            "down",
+            "--for",
+            duration,
+            "--reason",
+            "kill test",
+        ])
+        .args([
+            "--dns",
+            &node.dns.to_string(),
+            "--client",
+            "83.0.0.1",
+            "--hold",
+            "10m",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -296,7 +365,11 @@ fn killed_cli_still_rolls_back(node: &Node) {
     assert_eq!(answer(node.dns, "meet", "83.0.0.1"), ["fra"]);
     child.kill().unwrap(); // SIGKILL: no chance to roll back
     child.wait().unwrap();
-    assert_eq!(answer(node.dns, "meet", "83.0.0.1"), ["fra"], "the drill outlives its CLI...");
+    assert_eq!(
+        answer(node.dns, "meet", "83.0.0.1"),
+        ["fra"],
+        "the drill outlives its CLI..."
+    );
     wait_answer(node.dns, "83.0.0.1", "waw", Duration::from_secs(5)); // ...until its expiry
 
     // Ctrl-C rolls back at once (long before a 10-minute expiry) and exits 130.
@@ -316,7 +389,16 @@ fn concurrent_edits_one_wins(node: &Node) {
     let rev = v["revision"].as_i64().unwrap().to_string();
     let spawn = |w: &str| {
         node.cli()
-            .args(["region", "set-weight", "lon", w, "--reason", "mine", "--expect-revision", &rev])
+            .args([
+                "region",
+                "set-weight",
+                "lon",
+                w,
+                "--reason",
+                "mine",
+                "--expect-revision",
+                &rev,
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -324,14 +406,26 @@ fn concurrent_edits_one_wins(node: &Node) {
     };
     let (a, b) = (spawn("11"), spawn("22"));
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert_ne!(a.status.success(), b.status.success(), "exactly one wins: {a:?} {b:?}");
+    assert_ne!(
+        a.status.success(),
+        b.status.success(),
+        "exactly one wins: {a:?} {b:?}"
+    );
     let (winner, loser) = if a.status.success() { ("11", b) } else { ("22", a) };
     let err = stderr(&loser);
     assert_eq!(loser.status.code(), Some(1));
     assert!(err.contains("conflict:"), "{err}");
-    assert!(err.contains(&format!("\"weight\":{winner}")), "names the current value: {err}");
+    assert!(
+        err.contains(&format!("\"weight\":{winner}")),
+        "names the current value: {err}"
+    );
     let v: serde_json::Value = serde_json::from_str(&node.ok(&["status", "--json"])).unwrap();
-    let lon = v["regions"].as_array().unwrap().iter().find(|r| r["id"] == "lon").unwrap();
+    let lon = v["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "lon")
+        .unwrap();
     assert_eq!(lon["weight"].to_string(), winner);
 }
 
@@ -344,7 +438,11 @@ fn refusals_and_errors(node: &Node) {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("refused the request: authentication required"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("refused the request: authentication required"),
+        "{}",
+        stderr(&o)
+    );
     let bad = node.dir.path().join("bad-token");
     std::fs::write(&bad, "wrong-token-wrong-token").unwrap();
     let o = node.run(&["status", "--token-file", bad.to_str().unwrap()]);
@@ -354,13 +452,25 @@ fn refusals_and_errors(node: &Node) {
     // Unknown region; bad arguments; an unreachable server.
     let o = node.run(&["region", "drain", "xyz", "--reason", "r"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("unknown region \"xyz\" (known: waw, fra"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown region \"xyz\" (known: waw, fra"),
+        "{}",
+        stderr(&o)
+    );
     let o = node.run(&["region", "set-weight", "waw", "heavy", "--reason", "r"]);
     assert_eq!(o.status.code(), Some(2), "clap: a bad command line");
-    let o = node.run(&["drill", "start", "--region", "waw", "--mode", "sideways", "--for", "1m", "--reason", "r"]);
+    let o = node.run(&[
+        "drill", "start", "--region", "waw", "--mode", "sideways", "--for", "1m", "--reason", "r",
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("expected down, drain or capacity=PCT"), "{}", stderr(&o));
-    let o = node.run(&["drill", "start", "--region", "waw", "--mode", "down", "--for", "soon", "--reason", "r"]);
+    assert!(
+        stderr(&o).contains("expected down, drain or capacity=PCT"),
+        "{}",
+        stderr(&o)
+    );
+    let o = node.run(&[
+        "drill", "start", "--region", "waw", "--mode", "down", "--for", "soon", "--reason", "r",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let o = node.run(&["region", "drain", "waw"]);
     assert_eq!(o.status.code(), Some(1));
@@ -368,27 +478,49 @@ fn refusals_and_errors(node: &Node) {
     let dead = format!("http://127.0.0.1:{}", free_tcp_port());
     let o = node.run(&["status", "--server", &dead]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains(&format!("cannot reach the admin API at {dead}")), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("cannot reach the admin API at {dead}")),
+        "{}",
+        stderr(&o)
+    );
     let o = node.run(&["drill", "stop", "no-such-drill"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no drill \"no-such-drill\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no drill \"no-such-drill\""),
+        "{}",
+        stderr(&o)
+    );
 
     // Safety: files (waw, fra) may not lose both; --force does it, and the audit log says so.
     node.ok(&["region", "drain", "waw", "--reason", "rack move"]);
     let o = node.run(&["region", "drain", "fra", "--reason", "too"]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("refused") && err.contains("service files would have no usable region left"), "{err}");
+    assert!(
+        err.contains("refused") && err.contains("service files would have no usable region left"),
+        "{err}"
+    );
     assert!(err.contains("--force"), "{err}");
     let o = node.run(&["region", "drain", "fra", "--reason", "too", "--force"]);
     assert!(o.status.success());
-    assert!(stderr(&o).contains("warning: forced past a safety check"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: forced past a safety check"),
+        "{}",
+        stderr(&o)
+    );
     node.ok(&["region", "undrain", "fra"]);
     node.ok(&["region", "undrain", "waw", "--reason", "rack moved"]);
 
     // Live explain prints the same report as the file-based one.
     let live = node.ok(&["explain", "meet", "--client", "83.0.0.1"]);
-    let file = crate::support::run(&["explain", "--config", example().to_str().unwrap(), "meet", "--client", "83.0.0.1"]);
+    let file = crate::support::run(&[
+        "explain",
+        "--config",
+        example().to_str().unwrap(),
+        "meet",
+        "--client",
+        "83.0.0.1",
+    ]);
     assert_eq!(live, stdout(&file));
 }
 
@@ -441,11 +573,19 @@ fn admin_api_needs_a_token() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("--admin-listen needs a token"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--admin-listen needs a token"),
+        "{}",
+        stderr(&o)
+    );
     let o = meridian()
         .args(["dns", "--config", example().to_str().unwrap(), "--listen"])
         .arg(format!("127.0.0.1:{}", free_udp_port()))
-        .args(["--admin-listen", &format!("0.0.0.0:{}", free_tcp_port()), "--admin-insecure-no-auth"])
+        .args([
+            "--admin-listen",
+            &format!("0.0.0.0:{}", free_tcp_port()),
+            "--admin-insecure-no-auth",
+        ])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .output()
