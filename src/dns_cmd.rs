@@ -12,6 +12,7 @@ use meridian_dns::rrl::RrlConfig;
 use meridian_dns::server::{DnsOptions, DnsServer, DnsState};
 use meridian_store::{SnapshotWatcher, WatcherOptions};
 
+use crate::admin_args::AdminServeArgs;
 use crate::geo::{geoip_path, open_geoip};
 use crate::store_args::StoreArgs;
 
@@ -51,6 +52,8 @@ pub(crate) struct DnsArgs {
     #[arg(long, value_name = "N", default_value_t = RrlConfig::default().slip)]
     rrl_slip: u32,
     #[command(flatten)]
+    admin: AdminServeArgs,
+    #[command(flatten)]
     store: StoreArgs,
 }
 
@@ -77,13 +80,14 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
     options.cache_file = args.cache_file.clone();
     options.registry = Some(registry.clone());
     let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
+    let keys = args.store.keys()?;
     let rrl = RrlConfig {
         rate: args.rrl_rate,
         burst: args.rrl_burst,
         slip: args.rrl_slip,
         ..RrlConfig::default()
     };
-    let state = DnsState::new(watcher, geo, rrl);
+    let state = DnsState::new(watcher.clone(), geo, rrl);
     registry
         .register(state.metrics().collector())
         .context("registering DNS metrics")?;
@@ -101,6 +105,21 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
         Some(addr) => Some(crate::metrics_http::serve(addr, registry).await?.0),
         None => None,
     };
+    let geo_source: meridian_admin::GeoSource = {
+        let state = state.clone();
+        Arc::new(move || state.geo())
+    };
+    let admin = args
+        .admin
+        .start(
+            store.clone(),
+            keys,
+            watcher,
+            geo_source,
+            format!("meridian dns on {}", server.udp),
+            args.store.embedded_dir().as_deref(),
+        )
+        .await?;
     let hup = Arc::new(tokio::sync::Notify::new());
     if let Some(path) = &geo_file {
         state.watch_geo_file(
@@ -118,7 +137,7 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
         });
     }
     eprintln!(
-        "meridian dns: serving on {} (UDP, {} workers) and {} (TCP), state from {}, GeoIP {}{}",
+        "meridian dns: serving on {} (UDP, {} workers) and {} (TCP), state from {}, GeoIP {}{}{}",
         server.udp,
         dns_options.udp_workers,
         server.tcp,
@@ -126,6 +145,10 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
         state.geo().description(),
         metrics
             .map(|m| format!(", metrics on http://{m}/metrics"))
+            .unwrap_or_default(),
+        admin
+            .as_ref()
+            .map(|a| format!(", admin API on {}", a.url()))
             .unwrap_or_default(),
     );
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;

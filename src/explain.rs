@@ -1,6 +1,10 @@
 //! `meridian explain`: where is this client, which regions would it be sent to, and why — every candidate
 //! with its distance, health, weight and load, and the verdict on it. The same [`meridian_steer::steer`]
 //! call the DNS server and the proxy make, so the explanation is the decision, not a re-enactment.
+//!
+//! From a configuration file (`--config`, with "what if" state flags), or from a running node's live
+//! snapshot through its admin API (no `--config`: `--server`, `$MERIDIAN_SERVER`); both print the same
+//! report (`meridian_admin::explain`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -8,24 +12,22 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, anyhow};
-use meridian_config::{Config, Policy};
-use meridian_geoip::{CoordinatesSource, GeoDb, Located, UnknownReason};
-use meridian_steer::{
-    Basis, ClientLocation, Decision, Health, Mode, NoAnswer, Point, Query, RegionIndex, RegionStates,
-    ResidencyNote, ServiceIndex, Skip, Status, Topology, answer_addresses, client_hash, steer,
-};
-use serde_json::{Value, json};
+use anyhow::{Context, anyhow, bail};
+use meridian_admin::explain::explain;
+use meridian_config::Config;
+use meridian_steer::Topology;
+use serde_json::Value;
 
+use crate::admin_args::AdminConnArgs;
 use crate::geo::open_geoip;
 use crate::simulate::StateFlags;
 
 /// Arguments of `meridian explain`.
 #[derive(clap::Args)]
 pub(crate) struct ExplainArgs {
-    /// The configuration file.
+    /// The configuration file. Without it, the live state of the node at --server is explained.
     #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// The service: its name (`meet`) or hostname (`meet.gslb.example`).
     service: String,
     /// The client's address (or the EDNS Client Subnet address a resolver would send).
@@ -43,517 +45,72 @@ pub(crate) struct ExplainArgs {
     json: bool,
     #[command(flatten)]
     state: StateFlags,
+    #[command(flatten)]
+    conn: AdminConnArgs,
 }
 
 pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&args.config).with_context(|| format!("{}", args.config.display()))?;
-    let geo = open_geoip(Some((&config, &args.config)), args.geoip.as_deref())?;
+    let Some(path) = &args.config else {
+        return crate::block_on(live(args));
+    };
+    let config = Config::load(path).with_context(|| format!("{}", path.display()))?;
+    let geo = open_geoip(Some((&config, path)), args.geoip.as_deref())?;
     let topology = Topology::new(Arc::new(config));
-    let service = topology.service_index(&args.service).ok_or_else(|| {
-        let known: Vec<String> = topology
-            .config()
-            .services()
-            .iter()
-            .map(|s| format!("{} ({})", s.name, s.hostname))
-            .collect();
-        anyhow!("unknown service {:?} (known: {})", args.service, known.join(", "))
-    })?;
     let states = args.state.states(&topology)?;
-    let located = geo.locate(args.client);
-    let client = client_location(&located);
-    let hash = args.hash.unwrap_or_else(|| client_hash(args.client));
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let decision = steer(
+    let e = explain(
         &topology,
         &states,
-        &Query {
-            service,
-            client: &client,
-            request_hash: hash,
-            now_ms,
-        },
-    );
+        &geo,
+        &args.service,
+        args.client,
+        args.hash,
+        now_ms,
+    )
+    .map_err(|m| anyhow!(m))?;
+    print_explanation(args.json, &e.text, &e.json)
+}
 
-    let report = Report {
-        topology: &topology,
-        states: &states,
-        service,
-        geo: &geo,
-        ip: args.client,
-        located,
-        hash,
-        decision,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.json())?);
+fn print_explanation(json: bool, text: &str, value: &Value) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
     } else {
-        print!("{}", report.text());
+        print!("{text}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn client_location(located: &Located) -> ClientLocation {
-    let (country, continent, coordinates) = located.parts();
-    ClientLocation::new(country, continent, coordinates)
+/// Explains against the live snapshot of the node at `--server`.
+async fn live(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
+    if args.state.any() {
+        bail!(
+            "--up/--down/--drain/--weight/--load/--drill simulate state with --config FILE; the live state is what it is"
+        );
+    }
+    if args.geoip.is_some() {
+        bail!("--geoip applies with --config FILE; live explanations use the node's GeoIP database");
+    }
+    let client = args.conn.client()?;
+    let mut path = format!(
+        "/v1/explain?service={}&client={}",
+        encode(&args.service),
+        encode(&args.client.to_string())
+    );
+    if let Some(h) = args.hash {
+        path.push_str(&format!("&hash={h}"));
+    }
+    let v = crate::ops_cmd::call(&client, "GET", &path, None).await?;
+    print_explanation(args.json, v["text"].as_str().unwrap_or_default(), &v["report"])
 }
 
-struct Report<'a> {
-    topology: &'a Topology,
-    states: &'a RegionStates,
-    service: ServiceIndex,
-    geo: &'a GeoDb,
-    ip: IpAddr,
-    located: Located,
-    hash: u64,
-    decision: Decision,
-}
-
-/// One row of the candidate table.
-struct Row {
-    region: RegionIndex,
-    distance_km: Option<f64>,
-    verdict: String,
-    reason: String,
-}
-
-impl Report<'_> {
-    fn config(&self) -> &Config {
-        self.topology.config()
-    }
-
-    fn service_config(&self) -> &meridian_config::Service {
-        &self.config().services()[self.service.get()]
-    }
-
-    fn network(&self) -> String {
-        let p = self.located.prefix_len;
-        let masked = match self.ip.to_canonical() {
-            IpAddr::V4(a) => {
-                IpAddr::V4((u32::from(a) & u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0)).into())
-            }
-            IpAddr::V6(a) => {
-                IpAddr::V6((u128::from(a) & u128::MAX.checked_shl(128 - u32::from(p)).unwrap_or(0)).into())
-            }
-        };
-        format!("{masked}/{p}")
-    }
-
-    fn client_point(&self) -> Option<Point> {
-        client_location(&self.located).point
-    }
-
-    /// Rows: the answer in rank order, then every other region in policy order (distance for `nearest`).
-    fn rows(&self) -> Vec<Row> {
-        let mut rows: Vec<Row> = self
-            .decision
-            .verdicts
-            .iter()
-            .map(|v| {
-                let distance_km = self
-                    .client_point()
-                    .zip(self.topology.region_point(v.region))
-                    .map(|(c, r)| c.distance_km(&r));
-                let (verdict, reason) = self.describe(v.region, &v.status);
-                Row {
-                    region: v.region,
-                    distance_km,
-                    verdict,
-                    reason,
-                }
-            })
-            .collect();
-        let rank = |r: &Row| match self.decision.verdict(r.region) {
-            Some(Status::Chosen { rank, .. }) => (0, f64::from(*rank)),
-            _ if self.decision.basis == Basis::Distance => (1, r.distance_km.unwrap_or(f64::MAX)),
-            _ => (1, 0.0),
-        };
-        rows.sort_by(|a, b| rank(a).partial_cmp(&rank(b)).unwrap_or(std::cmp::Ordering::Equal));
-        rows
-    }
-
-    fn describe(&self, region: RegionIndex, status: &Status) -> (String, String) {
-        let cfg = self.config();
-        let id = |r: RegionIndex| self.topology.region_id(r).to_owned();
-        let drill_id = |d: usize| {
-            self.states
-                .get(region)
-                .and_then(|s| s.drills.get(d))
-                .map_or("?".to_owned(), |d| d.id.clone())
-        };
-        match status {
-            Status::Chosen {
-                rank,
-                spilled_from,
-                over_capacity,
-                near_tie,
-            } => {
-                let mut why = match self.decision.mode {
-                    Mode::Panic => {
-                        "panic mode: every eligible region is down; least-bad by policy".to_owned()
-                    }
-                    Mode::Fallback => "fallback region (every eligible region is down)".to_owned(),
-                    _ => basis_reason(&self.decision.basis, *rank),
-                };
-                if *near_tie {
-                    why.push_str(", chosen by weight among regions within near-tie-km");
-                }
-                if let Some(from) = spilled_from {
-                    why = format!(
-                        "{} is over capacity and this client is in the share moved; next region with headroom",
-                        id(*from)
-                    );
-                }
-                if *over_capacity {
-                    why.push_str(" (itself over its spill threshold)");
-                }
-                (format!("chosen #{}", rank + 1), why)
-            }
-            Status::Available => (
-                "available".to_owned(),
-                "usable, ranked below the answer".to_owned(),
-            ),
-            Status::Spilled {
-                utilisation,
-                moved_share,
-            } => (
-                "over capacity".to_owned(),
-                format!(
-                    "load {:.0}% of capacity is above spill-at {:.0}%: {:.0}% of its clients move, this one included",
-                    utilisation * 100.0,
-                    self.service_config().spill_at * 100.0,
-                    moved_share * 100.0
-                ),
-            ),
-            Status::Saturated { utilisation } => (
-                "no headroom".to_owned(),
-                format!(
-                    "load {:.0}% is above spill-at: takes no spilled clients",
-                    utilisation * 100.0
-                ),
-            ),
-            Status::Skipped(skip) => {
-                let why = match skip {
-                    Skip::NotListed => match self.decision.basis {
-                        Basis::UnknownLocation => {
-                            "not in unknown-location (client location unknown)".to_owned()
-                        }
-                        _ => "not in the geo list this client is answered from".to_owned(),
-                    },
-                    Skip::Residency { rule } => {
-                        let r = &cfg.residency_rules()[*rule];
-                        let region = &cfg.regions()[region.get()];
-                        format!(
-                            "residency rule {}: clients here may only go to jurisdiction {:?}; {} has {}",
-                            r.name,
-                            r.jurisdiction,
-                            region.id,
-                            if region.jurisdictions.is_empty() {
-                                "none".to_owned()
-                            } else {
-                                format!("{:?}", region.jurisdictions)
-                            }
-                        )
-                    }
-                    Skip::Drained => "drained by an operator".to_owned(),
-                    Skip::DrillDrain { drill } => format!("drained by drill {}", drill_id(*drill)),
-                    Skip::WeightZero => "weight is 0".to_owned(),
-                    Skip::Down => "health checks say it is down".to_owned(),
-                    Skip::DrillDown { drill } => format!("down by drill {}", drill_id(*drill)),
-                };
-                (format!("skipped: {}", skip.label()), why)
-            }
-        }
-    }
-
-    fn mode(&self) -> &'static str {
-        match self.decision.mode {
-            Mode::Normal => "normal",
-            Mode::Panic => "panic",
-            Mode::Fallback => "fallback",
-            Mode::NoAnswer(_) => "no-answer",
-        }
-    }
-
-    fn mode_detail(&self) -> Option<&'static str> {
-        match self.decision.mode {
-            Mode::Normal => None,
-            Mode::Panic => {
-                Some("every eligible region is down; answering the least-bad ones (when-all-down = panic)")
-            }
-            Mode::Fallback => Some("every eligible region is down; answering the fallback region"),
-            Mode::NoAnswer(NoAnswer::AllDown) => {
-                Some("every eligible region is down and when-all-down = servfail: SERVFAIL")
-            }
-            Mode::NoAnswer(NoAnswer::NothingEligible) => {
-                Some("no region may serve this client (residency, drains, weight 0): SERVFAIL / 503")
-            }
-            Mode::NoAnswer(NoAnswer::FallbackBarredByResidency) => {
-                Some("the fallback region is barred for this client by residency: SERVFAIL / 503")
-            }
-            Mode::NoAnswer(NoAnswer::UnknownService) => Some("unknown service"),
-        }
-    }
-
-    fn residency(&self) -> String {
-        let svc = self.service_config();
-        let names = |mask: u64| -> String {
-            svc.residency
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| mask & (1 << i) != 0)
-                .map(|(_, n)| {
-                    let j = self
-                        .config()
-                        .residency_rule(n)
-                        .map_or("?", |r| r.jurisdiction.as_str());
-                    format!("{n} (jurisdiction {j:?})")
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match self.decision.residency {
-            ResidencyNote::NoRules => "none configured for this service".to_owned(),
-            ResidencyNote::NotCovered => "no rule covers this client's country".to_owned(),
-            ResidencyNote::Applied(m) => format!("applied: {}", names(m)),
-            ResidencyNote::UnknownRestricted(m) => {
-                format!("location unknown, restricted (fail closed): {}", names(m))
-            }
-            ResidencyNote::UnknownExempt(m) => {
-                format!(
-                    "location unknown; NOT applied, the rules exempt unknown clients: {}",
-                    names(m)
-                )
-            }
-        }
-    }
-
-    fn location_text(&self) -> String {
-        match &self.located.location {
-            Ok(l) => {
-                let country = l.country.map_or("country unknown".to_owned(), |c| {
-                    format!("{c} ({})", c.info().name)
-                });
-                let continent = l.continent.map_or(String::new(), |c| format!(", {}", c.name()));
-                let coords = match l.coordinates {
-                    Some((c, CoordinatesSource::Database)) => {
-                        format!("{:.3}, {:.3} (from the database)", c.lat, c.lon)
-                    }
-                    Some((c, CoordinatesSource::CountryCentre)) => {
-                        format!(
-                            "{:.3}, {:.3} (population centre of the country: the database has no coordinates)",
-                            c.lat, c.lon
-                        )
-                    }
-                    None => "unknown".to_owned(),
-                };
-                format!("{country}{continent}; coordinates {coords}")
-            }
-            Err(UnknownReason::NonRoutable) => {
-                "unknown: a private or otherwise non-routable address".to_owned()
-            }
-            Err(UnknownReason::NotInDatabase) => "unknown: not in the GeoIP database".to_owned(),
-        }
-    }
-
-    fn text(&self) -> String {
-        use std::fmt::Write;
-        let svc = self.service_config();
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{} (service {}, policy {}, {} region(s) per answer, TTL {} s)",
-            svc.hostname,
-            svc.name,
-            svc.policy.name(),
-            svc.answer_regions,
-            svc.ttl
-        );
-        let _ = writeln!(
-            out,
-            "client     {} in {} ({})",
-            self.ip,
-            self.network(),
-            self.geo.description()
-        );
-        let _ = writeln!(out, "located    {}", self.location_text());
-        let _ = writeln!(out, "residency  {}", self.residency());
-        let _ = writeln!(
-            out,
-            "basis      {}",
-            basis_text(&self.decision.basis, &svc.policy)
-        );
-        let chosen: Vec<&str> = self
-            .decision
-            .chosen
-            .iter()
-            .map(|r| self.topology.region_id(*r))
-            .collect();
-        let _ = writeln!(
-            out,
-            "decision   {} ({}){}",
-            if chosen.is_empty() {
-                "no answer".to_owned()
-            } else {
-                chosen.join(", ")
-            },
-            self.mode(),
-            self.mode_detail().map_or(String::new(), |d| format!(": {d}"))
-        );
-        let answer = answer_addresses(self.topology, self.service, &self.decision.chosen);
-        if !chosen.is_empty() {
-            let v4: Vec<String> = answer.ipv4.iter().map(ToString::to_string).collect();
-            let v6: Vec<String> = answer.ipv6.iter().map(ToString::to_string).collect();
-            let _ = writeln!(out, "answer     A {}; AAAA {}", or_none(&v4), or_none(&v6));
-        }
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "{:<8} {:<14} {:>9} {:<8} {:>6} {:>13}  {:<20} why",
-            "region", "name", "distance", "health", "weight", "load", "verdict"
-        );
-        for row in self.rows() {
-            let region = &self.config().regions()[row.region.get()];
-            let st = self.states.get(row.region);
-            let health = st.map_or("?", |s| health_name(s.health));
-            let weight = st.map_or(0, |s| s.weight);
-            let load = st.map_or("-".to_owned(), |s| match s.in_flight {
-                Some(n) => format!("{n}/{}", s.capacity),
-                None => format!("-/{}", s.capacity),
-            });
-            let distance = row.distance_km.map_or("-".to_owned(), |d| format!("{d:.0} km"));
-            let _ = writeln!(
-                out,
-                "{:<8} {:<14} {:>9} {:<8} {:>6} {:>13}  {:<20} {}",
-                region.id, region.name, distance, health, weight, load, row.verdict, row.reason
-            );
-        }
-        out
-    }
-
-    fn json(&self) -> Value {
-        let svc = self.service_config();
-        let answer = answer_addresses(self.topology, self.service, &self.decision.chosen);
-        let location = match &self.located.location {
-            Ok(l) => json!({
-                "known": true,
-                "country": l.country.map(|c| c.to_string()),
-                "continent": l.continent.map(|c| c.code()),
-                "coordinates": l.coordinates.map(|(c, _)| json!({"lat": c.lat, "lon": c.lon})),
-                "coordinates_source": l.coordinates.map(|(_, s)| match s {
-                    CoordinatesSource::Database => "database",
-                    CoordinatesSource::CountryCentre => "country-population-centre",
-                }),
-            }),
-            Err(reason) => json!({
-                "known": false,
-                "reason": match reason {
-                    UnknownReason::NonRoutable => "non-routable",
-                    UnknownReason::NotInDatabase => "not-in-database",
-                },
-            }),
-        };
-        let candidates: Vec<Value> = self
-            .rows()
-            .into_iter()
-            .map(|row| {
-                let region = &self.config().regions()[row.region.get()];
-                let st = self.states.get(row.region);
-                let status = self.decision.verdict(row.region);
-                json!({
-                    "region": region.id,
-                    "name": region.name,
-                    "distance_km": row.distance_km.map(|d| (d * 10.0).round() / 10.0),
-                    "health": st.map(|s| health_name(s.health)),
-                    "drained": st.map(|s| s.drained),
-                    "weight": st.map(|s| s.weight),
-                    "in_flight": st.and_then(|s| s.in_flight),
-                    "capacity": st.map(|s| s.capacity),
-                    "verdict": status.map(|s| s.label()),
-                    "rank": match status { Some(Status::Chosen { rank, .. }) => Some(rank + 1), _ => None },
-                    "reason": row.reason,
-                })
-            })
-            .collect();
-        json!({
-            "service": svc.name,
-            "hostname": svc.hostname.as_str(),
-            "policy": svc.policy.name(),
-            "client": {
-                "ip": self.ip.to_string(),
-                "network": self.network(),
-                "geoip": self.geo.description(),
-                "location": location,
-                "request_hash": self.hash,
-            },
-            "residency": self.residency(),
-            "basis": basis_text(&self.decision.basis, &svc.policy),
-            "decision": {
-                "mode": self.mode(),
-                "detail": self.mode_detail(),
-                "regions": self.decision.chosen.iter().map(|r| self.topology.region_id(*r)).collect::<Vec<_>>(),
-                "ttl": svc.ttl,
-                "ipv4": answer.ipv4.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "ipv6": answer.ipv6.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            },
-            "candidates": candidates,
+/// Percent-encodes a query value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
         })
-    }
-}
-
-fn or_none(v: &[String]) -> String {
-    if v.is_empty() {
-        "(none)".to_owned()
-    } else {
-        v.join(", ")
-    }
-}
-
-fn health_name(h: Health) -> &'static str {
-    match h {
-        Health::Up => "up",
-        Health::Down => "down",
-        Health::Unknown => "unknown",
-    }
-}
-
-fn basis_text(basis: &Basis, policy: &Policy) -> String {
-    match basis {
-        Basis::Distance => match policy {
-            Policy::Nearest { near_tie_km } => {
-                format!("great-circle distance from the client (near-tie {near_tie_km} km broken by weight)")
-            }
-            _ => "great-circle distance from the client".to_owned(),
-        },
-        Basis::UnknownLocation => "client location unknown: the service's unknown-location order".to_owned(),
-        Basis::FailoverOrder => "failover order (primary first)".to_owned(),
-        Basis::Weighted => "weighted choice, stable for this client".to_owned(),
-        Basis::GeoCountry(c) => format!("geo map entry for country {c}"),
-        Basis::GeoContinent(c) => format!("geo map entry for continent {c}"),
-        Basis::GeoDefault => "geo map default".to_owned(),
-    }
-}
-
-fn basis_reason(basis: &Basis, rank: u8) -> String {
-    let nth = if rank == 0 {
-        String::new()
-    } else {
-        format!(" #{}", rank + 1)
-    };
-    match basis {
-        Basis::Distance => format!("nearest usable{nth}"),
-        Basis::UnknownLocation => format!("first usable{nth} of unknown-location"),
-        Basis::FailoverOrder => {
-            if rank == 0 {
-                "first usable in failover order".to_owned()
-            } else {
-                format!("failover order{nth}")
-            }
-        }
-        Basis::Weighted => format!("weighted choice{nth}"),
-        Basis::GeoCountry(_) | Basis::GeoContinent(_) | Basis::GeoDefault => {
-            format!("first usable{nth} of the geo list")
-        }
-    }
+        .collect()
 }

@@ -14,6 +14,7 @@ use meridian_probe::{Prober, ProberOptions, follow_config};
 use meridian_store::{SnapshotWatcher, WatcherOptions};
 use prometheus::Registry;
 
+use crate::admin_args::AdminServeArgs;
 use crate::metrics_http;
 use crate::store_args::StoreArgs;
 
@@ -37,6 +38,11 @@ pub(crate) struct HealthArgs {
     /// Probes running at once, at most.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_concurrent: usize,
+    /// GeoIP database for the admin API's explain (default: the configuration's, else bundled).
+    #[arg(long, value_name = "FILE")]
+    geoip: Option<PathBuf>,
+    #[command(flatten)]
+    admin: AdminServeArgs,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -74,9 +80,26 @@ pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
     let store = args.store.open()?;
     let keys = args.store.keys()?;
     let mut options = WatcherOptions::new(keys.clone());
-    options.bootstrap = bootstrap;
+    options.bootstrap = bootstrap.clone();
+    let bootstrap_config = bootstrap;
     options.registry = Some(registry.clone());
     let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
+    let config_file = bootstrap_config.as_deref().zip(args.config.as_deref());
+    let geo = Arc::new(crate::geo::open_geoip(config_file, args.geoip.as_deref())?);
+    let admin = args
+        .admin
+        .start(
+            store.clone(),
+            keys.clone(),
+            watcher.clone(),
+            Arc::new(move || geo.clone()),
+            format!("meridian health --vantage {}", args.vantage),
+            args.store.embedded_dir().as_deref(),
+        )
+        .await?;
+    if let Some(a) = &admin {
+        eprintln!("meridian health: admin API on {}", a.url());
+    }
     if watcher.snapshot().is_none() {
         eprintln!(
             "meridian health: no --config and none in the store yet: waiting for `meridian config apply`"

@@ -2,17 +2,20 @@
 //!
 //! This file only parses arguments and dispatches; every command lives in its own module and returns an
 //! error for `main` to print. Exit codes: 0 success, 1 the command failed (invalid configuration, unknown
-//! region...), 2 the command line itself is wrong (clap's convention).
+//! region...), 2 the command line itself is wrong (clap's convention), 130 `drill run` interrupted (rolled back).
 
 #![forbid(unsafe_code)]
 
+mod admin_args;
 mod config_cmd;
 mod demo_origin;
 mod dns_cmd;
+mod drill_run;
 mod explain;
 mod geo;
 mod health_cmd;
 mod metrics_http;
+mod ops_cmd;
 mod simulate;
 mod store_args;
 mod up;
@@ -37,7 +40,8 @@ enum Command {
     Config(ConfigCommand),
     /// Run the authoritative GeoDNS server.
     Dns(Box<dns_cmd::DnsArgs>),
-    /// Explain which regions a client would be sent to for a service, and why.
+    /// Explain which regions a client would be sent to for a service, and why: from a configuration file
+    /// (--config), or from a running node's live state (its admin API: --server).
     Explain(Box<explain::ExplainArgs>),
     /// Run a health prober: probe every region's health checks from this vantage point and publish what
     /// it sees to the state store, under a lease.
@@ -45,6 +49,15 @@ enum Command {
     /// Run the whole system on this machine: DNS, a proxy and a demo origin per region, probers, the
     /// admin API and metrics, over the embedded store (or etcd).
     Up(Box<up::UpArgs>),
+    /// Show every region: health per vantage point, weight, load against capacity, drains, drills, and
+    /// how fresh the node's view of the store is (through a node's admin API).
+    Status(Box<ops_cmd::StatusArgs>),
+    /// Change a region's weight or drain it (through a node's admin API; audited, checked for safety).
+    #[command(subcommand)]
+    Region(ops_cmd::RegionCommand),
+    /// Failover drills: start, list, stop, or run one end to end and measure it.
+    #[command(subcommand)]
+    Drill(ops_cmd::DrillCommand),
 }
 
 #[derive(Subcommand)]
@@ -102,6 +115,9 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::run(&args),
         Command::Health(args) => block_on(health_cmd::run(&args)),
         Command::Up(args) => block_on(up::run(&args)),
+        Command::Status(args) => block_on(ops_cmd::status(&args)),
+        Command::Region(cmd) => block_on(ops_cmd::region(&cmd)),
+        Command::Drill(cmd) => block_on(ops_cmd::drill(&cmd)),
     };
     match result {
         Ok(code) => code,

@@ -31,6 +31,16 @@ pub(crate) struct StateFlags {
 const FOREVER: u64 = u64::MAX;
 
 impl StateFlags {
+    /// Whether any state was given.
+    pub(crate) fn any(&self) -> bool {
+        !(self.up.is_empty()
+            && self.down.is_empty()
+            && self.drain.is_empty()
+            && self.weight.is_empty()
+            && self.load.is_empty()
+            && self.drill.is_empty())
+    }
+
     /// Applies the flags to the initial state of `topology`'s regions.
     pub(crate) fn states(&self, topology: &Topology) -> anyhow::Result<RegionStates> {
         let mut states = RegionStates::initial(topology.config());

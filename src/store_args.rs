@@ -46,6 +46,15 @@ impl StoreArgs {
         Ok(Keys::new(&self.prefix)?)
     }
 
+    /// The embedded store's data directory (None with etcd): where the default admin token file lives.
+    pub(crate) fn embedded_dir(&self) -> Option<PathBuf> {
+        if self.etcd.is_empty() {
+            Some(self.data_dir.clone().unwrap_or_else(default_data_dir))
+        } else {
+            None
+        }
+    }
+
     /// Opens the selected store.
     pub(crate) fn open(&self) -> anyhow::Result<Arc<dyn KvStore>> {
         if self.etcd.is_empty() {

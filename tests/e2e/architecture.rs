@@ -1,5 +1,6 @@
 //! The dependency rules of ARCHITECTURE.md, checked against the real dependency graph: the pure crates
-//! (config, steer, health) must not reach I/O back ends, however indirectly; probing stays out of the store.
+//! (config, steer, health) must not reach I/O back ends, however indirectly; probing stays out of the store;
+//! the admin API reaches neither DNS nor the proxy.
 
 use std::process::Command;
 
@@ -142,6 +143,28 @@ fn probing_stays_out_of_the_store_and_away_from_serving_code() {
         assert!(
             !probe.iter().any(|d| d == forbidden),
             "meridian-probe depends on {forbidden}: {probe:?}"
+        );
+    }
+}
+
+#[test]
+fn the_admin_api_works_whatever_a_node_runs() {
+    let admin = normal_dependencies("meridian-admin");
+    assert!(admin.contains(&"meridian-store".to_owned()), "{admin:?}");
+    for forbidden in [
+        "meridian-dns",
+        "meridian-proxy",
+        "meridian-probe",
+        "hickory-server",
+        "hickory-proto",
+        "pingora",
+        "pingora-core",
+        "openssl",
+        "openssl-sys",
+    ] {
+        assert!(
+            !admin.iter().any(|d| d == forbidden),
+            "meridian-admin depends on {forbidden}: {admin:?}"
         );
     }
 }

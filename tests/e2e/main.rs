@@ -10,5 +10,6 @@ mod config_store;
 mod dns;
 mod explain;
 mod health;
+mod operators;
 mod support;
 mod up;

@@ -1,0 +1,396 @@
+//! The HTTP side: routes under `/v1`, bearer-token authentication, JSON bodies and JSON errors, optional
+//! TLS, and the accept loop (HTTP/1.1 on hyper, one task per connection).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use meridian_store::schema::{AuditRecord, decode};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::api::{ApiError, ChangeMeta, PutConfig, SetWeight, StartDrill};
+use crate::{AdminContext, Auth, now_ms, ops, status};
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(self.body())).into_response();
+        if self.status == 401 {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"meridian\""),
+            );
+        }
+        response
+    }
+}
+
+type ApiResult = Result<axum::Json<Value>, ApiError>;
+
+/// Parses a JSON body; an empty body is `T::default()` when `empty` gives one.
+fn body<T: DeserializeOwned>(bytes: &Bytes, empty: Option<T>) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace)
+        && let Some(d) = empty
+    {
+        return Ok(d);
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+}
+
+async fn auth(State(ctx): State<Arc<AdminContext>>, request: Request, next: Next) -> Response {
+    let Auth::Token(token) = &ctx.auth else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => next.run(request).await,
+        Some(_) => ApiError::unauthorized("the bearer token is not valid for this node").into_response(),
+        None => ApiError::unauthorized(
+            "authentication required: send Authorization: Bearer TOKEN (the CLI reads $MERIDIAN_TOKEN or --token-file)",
+        )
+        .into_response(),
+    }
+}
+
+/// Compares without an early exit, so the time taken does not reveal how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+async fn get_status(State(ctx): State<Arc<AdminContext>>) -> ApiResult {
+    let snap = ops::snapshot(&ctx)?;
+    Ok(axum::Json(status::status(&ctx, &snap, now_ms())))
+}
+
+async fn get_regions(State(ctx): State<Arc<AdminContext>>) -> ApiResult {
+    let snap = ops::snapshot(&ctx)?;
+    Ok(axum::Json(json!({
+        "revision": snap.revision,
+        "regions": status::regions(&snap, now_ms()),
+    })))
+}
+
+async fn get_region(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>) -> ApiResult {
+    let snap = ops::snapshot(&ctx)?;
+    let region = status::region(&snap, &snap.topology, &id, now_ms())
+        .ok_or_else(|| ops::unknown_region(&snap.topology, &id))?;
+    Ok(axum::Json(json!({ "revision": snap.revision, "region": region })))
+}
+
+async fn put_weight(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+    let b: SetWeight = body(&bytes, None)?;
+    ops::set_weight(&ctx, &id, b).await.map(axum::Json)
+}
+
+async fn delete_weight(
+    State(ctx): State<Arc<AdminContext>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    let meta: ChangeMeta = body(&bytes, Some(ChangeMeta::default()))?;
+    ops::clear_weight(&ctx, &id, meta).await.map(axum::Json)
+}
+
+async fn put_drain(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+    let meta: ChangeMeta = body(&bytes, None)?;
+    ops::drain(&ctx, &id, meta).await.map(axum::Json)
+}
+
+async fn delete_drain(
+    State(ctx): State<Arc<AdminContext>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    let meta: ChangeMeta = body(&bytes, Some(ChangeMeta::default()))?;
+    ops::undrain(&ctx, &id, meta).await.map(axum::Json)
+}
+
+async fn list_drills(
+    State(ctx): State<Arc<AdminContext>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ApiResult {
+    let snap = ops::snapshot(&ctx)?;
+    let all = q.get("all").is_some_and(|v| v == "true" || v == "1");
+    Ok(axum::Json(json!({
+        "revision": snap.revision,
+        "now_ms": now_ms(),
+        "drills": status::drills(&snap, now_ms(), all),
+    })))
+}
+
+async fn post_drill(State(ctx): State<Arc<AdminContext>>, bytes: Bytes) -> Result<Response, ApiError> {
+    let b: StartDrill = body(&bytes, None)?;
+    let v = ops::start_drill(&ctx, b).await?;
+    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+}
+
+async fn get_drill(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>) -> ApiResult {
+    let snap = ops::snapshot(&ctx)?;
+    let now = now_ms();
+    snap.drills
+        .iter()
+        .find(|(i, _)| *i == id)
+        .map(|(i, d)| {
+            axum::Json(json!({ "revision": snap.revision, "drill": status::drill_json(i, d, now) }))
+        })
+        .ok_or_else(|| ApiError::not_found("unknown-drill", format!("no drill {id:?}")))
+}
+
+async fn delete_drill(
+    State(ctx): State<Arc<AdminContext>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    let meta: ChangeMeta = body(&bytes, Some(ChangeMeta::default()))?;
+    ops::stop_drill(&ctx, &id, meta).await.map(axum::Json)
+}
+
+async fn get_explain(
+    State(ctx): State<Arc<AdminContext>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ApiResult {
+    let snap = ops::snapshot(&ctx)?;
+    let service = q
+        .get("service")
+        .ok_or_else(|| ApiError::bad_request("query parameter service is required"))?;
+    let client: IpAddr = q
+        .get("client")
+        .ok_or_else(|| ApiError::bad_request("query parameter client is required"))?
+        .parse()
+        .map_err(|_| ApiError::bad_request("client: not an IP address"))?;
+    let hash = match q.get("hash") {
+        Some(h) => Some(
+            h.parse::<u64>()
+                .map_err(|_| ApiError::bad_request("hash: not a whole number"))?,
+        ),
+        None => None,
+    };
+    let geo = (ctx.geo)();
+    let e = crate::explain::explain(
+        &snap.topology,
+        &snap.states,
+        &geo,
+        service,
+        client,
+        hash,
+        now_ms(),
+    )
+    .map_err(|m| ApiError::not_found("unknown-service", m))?;
+    Ok(axum::Json(
+        json!({ "revision": snap.revision, "text": e.text, "report": e.json }),
+    ))
+}
+
+async fn get_config(State(ctx): State<Arc<AdminContext>>) -> ApiResult {
+    match meridian_store::read_config(ctx.store.as_ref(), &ctx.keys).await {
+        Ok(Some(c)) => Ok(axum::Json(json!({
+            "revision": c.revision,
+            "toml": c.doc.toml,
+            "author": c.doc.author,
+            "applied_at_ms": c.doc.applied_at_ms,
+        }))),
+        Ok(None) => Err(ApiError::not_found(
+            "no-config",
+            "the store holds no configuration (nodes serve the one they were started with)",
+        )),
+        Err(meridian_store::ConfigDocError::Store(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::internal(e.to_string())),
+    }
+}
+
+async fn put_config(State(ctx): State<Arc<AdminContext>>, bytes: Bytes) -> ApiResult {
+    let b: PutConfig = body(&bytes, None)?;
+    ops::put_config(&ctx, b).await.map(axum::Json)
+}
+
+async fn get_audit(
+    State(ctx): State<Arc<AdminContext>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ApiResult {
+    let limit = match q.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::bad_request("limit: a whole number from 1 to 1000"))?,
+        None => 50,
+    };
+    let listing = ctx.store.list(&ctx.keys.audit_prefix()).await?;
+    let records: Vec<Value> = listing
+        .kvs
+        .iter()
+        .rev()
+        .take(limit)
+        .map(|kv| match decode::<AuditRecord>(&kv.value) {
+            Ok(r) => json!({
+                "key": kv.key,
+                "revision": kv.mod_revision,
+                "who": r.who,
+                "what": r.what,
+                "at_ms": r.at_ms,
+                "before": r.before,
+                "after": r.after,
+            }),
+            Err(e) => json!({ "key": kv.key, "revision": kv.mod_revision, "error": e }),
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "revision": listing.revision,
+        "total": listing.kvs.len(),
+        "records": records,
+    })))
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::not_found(
+        "not-found",
+        format!(
+            "no such endpoint: {} {} (see docs/admin-api.md)",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError {
+        status: 405,
+        code: "method-not-allowed",
+        message: format!("{} is not allowed on {}", request.method(), request.uri().path()),
+        details: None,
+    }
+}
+
+/// The API's routes over `ctx`.
+pub(crate) fn router(ctx: Arc<AdminContext>) -> Router {
+    Router::new()
+        .route("/v1/status", get(get_status))
+        .route("/v1/regions", get(get_regions))
+        .route("/v1/regions/{id}", get(get_region))
+        .route("/v1/regions/{id}/weight", put(put_weight).delete(delete_weight))
+        .route("/v1/regions/{id}/drain", put(put_drain).delete(delete_drain))
+        .route("/v1/drills", get(list_drills).post(post_drill))
+        .route("/v1/drills/{id}", get(get_drill).delete(delete_drill))
+        .route("/v1/explain", get(get_explain))
+        .route("/v1/config", get(get_config).put(put_config))
+        .route("/v1/audit", get(get_audit))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(ctx.clone(), auth))
+        .with_state(ctx)
+}
+
+/// A running admin API. Dropping it stops accepting connections.
+#[derive(Debug)]
+pub struct AdminServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Whether it speaks TLS.
+    pub tls: bool,
+    task: JoinHandle<()>,
+}
+
+impl AdminServer {
+    /// The base URL clients use (`http://127.0.0.1:9090`).
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves the admin API on `listener` until the returned handle is dropped. Refuses
+/// [`Auth::InsecureNone`] on anything but a loopback address.
+pub async fn serve(listener: TcpListener, ctx: AdminContext) -> Result<AdminServer, String> {
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if matches!(ctx.auth, Auth::InsecureNone) && !addr.ip().is_loopback() {
+        return Err(format!(
+            "refusing to serve the admin API without authentication on {addr}: only loopback addresses may go without a token"
+        ));
+    }
+    let tls = ctx.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let router = router(Arc::new(ctx));
+    let is_tls = tls.is_some();
+    let task = tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin API: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let router = router.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let service = TowerToHyperService::new(router);
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10));
+                let result = match tls {
+                    Some(acceptor) => {
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => http.serve_connection(TokioIo::new(stream), service).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "admin API: TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    None => http.serve_connection(TokioIo::new(tcp), service).await,
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "admin API connection ended with an error");
+                }
+            });
+        }
+    });
+    Ok(AdminServer {
+        addr,
+        tls: is_tls,
+        task,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"abcd", b"abc"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}

@@ -1,0 +1,184 @@
+//! Status documents, read from the node's snapshot (no store access): per region health per vantage,
+//! weight, load against capacity, drains, active drills, and the snapshot's staleness.
+
+use meridian_steer::{DrillMode, Health, Topology};
+use meridian_store::schema::DrillDoc;
+use meridian_store::{ConfigSource, Snapshot};
+use serde_json::{Value, json};
+
+use crate::AdminContext;
+use crate::ops::mode_text;
+use crate::safety::usable;
+
+pub(crate) fn health_name(h: Health) -> &'static str {
+    match h {
+        Health::Up => "up",
+        Health::Down => "down",
+        Health::Unknown => "unknown",
+    }
+}
+
+/// A drill as the API shows it.
+pub(crate) fn drill_json(id: &str, d: &DrillDoc, now_ms: u64) -> Value {
+    let active = now_ms < d.expires_at_ms;
+    json!({
+        "id": id,
+        "region": d.region,
+        "mode": mode_text(d.mode),
+        "started_at_ms": d.started_at_ms,
+        "expires_at_ms": d.expires_at_ms,
+        "remaining_ms": d.expires_at_ms.saturating_sub(now_ms),
+        "active": active,
+        "author": d.author,
+        "reason": d.reason,
+    })
+}
+
+pub(crate) fn drills(snapshot: &Snapshot, now_ms: u64, all: bool) -> Vec<Value> {
+    snapshot
+        .drills
+        .iter()
+        .filter(|(_, d)| all || now_ms < d.expires_at_ms)
+        .map(|(id, d)| drill_json(id, d, now_ms))
+        .collect()
+}
+
+/// One region's status.
+pub(crate) fn region(snapshot: &Snapshot, topology: &Topology, id: &str, now_ms: u64) -> Option<Value> {
+    let index = topology.region_index(id)?;
+    let config = &topology.config().regions()[index.get()];
+    let state = snapshot.states.get(index)?;
+    let health = snapshot.health.region(id);
+    let active: Vec<&meridian_steer::Drill> = state.drills.iter().filter(|d| d.active(now_ms)).collect();
+    let capacity_pct = active
+        .iter()
+        .filter_map(|d| match d.mode {
+            DrillMode::Capacity { percent } => Some(percent.min(100)),
+            _ => None,
+        })
+        .min()
+        .unwrap_or(100);
+    let effective_capacity = u64::from(state.capacity) * u64::from(capacity_pct) / 100;
+    let excluded = if state.drained {
+        Some("drained".to_owned())
+    } else if let Some(d) = active.iter().find(|d| d.mode == DrillMode::Drain) {
+        Some(format!("drill {} (drain)", d.id))
+    } else if state.weight == 0 {
+        Some("weight 0".to_owned())
+    } else if state.health == Health::Down {
+        Some("down".to_owned())
+    } else {
+        active
+            .iter()
+            .find(|d| d.mode == DrillMode::Down)
+            .map(|d| format!("drill {} (down)", d.id))
+    };
+    let vantages: Vec<Value> = health
+        .map(|h| {
+            h.opinions
+                .iter()
+                .map(|o| {
+                    let detail = snapshot
+                        .observations
+                        .iter()
+                        .find(|(t, v, _)| t == id && *v == o.vantage)
+                        .and_then(|(_, _, obs)| obs.detail.clone());
+                    json!({
+                        "vantage": o.vantage,
+                        "healthy": o.healthy,
+                        "fresh": o.fresh,
+                        "observed_at_ms": o.observed_at_ms,
+                        "detail": detail,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let weight_override = snapshot.weights.iter().find(|(r, _)| r == id).map(
+        |(_, w)| json!({ "weight": w.weight, "author": w.author, "reason": w.reason, "at_ms": w.at_ms }),
+    );
+    let drain = snapshot
+        .drains
+        .iter()
+        .find(|(r, _)| r == id)
+        .map(|(_, d)| json!({ "author": d.author, "reason": d.reason, "at_ms": d.at_ms }));
+    let drills: Vec<Value> = snapshot
+        .drills
+        .iter()
+        .filter(|(_, d)| d.region == id && now_ms < d.expires_at_ms)
+        .map(|(i, d)| drill_json(i, d, now_ms))
+        .collect();
+    Some(json!({
+        "id": config.id,
+        "name": config.name,
+        "health": {
+            "state": health_name(state.health),
+            "stale": health.is_some_and(|h| h.stale),
+            "since_ms": health.map(|h| h.since_ms),
+            "held_by_panic": health.is_some_and(|h| h.held_by_panic),
+            "probed": !config.health_checks.is_empty(),
+            "vantages": vantages,
+        },
+        "weight": state.weight,
+        "configured_weight": config.weight,
+        "weight_override": weight_override,
+        "drained": drain,
+        "in_flight": state.in_flight,
+        "capacity": state.capacity,
+        "effective_capacity": effective_capacity,
+        "utilisation": state.in_flight.map(|n| if effective_capacity > 0 {
+            f64::from(n) / effective_capacity as f64
+        } else {
+            f64::INFINITY
+        }).filter(|u| u.is_finite()),
+        "drills": drills,
+        "usable": usable(state, now_ms),
+        "excluded": excluded,
+        "ipv4": config.ipv4.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "ipv6": config.ipv6.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    }))
+}
+
+pub(crate) fn regions(snapshot: &Snapshot, now_ms: u64) -> Vec<Value> {
+    let topology = &snapshot.topology;
+    topology
+        .config()
+        .regions()
+        .iter()
+        .filter_map(|r| region(snapshot, topology, &r.id, now_ms))
+        .collect()
+}
+
+pub(crate) fn status(ctx: &AdminContext, snapshot: &Snapshot, now_ms: u64) -> Value {
+    let config = match &snapshot.config_source {
+        ConfigSource::Store {
+            revision,
+            author,
+            applied_at_ms,
+        } => {
+            json!({ "source": "store", "revision": revision, "author": author, "applied_at_ms": applied_at_ms })
+        }
+        ConfigSource::Bootstrap => json!({ "source": "bootstrap" }),
+    };
+    let services: Vec<Value> = snapshot
+        .topology
+        .config()
+        .services()
+        .iter()
+        .map(|s| json!({ "name": s.name, "hostname": s.hostname.as_str(), "regions": s.regions }))
+        .collect();
+    json!({
+        "node": ctx.node,
+        "store": ctx.store.describe(),
+        "now_ms": now_ms,
+        "revision": snapshot.revision,
+        "connected": ctx.watcher.is_connected(),
+        "staleness_ms": ctx.watcher.staleness().as_millis() as u64,
+        "config": config,
+        "panic": snapshot.health.panic,
+        "regions": regions(snapshot, now_ms),
+        "services": services,
+        "drills": drills(snapshot, now_ms, false),
+        "problems": snapshot.problems,
+    })
+}

@@ -1,0 +1,726 @@
+//! The admin API over HTTP on loopback, one battery run against both back ends (an in-memory embedded
+//! store and a real etcd), like the store's conformance battery: authentication, status, weights, drains,
+//! drills (and their expiry without any store event), safety refusals and `force`, compare-and-swap
+//! conflicts, explain, configuration, the audit log, and JSON errors.
+
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meridian_admin::client::{AdminClient, ClientError};
+use meridian_admin::{AdminContext, AdminServer, Auth, serve};
+use meridian_config::Config;
+use meridian_geoip::GeoDb;
+use meridian_store::testing::EtcdServer;
+use meridian_store::*;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/meridian.toml");
+
+/// Keeps whatever the back end needs alive (the etcd process) for the duration of a test.
+enum Guard {
+    None,
+    Etcd(EtcdServer),
+}
+
+fn embedded() -> (Arc<dyn KvStore>, Guard) {
+    (Arc::new(EmbeddedStore::in_memory()), Guard::None)
+}
+
+fn etcd() -> (Arc<dyn KvStore>, Guard) {
+    let server = EtcdServer::start();
+    let mut opts = EtcdOptions::new(vec![server.client_url.clone()]);
+    opts.request_timeout = Duration::from_secs(1);
+    opts.connect_timeout = Duration::from_secs(1);
+    let store = EtcdStore::new(opts).unwrap();
+    (Arc::new(store), Guard::Etcd(server))
+}
+
+struct Node {
+    server: AdminServer,
+    client: AdminClient,
+    watcher: Arc<SnapshotWatcher>,
+    geo: Arc<GeoDb>,
+}
+
+async fn node(store: Arc<dyn KvStore>) -> Node {
+    let keys = Keys::new(DEFAULT_PREFIX).unwrap();
+    let mut options = WatcherOptions::new(keys.clone());
+    options.bootstrap = Some(Arc::new(Config::load(std::path::Path::new(EXAMPLE)).unwrap()));
+    let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
+    assert!(watcher.wait_for(1, Duration::from_secs(10)).await || watcher.snapshot().is_some());
+    let geo = Arc::new(GeoDb::bundled().unwrap());
+    let g = geo.clone();
+    let ctx = AdminContext {
+        store,
+        keys,
+        watcher: watcher.clone(),
+        geo: Arc::new(move || g.clone()),
+        auth: Auth::token(TOKEN).unwrap(),
+        tls: None,
+        node: "test".into(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = serve(listener, ctx).await.unwrap();
+    let client = AdminClient::new(&server.url(), Some(TOKEN.into()), None, Duration::from_secs(5)).unwrap();
+    Node {
+        server,
+        client,
+        watcher,
+        geo,
+    }
+}
+
+fn api_error(r: Result<Value, ClientError>) -> (u16, String, Value) {
+    match r {
+        Err(ClientError::Api {
+            status, code, error, ..
+        }) => (status, code, error),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn region<'a>(status: &'a Value, id: &str) -> &'a Value {
+    status["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap()
+}
+
+/// The first region of the decision for a client (through the API's explain, on the live snapshot).
+async fn decision(n: &Node, client: &str) -> String {
+    let v = n
+        .client
+        .get(&format!("/v1/explain?service=meet&client={client}"))
+        .await
+        .unwrap();
+    v["report"]["decision"]["regions"][0]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+async fn unauthenticated_is_401(store: Arc<dyn KvStore>) {
+    let n = node(store).await;
+    for token in [None, Some("not-the-token-at-all".to_owned())] {
+        let c = AdminClient::new(&n.server.url(), token, None, Duration::from_secs(5)).unwrap();
+        for path in ["/v1/status", "/v1/audit", "/v1/config"] {
+            let (status, code, _) = api_error(c.get(path).await);
+            assert_eq!((status, code.as_str()), (401, "unauthorized"), "{path}");
+        }
+        let (status, _, _) = api_error(
+            c.send("PUT", "/v1/regions/waw/drain", Some(&json!({"reason": "x"})))
+                .await,
+        );
+        assert_eq!(status, 401);
+    }
+    // Nothing was written by the refused requests.
+    assert!(
+        n.client.get("/v1/audit").await.unwrap()["records"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn weights_drains_and_audit(store: Arc<dyn KvStore>) {
+    let n = node(store).await;
+    let status = n.client.get("/v1/status").await.unwrap();
+    assert_eq!(region(&status, "fra")["weight"], 200);
+    assert_eq!(region(&status, "fra")["health"]["state"], "unknown");
+    assert_eq!(region(&status, "waw")["usable"], true);
+
+    let r = n
+        .client
+        .send(
+            "PUT",
+            "/v1/regions/fra/weight",
+            Some(&json!({"weight": 50, "reason": "half load", "author": "alice"})),
+        )
+        .await
+        .unwrap();
+    let rev = r["revision"].as_i64().unwrap();
+    // Read-your-writes: the answer comes once this node's snapshot has the change.
+    let status = n.client.get("/v1/status").await.unwrap();
+    assert!(status["revision"].as_i64().unwrap() >= rev);
+    let fra = region(&status, "fra");
+    assert_eq!(fra["weight"], 50);
+    assert_eq!(fra["configured_weight"], 200);
+    assert_eq!(fra["weight_override"]["author"], "alice");
+    assert_eq!(fra["weight_override"]["reason"], "half load");
+
+    n.client
+        .send(
+            "PUT",
+            "/v1/regions/waw/drain",
+            Some(&json!({"reason": "rack move", "author": "bob"})),
+        )
+        .await
+        .unwrap();
+    let status = n.client.get("/v1/status").await.unwrap();
+    let waw = region(&status, "waw");
+    assert_eq!(waw["drained"]["reason"], "rack move");
+    assert_eq!(waw["usable"], false);
+    assert_eq!(waw["excluded"], "drained");
+    assert_eq!(
+        decision(&n, "83.0.0.1").await,
+        "fra",
+        "a Polish client leaves drained Warsaw"
+    );
+
+    n.client
+        .send(
+            "DELETE",
+            "/v1/regions/waw/drain",
+            Some(&json!({"reason": "done"})),
+        )
+        .await
+        .unwrap();
+    n.client
+        .send("DELETE", "/v1/regions/fra/weight", None)
+        .await
+        .unwrap();
+    let status = n.client.get("/v1/status").await.unwrap();
+    assert_eq!(region(&status, "fra")["weight"], 200);
+    assert!(region(&status, "waw")["drained"].is_null());
+    assert_eq!(decision(&n, "83.0.0.1").await, "waw");
+
+    let audit = n.client.get("/v1/audit").await.unwrap();
+    let what: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        what,
+        [
+            "region clear-weight fra",
+            "region undrain waw: done",
+            "region drain waw",
+            "region set-weight fra 50",
+        ],
+        "newest first"
+    );
+    let first = &audit["records"][3];
+    assert_eq!(first["who"], "alice");
+    assert!(first["before"].is_null());
+    assert_eq!(first["after"]["weight"], 50);
+    assert_eq!(audit["records"][0]["before"]["document"]["weight"], 50);
+    let limited = n.client.get("/v1/audit?limit=1").await.unwrap();
+    assert_eq!(limited["records"].as_array().unwrap().len(), 1);
+    assert_eq!(limited["total"], 4);
+}
+
+async fn bad_requests_are_clear(store: Arc<dyn KvStore>) {
+    let n = node(store).await;
+    let c = &n.client;
+    let (s, code, e) = api_error(
+        c.send(
+            "PUT",
+            "/v1/regions/xyz/weight",
+            Some(&json!({"weight": 5, "reason": "r"})),
+        )
+        .await,
+    );
+    assert_eq!((s, code.as_str()), (404, "unknown-region"));
+    assert!(e["message"].as_str().unwrap().contains("known: waw, fra"), "{e}");
+    let (s, _, e) = api_error(
+        c.send(
+            "PUT",
+            "/v1/regions/waw/weight",
+            Some(&json!({"weight": 10001, "reason": "r"})),
+        )
+        .await,
+    );
+    assert_eq!(s, 400);
+    assert!(e["message"].as_str().unwrap().contains("maximum 10000"));
+    let (s, _, e) = api_error(c.send("PUT", "/v1/regions/waw/drain", Some(&json!({}))).await);
+    assert_eq!(s, 400);
+    assert!(e["message"].as_str().unwrap().contains("reason is required"));
+    let (s, _, e) = api_error(
+        c.send(
+            "PUT",
+            "/v1/regions/waw/weight",
+            Some(&json!({"weight": "x", "reason": "r"})),
+        )
+        .await,
+    );
+    assert_eq!(s, 400);
+    assert!(e["message"].as_str().unwrap().starts_with("request body"), "{e}");
+    let (s, _, e) = api_error(
+        c.send(
+            "PUT",
+            "/v1/regions/waw/drain",
+            Some(&json!({"reason": "r", "forse": true})),
+        )
+        .await,
+    );
+    assert_eq!(s, 400, "unknown fields are refused: {e}");
+    let (s, code, _) = api_error(c.get("/v1/nothing").await);
+    assert_eq!((s, code.as_str()), (404, "not-found"));
+    let (s, code, _) = api_error(c.send("POST", "/v1/status", None).await);
+    assert_eq!((s, code.as_str()), (405, "method-not-allowed"));
+    let (s, code, _) = api_error(c.get("/v1/explain?service=nope&client=1.2.3.4").await);
+    assert_eq!((s, code.as_str()), (404, "unknown-service"));
+    let (s, _, _) = api_error(c.get("/v1/explain?service=meet&client=banana").await);
+    assert_eq!(s, 400);
+    let (s, _, e) = api_error(
+        c.send(
+            "POST",
+            "/v1/drills",
+            Some(&json!({"region": "waw", "mode": "sideways", "duration_ms": 1000, "reason": "r"})),
+        )
+        .await,
+    );
+    assert_eq!(s, 400);
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("down, drain or capacity=PCT")
+    );
+    let (s, _, _) = api_error(
+        c.send(
+            "POST",
+            "/v1/drills",
+            Some(&json!({"region": "waw", "mode": "down", "duration_ms": 0, "reason": "r"})),
+        )
+        .await,
+    );
+    assert_eq!(s, 400);
+    // None of it reached the store.
+    assert_eq!(c.get("/v1/audit").await.unwrap()["total"], 0);
+}
+
+async fn concurrent_edits_one_wins(store: Arc<dyn KvStore>) {
+    let n = node(store).await;
+    let read = n.client.get("/v1/status").await.unwrap()["revision"]
+        .as_i64()
+        .unwrap();
+    let body =
+        |w: u32, who: &str| json!({"weight": w, "reason": "r", "author": who, "expect_revision": read});
+    let (alice, bob) = (body(10, "alice"), body(20, "bob"));
+    let (a, b) = tokio::join!(
+        n.client.send("PUT", "/v1/regions/waw/weight", Some(&alice)),
+        n.client.send("PUT", "/v1/regions/waw/weight", Some(&bob))
+    );
+    let (winner, loser) = match (a, b) {
+        (Ok(_), Err(e)) => (10, e),
+        (Err(e), Ok(_)) => (20, e),
+        (a, b) => panic!("exactly one must win: {a:?} / {b:?}"),
+    };
+    let ClientError::Api { status, error, .. } = loser else {
+        panic!("{loser:?}")
+    };
+    assert_eq!(status, 409);
+    assert_eq!(
+        error["current"]["document"]["weight"], winner,
+        "the conflict names the current value"
+    );
+    let status = n.client.get("/v1/status").await.unwrap();
+    assert_eq!(region(&status, "waw")["weight"], winner);
+    assert_eq!(
+        n.client.get("/v1/audit").await.unwrap()["total"],
+        1,
+        "one change, one record"
+    );
+
+    // A stale revision is a conflict too, and a fresh one applies.
+    let (s, _, _) = api_error(
+        n.client
+            .send("PUT", "/v1/regions/waw/weight", Some(&body(30, "carol")))
+            .await,
+    );
+    assert_eq!(s, 409);
+    let fresh = status["revision"].as_i64().unwrap();
+    n.client
+        .send(
+            "PUT",
+            "/v1/regions/waw/weight",
+            Some(&json!({"weight": 30, "reason": "r", "expect_revision": fresh})),
+        )
+        .await
+        .unwrap();
+}
+
+async fn safety_refuses_unless_forced(store: Arc<dyn KvStore>) {
+    let n = node(store).await;
+    let drain = |r: &'static str, force: bool| {
+        let c = n.client.clone();
+        async move {
+            c.send(
+                "PUT",
+                &format!("/v1/regions/{r}/drain"),
+                Some(&json!({"reason": "maintenance", "force": force})),
+            )
+            .await
+        }
+    };
+    for r in ["sbg", "gra", "waw"] {
+        drain(r, false).await.unwrap();
+    }
+    // fra is the last EU region (GDPR clients of meet and api) and files' last region.
+    let (s, code, e) = api_error(drain("fra", false).await);
+    assert_eq!((s, code.as_str()), (422, "refused"));
+    let v = e["violations"].as_array().unwrap();
+    assert!(
+        v.contains(&json!({"kind": "no-usable-region", "service": "files"})),
+        "{e}"
+    );
+    assert!(
+        v.contains(&json!({"kind": "residency-without-region", "service": "meet", "rule": "gdpr", "jurisdiction": "eu"})),
+        "{e}"
+    );
+    assert!(e["message"].as_str().unwrap().contains("use force"));
+    // Weight 0 and drills count the same.
+    let (s, _, _) = api_error(
+        n.client
+            .send(
+                "PUT",
+                "/v1/regions/fra/weight",
+                Some(&json!({"weight": 0, "reason": "r"})),
+            )
+            .await,
+    );
+    assert_eq!(s, 422);
+    let (s, _, _) = api_error(
+        n.client
+            .send(
+                "POST",
+                "/v1/drills",
+                Some(&json!({"region": "fra", "mode": "down", "duration_ms": 60000, "reason": "r"})),
+            )
+            .await,
+    );
+    assert_eq!(s, 422);
+    // A capacity drill excludes nothing.
+    let d = n
+        .client
+        .send(
+            "POST",
+            "/v1/drills",
+            Some(&json!({"region": "fra", "mode": "capacity=50", "duration_ms": 60000, "reason": "r"})),
+        )
+        .await
+        .unwrap();
+    n.client
+        .send(
+            "DELETE",
+            &format!("/v1/drills/{}", d["id"].as_str().unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
+
+    let r = drain("fra", true).await.unwrap();
+    assert_eq!(r["forced"].as_array().unwrap().len(), 2, "{r}");
+    let audit = n.client.get("/v1/audit?limit=1").await.unwrap();
+    assert_eq!(audit["records"][0]["what"], "region drain fra");
+    assert_eq!(
+        audit["records"][0]["after"]["forced"].as_array().unwrap().len(),
+        2
+    );
+    // Already broken: an unrelated change is not blocked, and repairing is allowed.
+    drain("lon", false).await.unwrap();
+    n.client
+        .send("DELETE", "/v1/regions/fra/drain", None)
+        .await
+        .unwrap();
+}
+
+async fn drills_act_and_expire_on_their_own(store: Arc<dyn KvStore>) {
+    let n = node(store).await;
+    assert_eq!(decision(&n, "83.0.0.1").await, "waw");
+    let started = n
+        .client
+        .send(
+            "POST",
+            "/v1/drills",
+            Some(&json!({"region": "waw", "mode": "down", "duration_ms": 1500, "reason": "failover drill", "author": "alice"})),
+        )
+        .await
+        .unwrap();
+    let id = started["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("waw-down-"), "{id}");
+    assert_eq!(started["drill"]["active"], true);
+    assert_eq!(
+        decision(&n, "83.0.0.1").await,
+        "fra",
+        "drilled down: a Polish client moves"
+    );
+    let status = n.client.get("/v1/status").await.unwrap();
+    let waw = region(&status, "waw");
+    assert_eq!(waw["usable"], false);
+    assert_eq!(waw["excluded"], format!("drill {id} (down)"));
+    assert_eq!(waw["drills"][0]["id"], id.as_str());
+    assert_eq!(status["drills"].as_array().unwrap().len(), 1);
+    let listed = n.client.get("/v1/drills").await.unwrap();
+    assert_eq!(listed["drills"][0]["reason"], "failover drill");
+    let one = n.client.get(&format!("/v1/drills/{id}")).await.unwrap();
+    assert_eq!(one["drill"]["mode"], "down");
+
+    // One drill per region at a time.
+    let (s, code, _) = api_error(
+        n.client
+            .send(
+                "POST",
+                "/v1/drills",
+                Some(&json!({"region": "waw", "mode": "drain", "duration_ms": 1000, "reason": "again"})),
+            )
+            .await,
+    );
+    assert_eq!((s, code.as_str()), (409, "conflict"));
+
+    // The drill ends at its expiry with nothing written to the store: readers enforce it.
+    let rev = n.watcher.snapshot().unwrap().revision;
+    let expires = started["drill"]["expires_at_ms"].as_u64().unwrap();
+    let now = meridian_now();
+    tokio::time::sleep(Duration::from_millis(expires.saturating_sub(now) + 50)).await;
+    assert_eq!(decision(&n, "83.0.0.1").await, "waw", "back at expiry");
+    assert_eq!(
+        n.watcher.snapshot().unwrap().revision,
+        rev,
+        "no store event was needed"
+    );
+    let status = n.client.get("/v1/status").await.unwrap();
+    assert_eq!(region(&status, "waw")["usable"], true);
+    assert!(status["drills"].as_array().unwrap().is_empty());
+    let all = n.client.get("/v1/drills?all=true").await.unwrap();
+    assert_eq!(all["drills"][0]["active"], false);
+
+    // Stopping removes the document; stopping again is 404.
+    n.client
+        .send(
+            "DELETE",
+            &format!("/v1/drills/{id}"),
+            Some(&json!({"reason": "cleanup"})),
+        )
+        .await
+        .unwrap();
+    let (s, code, _) = api_error(n.client.send("DELETE", &format!("/v1/drills/{id}"), None).await);
+    assert_eq!((s, code.as_str()), (404, "unknown-drill"));
+}
+
+fn meridian_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+async fn explain_matches_the_library(store: Arc<dyn KvStore>) {
+    let n = node(store).await;
+    let v = n
+        .client
+        .get("/v1/explain?service=meet.gslb.example&client=83.0.0.1")
+        .await
+        .unwrap();
+    let snap = n.watcher.snapshot().unwrap();
+    let ip: IpAddr = "83.0.0.1".parse().unwrap();
+    let local = meridian_admin::explain::explain(
+        &snap.topology,
+        &snap.states,
+        &n.geo,
+        "meet",
+        ip,
+        None,
+        meridian_now(),
+    )
+    .unwrap();
+    assert_eq!(v["text"].as_str().unwrap(), local.text);
+    assert!(local.text.contains("decision   waw (normal)"), "{}", local.text);
+    assert_eq!(v["report"]["client"]["location"]["country"], "PL");
+}
+
+async fn config_get_and_put(store: Arc<dyn KvStore>) {
+    let n = node(store).await;
+    let (s, code, _) = api_error(n.client.get("/v1/config").await);
+    assert_eq!((s, code.as_str()), (404, "no-config"));
+    let toml = std::fs::read_to_string(EXAMPLE).unwrap();
+    let r = n
+        .client
+        .send(
+            "PUT",
+            "/v1/config",
+            Some(&json!({"toml": toml, "expect_revision": 0, "author": "alice"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["outcome"], "applied");
+    let rev = r["revision"].as_i64().unwrap();
+    let got = n.client.get("/v1/config").await.unwrap();
+    assert_eq!(got["revision"], rev);
+    assert_eq!(got["author"], "alice");
+    let status = n.client.get("/v1/status").await.unwrap();
+    assert_eq!(status["config"]["source"], "store");
+    // A second writer who read "no configuration" loses.
+    let (s, _, e) = api_error(
+        n.client
+            .send(
+                "PUT",
+                "/v1/config",
+                Some(&json!({"toml": toml.replace("ttl = 30", "ttl = 31"), "expect_revision": 0})),
+            )
+            .await,
+    );
+    assert_eq!(s, 409);
+    assert_eq!(e["current"]["revision"], rev);
+    let (s, _, e) = api_error(
+        n.client
+            .send(
+                "PUT",
+                "/v1/config",
+                Some(&json!({"toml": "schema-version = 1\n[regions.x]\n"})),
+            )
+            .await,
+    );
+    assert_eq!(s, 400);
+    assert!(e["message"].as_str().unwrap().contains("invalid"), "{e}");
+    let same = n
+        .client
+        .send("PUT", "/v1/config", Some(&json!({"toml": toml})))
+        .await
+        .unwrap();
+    assert_eq!(same["outcome"], "unchanged");
+}
+
+macro_rules! battery {
+    ($backend:ident) => {
+        mod $backend {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn unauthenticated_is_401() {
+                let (s, _g) = super::$backend();
+                super::unauthenticated_is_401(s).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn weights_drains_and_audit() {
+                let (s, _g) = super::$backend();
+                super::weights_drains_and_audit(s).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn bad_requests_are_clear() {
+                let (s, _g) = super::$backend();
+                super::bad_requests_are_clear(s).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_edits_one_wins() {
+                let (s, _g) = super::$backend();
+                super::concurrent_edits_one_wins(s).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn safety_refuses_unless_forced() {
+                let (s, _g) = super::$backend();
+                super::safety_refuses_unless_forced(s).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn drills_act_and_expire_on_their_own() {
+                let (s, _g) = super::$backend();
+                super::drills_act_and_expire_on_their_own(s).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn explain_matches_the_library() {
+                let (s, _g) = super::$backend();
+                super::explain_matches_the_library(s).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn config_get_and_put() {
+                let (s, _g) = super::$backend();
+                super::config_get_and_put(s).await;
+            }
+        }
+    };
+}
+
+battery!(embedded);
+battery!(etcd);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_unreachable_is_503_and_status_still_answers() {
+    let (store, guard) = etcd();
+    let n = node(store).await;
+    let Guard::Etcd(mut etcd) = guard else {
+        unreachable!()
+    };
+    etcd.kill();
+    let (s, code, _) = api_error(
+        n.client
+            .send("PUT", "/v1/regions/waw/drain", Some(&json!({"reason": "r"})))
+            .await,
+    );
+    assert_eq!((s, code.as_str()), (503, "unavailable"));
+    // Status reads the last snapshot: it answers, and says the store is out of sight.
+    let start = Instant::now();
+    loop {
+        let status = n.client.get("/v1/status").await.unwrap();
+        if status["connected"] == false {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_no_auth_is_loopback_only() {
+    let store: Arc<dyn KvStore> = Arc::new(EmbeddedStore::in_memory());
+    let keys = Keys::new(DEFAULT_PREFIX).unwrap();
+    let watcher = Arc::new(SnapshotWatcher::spawn(
+        store.clone(),
+        WatcherOptions::new(keys.clone()),
+    ));
+    let geo = Arc::new(GeoDb::bundled().unwrap());
+    let ctx = AdminContext {
+        store,
+        keys,
+        watcher,
+        geo: Arc::new(move || geo.clone()),
+        auth: Auth::InsecureNone,
+        tls: None,
+        node: "test".into(),
+    };
+    let any = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let err = serve(any, ctx.clone()).await.unwrap_err();
+    assert!(err.contains("only loopback"), "{err}");
+    let lo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = serve(lo, ctx).await.unwrap();
+    let c = AdminClient::new(&server.url(), None, None, Duration::from_secs(5)).unwrap();
+    // No configuration anywhere yet: 503, not a crash.
+    let (s, _, e) = api_error(c.get("/v1/status").await);
+    assert_eq!(s, 503, "{e}");
+    assert!(Auth::token("short").is_err());
+    assert!(Auth::token("has a space in the middle!").is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_is_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let c = AdminClient::new(
+        &format!("http://127.0.0.1:{port}"),
+        None,
+        None,
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let e = c.get("/v1/status").await.unwrap_err();
+    assert!(matches!(e, ClientError::Unreachable { .. }), "{e:?}");
+    assert!(e.to_string().contains("cannot reach the admin API"), "{e}");
+    assert!(AdminClient::new("ftp://x", None, None, Duration::from_secs(1)).is_err());
+}

@@ -1,0 +1,582 @@
+//! Operator commands over a node's admin API: `meridian status`, `meridian region ...`, `meridian drill
+//! start|list|stop`. They validate their arguments locally first (a typo never reaches the server), then
+//! print what the server did, or why it refused.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use clap::{Args, Subcommand};
+use meridian_admin::client::AdminClient;
+use serde_json::{Value, json};
+
+use crate::admin_args::{AdminConnArgs, author, explain_error};
+
+/// `meridian status`.
+#[derive(Args)]
+pub(crate) struct StatusArgs {
+    /// Print the API's JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Refresh every SECONDS until interrupted.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+    watch: Option<f64>,
+    #[command(flatten)]
+    conn: AdminConnArgs,
+}
+
+/// Guards common to changes.
+#[derive(Args, Clone)]
+pub(crate) struct ChangeArgs {
+    /// Why (recorded in the audit log).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+    /// Apply only if this changed nothing since store revision N (the revision `meridian status` shows).
+    #[arg(long, value_name = "N")]
+    expect_revision: Option<i64>,
+    /// Do it even if a safety check refuses (a residency rule or a service left without a usable region).
+    #[arg(long)]
+    force: bool,
+}
+
+impl ChangeArgs {
+    fn meta(&self) -> Value {
+        let mut m = json!({ "author": author(), "force": self.force });
+        if let Some(r) = &self.reason {
+            m["reason"] = json!(r);
+        }
+        if let Some(e) = self.expect_revision {
+            m["expect_revision"] = json!(e);
+        }
+        m
+    }
+}
+
+/// `meridian region ...`.
+#[derive(Subcommand)]
+pub(crate) enum RegionCommand {
+    /// Replace a region's configured weight (0-10000; 0 sends it nothing).
+    SetWeight {
+        /// The region.
+        region: String,
+        /// The weight.
+        weight: u32,
+        #[command(flatten)]
+        change: ChangeArgs,
+        #[command(flatten)]
+        conn: AdminConnArgs,
+    },
+    /// Go back to the configured weight.
+    ClearWeight {
+        /// The region.
+        region: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+        #[command(flatten)]
+        conn: AdminConnArgs,
+    },
+    /// Send no new clients to a region.
+    Drain {
+        /// The region.
+        region: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+        #[command(flatten)]
+        conn: AdminConnArgs,
+    },
+    /// End a drain.
+    Undrain {
+        /// The region.
+        region: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+        #[command(flatten)]
+        conn: AdminConnArgs,
+    },
+}
+
+/// What a drill does and for how long (shared by `drill start` and `drill run`).
+#[derive(Args, Clone)]
+pub(crate) struct DrillSpec {
+    /// The region drilled.
+    #[arg(long, value_name = "REGION")]
+    pub(crate) region: String,
+    /// down (as if health checks failed), drain, or capacity=PCT.
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub(crate) mode: String,
+    /// How long: 90s, 5m, 1h30m (at most 72h). The drill ends then even if nobody stops it.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+    /// Why (recorded in the drill and the audit log).
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) reason: String,
+    /// The drill's id (default: REGION-MODE-STARTMS).
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: Option<String>,
+    /// Start it even if a safety check refuses.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+impl DrillSpec {
+    pub(crate) fn body(&self) -> Value {
+        let mut b = json!({
+            "region": self.region,
+            "mode": self.mode,
+            "duration_ms": self.duration.as_millis() as u64,
+            "reason": self.reason,
+            "author": author(),
+            "force": self.force,
+        });
+        if let Some(id) = &self.id {
+            b["id"] = json!(id);
+        }
+        b
+    }
+}
+
+fn parse_mode(s: &str) -> Result<String, String> {
+    meridian_admin::parse_drill_mode(s).map(meridian_admin::mode_text)
+}
+
+/// Parses `500ms`, `90s`, `5m`, `1h30m`, `2d`; a bare number is seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?}: expected a duration such as 90s, 5m or 1h30m");
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        return (secs.is_finite() && secs > 0.0)
+            .then(|| Duration::from_secs_f64(secs))
+            .ok_or_else(bad);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return Err(bad()),
+        };
+        total += Duration::from_secs_f64(n * factor);
+        rest = &rest[unit_len..];
+    }
+    if total.is_zero() {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+/// `meridian drill ...`.
+#[derive(Subcommand)]
+pub(crate) enum DrillCommand {
+    /// Start a drill: the region behaves as down, drained, or with less capacity, until it expires.
+    Start {
+        #[command(flatten)]
+        spec: DrillSpec,
+        #[command(flatten)]
+        conn: AdminConnArgs,
+    },
+    /// List drills (active ones; --all for expired ones too).
+    List {
+        /// Include expired drills.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: AdminConnArgs,
+    },
+    /// Stop a drill now.
+    Stop {
+        /// The drill's id.
+        id: String,
+        /// Why.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        #[command(flatten)]
+        conn: AdminConnArgs,
+    },
+    /// Prove failover: start a drill, watch DNS answers (and proxies) move, roll back, watch them return.
+    Run(Box<crate::drill_run::RunArgs>),
+}
+
+pub(crate) async fn call(
+    client: &AdminClient,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Value> {
+    client
+        .send(method, path, body)
+        .await
+        .map_err(|e| explain_error(e, client))
+}
+
+fn check_region_id(id: &str) -> anyhow::Result<()> {
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        bail!("{id:?} is not a region id");
+    }
+    Ok(())
+}
+
+pub(crate) async fn region(cmd: &RegionCommand) -> anyhow::Result<ExitCode> {
+    let (method, region, suffix, body, conn, verb) = match cmd {
+        RegionCommand::SetWeight {
+            region,
+            weight,
+            change,
+            conn,
+        } => {
+            if *weight > meridian_config::MAX_WEIGHT {
+                bail!("weight {weight}: at most {}", meridian_config::MAX_WEIGHT);
+            }
+            if change.reason.is_none() {
+                bail!("--reason TEXT is required (it goes to the audit log)");
+            }
+            let mut b = change.meta();
+            b["weight"] = json!(weight);
+            (
+                "PUT",
+                region,
+                "weight",
+                b,
+                conn,
+                format!("weight of {region} set to {weight}"),
+            )
+        }
+        RegionCommand::ClearWeight { region, change, conn } => (
+            "DELETE",
+            region,
+            "weight",
+            change.meta(),
+            conn,
+            format!("{region} is back to its configured weight"),
+        ),
+        RegionCommand::Drain { region, change, conn } => {
+            if change.reason.is_none() {
+                bail!("--reason TEXT is required (it goes to the audit log)");
+            }
+            (
+                "PUT",
+                region,
+                "drain",
+                change.meta(),
+                conn,
+                format!("{region} drained"),
+            )
+        }
+        RegionCommand::Undrain { region, change, conn } => (
+            "DELETE",
+            region,
+            "drain",
+            change.meta(),
+            conn,
+            format!("{region} undrained"),
+        ),
+    };
+    check_region_id(region)?;
+    let client = conn.client()?;
+    let r = call(
+        &client,
+        method,
+        &format!("/v1/regions/{region}/{suffix}"),
+        Some(&body),
+    )
+    .await?;
+    print_forced(&r);
+    println!("{verb} (revision {})", r["revision"]);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_forced(r: &Value) {
+    if let Some(v) = r["forced"].as_array().filter(|v| !v.is_empty()) {
+        for x in v {
+            let text = serde_json::from_value::<meridian_admin::safety::Violation>(x.clone())
+                .map_or_else(|_| x.to_string(), |v| v.to_string());
+            eprintln!("warning: forced past a safety check: {text}");
+        }
+    }
+}
+
+pub(crate) async fn drill(cmd: &DrillCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DrillCommand::Start { spec, conn } => {
+            check_region_id(&spec.region)?;
+            let client = conn.client()?;
+            let r = call(&client, "POST", "/v1/drills", Some(&spec.body())).await?;
+            print_forced(&r);
+            let d = &r["drill"];
+            println!(
+                "drill {} started: {} {} for {} (until expiry at {}, whatever happens to this command)",
+                r["id"].as_str().unwrap_or("?"),
+                d["mode"].as_str().unwrap_or("?"),
+                d["region"].as_str().unwrap_or("?"),
+                human_ms(d["remaining_ms"].as_u64().unwrap_or(0)),
+                d["expires_at_ms"],
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        DrillCommand::List { all, json, conn } => {
+            let client = conn.client()?;
+            let path = if *all { "/v1/drills?all=true" } else { "/v1/drills" };
+            let r = call(&client, "GET", path, None).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!(
+                    "{}",
+                    drills_table(r["drills"].as_array().map_or(&[][..], Vec::as_slice))
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DrillCommand::Stop { id, reason, conn } => {
+            let client = conn.client()?;
+            let mut body = json!({ "author": author() });
+            if let Some(r) = reason {
+                body["reason"] = json!(r);
+            }
+            let r = call(&client, "DELETE", &format!("/v1/drills/{id}"), Some(&body)).await?;
+            println!("drill {id} stopped (revision {})", r["revision"]);
+            Ok(ExitCode::SUCCESS)
+        }
+        DrillCommand::Run(args) => crate::drill_run::run(args).await,
+    }
+}
+
+pub(crate) fn human_ms(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms} ms"),
+        1..60 => format!("{:.1} s", ms as f64 / 1000.0),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn drills_table(drills: &[Value]) -> String {
+    if drills.is_empty() {
+        return "no drills\n".to_owned();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<32} {:<8} {:<12} {:<10} {:<20} reason",
+        "id", "region", "mode", "ends in", "by"
+    );
+    for d in drills {
+        let ends = if d["active"] == true {
+            human_ms(d["remaining_ms"].as_u64().unwrap_or(0))
+        } else {
+            "expired".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "{:<32} {:<8} {:<12} {:<10} {:<20} {}",
+            d["id"].as_str().unwrap_or("?"),
+            d["region"].as_str().unwrap_or("?"),
+            d["mode"].as_str().unwrap_or("?"),
+            ends,
+            d["author"].as_str().unwrap_or(""),
+            d["reason"].as_str().unwrap_or(""),
+        );
+    }
+    out
+}
+
+fn status_text(s: &Value) -> String {
+    let mut out = String::new();
+    let config = &s["config"];
+    let source = match config["source"].as_str() {
+        Some("store") => format!(
+            "store revision {} by {}",
+            config["revision"],
+            config["author"].as_str().unwrap_or("?")
+        ),
+        _ => "bootstrap file (none in the store)".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "node {} | state {} | revision {} | snapshot {} old{} | config: {source}",
+        s["node"].as_str().unwrap_or("?"),
+        s["store"].as_str().unwrap_or("?"),
+        s["revision"],
+        human_ms(s["staleness_ms"].as_u64().unwrap_or(0)),
+        if s["connected"] == true {
+            ""
+        } else {
+            " (STORE UNREACHABLE: serving the last snapshot)"
+        },
+    );
+    if s["panic"] == true {
+        let _ = writeln!(
+            out,
+            "PANIC: most regions look down; the probers are suspected, nothing newly marked down"
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<8} {:<14} {:<16} {:<24} {:>7} {:>18}  state",
+        "region", "name", "health", "vantages", "weight", "load/capacity"
+    );
+    for r in s["regions"].as_array().map_or(&[][..], Vec::as_slice) {
+        let h = &r["health"];
+        let mut health = h["state"].as_str().unwrap_or("?").to_owned();
+        if h["stale"] == true {
+            health.push_str(" (stale)");
+        } else if h["probed"] == false {
+            health.push_str(" (no checks)");
+        }
+        let vantages: Vec<String> = h["vantages"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .map(|o| {
+                        format!(
+                            "{}:{}{}",
+                            o["vantage"].as_str().unwrap_or("?"),
+                            if o["healthy"] == true { "up" } else { "down" },
+                            if o["fresh"] == true { "" } else { "?" }
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let weight = if r["weight_override"].is_null() {
+            r["weight"].to_string()
+        } else {
+            format!("{}*", r["weight"])
+        };
+        let load = match r["in_flight"].as_u64() {
+            Some(n) => format!(
+                "{n}/{} ({:.0}%)",
+                r["effective_capacity"],
+                r["utilisation"].as_f64().unwrap_or(0.0) * 100.0
+            ),
+            None => format!("-/{}", r["effective_capacity"]),
+        };
+        let mut state = Vec::new();
+        if let Some(d) = r["drained"].as_object() {
+            state.push(format!(
+                "DRAINED by {}: {}",
+                d.get("author").and_then(Value::as_str).unwrap_or("?"),
+                d.get("reason").and_then(Value::as_str).unwrap_or("")
+            ));
+        }
+        for d in r["drills"].as_array().map_or(&[][..], Vec::as_slice) {
+            state.push(format!(
+                "DRILL {} {} ({} left)",
+                d["id"].as_str().unwrap_or("?"),
+                d["mode"].as_str().unwrap_or("?"),
+                human_ms(d["remaining_ms"].as_u64().unwrap_or(0))
+            ));
+        }
+        if let Some(w) = r["weight_override"].as_object() {
+            state.push(format!(
+                "weight set by {}: {}",
+                w.get("author").and_then(Value::as_str).unwrap_or("?"),
+                w.get("reason").and_then(Value::as_str).unwrap_or("")
+            ));
+        }
+        let serving = if r["usable"] == true {
+            "serving".to_owned()
+        } else {
+            format!("NOT SERVING ({})", r["excluded"].as_str().unwrap_or("?"))
+        };
+        state.insert(0, serving);
+        let _ = writeln!(
+            out,
+            "{:<8} {:<14} {:<16} {:<24} {:>7} {:>18}  {}",
+            r["id"].as_str().unwrap_or("?"),
+            r["name"].as_str().unwrap_or("?"),
+            health,
+            if vantages.is_empty() {
+                "-".to_owned()
+            } else {
+                vantages.join(" ")
+            },
+            weight,
+            load,
+            state.join("; ")
+        );
+    }
+    let drills = s["drills"].as_array().map_or(&[][..], Vec::as_slice);
+    if !drills.is_empty() {
+        let _ = writeln!(out, "\nactive drills:");
+        out.push_str(&drills_table(drills));
+    }
+    if let Some(p) = s["problems"].as_array().filter(|p| !p.is_empty()) {
+        let _ = writeln!(out, "\nproblems in the store (skipped):");
+        for x in p {
+            let _ = writeln!(out, "  {}", x.as_str().unwrap_or(""));
+        }
+    }
+    out
+}
+
+pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let client = args.conn.client()?;
+    let Some(every) = args.watch else {
+        let s = call(&client, "GET", "/v1/status", None).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        } else {
+            print!("{}", status_text(&s));
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    if !(every.is_finite() && every >= 0.1) {
+        return Err(anyhow!("--watch {every}: at least 0.1 seconds"));
+    }
+    loop {
+        let text = match call(&client, "GET", "/v1/status", None).await {
+            Ok(s) if args.json => serde_json::to_string(&s)? + "\n",
+            Ok(s) => format!("\x1b[2J\x1b[H{}", status_text(&s)),
+            // A node restarting is worth watching through: say so, keep trying.
+            Err(e) => format!("\x1b[2J\x1b[Herror: {e:#}\n"),
+        };
+        print!("{text}");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs_f64(every)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        for bad in ["", "m", "5x", "0s", "-1", "1h30", "s5"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}
