@@ -45,6 +45,10 @@ pub(crate) struct UpArgs {
     /// Prometheus metrics of every part at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9100")]
     metrics_listen: SocketAddr,
+    /// Admin API (HTTP/JSON, docs/admin-api.md) for `meridian status`, `region`, `drill`, `explain`.
+    /// Its bearer token is DATA_DIR/admin-token (created on first run), where the CLI finds it.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
+    admin_listen: SocketAddr,
     /// Probers to run (vantage points up-1, up-2, ...): a region is down when a majority of them says so.
     #[arg(long, value_name = "N", default_value_t = 3)]
     probers: usize,
@@ -87,6 +91,14 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
                 args.metrics_listen
             )
         })?;
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "--admin-listen {}: address in use or not available",
+                args.admin_listen
+            )
+        })?;
     let mut regions = Vec::new();
     for r in original.regions() {
         let origin = DemoOrigin::start(SocketAddr::new(args.origin_ip, 0), &r.id, &r.name)
@@ -126,6 +138,32 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
             )
         })?;
 
+    let token_dir = args
+        .store
+        .embedded_dir()
+        .unwrap_or_else(crate::store_args::default_data_dir);
+    let token_file = token_dir.join(crate::admin_args::TOKEN_FILE_NAME);
+    let auth =
+        meridian_admin::Auth::token_file(&ensure_token(&token_file)?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let geo_source: meridian_admin::GeoSource = {
+        let state = dns_state.clone();
+        Arc::new(move || state.geo())
+    };
+    let admin = meridian_admin::serve(
+        admin_listener,
+        meridian_admin::AdminContext {
+            store: store.clone(),
+            keys: keys.clone(),
+            watcher: watcher.clone(),
+            geo: geo_source,
+            auth,
+            tls: None,
+            node: "meridian up".to_owned(),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("--admin-listen: {e}"))?;
+
     // Everything is bound: only now is the configuration written to the store.
     let author = format!("meridian up ({})", crate::config_cmd::default_author());
     match apply_config(store.as_ref(), &keys, &local, None, &author, now_ms())
@@ -156,6 +194,10 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
+    let cli = Cli {
+        admin: admin.url(),
+        token_file,
+    };
     banner(
         &source,
         &store.describe(),
@@ -164,6 +206,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         &regions,
         &config,
         args.probers,
+        &cli,
     );
     shutdown_signal().await?;
     eprintln!("meridian up: stopping");
@@ -171,8 +214,55 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         let _ = p.stop().await;
     }
     drop(dns);
+    drop(admin);
     eprintln!("meridian up: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the operator CLI reaches this system (for the banner).
+struct Cli {
+    admin: String,
+    token_file: PathBuf,
+}
+
+impl Cli {
+    /// The environment the CLI needs to reach this instance (empty when its defaults do).
+    fn environment(&self) -> Vec<String> {
+        let mut env = Vec::new();
+        if self.admin != crate::admin_args::DEFAULT_SERVER {
+            env.push(format!("MERIDIAN_SERVER={}", self.admin));
+        }
+        let default_token = crate::store_args::default_data_dir().join(crate::admin_args::TOKEN_FILE_NAME);
+        if self.token_file != default_token {
+            env.push(format!("MERIDIAN_TOKEN=$(cat {})", self.token_file.display()));
+        }
+        env
+    }
+}
+
+/// The admin API's token file: created with a random token (readable by its owner only) if missing.
+fn ensure_token(path: &std::path::Path) -> anyhow::Result<PathBuf> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for the admin token")?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating the admin token file {}", path.display()))?;
+    writeln!(f, "{token}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(path.to_path_buf())
 }
 
 /// Waits for Ctrl-C (SIGINT) or SIGTERM: both stop everything cleanly.
@@ -221,6 +311,7 @@ fn banner(
     regions: &[RegionRun],
     config: &Config,
     probers: usize,
+    cli: &Cli,
 ) {
     let mut out = String::new();
     let dns_port = dns.udp.port();
@@ -242,6 +333,11 @@ fn banner(
     }
     out += &format!("  probers   {probers} vantage points (up-1..up-{probers}), probing the demo origins\n");
     out += &format!("  metrics   http://{metrics}/metrics\n");
+    out += &format!(
+        "  admin API {} (bearer token in {})\n",
+        cli.admin,
+        cli.token_file.display()
+    );
     let host = config
         .services()
         .first()
@@ -256,6 +352,16 @@ fn banner(
         out +=
             &format!("  kdig @{at} -p {dns_port} {host} A +subnet={subnet} +short    # a client in {cc}\n");
     }
+    let env = cli.environment();
+    if !env.is_empty() {
+        out += &format!("  export {}\n", env.join(" "));
+    }
+    let m = "meridian";
+    out += &format!("  {m} status\n");
+    out += &format!("  {m} explain {host} --client 83.0.0.1\n");
+    out += &format!(
+        "  {m} drill run --region waw --mode down --for 30s --reason \"first drill\" --dns {at}:{dns_port}\n"
+    );
     out += "Ctrl-C stops everything; operator state stays in the store.\n";
     print!("{out}");
 }
