@@ -197,17 +197,10 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     let cli = Cli {
         admin: admin.url(),
         token_file,
+        metrics: metrics.0,
+        probers: args.probers,
     };
-    banner(
-        &source,
-        &store.describe(),
-        &dns,
-        metrics.0,
-        &regions,
-        &config,
-        args.probers,
-        &cli,
-    );
+    banner(&source, &store.describe(), &dns, &regions, &config, &cli);
     shutdown_signal().await?;
     eprintln!("meridian up: stopping");
     for p in probers {
@@ -219,10 +212,12 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// How the operator CLI reaches this system (for the banner).
+/// The HTTP side of the running system, for the banner: metrics, the admin API and how the CLI reaches it.
 struct Cli {
     admin: String,
     token_file: PathBuf,
+    metrics: SocketAddr,
+    probers: usize,
 }
 
 impl Cli {
@@ -303,16 +298,8 @@ fn localize(text: &str, regions: &[RegionRun]) -> anyhow::Result<String> {
     ))
 }
 
-fn banner(
-    source: &str,
-    store: &str,
-    dns: &DnsServer,
-    metrics: SocketAddr,
-    regions: &[RegionRun],
-    config: &Config,
-    probers: usize,
-    cli: &Cli,
-) {
+fn banner(source: &str, store: &str, dns: &DnsServer, regions: &[RegionRun], config: &Config, cli: &Cli) {
+    let (metrics, probers) = (cli.metrics, cli.probers);
     let mut out = String::new();
     let dns_port = dns.udp.port();
     let at = match dns.udp.ip() {
