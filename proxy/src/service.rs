@@ -491,13 +491,10 @@ impl ProxyHttp for RegionService {
             Some(p) => upstream.insert_header("x-forwarded-proto", p)?,
             None => upstream.insert_header("x-forwarded-proto", "http")?,
         }
-        match ctx.attempt {
-            Some(Attempt::Remote(_)) => {
-                upstream.insert_header(HOP_HEADER, self.node.region())?;
-            }
-            _ => {
-                upstream.remove_header(HOP_HEADER);
-            }
+        // To another region: the hop header names this (origin) region. To a local backend, a received
+        // one passes through and tells the application the request crossed regions.
+        if let Some(Attempt::Remote(_)) = ctx.attempt {
+            upstream.insert_header(HOP_HEADER, self.node.region())?;
         }
         Ok(())
     }
