@@ -12,6 +12,7 @@ mod explain;
 mod geo;
 mod health_cmd;
 mod metrics_http;
+mod proxy_cmd;
 mod simulate;
 mod store_args;
 
@@ -40,6 +41,9 @@ enum Command {
     /// Run a health prober: probe every region's health checks from this vantage point and publish what
     /// it sees to the state store, under a lease.
     Health(Box<health_cmd::HealthArgs>),
+    /// Run a region's L7 proxy: balance over its backends, spill to the next region when it cannot serve
+    /// a request well, enforce residency, report load.
+    Proxy(Box<proxy_cmd::ProxyArgs>),
 }
 
 #[derive(Subcommand)]
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
         Command::Dns(args) => block_on(dns_cmd::run(&args)),
         Command::Explain(args) => explain::run(&args),
         Command::Health(args) => block_on(health_cmd::run(&args)),
+        Command::Proxy(args) => block_on(proxy_cmd::run(&args)),
     };
     match result {
         Ok(code) => code,

@@ -10,4 +10,5 @@ mod config_store;
 mod dns;
 mod explain;
 mod health;
+mod proxy;
 mod support;
