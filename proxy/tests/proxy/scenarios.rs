@@ -294,3 +294,47 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(tokio::net::TcpStream::connect(p).await.is_err());
 }
+
+/// On a real etcd: a backend drained through the store sends requests to the next region, restoring it
+/// brings them back, and the proxy's load report is there under its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_etcd_backend_drains_and_load_reports() {
+    let etcd = meridian_store::testing::EtcdServer::start();
+    let store: Arc<dyn meridian_store::KvStore> = Arc::new(
+        meridian_store::EtcdStore::new(meridian_store::EtcdOptions::new(vec![etcd.client_url.clone()])).unwrap(),
+    );
+    let w = World::start(Setup {
+        store: Some(store),
+        ..Setup::default()
+    })
+    .await;
+    let r = get(w.proxy("waw"), "open.gslb.example", &eu()).await.unwrap();
+    assert_eq!(r.header("x-meridian-region"), Some("waw"));
+    w.drain_backend("open", w.origin("waw").addr).await;
+    let r = get(w.proxy("waw"), "open.gslb.example", &eu()).await.unwrap();
+    assert_eq!((r.status, r.header("x-meridian-region")), (200, Some("fra")));
+    // Only that service's backend is drained.
+    let r = get(w.proxy("waw"), "api.gslb.example", &eu()).await.unwrap();
+    assert_eq!(r.header("x-meridian-region"), Some("waw"));
+    let rev = w
+        .store
+        .delete(&w.keys.backend_drain("open", &w.origin("waw").addr.to_string()))
+        .await
+        .unwrap();
+    w.settle(rev).await;
+    let r = get(w.proxy("waw"), "open.gslb.example", &eu()).await.unwrap();
+    assert_eq!(r.header("x-meridian-region"), Some("waw"));
+    let key = w.keys.load("fra", "test-fra");
+    let mut seen = false;
+    for _ in 0..40 {
+        if let Some(kv) = w.store.get(&key).await.unwrap() {
+            assert_ne!(kv.lease, 0);
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "fra's load report is in etcd");
+    assert_eq!(w.stop().await, 0);
+    drop(etcd);
+}
