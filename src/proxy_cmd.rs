@@ -90,7 +90,10 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
         bail!(
             "--region {:?}: not a region of {} (known: {})",
             args.region,
-            args.config.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+            args.config
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             known.join(", ")
         );
     }

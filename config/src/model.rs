@@ -369,7 +369,10 @@ impl Cidr {
         };
         let net = Self { addr, prefix };
         if net.network_bits(addr) != Self::bits(addr) {
-            return Err(format!("{s:?} has host bits set (the network is {})", net.normalised()));
+            return Err(format!(
+                "{s:?} has host bits set (the network is {})",
+                net.normalised()
+            ));
         }
         Ok(net)
     }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use indexmap::IndexMap;
 
-use crate::model::{Affinity, Balance, BackendChecks, Cidr, ProxySettings, ServiceProxy};
+use crate::model::{Affinity, BackendChecks, Balance, Cidr, ProxySettings, ServiceProxy};
 use crate::names::path_key;
 use crate::raw::{RawProxy, RawServiceProxy};
 use crate::validate::Checker;
@@ -161,42 +161,37 @@ pub(crate) fn check_service_proxy(
     let balance = match raw.balance.as_deref().unwrap_or("round-robin") {
         "round-robin" => Balance::RoundRobin,
         "least-requests" => Balance::LeastRequests,
-        "consistent-hash" => {
-            match (&raw.affinity_cookie, &raw.affinity_header) {
-                (Some(ck), None) => {
-                    if !is_token(ck) {
-                        c.err(
-                            format!("{pp}.affinity-cookie"),
-                            format!("{ck:?} is not a cookie name"),
-                        );
-                    }
-                    Balance::ConsistentHash(Affinity::Cookie(ck.clone()))
-                }
-                (None, Some(h)) => {
-                    if !is_token(h) {
-                        c.err(
-                            format!("{pp}.affinity-header"),
-                            format!("{h:?} is not a header name"),
-                        );
-                    }
-                    Balance::ConsistentHash(Affinity::Header(h.to_ascii_lowercase()))
-                }
-                (Some(_), Some(_)) => {
+        "consistent-hash" => match (&raw.affinity_cookie, &raw.affinity_header) {
+            (Some(ck), None) => {
+                if !is_token(ck) {
                     c.err(
-                        &pp,
-                        "set affinity-cookie or affinity-header, not both",
+                        format!("{pp}.affinity-cookie"),
+                        format!("{ck:?} is not a cookie name"),
                     );
-                    Balance::RoundRobin
                 }
-                (None, None) => {
-                    c.err(
-                        &pp,
-                        "balance = \"consistent-hash\" needs affinity-cookie or affinity-header",
-                    );
-                    Balance::RoundRobin
-                }
+                Balance::ConsistentHash(Affinity::Cookie(ck.clone()))
             }
-        }
+            (None, Some(h)) => {
+                if !is_token(h) {
+                    c.err(
+                        format!("{pp}.affinity-header"),
+                        format!("{h:?} is not a header name"),
+                    );
+                }
+                Balance::ConsistentHash(Affinity::Header(h.to_ascii_lowercase()))
+            }
+            (Some(_), Some(_)) => {
+                c.err(&pp, "set affinity-cookie or affinity-header, not both");
+                Balance::RoundRobin
+            }
+            (None, None) => {
+                c.err(
+                    &pp,
+                    "balance = \"consistent-hash\" needs affinity-cookie or affinity-header",
+                );
+                Balance::RoundRobin
+            }
+        },
         other => {
             c.err(
                 format!("{pp}.balance"),

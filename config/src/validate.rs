@@ -63,7 +63,13 @@ impl Checker {
     }
 
     /// An integer field: absent -> default; present -> must lie in `range`.
-    pub(crate) fn int(&mut self, path: &str, value: Option<i64>, default: u32, range: RangeInclusive<u32>) -> u32 {
+    pub(crate) fn int(
+        &mut self,
+        path: &str,
+        value: Option<i64>,
+        default: u32,
+        range: RangeInclusive<u32>,
+    ) -> u32 {
         let Some(v) = value else { return default };
         match u32::try_from(v) {
             Ok(v) if range.contains(&v) => v,
@@ -1047,13 +1053,8 @@ fn check_services(
             }
         };
 
-        let proxy = crate::proxy_settings::check_service_proxy(
-            c,
-            &path,
-            &s.backends,
-            s.proxy.as_ref(),
-            &regions,
-        );
+        let proxy =
+            crate::proxy_settings::check_service_proxy(c, &path, &s.backends, s.proxy.as_ref(), &regions);
         if let (Some(hostname), Some(zone), Some(policy)) = (hostname, zone, policy) {
             out.push(Service {
                 name: name.clone(),

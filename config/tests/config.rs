@@ -793,17 +793,39 @@ fn proxy_settings_are_checked() {
         "proxy.trusted-proxies[0]",
         "host bits set",
     );
-    rejects(&with("[proxy]\ntrusted-proxies = [\"nope\"]"), "proxy.trusted-proxies[0]", "not an address");
-    rejects(&with("[proxy]\nconnect-timeout-ms = 0"), "proxy.connect-timeout-ms", "out of range");
-    rejects(&with("[proxy]\nmax-header-bytes = 10"), "proxy.max-header-bytes", "out of range");
-    rejects(&with("[proxy]\nmax-body-bytes = -1"), "proxy.max-body-bytes", "out of range");
     rejects(
-        &BASE.replace("capacity = 100\n\n[regions.vin]", "capacity = 100\nproxy-address = \"example.com:80\"\n\n[regions.vin]"),
+        &with("[proxy]\ntrusted-proxies = [\"nope\"]"),
+        "proxy.trusted-proxies[0]",
+        "not an address",
+    );
+    rejects(
+        &with("[proxy]\nconnect-timeout-ms = 0"),
+        "proxy.connect-timeout-ms",
+        "out of range",
+    );
+    rejects(
+        &with("[proxy]\nmax-header-bytes = 10"),
+        "proxy.max-header-bytes",
+        "out of range",
+    );
+    rejects(
+        &with("[proxy]\nmax-body-bytes = -1"),
+        "proxy.max-body-bytes",
+        "out of range",
+    );
+    rejects(
+        &BASE.replace(
+            "capacity = 100\n\n[regions.vin]",
+            "capacity = 100\nproxy-address = \"example.com:80\"\n\n[regions.vin]",
+        ),
         "regions.waw.proxy-address",
         "not IP:PORT",
     );
     rejects(
-        &BASE.replace("capacity = 100\n\n[regions.vin]", "capacity = 100\nproxy-address = \"0.0.0.0:80\"\n\n[regions.vin]"),
+        &BASE.replace(
+            "capacity = 100\n\n[regions.vin]",
+            "capacity = 100\nproxy-address = \"0.0.0.0:80\"\n\n[regions.vin]",
+        ),
         "regions.waw.proxy-address",
         "unspecified",
     );
@@ -813,7 +835,11 @@ fn proxy_settings_are_checked() {
         "services.meet.backends.lon",
         "not among this service's regions",
     );
-    rejects(&svc("[services.meet.backends]\nwaw = []\n"), "services.meet.backends.waw", "at least one");
+    rejects(
+        &svc("[services.meet.backends]\nwaw = []\n"),
+        "services.meet.backends.waw",
+        "at least one",
+    );
     rejects(
         &svc("[services.meet.backends]\nwaw = [\"10.0.0.1:80\", \"10.0.0.1:80\"]\n"),
         "services.meet.backends.waw[1]",
@@ -824,24 +850,56 @@ fn proxy_settings_are_checked() {
         "services.meet.backends.waw[0]",
         "not IP:PORT",
     );
-    rejects(&svc("[services.meet.proxy]\nbalance = \"round-robin\"\n"), "services.meet.proxy", "no backends");
-    let b = "[services.meet.backends]\nwaw = [\"10.0.0.1:80\"]\n[services.meet.proxy]\n";
-    rejects(&svc(&format!("{b}balance = \"fastest\"\n")), "services.meet.proxy.balance", "is not");
-    rejects(&svc(&format!("{b}balance = \"consistent-hash\"\n")), "services.meet.proxy", "needs affinity");
     rejects(
-        &svc(&format!("{b}balance = \"consistent-hash\"\naffinity-cookie = \"a\"\naffinity-header = \"b\"\n")),
+        &svc("[services.meet.proxy]\nbalance = \"round-robin\"\n"),
+        "services.meet.proxy",
+        "no backends",
+    );
+    let b = "[services.meet.backends]\nwaw = [\"10.0.0.1:80\"]\n[services.meet.proxy]\n";
+    rejects(
+        &svc(&format!("{b}balance = \"fastest\"\n")),
+        "services.meet.proxy.balance",
+        "is not",
+    );
+    rejects(
+        &svc(&format!("{b}balance = \"consistent-hash\"\n")),
+        "services.meet.proxy",
+        "needs affinity",
+    );
+    rejects(
+        &svc(&format!(
+            "{b}balance = \"consistent-hash\"\naffinity-cookie = \"a\"\naffinity-header = \"b\"\n"
+        )),
         "services.meet.proxy",
         "not both",
     );
-    rejects(&svc(&format!("{b}affinity-cookie = \"sid\"\n")), "services.meet.proxy.affinity-cookie", "only applies");
-    rejects(&svc(&format!("{b}balance = \"consistent-hash\"\naffinity-header = \"a b\"\n")), "services.meet.proxy.affinity-header", "not a header name");
-    rejects(&svc(&format!("{b}health-path = \"healthz\"\n")), "services.meet.proxy.health-path", "must start with '/'");
+    rejects(
+        &svc(&format!("{b}affinity-cookie = \"sid\"\n")),
+        "services.meet.proxy.affinity-cookie",
+        "only applies",
+    );
+    rejects(
+        &svc(&format!(
+            "{b}balance = \"consistent-hash\"\naffinity-header = \"a b\"\n"
+        )),
+        "services.meet.proxy.affinity-header",
+        "not a header name",
+    );
+    rejects(
+        &svc(&format!("{b}health-path = \"healthz\"\n")),
+        "services.meet.proxy.health-path",
+        "must start with '/'",
+    );
     rejects(
         &svc(&format!("{b}health-interval-ms = 500\nhealth-timeout-ms = 500\n")),
         "services.meet.proxy.health-timeout-ms",
         "shorter than",
     );
-    rejects(&svc(&format!("{b}health-fall = 0\n")), "services.meet.proxy.health-fall", "out of range");
+    rejects(
+        &svc(&format!("{b}health-fall = 0\n")),
+        "services.meet.proxy.health-fall",
+        "out of range",
+    );
     let ok = Config::from_toml_str(&svc(&format!(
         "{b}balance = \"consistent-hash\"\naffinity-header = \"X-User\"\neject-after-failures = 0\n"
     )))

@@ -46,7 +46,8 @@ fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
     if let Some(rest) = s.strip_prefix('[') {
         return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok());
     }
-    s.rsplit_once(':').and_then(|(ip, _)| ip.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4))
+    s.rsplit_once(':')
+        .and_then(|(ip, _)| ip.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4))
 }
 
 /// The `X-Forwarded-For` to send upstream: the received one with the peer appended when the peer is
@@ -133,13 +134,19 @@ mod tests {
             client_ip(ip("10.0.0.5"), Some(b"[2001:db8::1]:443"), &trusted),
             ip("2001:db8::1")
         );
-        assert_eq!(client_ip(ip("10.0.0.5"), Some(b"83.1.2.3:1234"), &trusted), ip("83.1.2.3"));
+        assert_eq!(
+            client_ip(ip("10.0.0.5"), Some(b"83.1.2.3:1234"), &trusted),
+            ip("83.1.2.3")
+        );
         assert_eq!(client_ip(ip("::ffff:10.0.0.5"), xff, &trusted), ip("83.1.2.3"));
     }
 
     #[test]
     fn forwarded_headers() {
-        assert_eq!(forwarded_for(ip("10.0.0.5"), Some(b"1.2.3.4"), true), "1.2.3.4, 10.0.0.5");
+        assert_eq!(
+            forwarded_for(ip("10.0.0.5"), Some(b"1.2.3.4"), true),
+            "1.2.3.4, 10.0.0.5"
+        );
         assert_eq!(forwarded_for(ip("10.0.0.5"), Some(b"1.2.3.4"), false), "10.0.0.5");
         assert_eq!(
             forwarded(ip("2001:db8::1"), None, false, "api.example"),
@@ -154,7 +161,10 @@ mod tests {
     #[test]
     fn hosts() {
         let mut buf = [0u8; 256];
-        assert_eq!(request_host(Some(b"API.Example:8080"), &mut buf), Some("api.example"));
+        assert_eq!(
+            request_host(Some(b"API.Example:8080"), &mut buf),
+            Some("api.example")
+        );
         let mut buf = [0u8; 256];
         assert_eq!(request_host(Some(b"api.example."), &mut buf), Some("api.example"));
         let mut buf = [0u8; 256];

@@ -181,7 +181,9 @@ impl ProxyNode {
     /// Rebuilds the routing table if the watcher has a newer snapshot than the table's. Must run inside a
     /// tokio runtime (new pools start their health checks on it).
     pub fn refresh(&self) {
-        let Some(snapshot) = self.watcher.snapshot() else { return };
+        let Some(snapshot) = self.watcher.snapshot() else {
+            return;
+        };
         if let Some(t) = self.table.load().as_ref()
             && Arc::ptr_eq(&t.snapshot, &snapshot)
         {
@@ -224,7 +226,9 @@ impl ProxyNode {
         let mut kept = HashMap::new();
         let mut hosts = Vec::new();
         for s in config.services() {
-            let Some(service) = topology.service_index(&s.name) else { continue };
+            let Some(service) = topology.service_index(&s.name) else {
+                continue;
+            };
             let local_backends = s.proxy.backends_in(&self.options.region);
             let pool = if local_backends.is_empty() {
                 None
@@ -383,7 +387,10 @@ impl ProxyNode {
     }
 
     async fn report_loop(self: Arc<Self>, store: Arc<dyn KvStore>) {
-        let key = self.options.keys.load(&self.options.region, &self.options.instance);
+        let key = self
+            .options
+            .keys
+            .load(&self.options.region, &self.options.instance);
         let keeper = loop {
             if self.stopped.load(Ordering::Relaxed) {
                 return;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use meridian_config::{Balance, BackendChecks, ProxySettings};
+use meridian_config::{BackendChecks, Balance, ProxySettings};
 use pingora::http::RequestHeader;
 use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::{Consistent, RoundRobin};
@@ -340,7 +340,9 @@ impl Pool {
 
     /// Whether slot `i` is drained by an operator.
     pub fn drained(&self, i: usize) -> bool {
-        self.slots.get(i).is_some_and(|s| s.drained.load(Ordering::Relaxed))
+        self.slots
+            .get(i)
+            .is_some_and(|s| s.drained.load(Ordering::Relaxed))
     }
 
     /// One health-check round over every backend.

@@ -121,10 +121,7 @@ impl Plan {
     pub fn local() -> Self {
         let mut targets = Targets::new();
         targets.push(Target::Local);
-        Self::Serve {
-            targets,
-            spill: None,
-        }
+        Self::Serve { targets, spill: None }
     }
 }
 
@@ -233,10 +230,7 @@ pub fn plan(input: &RouteInput<'_>, client: &ClientLocation, request_hash: u64) 
     match targets.first() {
         None if !allowed => Plan::Refuse(Refuse::Residency),
         None => Plan::Refuse(Refuse::NoRegion),
-        Some(Target::Local) => Plan::Serve {
-            targets,
-            spill: None,
-        },
+        Some(Target::Local) => Plan::Serve { targets, spill: None },
         Some(Target::Region(_)) => Plan::Serve {
             targets,
             spill: Some(reason),

@@ -102,10 +102,7 @@ impl ProxyServer {
         // pingora binds inside its service thread and only logs a failure: check first, so a taken
         // address is an error here rather than a proxy that silently serves nothing.
         for l in &listeners {
-            TcpListener::bind(l.addr).map_err(|source| StartError::Bind {
-                addr: l.addr,
-                source,
-            })?;
+            TcpListener::bind(l.addr).map_err(|source| StartError::Bind { addr: l.addr, source })?;
         }
         let conf = ServerConf {
             threads: options.threads.max(1),

@@ -234,7 +234,15 @@ impl ProxyHttp for RegionService {
         let region = self.node.region();
         let Some(table) = self.node.table() else {
             self.refuse_metric("not-ready");
-            return answer(session, 503, region, "not-ready", "proxy has no configuration yet\n", false).await;
+            return answer(
+                session,
+                503,
+                region,
+                "not-ready",
+                "proxy has no configuration yet\n",
+                false,
+            )
+            .await;
         };
         let settings = &table.settings;
         let client_timeout = std::time::Duration::from_millis(u64::from(settings.client_timeout_ms));
@@ -255,7 +263,8 @@ impl ProxyHttp for RegionService {
             &settings.trusted_proxies,
         );
         if settings.rate_limit_per_client > 0
-            && self.node.limiter.observe(&ctx.client, 1) > isize::try_from(settings.rate_limit_per_client).unwrap_or(isize::MAX)
+            && self.node.limiter.observe(&ctx.client, 1)
+                > isize::try_from(settings.rate_limit_per_client).unwrap_or(isize::MAX)
         {
             self.refuse_metric("rate-limited");
             return answer(session, 429, region, "rate-limited", "too many requests\n", false).await;
@@ -281,7 +290,15 @@ impl ProxyHttp for RegionService {
         match declared {
             Some(Ok(n)) if n > settings.max_body_bytes => {
                 self.refuse_metric("body-too-large");
-                return answer(session, 413, region, "body-too-large", "request body too large\n", true).await;
+                return answer(
+                    session,
+                    413,
+                    region,
+                    "body-too-large",
+                    "request body too large\n",
+                    true,
+                )
+                .await;
             }
             Some(Err(_)) => {
                 self.refuse_metric("bad-request");
@@ -298,11 +315,27 @@ impl ProxyHttp for RegionService {
             .or_else(|| req.headers.get("host").map(|v| v.as_bytes()));
         let Some(host) = request_host(authority, &mut buf) else {
             self.refuse_metric("no-host");
-            return answer(session, 400, region, "no-host", "missing or invalid Host\n", false).await;
+            return answer(
+                session,
+                400,
+                region,
+                "no-host",
+                "missing or invalid Host\n",
+                false,
+            )
+            .await;
         };
         let Some(h) = table.host(host) else {
             self.refuse_metric("unknown-host");
-            return answer(session, 404, region, "unknown-host", "no service for this host\n", false).await;
+            return answer(
+                session,
+                404,
+                region,
+                "unknown-host",
+                "no service for this host\n",
+                false,
+            )
+            .await;
         };
         ctx.host = h;
         if !table.hosts[h].proxied {
@@ -407,7 +440,8 @@ impl ProxyHttp for RegionService {
                         if !fresh.is_empty() {
                             ctx.targets.clear();
                             ctx.next = 0;
-                            ctx.targets.extend(fresh.into_iter().take(crate::route::MAX_TARGETS));
+                            ctx.targets
+                                .extend(fresh.into_iter().take(crate::route::MAX_TARGETS));
                             ctx.spill = spill;
                             self.node
                                 .metrics
@@ -421,7 +455,11 @@ impl ProxyHttp for RegionService {
                         }
                     }
                 }
-                let code = if ctx.local_attempts > 0 || ctx.replanned { 502 } else { 503 };
+                let code = if ctx.local_attempts > 0 || ctx.replanned {
+                    502
+                } else {
+                    503
+                };
                 return Error::e_explain(ErrorType::HTTPStatus(code), "no upstream left to try");
             };
             match target {
@@ -453,7 +491,9 @@ impl ProxyHttp for RegionService {
                 }
                 Target::Region(r) => {
                     ctx.next += 1;
-                    let Some(Some(peer)) = table.peers.get(r.get()) else { continue };
+                    let Some(Some(peer)) = table.peers.get(r.get()) else {
+                        continue;
+                    };
                     ctx.attempt = Some(Attempt::Remote(r));
                     return Ok(Box::new(peer.clone()));
                 }
@@ -563,10 +603,9 @@ impl ProxyHttp for RegionService {
         let now = now_ms();
         if let Some(Attempt::Local(i)) = ctx.attempt.take()
             && let Some(pool) = ctx.pool().cloned()
+            && pool.end(i, ctx.responded, now)
         {
-            if pool.end(i, ctx.responded, now) {
-                self.ejected(ctx);
-            }
+            self.ejected(ctx);
         }
         let elapsed = ctx.start.elapsed();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
@@ -578,11 +617,7 @@ impl ProxyHttp for RegionService {
             served => {
                 let served_by = match (served, &ctx.table) {
                     (Some(Attempt::Local(_)), _) => self.node.region().to_owned(),
-                    (Some(Attempt::Remote(r)), Some(t)) => t
-                        .snapshot
-                        .topology
-                        .region_id(r)
-                        .to_owned(),
+                    (Some(Attempt::Remote(r)), Some(t)) => t.snapshot.topology.region_id(r).to_owned(),
                     _ => "none".to_owned(),
                 };
                 self.node
@@ -616,12 +651,10 @@ impl RegionService {
                     .inc();
             }
             Some(Attempt::Remote(r)) => {
-                let id = ctx.table.as_ref().map_or_else(String::new, |t| {
-                    t.snapshot
-                        .topology
-                        .region_id(r)
-                        .to_owned()
-                });
+                let id = ctx
+                    .table
+                    .as_ref()
+                    .map_or_else(String::new, |t| t.snapshot.topology.region_id(r).to_owned());
                 self.node
                     .metrics
                     .upstream_errors

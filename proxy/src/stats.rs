@@ -64,7 +64,11 @@ impl Window {
     pub fn take(&self) -> WindowSummary {
         let requests = self.requests.swap(0, Ordering::Relaxed);
         let errors = self.errors.swap(0, Ordering::Relaxed);
-        let counts: Vec<u64> = self.latency.iter().map(|c| c.swap(0, Ordering::Relaxed)).collect();
+        let counts: Vec<u64> = self
+            .latency
+            .iter()
+            .map(|c| c.swap(0, Ordering::Relaxed))
+            .collect();
         let total: u64 = counts.iter().sum();
         let latency = (total > 0).then(|| {
             let q = |p: f64| {

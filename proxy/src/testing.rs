@@ -40,7 +40,9 @@ impl Origin {
         let (h, d, t) = (hits.clone(), delay_ms.clone(), tasks.clone());
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let conn = tokio::spawn(serve(stream, region.clone(), h.clone(), d.clone()));
                 let mut tasks = t.lock().unwrap_or_else(|p| p.into_inner());

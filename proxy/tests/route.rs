@@ -48,8 +48,20 @@ struct RegionGen {
 }
 
 fn region_gen() -> impl Strategy<Value = RegionGen> {
-    (0u8..3, prop::bool::weighted(0.2), prop_oneof![Just(0u32), Just(100), 1u32..500], prop::option::of(0u32..200), 0u8..6)
-        .prop_map(|(health, drained, weight, in_flight, drill)| RegionGen { health, drained, weight, in_flight, drill })
+    (
+        0u8..3,
+        prop::bool::weighted(0.2),
+        prop_oneof![Just(0u32), Just(100), 1u32..500],
+        prop::option::of(0u32..200),
+        0u8..6,
+    )
+        .prop_map(|(health, drained, weight, in_flight, drill)| RegionGen {
+            health,
+            drained,
+            weight,
+            in_flight,
+            drill,
+        })
 }
 
 fn states(topo: &Topology, gens: &[RegionGen]) -> RegionStates {
@@ -68,7 +80,11 @@ fn states(topo: &Topology, gens: &[RegionGen]) -> RegionStates {
             _ => None,
         };
         if let Some(mode) = mode {
-            st.drills.push(Drill { id: "d".into(), mode, expires_at_ms: 2000 });
+            st.drills.push(Drill {
+                id: "d".into(),
+                mode,
+                expires_at_ms: 2000,
+            });
         }
     }
     s
@@ -162,7 +178,13 @@ proptest! {
 fn over_capacity_drained_and_drilled_regions_send_requests_on() {
     let topo = topology(false, "nearest");
     let gens = vec![
-        RegionGen { health: 0, drained: false, weight: 100, in_flight: None, drill: 0 };
+        RegionGen {
+            health: 0,
+            drained: false,
+            weight: 100,
+            in_flight: None,
+            drill: 0
+        };
         4
     ];
     let st = states(&topo, &gens);
@@ -198,7 +220,11 @@ fn over_capacity_drained_and_drilled_regions_send_requests_on() {
     let (_, p) = run(&st, 0, false);
     assert_eq!(first(&p), (Target::Region(fra), Some(Leave::NoHealthyBackend)));
     let mut drilled = st.clone();
-    drilled.get_mut(waw).unwrap().drills.push(Drill { id: "x".into(), mode: DrillMode::Down, expires_at_ms: 2000 });
+    drilled.get_mut(waw).unwrap().drills.push(Drill {
+        id: "x".into(),
+        mode: DrillMode::Down,
+        expires_at_ms: 2000,
+    });
     let (fast, p) = run(&drilled, 0, true);
     assert!(!fast);
     assert_eq!(first(&p).0, Target::Region(fra));
@@ -221,7 +247,11 @@ fn over_capacity_drained_and_drilled_regions_send_requests_on() {
     assert!(fast_path(&input));
     // A capacity drill at 10% makes 10 in flight "full".
     let mut cap = st.clone();
-    cap.get_mut(waw).unwrap().drills.push(Drill { id: "c".into(), mode: DrillMode::Capacity { percent: 10 }, expires_at_ms: 2000 });
+    cap.get_mut(waw).unwrap().drills.push(Drill {
+        id: "c".into(),
+        mode: DrillMode::Capacity { percent: 10 },
+        expires_at_ms: 2000,
+    });
     let (_, p) = run(&cap, 10, true);
     assert_eq!(first(&p), (Target::Region(fra), Some(Leave::OverCapacity)));
 }

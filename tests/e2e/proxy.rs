@@ -60,13 +60,21 @@ fra = ["{}"]
 
 fn proxy(region: &str, listen: SocketAddr, file: &std::path::Path, data: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_meridian"));
-    c.args(["proxy", "--region", region, "--listen", &listen.to_string(), "--grace-period", "2"])
-        .arg("--config")
-        .arg(file)
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    c.args([
+        "proxy",
+        "--region",
+        region,
+        "--listen",
+        &listen.to_string(),
+        "--grace-period",
+        "2",
+    ])
+    .arg("--config")
+    .arg(file)
+    .arg("--data-dir")
+    .arg(data)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     c
 }
 
@@ -102,24 +110,41 @@ fn two_region_proxies_fail_over_and_stop_on_sigint() {
             .spawn()
             .unwrap(),
     );
-    let _fra = Interrupted(proxy("fra", p_fra, &file, &dir.path().join("d2")).spawn().unwrap());
+    let _fra = Interrupted(
+        proxy("fra", p_fra, &file, &dir.path().join("d2"))
+            .spawn()
+            .unwrap(),
+    );
     wait_until_serving(p_waw);
     wait_until_serving(p_fra);
     let client = [("x-forwarded-for", "83.1.2.3")];
 
     let r = rt.block_on(get(p_waw, "api.gslb.example", &client)).unwrap();
-    assert_eq!((r.status, r.header("x-meridian-region")), (200, Some("waw")), "{r:?}");
+    assert_eq!(
+        (r.status, r.header("x-meridian-region")),
+        (200, Some("waw")),
+        "{r:?}"
+    );
 
     // The local origin dies: the next GETs are served by fra, through fra's proxy process.
     waw_origin.kill();
     for _ in 0..5 {
         let r = rt.block_on(get(p_waw, "api.gslb.example", &client)).unwrap();
-        assert_eq!((r.status, r.header("x-meridian-region")), (200, Some("fra")), "{r:?}");
+        assert_eq!(
+            (r.status, r.header("x-meridian-region")),
+            (200, Some("fra")),
+            "{r:?}"
+        );
         assert!(r.body.contains("x-meridian-hop=waw"), "{}", r.body);
     }
     let (status, body) = http_get(metrics, "/metrics");
     assert_eq!(status, 200);
-    assert!(body.contains("meridian_proxy_requests_total{region=\"waw\",served_by=\"fra\",service=\"api\",status=\"200\"} 5"), "{body}");
+    assert!(
+        body.contains(
+            "meridian_proxy_requests_total{region=\"waw\",served_by=\"fra\",service=\"api\",status=\"200\"} 5"
+        ),
+        "{body}"
+    );
     assert!(body.contains("meridian_proxy_spills_total"), "{body}");
 
     // SIGINT: the proxy stops within its grace period (2 s) and its port closes.
@@ -138,13 +163,23 @@ fn refuses_an_unknown_region_and_a_taken_port() {
     let a: SocketAddr = "127.0.0.1:9".parse().unwrap();
     std::fs::write(&file, config([a, a], [a, a])).unwrap();
     let listen: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-    let out = proxy("nowhere", listen, &file, &dir.path().join("d")).output().unwrap();
+    let out = proxy("nowhere", listen, &file, &dir.path().join("d"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("--region \"nowhere\": not a region"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--region \"nowhere\": not a region"),
+        "{}",
+        stderr(&out)
+    );
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     let out = proxy("waw", addr, &file, &dir.path().join("d")).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&format!("cannot listen on {addr}")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot listen on {addr}")),
+        "{}",
+        stderr(&out)
+    );
 }

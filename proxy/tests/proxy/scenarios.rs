@@ -18,21 +18,38 @@ async fn serves_locally_names_the_region_and_sets_forwarding_headers() {
     assert_eq!(r.header("x-meridian-region"), Some("waw"));
     assert!(r.body.contains("region=waw"), "{}", r.body);
     // The trusted peer's X-Forwarded-For is extended with the peer.
-    assert!(r.body.contains(&format!("x-forwarded-for={EU_CLIENT}, 127.0.0.1")), "{}", r.body);
+    assert!(
+        r.body
+            .contains(&format!("x-forwarded-for={EU_CLIENT}, 127.0.0.1")),
+        "{}",
+        r.body
+    );
     assert!(r.body.contains("x-forwarded-proto=http"), "{}", r.body);
-    assert!(r.body.contains("forwarded=for=127.0.0.1;proto=http;host=\"api.gslb.example\""), "{}", r.body);
+    assert!(
+        r.body
+            .contains("forwarded=for=127.0.0.1;proto=http;host=\"api.gslb.example\""),
+        "{}",
+        r.body
+    );
     assert!(r.body.contains("x-meridian-hop=\n"), "not forwarded: {}", r.body);
     // Host matching ignores case, port and a trailing dot.
-    let r = get(w.proxy("fra"), "API.gslb.example.:8080", &eu()).await.unwrap();
+    let r = get(w.proxy("fra"), "API.gslb.example.:8080", &eu())
+        .await
+        .unwrap();
     assert_eq!(r.header("x-meridian-region"), Some("fra"));
     // Unknown host: 404; DNS-only service: 404 saying so.
     let r = get(w.proxy("waw"), "nope.example", &[]).await.unwrap();
-    assert_eq!((r.status, r.header("x-meridian-reason")), (404, Some("unknown-host")));
+    assert_eq!(
+        (r.status, r.header("x-meridian-reason")),
+        (404, Some("unknown-host"))
+    );
     let r = get(w.proxy("waw"), "dnsonly.gslb.example", &[]).await.unwrap();
     assert_eq!((r.status, r.header("x-meridian-reason")), (404, Some("dns-only")));
     let text = w.metrics_text();
     assert!(
-        text.contains("meridian_proxy_requests_total{region=\"waw\",served_by=\"waw\",service=\"api\",status=\"200\"} 1"),
+        text.contains(
+            "meridian_proxy_requests_total{region=\"waw\",served_by=\"waw\",service=\"api\",status=\"200\"} 1"
+        ),
         "{text}"
     );
     assert_eq!(w.stop().await, 0);
@@ -77,14 +94,33 @@ async fn local_origin_killed_mid_load_zero_failed_gets() {
         t.await.unwrap();
     }
     assert!(before > 0, "waw served before it died");
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "of {}", total.load(Ordering::Relaxed));
-    assert!(by_fra.load(Ordering::Relaxed) > 10, "{}", by_fra.load(Ordering::Relaxed));
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "of {}",
+        total.load(Ordering::Relaxed)
+    );
+    assert!(
+        by_fra.load(Ordering::Relaxed) > 10,
+        "{}",
+        by_fra.load(Ordering::Relaxed)
+    );
     let text = w.metrics_text();
-    assert!(text.contains("meridian_proxy_spills_total{reason=\"no-healthy-backend\",region=\"waw\"}"), "{text}");
+    assert!(
+        text.contains("meridian_proxy_spills_total{reason=\"no-healthy-backend\",region=\"waw\"}"),
+        "{text}"
+    );
     // The health checks take the dead backend out: new requests go straight to fra.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let t = w.nodes[0].table().unwrap();
-    let pool = t.hosts.iter().find(|h| h.name == "open").unwrap().pool.clone().unwrap();
+    let pool = t
+        .hosts
+        .iter()
+        .find(|h| h.name == "open")
+        .unwrap()
+        .pool
+        .clone()
+        .unwrap();
     assert_eq!(pool.usable_count(u64::MAX / 2), 0, "the dead backend is out");
     let r = get(w.proxy("waw"), "open.gslb.example", &eu()).await.unwrap();
     assert_eq!((r.status, r.header("x-meridian-region")), (200, Some("fra")));
@@ -135,7 +171,10 @@ async fn capacity_exceeded_a_share_spills() {
     assert!(fra > waw / 2, "waw {waw} fra {fra}");
     assert_eq!(other, 0, "spilled to fra, the next region, not further");
     let text = w.metrics_text();
-    assert!(text.contains("meridian_proxy_spills_total{reason=\"over-capacity\",region=\"waw\"}"), "{text}");
+    assert!(
+        text.contains("meridian_proxy_spills_total{reason=\"over-capacity\",region=\"waw\"}"),
+        "{text}"
+    );
 }
 
 /// An EU client is only ever sent to EU regions; when none can take it, a clear 503.
@@ -145,17 +184,30 @@ async fn eu_client_never_leaves_the_eu_set() {
     // An EU client arriving at the US proxy is relayed to an EU region; a US client is served there.
     let r = get(w.proxy("vin"), "api.gslb.example", &eu()).await.unwrap();
     assert_eq!(r.status, 200, "{r:?}");
-    assert!(matches!(r.header("x-meridian-region"), Some("waw" | "fra")), "{r:?}");
+    assert!(
+        matches!(r.header("x-meridian-region"), Some("waw" | "fra")),
+        "{r:?}"
+    );
     assert_eq!(r.header("x-meridian-reason"), Some("residency"));
     assert_eq!(w.origin("vin").hits(), 0);
-    let r = get(w.proxy("vin"), "api.gslb.example", &[("x-forwarded-for", US_CLIENT)]).await.unwrap();
+    let r = get(
+        w.proxy("vin"),
+        "api.gslb.example",
+        &[("x-forwarded-for", US_CLIENT)],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.header("x-meridian-region"), Some("vin"));
     assert_eq!(w.origin("vin").hits(), 1);
     // Both EU regions drained: the EU client gets 503 at the US proxy, never the US backend.
     w.drain_region("waw").await;
     w.drain_region("fra").await;
     let r = get(w.proxy("vin"), "api.gslb.example", &eu()).await.unwrap();
-    assert_eq!((r.status, r.header("x-meridian-reason")), (503, Some("residency")), "{r:?}");
+    assert_eq!(
+        (r.status, r.header("x-meridian-reason")),
+        (503, Some("residency")),
+        "{r:?}"
+    );
     assert_eq!(w.origin("vin").hits(), 1);
     // At an EU proxy whose own backend is gone (drained through the store), with the other EU region
     // drained: nowhere in the EU set can serve, and the US region is never tried.
@@ -167,7 +219,10 @@ async fn eu_client_never_leaves_the_eu_set() {
     let r = get(w.proxy("waw"), "open.gslb.example", &eu()).await.unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     let text = w.metrics_text();
-    assert!(text.contains("meridian_proxy_refused_total{reason=\"residency\",region=\"vin\"} 1"), "{text}");
+    assert!(
+        text.contains("meridian_proxy_refused_total{reason=\"residency\",region=\"vin\"} 1"),
+        "{text}"
+    );
 }
 
 /// A request that already crossed a region is never forwarded again.
@@ -183,7 +238,11 @@ async fn loop_guard_one_hop_at_most() {
     // ...with it, it is not forwarded a second time.
     let hop = [("x-forwarded-for", EU_CLIENT), ("x-meridian-hop", "fra")];
     let r = get(w.proxy("waw"), "open.gslb.example", &hop).await.unwrap();
-    assert_eq!((r.status, r.header("x-meridian-reason")), (503, Some("hop-limit")), "{r:?}");
+    assert_eq!(
+        (r.status, r.header("x-meridian-reason")),
+        (503, Some("hop-limit")),
+        "{r:?}"
+    );
     assert_eq!(w.origin("fra").hits(), fra_hits);
     // A hopped request whose target region can serve is served there, locally.
     let r = get(w.proxy("fra"), "open.gslb.example", &hop).await.unwrap();
@@ -196,14 +255,27 @@ async fn malformed_and_oversized_requests_get_4xx() {
     let w = World::start(Setup::default()).await;
     let p = w.proxy("waw");
     let status = |text: &str| -> u16 {
-        text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+        text.split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
     };
     let garbage = raw(p, b"\x00\x01 nonsense \r\n\r\n").await.unwrap();
-    assert!((400..500).contains(&status(&garbage)) || garbage.is_empty(), "{garbage:?}");
-    let bad_line = raw(p, b"GET / HTTP/9.9 extra\r\nhost: open.gslb.example\r\n\r\n").await.unwrap();
-    assert!((400..500).contains(&status(&bad_line)) || bad_line.is_empty(), "{bad_line:?}");
+    assert!(
+        (400..500).contains(&status(&garbage)) || garbage.is_empty(),
+        "{garbage:?}"
+    );
+    let bad_line = raw(p, b"GET / HTTP/9.9 extra\r\nhost: open.gslb.example\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        (400..500).contains(&status(&bad_line)) || bad_line.is_empty(),
+        "{bad_line:?}"
+    );
     let big = "x".repeat(5000);
-    let r = get(p, "open.gslb.example", &[("x-big", big.as_str())]).await.unwrap();
+    let r = get(p, "open.gslb.example", &[("x-big", big.as_str())])
+        .await
+        .unwrap();
     assert_eq!(r.status, 431);
     let r = request(p, "POST", "open.gslb.example", "/", &[("content-length", "5000")])
         .await
@@ -220,7 +292,9 @@ async fn malformed_and_oversized_requests_get_4xx() {
     );
     let text = raw(p, chunked.as_bytes()).await.unwrap();
     assert_eq!(status(&text), 413, "{text:?}");
-    let r = raw(p, b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n").await.unwrap();
+    let r = raw(p, b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
     assert_eq!(status(&r), 400, "{r:?}");
     let r = get(p, "open.gslb.example", &[]).await.unwrap();
     assert_eq!((r.status, r.header("x-meridian-region")), (200, Some("waw")));
@@ -235,12 +309,26 @@ async fn per_client_rate_limit_answers_429() {
     .await;
     let mut statuses = Vec::new();
     for _ in 0..12 {
-        statuses.push(get(w.proxy("waw"), "open.gslb.example", &eu()).await.unwrap().status);
+        statuses.push(
+            get(w.proxy("waw"), "open.gslb.example", &eu())
+                .await
+                .unwrap()
+                .status,
+        );
     }
-    assert!(statuses.iter().filter(|s| **s == 200).count() >= 5, "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 200).count() >= 5,
+        "{statuses:?}"
+    );
     assert!(statuses.contains(&429), "{statuses:?}");
     // Another client is not limited by the first one's burst.
-    let r = get(w.proxy("waw"), "open.gslb.example", &[("x-forwarded-for", US_CLIENT)]).await.unwrap();
+    let r = get(
+        w.proxy("waw"),
+        "open.gslb.example",
+        &[("x-forwarded-for", US_CLIENT)],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200);
 }
 
@@ -265,7 +353,11 @@ async fn load_reports_reach_the_store_and_vanish_on_stop() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let doc = found.expect("a load report with requests");
-    assert_eq!(doc.healthy_backends, Some(2), "two services with one backend each");
+    assert_eq!(
+        doc.healthy_backends,
+        Some(2),
+        "two services with one backend each"
+    );
     assert!(doc.latency_ms.is_some() && doc.error_rate == Some(0.0), "{doc:?}");
     // The watcher sums them into the region's state.
     let snap = w.watcher.snapshot().unwrap();
@@ -301,7 +393,8 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
 async fn on_etcd_backend_drains_and_load_reports() {
     let etcd = meridian_store::testing::EtcdServer::start();
     let store: Arc<dyn meridian_store::KvStore> = Arc::new(
-        meridian_store::EtcdStore::new(meridian_store::EtcdOptions::new(vec![etcd.client_url.clone()])).unwrap(),
+        meridian_store::EtcdStore::new(meridian_store::EtcdOptions::new(vec![etcd.client_url.clone()]))
+            .unwrap(),
     );
     let w = World::start(Setup {
         store: Some(store),

@@ -44,8 +44,16 @@ impl Default for Setup {
     }
 }
 
-pub(crate) fn config_text(origins: &[std::net::SocketAddr], proxies: &[std::net::SocketAddr], setup: &Setup) -> String {
-    let coords = [("52.23", "21.01", "PL", "eu"), ("50.11", "8.68", "DE", "eu"), ("38.75", "-77.67", "US", "us")];
+pub(crate) fn config_text(
+    origins: &[std::net::SocketAddr],
+    proxies: &[std::net::SocketAddr],
+    setup: &Setup,
+) -> String {
+    let coords = [
+        ("52.23", "21.01", "PL", "eu"),
+        ("50.11", "8.68", "DE", "eu"),
+        ("38.75", "-77.67", "US", "us"),
+    ];
     let mut t = format!(
         "schema-version = 1\n[proxy]\ntrusted-proxies = [\"127.0.0.1/32\"]\nmax-header-bytes = 4096\nmax-body-bytes = 1000\n{}\n",
         setup.extra_proxy
@@ -211,8 +219,11 @@ impl World {
             reason: "test".into(),
             at_ms: 1,
         };
-        self.put(self.keys.backend_drain(service, &backend.to_string()), encode(&doc))
-            .await;
+        self.put(
+            self.keys.backend_drain(service, &backend.to_string()),
+            encode(&doc),
+        )
+        .await;
     }
 
     pub(crate) fn metrics_text(&self) -> String {
