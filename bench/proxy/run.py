@@ -136,11 +136,16 @@ def wrk(port, seconds, conns):
 
 
 def cpu_seconds(pid):
-    total = 0
+    """CPU time of the process and its children (nginx's worker is a child of its master)."""
+    total = 0.0
     for d in Path(f"/proc/{pid}/task").iterdir():
         f = (d / "stat").read_text().rsplit(")", 1)[1].split()
-        total += int(f[11]) + int(f[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        children = d / "children"
+        if children.exists():
+            for child in children.read_text().split():
+                total += cpu_seconds(int(child))
+    return total
 
 
 def main():
