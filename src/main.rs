@@ -16,6 +16,7 @@ mod geo;
 mod health_cmd;
 mod metrics_http;
 mod ops_cmd;
+mod proxy_cmd;
 mod simulate;
 mod store_args;
 mod up;
@@ -58,6 +59,9 @@ enum Command {
     /// Failover drills: start, list, stop, or run one end to end and measure it.
     #[command(subcommand)]
     Drill(ops_cmd::DrillCommand),
+    /// Run a region's L7 proxy: balance over its backends, spill to the next region when it cannot serve
+    /// a request well, enforce residency, report load.
+    Proxy(Box<proxy_cmd::ProxyArgs>),
 }
 
 #[derive(Subcommand)]
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
         Command::Status(args) => block_on(ops_cmd::status(&args)),
         Command::Region(cmd) => block_on(ops_cmd::region(&cmd)),
         Command::Drill(cmd) => block_on(ops_cmd::drill(&cmd)),
+        Command::Proxy(args) => block_on(proxy_cmd::run(&args)),
     };
     match result {
         Ok(code) => code,

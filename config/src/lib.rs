@@ -18,6 +18,7 @@ mod country;
 mod country_table;
 mod model;
 mod names;
+mod proxy_settings;
 mod raw;
 mod records;
 mod validate;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 pub use country::{BUILTIN_GROUPS, Continent, CountryCode, CountryInfo, CountrySet, builtin_group};
 pub use model::*;
 pub use names::DomainName;
+pub use proxy_settings::MAX_BACKENDS_PER_REGION;
 pub use records::RecordData;
 pub use validate::{MAX_ANSWER_REGIONS, MAX_REGIONS, MAX_WEIGHT};
 
@@ -41,6 +43,7 @@ pub struct Config {
     services: Vec<Service>,
     residency: Vec<ResidencyRule>,
     health: HealthSettings,
+    proxy: ProxySettings,
 }
 
 /// One thing wrong with a configuration: where, and what.
@@ -178,6 +181,11 @@ impl Config {
     /// How prober opinions become region health.
     pub fn health(&self) -> &HealthSettings {
         &self.health
+    }
+
+    /// Settings of the regional L7 proxies.
+    pub fn proxy(&self) -> &ProxySettings {
+        &self.proxy
     }
 
     /// Residency rules, in file order.

@@ -40,6 +40,8 @@ pub struct Region {
     pub capacity: u32,
     /// Default weight (0–10000) until an operator overrides it; 0 means "send nothing here".
     pub weight: u32,
+    /// Where this region's L7 proxy takes requests spilled from other regions (`None`: it takes none).
+    pub proxy_address: Option<std::net::SocketAddr>,
     /// What probers check to decide whether the region serves (none: the region is never probed, and its
     /// health stays unknown, which steering treats as usable).
     pub health_checks: Vec<HealthCheck>,
@@ -178,6 +180,8 @@ pub struct Service {
     /// Ordered regions for clients whose location is unknown (defaults to `regions`). Used by `nearest`;
     /// `geo` uses its map's default, `failover` and `weighted` do not depend on location.
     pub unknown_location: Vec<String>,
+    /// Backends behind the regions' L7 proxies, and how they are balanced and checked.
+    pub proxy: ServiceProxy,
 }
 
 /// Whether a residency rule restricts clients whose location is unknown.
@@ -332,6 +336,202 @@ impl Default for HealthSettings {
             quorum: Quorum::Majority,
             stale_after_ms: 10_000,
             panic_below_percent: 50,
+        }
+    }
+}
+
+/// A network of addresses (`10.0.0.0/8`, `2001:db8::/32`, or one address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    /// The network address (host bits zero).
+    pub addr: std::net::IpAddr,
+    /// Prefix length (0–32 for IPv4, 0–128 for IPv6).
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `ADDR/LEN` or a bare address (a /32 or /128). Host bits must be zero.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (a, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = a
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address or ADDRESS/PREFIX network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match len {
+            None => max,
+            Some(l) => match l.parse::<u8>() {
+                Ok(p) if p <= max => p,
+                _ => return Err(format!("{s:?}: prefix length must be 0 to {max}")),
+            },
+        };
+        let net = Self { addr, prefix };
+        if net.network_bits(addr) != Self::bits(addr) {
+            return Err(format!(
+                "{s:?} has host bits set (the network is {})",
+                net.normalised()
+            ));
+        }
+        Ok(net)
+    }
+
+    fn bits(ip: std::net::IpAddr) -> u128 {
+        match ip {
+            std::net::IpAddr::V4(a) => u128::from(u32::from(a)),
+            std::net::IpAddr::V6(a) => u128::from(a),
+        }
+    }
+
+    fn network_bits(&self, ip: std::net::IpAddr) -> u128 {
+        let width: u32 = if ip.is_ipv4() { 32 } else { 128 };
+        let host = width - u32::from(self.prefix);
+        let bits = Self::bits(ip);
+        if host >= 128 { 0 } else { (bits >> host) << host }
+    }
+
+    fn normalised(&self) -> String {
+        let bits = self.network_bits(self.addr);
+        let addr: std::net::IpAddr = match self.addr {
+            std::net::IpAddr::V4(_) => Ipv4Addr::from(bits as u32).into(),
+            std::net::IpAddr::V6(_) => Ipv6Addr::from(bits).into(),
+        };
+        format!("{addr}/{}", self.prefix)
+    }
+
+    /// Whether `ip` is in the network (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.addr.is_ipv4() && self.network_bits(ip) == Self::bits(self.addr)
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Process-wide settings of the regional L7 proxies (`[proxy]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// Peers whose `X-Forwarded-For` is believed: the client is its last address not in this list. From
+    /// anyone else the peer's own address is the client.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Time allowed to connect to a backend or a peer region's proxy, in milliseconds.
+    pub connect_timeout_ms: u32,
+    /// Longest silence while reading from or writing to an upstream, in milliseconds.
+    pub upstream_timeout_ms: u32,
+    /// Longest silence from a client (request head or body, or an idle keep-alive connection), in
+    /// milliseconds.
+    pub client_timeout_ms: u32,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_bytes: u32,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: u64,
+    /// Requests per second allowed per client address; 0 turns rate limiting off.
+    pub rate_limit_per_client: u32,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            connect_timeout_ms: 1000,
+            upstream_timeout_ms: 30_000,
+            client_timeout_ms: 60_000,
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+            rate_limit_per_client: 0,
+        }
+    }
+}
+
+/// How a region's proxy spreads a service's requests over the region's backends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Balance {
+    /// In turn (weighted round robin with equal weights).
+    RoundRobin,
+    /// The backend with the fewest requests in flight from this proxy (ties in turn).
+    LeastRequests,
+    /// Consistent hashing (ketama) on an affinity key, so one key keeps its backend while it is up.
+    ConsistentHash(Affinity),
+}
+
+/// Where the affinity key of consistent hashing comes from. Requests without it hash on the client
+/// address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Affinity {
+    /// The value of this cookie.
+    Cookie(String),
+    /// The value of this request header (lower case).
+    Header(String),
+}
+
+/// How a proxy checks its region's backends of a service: actively, on a schedule, and passively, from
+/// the requests it sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendChecks {
+    /// HTTP GET of this path (a 200 passes); `None`: a TCP connection is enough.
+    pub path: Option<String>,
+    /// Time between two checks of a backend, in milliseconds.
+    pub interval_ms: u32,
+    /// A check not done by then failed, in milliseconds (less than the interval).
+    pub timeout_ms: u32,
+    /// Consecutive passing checks that bring a backend back.
+    pub rise: u32,
+    /// Consecutive failing checks that take a backend out.
+    pub fall: u32,
+    /// Consecutive failed requests (connection refused or reset, timeout) that eject a backend at once,
+    /// before the active checks notice; 0 turns passive ejection off.
+    pub eject_after_failures: u32,
+    /// How long an ejected backend gets no requests, in milliseconds.
+    pub eject_for_ms: u32,
+}
+
+impl Default for BackendChecks {
+    fn default() -> Self {
+        Self {
+            path: None,
+            interval_ms: 1000,
+            timeout_ms: 500,
+            rise: 2,
+            fall: 3,
+            eject_after_failures: 5,
+            eject_for_ms: 10_000,
+        }
+    }
+}
+
+/// The proxy side of a service: its backends per region and how they are used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceProxy {
+    /// Backends per region (regions of the service only, in the file's order). Empty: the service is
+    /// DNS-only and proxies answer 404 for its hostname.
+    pub backends: Vec<(String, Vec<std::net::SocketAddr>)>,
+    /// Balancing within a region.
+    pub balance: Balance,
+    /// Active and passive backend health.
+    pub checks: BackendChecks,
+}
+
+impl ServiceProxy {
+    /// The backends of a region (empty if none).
+    pub fn backends_in(&self, region: &str) -> &[std::net::SocketAddr] {
+        self.backends
+            .iter()
+            .find(|(r, _)| r == region)
+            .map_or(&[], |(_, b)| b.as_slice())
+    }
+}
+
+impl Default for ServiceProxy {
+    fn default() -> Self {
+        Self {
+            backends: Vec::new(),
+            balance: Balance::RoundRobin,
+            checks: BackendChecks::default(),
         }
     }
 }

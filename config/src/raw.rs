@@ -24,6 +24,36 @@ pub(crate) struct RawConfig {
     pub(crate) residency: IndexMap<String, RawResidency>,
     #[serde(default)]
     pub(crate) health: Option<RawHealth>,
+    #[serde(default)]
+    pub(crate) proxy: Option<RawProxy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawProxy {
+    #[serde(default)]
+    pub(crate) trusted_proxies: Vec<String>,
+    pub(crate) connect_timeout_ms: Option<i64>,
+    pub(crate) upstream_timeout_ms: Option<i64>,
+    pub(crate) client_timeout_ms: Option<i64>,
+    pub(crate) max_header_bytes: Option<i64>,
+    pub(crate) max_body_bytes: Option<i64>,
+    pub(crate) rate_limit_per_client: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawServiceProxy {
+    pub(crate) balance: Option<String>,
+    pub(crate) affinity_cookie: Option<String>,
+    pub(crate) affinity_header: Option<String>,
+    pub(crate) health_path: Option<String>,
+    pub(crate) health_interval_ms: Option<i64>,
+    pub(crate) health_timeout_ms: Option<i64>,
+    pub(crate) health_rise: Option<i64>,
+    pub(crate) health_fall: Option<i64>,
+    pub(crate) eject_after_failures: Option<i64>,
+    pub(crate) eject_for_ms: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +101,7 @@ pub(crate) struct RawRegion {
     pub(crate) ipv6: Vec<String>,
     pub(crate) capacity: Option<i64>,
     pub(crate) weight: Option<i64>,
+    pub(crate) proxy_address: Option<String>,
     #[serde(default)]
     pub(crate) health_checks: Vec<RawHealthCheck>,
 }
@@ -125,6 +156,9 @@ pub(crate) struct RawService {
     pub(crate) unknown_location: Option<Vec<String>>,
     pub(crate) near_tie_km: Option<f64>,
     pub(crate) geo: Option<RawGeo>,
+    #[serde(default)]
+    pub(crate) backends: IndexMap<String, Vec<String>>,
+    pub(crate) proxy: Option<RawServiceProxy>,
 }
 
 #[derive(Debug, Deserialize)]

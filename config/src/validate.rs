@@ -43,12 +43,12 @@ const DEFAULT_FALL: u32 = 2;
 /// Upper bound on health checks per region.
 const MAX_HEALTH_CHECKS: usize = 16;
 
-struct Checker {
+pub(crate) struct Checker {
     problems: Vec<Problem>,
 }
 
 impl Checker {
-    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             path: path.into(),
             message: message.into(),
@@ -63,7 +63,13 @@ impl Checker {
     }
 
     /// An integer field: absent -> default; present -> must lie in `range`.
-    fn int(&mut self, path: &str, value: Option<i64>, default: u32, range: RangeInclusive<u32>) -> u32 {
+    pub(crate) fn int(
+        &mut self,
+        path: &str,
+        value: Option<i64>,
+        default: u32,
+        range: RangeInclusive<u32>,
+    ) -> u32 {
         let Some(v) = value else { return default };
         match u32::try_from(v) {
             Ok(v) if range.contains(&v) => v,
@@ -177,6 +183,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
 
     let groups = check_country_groups(&mut c, &raw.country_groups);
     let regions = check_regions(&mut c, &raw.regions);
+    let proxy = crate::proxy_settings::check_proxy_settings(&mut c, raw.proxy.as_ref());
     let health = check_health_settings(&mut c, raw.health.as_ref(), &regions);
     let index = RegionIndex {
         ids: raw.regions.keys().map(String::as_str).collect(),
@@ -196,6 +203,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             services,
             residency,
             health,
+            proxy,
         })
     } else {
         Err(c.problems)
@@ -303,6 +311,11 @@ fn check_regions(c: &mut Checker, raw: &indexmap::IndexMap<String, RawRegion>) -
                 ),
             );
         }
+        let proxy_address = crate::proxy_settings::check_proxy_address(
+            c,
+            &format!("{path}.proxy-address"),
+            r.proxy_address.as_deref(),
+        );
         let health_checks = r
             .health_checks
             .iter()
@@ -326,6 +339,7 @@ fn check_regions(c: &mut Checker, raw: &indexmap::IndexMap<String, RawRegion>) -
             capacity,
             weight,
             health_checks,
+            proxy_address,
         });
     }
     out
@@ -1039,6 +1053,8 @@ fn check_services(
             }
         };
 
+        let proxy =
+            crate::proxy_settings::check_service_proxy(c, &path, &s.backends, s.proxy.as_ref(), &regions);
         if let (Some(hostname), Some(zone), Some(policy)) = (hostname, zone, policy) {
             out.push(Service {
                 name: name.clone(),
@@ -1053,6 +1069,7 @@ fn check_services(
                 when_all_down,
                 residency,
                 unknown_location,
+                proxy,
             });
         }
     }

@@ -758,3 +758,154 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn example_describes_the_proxies() {
+    use std::net::SocketAddr;
+    let cfg = Config::from_toml_str(EXAMPLE).unwrap();
+    let waw = cfg.region("waw").unwrap();
+    assert_eq!(waw.proxy_address, Some("192.0.2.10:80".parse().unwrap()));
+    let p = cfg.proxy();
+    assert_eq!(p.trusted_proxies.len(), 1);
+    assert!(p.trusted_proxies[0].contains("10.1.2.3".parse().unwrap()));
+    assert!(!p.trusted_proxies[0].contains("11.1.2.3".parse().unwrap()));
+    assert_eq!(p.rate_limit_per_client, 1000);
+    assert_eq!((p.connect_timeout_ms, p.max_body_bytes), (1000, 10 * 1024 * 1024));
+    let api = cfg.service("api").unwrap();
+    let fra: Vec<SocketAddr> = ["10.20.0.11:8080", "10.20.0.12:8080", "10.20.0.13:8080"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(api.proxy.backends_in("fra"), fra.as_slice());
+    assert!(api.proxy.backends_in("sbg").is_empty());
+    assert_eq!(api.proxy.balance, meridian_config::Balance::LeastRequests);
+    assert_eq!(api.proxy.checks.path.as_deref(), Some("/healthz"));
+    assert_eq!((api.proxy.checks.rise, api.proxy.checks.fall), (2, 3));
+    // Services without backends are DNS-only.
+    assert!(cfg.service("meet").unwrap().proxy.backends.is_empty());
+}
+
+#[test]
+fn proxy_settings_are_checked() {
+    let with = |extra: &str| format!("{BASE}\n{extra}");
+    rejects(
+        &with("[proxy]\ntrusted-proxies = [\"10.0.0.1/8\"]"),
+        "proxy.trusted-proxies[0]",
+        "host bits set",
+    );
+    rejects(
+        &with("[proxy]\ntrusted-proxies = [\"nope\"]"),
+        "proxy.trusted-proxies[0]",
+        "not an address",
+    );
+    rejects(
+        &with("[proxy]\nconnect-timeout-ms = 0"),
+        "proxy.connect-timeout-ms",
+        "out of range",
+    );
+    rejects(
+        &with("[proxy]\nmax-header-bytes = 10"),
+        "proxy.max-header-bytes",
+        "out of range",
+    );
+    rejects(
+        &with("[proxy]\nmax-body-bytes = -1"),
+        "proxy.max-body-bytes",
+        "out of range",
+    );
+    rejects(
+        &BASE.replace(
+            "capacity = 100\n\n[regions.vin]",
+            "capacity = 100\nproxy-address = \"example.com:80\"\n\n[regions.vin]",
+        ),
+        "regions.waw.proxy-address",
+        "not IP:PORT",
+    );
+    rejects(
+        &BASE.replace(
+            "capacity = 100\n\n[regions.vin]",
+            "capacity = 100\nproxy-address = \"0.0.0.0:80\"\n\n[regions.vin]",
+        ),
+        "regions.waw.proxy-address",
+        "unspecified",
+    );
+    let svc = |extra: &str| format!("{BASE}{extra}");
+    rejects(
+        &svc("[services.meet.backends]\nlon = [\"10.0.0.1:80\"]\n"),
+        "services.meet.backends.lon",
+        "not among this service's regions",
+    );
+    rejects(
+        &svc("[services.meet.backends]\nwaw = []\n"),
+        "services.meet.backends.waw",
+        "at least one",
+    );
+    rejects(
+        &svc("[services.meet.backends]\nwaw = [\"10.0.0.1:80\", \"10.0.0.1:80\"]\n"),
+        "services.meet.backends.waw[1]",
+        "listed twice",
+    );
+    rejects(
+        &svc("[services.meet.backends]\nwaw = [\"10.0.0.1\"]\n"),
+        "services.meet.backends.waw[0]",
+        "not IP:PORT",
+    );
+    rejects(
+        &svc("[services.meet.proxy]\nbalance = \"round-robin\"\n"),
+        "services.meet.proxy",
+        "no backends",
+    );
+    let b = "[services.meet.backends]\nwaw = [\"10.0.0.1:80\"]\n[services.meet.proxy]\n";
+    rejects(
+        &svc(&format!("{b}balance = \"fastest\"\n")),
+        "services.meet.proxy.balance",
+        "is not",
+    );
+    rejects(
+        &svc(&format!("{b}balance = \"consistent-hash\"\n")),
+        "services.meet.proxy",
+        "needs affinity",
+    );
+    rejects(
+        &svc(&format!(
+            "{b}balance = \"consistent-hash\"\naffinity-cookie = \"a\"\naffinity-header = \"b\"\n"
+        )),
+        "services.meet.proxy",
+        "not both",
+    );
+    rejects(
+        &svc(&format!("{b}affinity-cookie = \"sid\"\n")),
+        "services.meet.proxy.affinity-cookie",
+        "only applies",
+    );
+    rejects(
+        &svc(&format!(
+            "{b}balance = \"consistent-hash\"\naffinity-header = \"a b\"\n"
+        )),
+        "services.meet.proxy.affinity-header",
+        "not a header name",
+    );
+    rejects(
+        &svc(&format!("{b}health-path = \"healthz\"\n")),
+        "services.meet.proxy.health-path",
+        "must start with '/'",
+    );
+    rejects(
+        &svc(&format!("{b}health-interval-ms = 500\nhealth-timeout-ms = 500\n")),
+        "services.meet.proxy.health-timeout-ms",
+        "shorter than",
+    );
+    rejects(
+        &svc(&format!("{b}health-fall = 0\n")),
+        "services.meet.proxy.health-fall",
+        "out of range",
+    );
+    let ok = Config::from_toml_str(&svc(&format!(
+        "{b}balance = \"consistent-hash\"\naffinity-header = \"X-User\"\neject-after-failures = 0\n"
+    )))
+    .unwrap();
+    assert_eq!(
+        ok.service("meet").unwrap().proxy.balance,
+        meridian_config::Balance::ConsistentHash(meridian_config::Affinity::Header("x-user".into()))
+    );
+}

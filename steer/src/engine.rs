@@ -268,6 +268,52 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
     decision
 }
 
+/// Why a decision would not use a region in this state at `now_ms` (drained, drained or down by a
+/// drill, weight 0, down), or `None` if it is usable. The very check every decision makes (step 3 of
+/// `docs/steering.md`), exposed so that the proxy judges its own region exactly like DNS does.
+pub fn unusable(state: &RegionState, now_ms: u64) -> Option<Skip> {
+    exclusion(state, now_ms)
+}
+
+/// The region's capacity at `now_ms`, after capacity drills (the smallest active percentage applies).
+pub fn effective_capacity(state: &RegionState, now_ms: u64) -> u32 {
+    let percent = state
+        .drills
+        .iter()
+        .filter(|d| d.active(now_ms))
+        .filter_map(|d| match d.mode {
+            DrillMode::Capacity { percent } => Some(u64::from(percent.min(100))),
+            _ => None,
+        })
+        .min()
+        .unwrap_or(100);
+    (u64::from(state.capacity) * percent / 100) as u32
+}
+
+/// Whether the residency rules of `service` let a client in `country` (`None`: location unknown) be
+/// sent to `region` — the hard filter of step 1, as every decision applies it.
+pub fn residency_allows(
+    topology: &Topology,
+    service: ServiceIndex,
+    country: Option<CountryCode>,
+    region: RegionIndex,
+) -> bool {
+    topology
+        .services
+        .get(service.get())
+        .is_some_and(|svc| residency_for(svc, country).0.contains(region))
+}
+
+/// Whether residency lets **every** client of `service` be sent to `region`, wherever it is: the service
+/// has no rules, or the region carries the jurisdiction of each. Then no client location is needed to
+/// know that residency allows the region.
+pub fn residency_allows_everyone(topology: &Topology, service: ServiceIndex, region: RegionIndex) -> bool {
+    topology
+        .services
+        .get(service.get())
+        .is_some_and(|svc| svc.residency.iter().all(|r| r.allowed.contains(region)))
+}
+
 /// The regions residency allows for a client, and how the rules applied.
 fn residency_for(svc: &CompiledService, country: Option<CountryCode>) -> (RegionSet, ResidencyNote) {
     if svc.residency.is_empty() {

@@ -24,7 +24,9 @@ mod topology;
 
 pub use answer::{AnswerAddresses, answer_addresses};
 pub use decision::{Basis, Chosen, Decision, Mode, NoAnswer, ResidencyNote, Skip, Status, Verdict};
-pub use engine::{ClientLocation, Query, steer};
+pub use engine::{
+    ClientLocation, Query, effective_capacity, residency_allows, residency_allows_everyone, steer, unusable,
+};
 pub use geometry::{EARTH_RADIUS_KM, Point, great_circle_km};
 pub use hash::client_hash;
 pub use state::{Drill, DrillMode, Health, RegionState, RegionStates};

@@ -28,6 +28,13 @@ pub enum KeyKind<'a> {
     Weight(&'a str),
     /// `overrides/drains/REGION`.
     Drain(&'a str),
+    /// `overrides/backend-drains/SERVICE/ADDRESS`: one backend of a service drained at the proxies.
+    BackendDrain {
+        /// The service.
+        service: &'a str,
+        /// The backend's address as configured (`10.0.0.1:8080`, `[2001:db8::1]:8080`).
+        backend: &'a str,
+    },
     /// `drills/ID`.
     Drill(&'a str),
     /// `health/TARGET/VANTAGE` (leased by the prober).
@@ -86,6 +93,11 @@ impl Keys {
         format!("{}overrides/drains/{region}", self.prefix)
     }
 
+    /// A backend drain: the proxies stop sending the service's requests to `backend` (`IP:PORT`).
+    pub fn backend_drain(&self, service: &str, backend: &str) -> String {
+        format!("{}overrides/backend-drains/{service}/{backend}", self.prefix)
+    }
+
     /// A drill.
     pub fn drill(&self, id: &str) -> String {
         format!("{}drills/{id}", self.prefix)
@@ -121,6 +133,12 @@ impl Keys {
             ["config"] => KeyKind::Config,
             ["overrides", "weights", r] if !r.is_empty() => KeyKind::Weight(r),
             ["overrides", "drains", r] if !r.is_empty() => KeyKind::Drain(r),
+            ["overrides", "backend-drains", s, b] if !s.is_empty() && !b.is_empty() => {
+                KeyKind::BackendDrain {
+                    service: s,
+                    backend: b,
+                }
+            }
             ["drills", id] if !id.is_empty() => KeyKind::Drill(id),
             ["health", t, v] if !t.is_empty() && !v.is_empty() => KeyKind::Health {
                 target: t,
@@ -245,6 +263,26 @@ pub struct LoadReport {
     pub capacity: Option<u32>,
     /// When, ms since the epoch.
     pub reported_at_ms: u64,
+    /// Share of the last interval's requests that failed (5xx answered, or no answer), 0 to 1.
+    #[serde(default)]
+    pub error_rate: Option<f64>,
+    /// Latency quantiles of the last interval's requests, in milliseconds (absent without requests).
+    #[serde(default)]
+    pub latency_ms: Option<LatencyQuantiles>,
+    /// Backends of the region (all services) that the instance can send requests to now.
+    #[serde(default)]
+    pub healthy_backends: Option<u32>,
+}
+
+/// Latency quantiles, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyQuantiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
 }
 
 /// `audit/TIME-NONCE`: who changed what, when, from what to what.
@@ -298,6 +336,13 @@ mod tests {
         assert_eq!(k.classify(&k.weight("waw")), KeyKind::Weight("waw"));
         assert_eq!(k.classify(&k.drain("fra")), KeyKind::Drain("fra"));
         assert_eq!(k.classify(&k.drill("d1")), KeyKind::Drill("d1"));
+        assert_eq!(
+            k.classify(&k.backend_drain("api", "10.0.0.1:80")),
+            KeyKind::BackendDrain {
+                service: "api",
+                backend: "10.0.0.1:80"
+            }
+        );
         assert_eq!(
             k.classify(&k.health("waw", "v1")),
             KeyKind::Health {

@@ -61,6 +61,8 @@ pub struct Snapshot {
     pub drains: Vec<(String, DrainOverride)>,
     /// Operator weight overrides in force: (region, override).
     pub weights: Vec<(String, WeightOverride)>,
+    /// Backends drained at the proxies: (service, backend address as written in the key, who and why).
+    pub backend_drains: Vec<(String, String, DrainOverride)>,
     /// Values that were skipped, and why (`/meridian/overrides/weights/waw: not JSON: ...`).
     pub problems: Vec<String>,
 }
@@ -71,6 +73,7 @@ enum Doc {
     Config(ConfigDoc),
     Weight(WeightOverride),
     Drain(DrainOverride),
+    BackendDrain(DrainOverride),
     Drill(DrillDoc),
     Health(HealthObservation),
     Load(LoadReport),
@@ -153,6 +156,7 @@ impl SnapshotBuilder {
             KeyKind::Config => decode(&kv.value).map(Doc::Config),
             KeyKind::Weight(_) => decode(&kv.value).map(Doc::Weight),
             KeyKind::Drain(_) => decode(&kv.value).map(Doc::Drain),
+            KeyKind::BackendDrain { .. } => decode(&kv.value).map(Doc::BackendDrain),
             KeyKind::Drill(_) => decode(&kv.value).map(Doc::Drill),
             KeyKind::Health { .. } => decode(&kv.value).map(Doc::Health),
             KeyKind::Load { .. } => decode(&kv.value).map(Doc::Load),
@@ -174,6 +178,7 @@ impl SnapshotBuilder {
         let mut drills = Vec::new();
         let mut drains = Vec::new();
         let mut weights = Vec::new();
+        let mut backend_drains = Vec::new();
         let mut load_sum: BTreeMap<&str, (u32, Option<u32>)> = BTreeMap::new();
         let mut opinions: BTreeMap<&str, Vec<Opinion>> = BTreeMap::new();
 
@@ -215,6 +220,15 @@ impl SnapshotBuilder {
                     if let Some(s) = region_index(region, &mut problems).and_then(|i| states.get_mut(i)) {
                         s.drained = true;
                         drains.push((region.to_owned(), d.clone()));
+                    }
+                }
+                (KeyKind::BackendDrain { service, backend }, Doc::BackendDrain(d)) => {
+                    if config.services().iter().any(|s| s.name == service) {
+                        backend_drains.push((service.to_owned(), backend.to_owned(), d.clone()));
+                    } else {
+                        problems.push(format!(
+                            "{key}: unknown service {service:?} in the current configuration"
+                        ));
                     }
                 }
                 (KeyKind::Drill(id), Doc::Drill(d)) => {
@@ -296,6 +310,7 @@ impl SnapshotBuilder {
             drills,
             drains,
             weights,
+            backend_drains,
             problems,
         })
     }

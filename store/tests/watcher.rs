@@ -89,6 +89,9 @@ fn the_builder_applies_good_values_and_reports_bad_ones() {
             request_rate: 1.0,
             capacity: cap,
             reported_at_ms: 1,
+            error_rate: None,
+            latency_ms: None,
+            healthy_backends: None,
         })
     };
     b.reset(

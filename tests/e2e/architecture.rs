@@ -168,3 +168,28 @@ fn the_admin_api_works_whatever_a_node_runs() {
         );
     }
 }
+
+#[test]
+fn the_proxy_knows_no_dns_nor_probing_and_uses_no_openssl() {
+    let deps = normal_dependencies("meridian-proxy");
+    assert!(deps.contains(&"pingora-proxy".to_owned()), "{deps:?}");
+    assert!(
+        deps.contains(&"meridian-steer".to_owned()),
+        "spillover asks the one steering function"
+    );
+    for forbidden in [
+        "meridian-dns",
+        "meridian-probe",
+        "hickory-server",
+        "hickory-proto",
+        "openssl",
+        "openssl-sys",
+        "boring",
+        "boring-sys",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == forbidden),
+            "meridian-proxy depends on {forbidden}: {deps:?}"
+        );
+    }
+}

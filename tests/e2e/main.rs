@@ -11,5 +11,6 @@ mod dns;
 mod explain;
 mod health;
 mod operators;
+mod proxy;
 mod support;
 mod up;

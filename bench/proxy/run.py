@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""HTTP proxy benchmark: Meridian's regional proxy against nginx and HAProxy, same origin, same run.
+
+The origin is nginx serving a static 200 ("ok\n"), one worker. Each proxy has one worker thread (nginx
+`worker_processes 1` with upstream keep-alive, HAProxy `nbthread 1`, `meridian proxy --threads 1`) and is
+pinned with all its threads to CPU 0; the origin and wrk share CPU 1 (as in
+/work/shared/research/peer-baselines.md). Load: `wrk -t1 -c32 -d{S}s --latency` with keep-alive, the
+proxies taking turns within each round (meridian, nginx, haproxy, ...). Reported: median req/s and p99
+over the rounds, and Meridian's ratios to each peer; errors and non-2xx responses are counted and must be 0.
+
+Usage: bench/proxy/run [--rounds N] [--seconds S] [--connections C]
+Needs: nginx, haproxy, wrk, taskset (bench/proxy/run installs them) and a release build of meridian.
+Everything listens on 127.0.0.1; every process started is stopped by PID.
+"""
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "bench.gslb.example"
+PORTS = {"origin": 18081, "nginx": 18091, "haproxy": 18092, "meridian": 18093}
+
+
+def wait_port(port, timeout=20.0):
+    import socket
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def write_configs(d: Path, target_dir: Path):
+    (d / "logs").mkdir(exist_ok=True)
+    common = f"worker_processes 1;\ndaemon off;\npid {d}/%s.pid;\nerror_log {d}/%s.err warn;\n"
+    (d / "origin.conf").write_text(common % ("origin", "origin") + f"""
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  server {{ listen 127.0.0.1:{PORTS['origin']}; location / {{ return 200 "ok\\n"; }} }}
+}}
+""")
+    (d / "nginx.conf").write_text(common % ("nginx", "nginx") + f"""
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  upstream origin {{ server 127.0.0.1:{PORTS['origin']}; keepalive 64; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{PORTS['nginx']};
+    location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}
+}}
+""")
+    (d / "haproxy.cfg").write_text(f"""global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend fe
+  bind 127.0.0.1:{PORTS['haproxy']}
+  default_backend be
+backend be
+  http-reuse safe
+  server o1 127.0.0.1:{PORTS['origin']}
+""")
+    (d / "meridian.toml").write_text(f"""schema-version = 1
+[regions.waw]
+name = "Warsaw"
+lat = 52.23
+lon = 21.01
+country = "PL"
+ipv4 = ["192.0.2.1"]
+capacity = 1000000
+[zones."gslb.example"]
+ns = ["ns1.gslb.example."]
+[zones."gslb.example".soa]
+mname = "ns1.gslb.example."
+rname = "hostmaster.gslb.example."
+[[zones."gslb.example".records]]
+name = "ns1"
+type = "A"
+data = "203.0.113.53"
+[services.bench]
+hostname = "{HOST}"
+policy = "nearest"
+regions = ["waw"]
+[services.bench.backends]
+waw = ["127.0.0.1:{PORTS['origin']}"]
+""")
+
+
+def start(cmd, cpu):
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(p.pid)], stdout=subprocess.DEVNULL, check=False)
+    return p
+
+
+def pin_again(p, cpu):
+    # Threads started after the first pinning (runtimes) are pinned too.
+    subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(p.pid)], stdout=subprocess.DEVNULL, check=False)
+
+
+def wrk(port, seconds, conns):
+    out = subprocess.run(
+        ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
+         "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    errors = 0
+    for pat in (r"Non-2xx or 3xx responses:\s+(\d+)", r"Socket errors:.*?(\d+)"):
+        e = re.search(pat, out)
+        if e and pat.startswith("Non"):
+            errors += int(e.group(1))
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock:
+        errors += sum(int(x) for x in sock.groups())
+    return rps, p99, errors
+
+
+def cpu_seconds(pid):
+    """CPU time of the process and its children (nginx's worker is a child of its master)."""
+    total = 0.0
+    for d in Path(f"/proc/{pid}/task").iterdir():
+        f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        children = d / "children"
+        if children.exists():
+            for child in children.read_text().split():
+                total += cpu_seconds(int(child))
+    return total
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=32)
+    args = ap.parse_args()
+    meridian = ROOT / "target" / "release" / "meridian"
+    if os.environ.get("CARGO_TARGET_DIR"):
+        meridian = Path(os.environ["CARGO_TARGET_DIR"]) / "release" / "meridian"
+    procs = {}
+    with tempfile.TemporaryDirectory(prefix="meridian-proxy-bench-") as tmp:
+        d = Path(tmp)
+        write_configs(d, meridian)
+        try:
+            procs["origin"] = start(["nginx", "-c", str(d / "origin.conf"), "-p", str(d)], 1)
+            procs["nginx"] = start(["nginx", "-c", str(d / "nginx.conf"), "-p", str(d)], 0)
+            procs["haproxy"] = start(["haproxy", "-db", "-f", str(d / "haproxy.cfg")], 0)
+            procs["meridian"] = start([str(meridian), "proxy", "--region", "waw", "--listen",
+                                       f"127.0.0.1:{PORTS['meridian']}", "--config", str(d / "meridian.toml"),
+                                       "--data-dir", str(d / "data"), "--threads", "1", "--grace-period", "0"], 0)
+            for name, port in PORTS.items():
+                wait_port(port)
+            time.sleep(0.5)
+            for name in ("nginx", "haproxy", "meridian"):
+                pin_again(procs[name], 0)
+            for name in ("meridian", "nginx", "haproxy"):
+                wrk(PORTS[name], 2, args.connections)  # warm-up
+            results = {n: [] for n in ("meridian", "nginx", "haproxy", "origin")}
+            for r in range(args.rounds):
+                for name in ("meridian", "nginx", "haproxy"):
+                    before = cpu_seconds(procs[name].pid)
+                    rps, p99, errors = wrk(PORTS[name], args.seconds, args.connections)
+                    cpu = (cpu_seconds(procs[name].pid) - before) / args.seconds
+                    results[name].append((rps, p99, errors, cpu))
+                    print(f"round {r + 1} {name:9} {rps:10.0f} req/s  p99 {p99:.3f} ms  errors {errors}  "
+                          f"cpu {cpu * 100:.0f}%", file=sys.stderr)
+            rps, p99, errors = wrk(PORTS["origin"], args.seconds, args.connections)
+            results["origin"].append((rps, p99, errors, 0.0))
+        finally:
+            for p in procs.values():
+                p.send_signal(signal.SIGINT if p is procs.get("meridian") else signal.SIGTERM)
+            for p in procs.values():
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+    med = {n: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v),
+               sum(x[2] for x in v), statistics.median(x[3] for x in v)) for n, v in results.items() if v}
+    print(f"| target | req/s (median of {args.rounds} x {args.seconds} s) | p99 ms | errors | SUT CPU |")
+    print("|---|---|---|---|---|")
+    for n in ("meridian", "nginx", "haproxy", "origin"):
+        rps, p99, err, cpu = med[n]
+        cpu_txt = f"{cpu * 100:.0f}%" if n != "origin" else "-"
+        print(f"| {n}{' (direct, 1 run)' if n == 'origin' else ''} | {rps:,.0f} | {p99:.3f} | {err} | {cpu_txt} |")
+    m = med["meridian"]
+    for peer in ("nginx", "haproxy"):
+        p = med[peer]
+        print(f"\nMeridian / {peer}: throughput {m[0] / p[0]:.2f}x, p99 {m[1] / p[1]:.2f}x "
+              f"({'better' if m[1] <= p[1] else 'worse'} p99)", end="")
+    print()
+
+
+if __name__ == "__main__":
+    main()

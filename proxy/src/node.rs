@@ -1,0 +1,465 @@
+//! One region's proxy as a running thing, apart from the HTTP server: its routing table (rebuilt from
+//! each new snapshot, never per request), its pools and their health checks, its counters, and its load
+//! reports to the store.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use meridian_config::{Affinity, Balance, ProxySettings};
+use meridian_geoip::GeoDb;
+use meridian_steer::{RegionIndex, RegionSet, RegionStates, ServiceIndex};
+use meridian_store::schema::{LoadReport, encode};
+use meridian_store::{Keys, KvStore, LeaseKeeper, Snapshot, SnapshotWatcher};
+use pingora::upstreams::peer::HttpPeer;
+use pingora_limits::rate::Rate;
+use tokio::task::JoinHandle;
+
+use crate::pool::{Pool, PoolKey, spawn_health_checks};
+use crate::route::drained_copy;
+use crate::stats::{ProxyMetrics, Window};
+
+/// How often load is reported.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// TTL of the proxy's lease: its load reports vanish this long after it dies.
+pub const LEASE_TTL: Duration = Duration::from_secs(5);
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A hostname the proxy serves, resolved to its service.
+#[derive(Debug)]
+pub struct HostRoute {
+    /// Lower case, no trailing dot.
+    pub host: String,
+    /// The service.
+    pub service: ServiceIndex,
+    /// Its name.
+    pub name: String,
+    /// The local region's backends of the service, if any.
+    pub pool: Option<Arc<Pool>>,
+    /// Some region has backends for the service (else it is DNS-only: 404 here).
+    pub proxied: bool,
+    /// Where consistent hashing takes its key.
+    pub affinity: Option<Affinity>,
+    /// Whether residency allows the local region for every client.
+    pub local_allowed_for_all: bool,
+    pub(crate) ok_local: prometheus::IntCounter,
+}
+
+/// Everything a request needs to be routed, built once per snapshot.
+#[derive(Debug)]
+pub struct RouteTable {
+    /// The snapshot it was built from.
+    pub snapshot: Arc<Snapshot>,
+    /// The local region's index (`None`: the configuration has no such region; every request is refused).
+    pub local: Option<RegionIndex>,
+    /// The snapshot's states with the local region drained.
+    pub states_local_drained: RegionStates,
+    /// Regions with a proxy address (other than the local one).
+    pub reachable: RegionSet,
+    /// Upstream peers of the other regions' proxies, by region index.
+    pub peers: Vec<Option<HttpPeer>>,
+    /// Hostnames served.
+    pub hosts: Vec<HostRoute>,
+    /// Proxy settings of the configuration.
+    pub settings: ProxySettings,
+    /// Requests in flight in the local region at the other proxy instances (their last reports).
+    pub others_in_flight: u32,
+}
+
+impl RouteTable {
+    /// The route of a (lower-case) host.
+    pub fn host(&self, host: &str) -> Option<usize> {
+        self.hosts.iter().position(|h| h.host == host)
+    }
+}
+
+/// Options of one region's proxy.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The region this proxy serves.
+    pub region: String,
+    /// This instance's name in load reports (`load/REGION/INSTANCE`).
+    pub instance: String,
+    /// In-flight requests this instance serves well, reported as its capacity (`None`: the region's
+    /// configured capacity applies).
+    pub capacity: Option<u32>,
+    /// Key layout of the store.
+    pub keys: Keys,
+}
+
+/// One region's proxy state, shared by the HTTP service and the background tasks.
+pub struct ProxyNode {
+    pub(crate) options: NodeOptions,
+    pub(crate) watcher: Arc<SnapshotWatcher>,
+    pub(crate) geo: Arc<GeoDb>,
+    pub(crate) table: ArcSwapOption<RouteTable>,
+    pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
+    /// Requests in flight to the local backends.
+    pub(crate) local_in_flight: AtomicU32,
+    /// Requests being handled at all (for graceful shutdown).
+    pub(crate) active: AtomicU32,
+    pub(crate) window: Window,
+    pub(crate) metrics: ProxyMetrics,
+    pub(crate) limiter: Rate,
+    pub(crate) in_flight_gauge: prometheus::IntGauge,
+    pub(crate) duration: prometheus::Histogram,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    stopped: AtomicBool,
+    stop_notify: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for ProxyNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyNode")
+            .field("options", &self.options)
+            .field("local_in_flight", &self.local_in_flight)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProxyNode {
+    /// A proxy for `options.region` reading `watcher`'s snapshots and locating clients with `geo`;
+    /// metrics go to `metrics` (shared by every region's proxy of the process). Builds the first routing
+    /// table if a snapshot is there; call [`ProxyNode::start`] to keep it current and report load.
+    pub fn new(
+        options: NodeOptions,
+        watcher: Arc<SnapshotWatcher>,
+        geo: Arc<GeoDb>,
+        metrics: ProxyMetrics,
+    ) -> Arc<Self> {
+        let in_flight_gauge = metrics.in_flight.with_label_values(&[&options.region]);
+        let duration = metrics.duration_for(&options.region);
+        Arc::new(Self {
+            options,
+            watcher,
+            geo,
+            table: ArcSwapOption::empty(),
+            pools: Mutex::new(HashMap::new()),
+            local_in_flight: AtomicU32::new(0),
+            active: AtomicU32::new(0),
+            window: Window::default(),
+            metrics,
+            limiter: Rate::new(Duration::from_secs(1)),
+            in_flight_gauge,
+            duration,
+            tasks: Mutex::new(Vec::new()),
+            stopped: AtomicBool::new(false),
+            stop_notify: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The region served.
+    pub fn region(&self) -> &str {
+        &self.options.region
+    }
+
+    /// Requests being handled now.
+    pub fn active_requests(&self) -> u32 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Requests in flight to the local backends now.
+    pub fn local_in_flight(&self) -> u32 {
+        self.local_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The current routing table.
+    pub fn table(&self) -> Option<Arc<RouteTable>> {
+        self.table.load_full()
+    }
+
+    /// Rebuilds the routing table if the watcher has a newer snapshot than the table's. Must run inside a
+    /// tokio runtime (new pools start their health checks on it).
+    pub fn refresh(&self) {
+        let Some(snapshot) = self.watcher.snapshot() else {
+            return;
+        };
+        if let Some(t) = self.table.load().as_ref()
+            && Arc::ptr_eq(&t.snapshot, &snapshot)
+        {
+            return;
+        }
+        let table = self.build(snapshot);
+        self.table.store(Some(Arc::new(table)));
+    }
+
+    fn build(&self, snapshot: Arc<Snapshot>) -> RouteTable {
+        let topology = snapshot.topology.clone();
+        let config = topology.config().clone();
+        let settings = config.proxy().clone();
+        let local = topology.region_index(&self.options.region);
+        let mut reachable = RegionSet::default();
+        let peers: Vec<Option<HttpPeer>> = config
+            .regions()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let addr = r.proxy_address?;
+                if Some(i) == local.map(RegionIndex::get) {
+                    return None;
+                }
+                if let Some(ri) = topology.region_index(&r.id) {
+                    reachable.insert(ri);
+                }
+                let mut peer = HttpPeer::new(addr, false, String::new());
+                let connect = Duration::from_millis(u64::from(settings.connect_timeout_ms));
+                let io = Duration::from_millis(u64::from(settings.upstream_timeout_ms));
+                peer.options.connection_timeout = Some(connect);
+                peer.options.total_connection_timeout = Some(connect);
+                peer.options.read_timeout = Some(io);
+                peer.options.write_timeout = Some(io);
+                peer.options.idle_timeout = Some(Duration::from_secs(60));
+                Some(peer)
+            })
+            .collect();
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = HashMap::new();
+        let mut hosts = Vec::new();
+        for s in config.services() {
+            let Some(service) = topology.service_index(&s.name) else {
+                continue;
+            };
+            let local_backends = s.proxy.backends_in(&self.options.region);
+            let pool = if local_backends.is_empty() {
+                None
+            } else {
+                let host = s.hostname.to_string();
+                let host = host.trim_end_matches('.');
+                let key = PoolKey::new(
+                    &s.name,
+                    host,
+                    local_backends,
+                    &s.proxy.balance,
+                    &s.proxy.checks,
+                    &settings,
+                );
+                let pool = match pools.remove(&key) {
+                    Some(p) => Some(p),
+                    None => match Pool::new(
+                        &s.name,
+                        host,
+                        local_backends,
+                        &s.proxy.balance,
+                        &s.proxy.checks,
+                        &settings,
+                    ) {
+                        Ok(p) => {
+                            let p = Arc::new(p);
+                            spawn_health_checks(&p);
+                            Some(p)
+                        }
+                        Err(e) => {
+                            tracing::error!(service = %s.name, error = %e, "cannot build the backend pool");
+                            None
+                        }
+                    },
+                };
+                if let Some(p) = &pool {
+                    kept.insert(key, p.clone());
+                    let drained: Vec<&str> = snapshot
+                        .backend_drains
+                        .iter()
+                        .filter(|(svc, _, _)| *svc == s.name)
+                        .map(|(_, b, _)| b.as_str())
+                        .collect();
+                    p.apply_drains(&drained);
+                }
+                pool
+            };
+            let affinity = match &s.proxy.balance {
+                Balance::ConsistentHash(a) => Some(a.clone()),
+                _ => None,
+            };
+            let host = s.hostname.to_string().trim_end_matches('.').to_ascii_lowercase();
+            hosts.push(HostRoute {
+                ok_local: self.metrics.requests_for(
+                    &s.name,
+                    &self.options.region,
+                    "200",
+                    &self.options.region,
+                ),
+                host,
+                service,
+                name: s.name.clone(),
+                pool,
+                proxied: !s.proxy.backends.is_empty(),
+                affinity,
+                local_allowed_for_all: local
+                    .is_some_and(|l| meridian_steer::residency_allows_everyone(&topology, service, l)),
+            });
+        }
+        // Pools no longer configured are dropped here; their health loops end with them.
+        *pools = kept;
+        drop(pools);
+        let others_in_flight = snapshot
+            .loads
+            .iter()
+            .filter(|(r, i, _)| *r == self.options.region && *i != self.options.instance)
+            .map(|(_, _, l)| l.in_flight)
+            .fold(0u32, u32::saturating_add);
+        let states_local_drained = match local {
+            Some(l) => drained_copy(&snapshot.states, l),
+            None => snapshot.states.clone(),
+        };
+        RouteTable {
+            snapshot,
+            local,
+            states_local_drained,
+            reachable,
+            peers,
+            hosts,
+            settings,
+            others_in_flight,
+        }
+    }
+
+    /// Backends of the local region (all services) that can take requests now.
+    pub fn healthy_backends(&self) -> u32 {
+        let now = now_ms();
+        self.table().map_or(0, |t| {
+            t.hosts
+                .iter()
+                .filter_map(|h| h.pool.as_ref())
+                .map(|p| p.usable_count(now))
+                .sum()
+        })
+    }
+
+    fn update_gauges(&self) {
+        let now = now_ms();
+        if let Some(t) = self.table() {
+            for h in &t.hosts {
+                if let Some(p) = &h.pool {
+                    self.metrics
+                        .healthy_backends
+                        .with_label_values(&[&self.options.region, &h.name])
+                        .set(i64::from(p.usable_count(now)));
+                }
+            }
+        }
+    }
+
+    /// Starts the background work on the current tokio runtime: the routing table follows the watcher's
+    /// snapshots, and a load report is written every second under a lease of `store` (when given).
+    pub fn start(self: &Arc<Self>, store: Option<Arc<dyn KvStore>>) {
+        self.refresh();
+        let node = self.clone();
+        let refresher = tokio::spawn(async move {
+            let mut revisions = node.watcher.revisions();
+            loop {
+                // Health is re-aggregated on a timer without a new revision: poll too.
+                let _ = tokio::time::timeout(Duration::from_millis(100), revisions.changed()).await;
+                node.refresh();
+            }
+        });
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.push(refresher);
+        if let Some(store) = store {
+            let node = self.clone();
+            tasks.push(tokio::spawn(async move { node.report_loop(store).await }));
+        }
+    }
+
+    /// The load report for now (and the window it closes).
+    pub fn load_report(&self) -> LoadReport {
+        let w = self.window.take();
+        let secs = REPORT_INTERVAL.as_secs_f64();
+        LoadReport {
+            schema: 1,
+            in_flight: self.local_in_flight(),
+            request_rate: w.requests as f64 / secs,
+            capacity: self.options.capacity,
+            reported_at_ms: now_ms(),
+            error_rate: (w.requests > 0).then(|| w.errors as f64 / w.requests as f64),
+            latency_ms: w.latency,
+            healthy_backends: Some(self.healthy_backends()),
+        }
+    }
+
+    async fn report_loop(self: Arc<Self>, store: Arc<dyn KvStore>) {
+        let key = self
+            .options
+            .keys
+            .load(&self.options.region, &self.options.instance);
+        let keeper = loop {
+            if self.stopped.load(Ordering::Relaxed) {
+                return;
+            }
+            match LeaseKeeper::start(store.clone(), LEASE_TTL).await {
+                Ok(k) => break k,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot get a lease for load reports; retrying");
+                    tokio::time::sleep(REPORT_INTERVAL).await;
+                }
+            }
+        };
+        let mut keeper = Some(keeper);
+        let mut tick = tokio::time::interval(REPORT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.stop_notify.notified() => break,
+            }
+            if self.stopped.load(Ordering::Relaxed) {
+                break;
+            }
+            self.update_gauges();
+            let report = self.load_report();
+            let Some(k) = keeper.as_ref() else { break };
+            if let Err(e) = store.put(&key, encode(&report), Some(k.id())).await {
+                tracing::warn!(error = %e, key = %key, "cannot write the load report");
+            }
+        }
+        if let Some(k) = keeper.take() {
+            let _ = k.stop().await;
+        }
+    }
+
+    /// Stops the background work; the load report's lease is revoked (its key vanishes at once).
+    pub async fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        self.stop_notify.notify_one();
+        let tasks: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut reporters = Vec::new();
+        for (i, t) in tasks.into_iter().enumerate() {
+            if i == 0 {
+                t.abort();
+            } else {
+                reporters.push(t);
+            }
+        }
+        for r in reporters {
+            // The reporter notices `stopped` within a report interval and revokes its lease.
+            let _ = tokio::time::timeout(REPORT_INTERVAL * 3, r).await;
+        }
+        *self.pools.lock().unwrap_or_else(|p| p.into_inner()) = HashMap::new();
+        self.table.store(None);
+    }
+
+    /// Locates a client (for the slow path).
+    pub(crate) fn locate(&self, ip: IpAddr) -> meridian_steer::ClientLocation {
+        let (country, continent, coords) = self.geo.locate(ip).parts();
+        meridian_steer::ClientLocation::new(country, continent, coords)
+    }
+}
+
+/// A listening address with its region's proxy.
+#[derive(Clone, Debug)]
+pub struct Listener {
+    /// The proxy.
+    pub node: Arc<ProxyNode>,
+    /// Where it takes requests.
+    pub addr: SocketAddr,
+}

@@ -1,0 +1,373 @@
+//! One service's backends in the local region: pingora's `LoadBalancer` (round robin or ketama) for
+//! selection and active health checks, plus what pingora lacks — least-outstanding-requests selection and
+//! passive ejection after consecutive failures.
+//!
+//! A backend is *ready* when pingora's health check says healthy **and** it is enabled. Draining (an
+//! operator's `overrides/backend-drains/...` key) uses `Backends::set_enable(false)`, never weight 0: a
+//! weight-0 backend panics pingora's ketama selector (pingora issue #1006).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use meridian_config::{BackendChecks, Balance, ProxySettings};
+use pingora::http::RequestHeader;
+use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::selection::{Consistent, RoundRobin};
+use pingora::lb::{Backend, Backends, LoadBalancer};
+use pingora::upstreams::peer::HttpPeer;
+
+/// Up to this many candidates are examined per selection.
+const MAX_SELECT_ITERATIONS: usize = 256;
+
+/// Backends already tried by one request (their slot indices), so a retry picks another.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tried(u128);
+
+impl Tried {
+    /// Marks slot `i` as tried (slots beyond 127 share the last bit; pools are at most 256 backends and
+    /// retries few, so this only makes a retry skip more than it must).
+    pub fn insert(&mut self, i: usize) {
+        self.0 |= 1 << i.min(127);
+    }
+
+    /// Whether slot `i` was tried.
+    pub fn contains(&self, i: usize) -> bool {
+        self.0 & (1 << i.min(127)) != 0
+    }
+
+    /// Number of slots tried.
+    pub fn count(&self) -> u32 {
+        self.0.count_ones()
+    }
+}
+
+/// One backend and its request-path counters.
+#[derive(Debug)]
+pub struct Slot {
+    /// Its address.
+    pub addr: SocketAddr,
+    backend: Backend,
+    peer: HttpPeer,
+    in_flight: AtomicU32,
+    failures: AtomicU32,
+    ejected_until_ms: AtomicU64,
+    drained: AtomicBool,
+}
+
+impl Slot {
+    /// Requests in flight to this backend from this proxy.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// An upstream peer for this backend (pingora pools its connections by peer: keep-alive is reused).
+    pub fn peer(&self) -> HttpPeer {
+        self.peer.clone()
+    }
+}
+
+enum Selector {
+    RoundRobin(LoadBalancer<RoundRobin>),
+    Consistent(LoadBalancer<Consistent>),
+}
+
+impl Selector {
+    fn backends(&self) -> &Backends {
+        match self {
+            Self::RoundRobin(lb) => lb.backends(),
+            Self::Consistent(lb) => lb.backends(),
+        }
+    }
+}
+
+/// One service's backends in the local region.
+pub struct Pool {
+    /// The service.
+    pub service: String,
+    slots: Vec<Slot>,
+    selector: Selector,
+    balance: Balance,
+    checks: BackendChecks,
+    turn: AtomicUsize,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("service", &self.service)
+            .field("slots", &self.slots)
+            .field("balance", &self.balance)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What makes two pools the same (kept across configuration changes, with their health state).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    service: String,
+    hostname: String,
+    backends: Vec<SocketAddr>,
+    balance: String,
+    checks: String,
+    timeouts: (u32, u32),
+}
+
+impl PoolKey {
+    /// The identity of a pool built from these inputs.
+    pub fn new(
+        service: &str,
+        hostname: &str,
+        backends: &[SocketAddr],
+        balance: &Balance,
+        checks: &BackendChecks,
+        settings: &ProxySettings,
+    ) -> Self {
+        Self {
+            service: service.to_owned(),
+            hostname: hostname.to_owned(),
+            backends: backends.to_vec(),
+            balance: format!("{balance:?}"),
+            checks: format!("{checks:?}"),
+            timeouts: (settings.connect_timeout_ms, settings.upstream_timeout_ms),
+        }
+    }
+}
+
+impl Pool {
+    /// A pool over `backends` (at least one), health-checked with `checks` against `hostname`.
+    pub fn new(
+        service: &str,
+        hostname: &str,
+        backends: &[SocketAddr],
+        balance: &Balance,
+        checks: &BackendChecks,
+        settings: &ProxySettings,
+    ) -> std::io::Result<Self> {
+        let timeout = Duration::from_millis(u64::from(checks.timeout_ms));
+        let health: Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> = match &checks.path {
+            Some(path) => {
+                let mut hc = HttpHealthCheck::new(hostname, false);
+                let mut req = RequestHeader::build("GET", path.as_bytes(), None)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                req.insert_header("Host", hostname)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                req.insert_header("User-Agent", "meridian-proxy-health")
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                hc.req = req;
+                hc.peer_template.options.connection_timeout = Some(timeout);
+                hc.peer_template.options.read_timeout = Some(timeout);
+                hc.peer_template.options.total_connection_timeout = Some(timeout);
+                hc.consecutive_success = checks.rise as usize;
+                hc.consecutive_failure = checks.fall as usize;
+                Box::new(hc)
+            }
+            None => {
+                let mut hc = TcpHealthCheck::new();
+                hc.peer_template.options.connection_timeout = Some(timeout);
+                hc.peer_template.options.total_connection_timeout = Some(timeout);
+                hc.consecutive_success = checks.rise as usize;
+                hc.consecutive_failure = checks.fall as usize;
+                hc
+            }
+        };
+        let selector = match balance {
+            Balance::ConsistentHash(_) => {
+                let mut lb = LoadBalancer::<Consistent>::try_from_iter(backends.iter().copied())?;
+                lb.set_health_check(health);
+                Selector::Consistent(lb)
+            }
+            Balance::RoundRobin | Balance::LeastRequests => {
+                let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(backends.iter().copied())?;
+                lb.set_health_check(health);
+                Selector::RoundRobin(lb)
+            }
+        };
+        let connect = Duration::from_millis(u64::from(settings.connect_timeout_ms));
+        let io = Duration::from_millis(u64::from(settings.upstream_timeout_ms));
+        let slots = backends
+            .iter()
+            .map(|&addr| {
+                let mut peer = HttpPeer::new(addr, false, String::new());
+                peer.options.connection_timeout = Some(connect);
+                peer.options.total_connection_timeout = Some(connect);
+                peer.options.read_timeout = Some(io);
+                peer.options.write_timeout = Some(io);
+                peer.options.idle_timeout = Some(Duration::from_secs(60));
+                Slot {
+                    addr,
+                    backend: Backend {
+                        addr: pingora::protocols::l4::socket::SocketAddr::Inet(addr),
+                        weight: 1,
+                        ext: Default::default(),
+                    },
+                    peer,
+                    in_flight: AtomicU32::new(0),
+                    failures: AtomicU32::new(0),
+                    ejected_until_ms: AtomicU64::new(0),
+                    drained: AtomicBool::new(false),
+                }
+            })
+            .collect();
+        Ok(Self {
+            service: service.to_owned(),
+            slots,
+            selector,
+            balance: balance.clone(),
+            checks: checks.clone(),
+            turn: AtomicUsize::new(0),
+        })
+    }
+
+    /// The backends.
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    fn slot_of(&self, b: &Backend) -> Option<usize> {
+        let addr = b.addr.as_inet()?;
+        self.slots.iter().position(|s| s.addr == *addr)
+    }
+
+    /// Whether slot `i` can take a request now: healthy, enabled, not ejected.
+    pub fn usable(&self, i: usize, now_ms: u64) -> bool {
+        self.slots.get(i).is_some_and(|s| {
+            self.selector.backends().ready(&s.backend) && s.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+        })
+    }
+
+    /// Whether any backend not in `tried` can take a request now.
+    pub fn has_usable(&self, tried: Tried, now_ms: u64) -> bool {
+        (0..self.slots.len()).any(|i| !tried.contains(i) && self.usable(i, now_ms))
+    }
+
+    /// Backends that can take a request now.
+    pub fn usable_count(&self, now_ms: u64) -> u32 {
+        (0..self.slots.len()).filter(|&i| self.usable(i, now_ms)).count() as u32
+    }
+
+    /// Picks a backend not in `tried`; `key` is the affinity key (consistent hashing only).
+    pub fn select(&self, key: &[u8], tried: Tried, now_ms: u64) -> Option<usize> {
+        let accept = |b: &Backend, ready: bool| {
+            ready
+                && self.slot_of(b).is_some_and(|i| {
+                    !tried.contains(i) && self.slots[i].ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+                })
+        };
+        match (&self.selector, &self.balance) {
+            (Selector::Consistent(lb), _) => lb
+                .select_with(key, MAX_SELECT_ITERATIONS, accept)
+                .and_then(|b| self.slot_of(&b)),
+            (Selector::RoundRobin(_), Balance::LeastRequests) => {
+                let n = self.slots.len();
+                let start = self.turn.fetch_add(1, Ordering::Relaxed);
+                let mut best: Option<(u32, usize)> = None;
+                for k in 0..n {
+                    let i = (start + k) % n;
+                    if tried.contains(i) || !self.usable(i, now_ms) {
+                        continue;
+                    }
+                    let load = self.slots[i].in_flight();
+                    if best.is_none_or(|(l, _)| load < l) {
+                        best = Some((load, i));
+                    }
+                }
+                best.map(|(_, i)| i)
+            }
+            (Selector::RoundRobin(lb), _) => lb
+                .select_with(key, MAX_SELECT_ITERATIONS, accept)
+                .and_then(|b| self.slot_of(&b)),
+        }
+    }
+
+    /// A request to slot `i` starts.
+    pub fn begin(&self, i: usize) {
+        if let Some(s) = self.slots.get(i) {
+            s.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A request to slot `i` ended; `ok`: the backend answered (whatever the status). Consecutive
+    /// failures eject the backend for `eject-for-ms`; returns `true` when this failure ejected it.
+    pub fn end(&self, i: usize, ok: bool, now_ms: u64) -> bool {
+        let Some(s) = self.slots.get(i) else { return false };
+        s.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.outcome(i, ok, now_ms)
+    }
+
+    /// Records the outcome of an attempt on slot `i` without touching its in-flight count.
+    pub fn outcome(&self, i: usize, ok: bool, now_ms: u64) -> bool {
+        let Some(s) = self.slots.get(i) else { return false };
+        if ok {
+            if s.failures.load(Ordering::Relaxed) != 0 {
+                s.failures.store(0, Ordering::Relaxed);
+            }
+            return false;
+        }
+        let limit = self.checks.eject_after_failures;
+        if limit == 0 {
+            return false;
+        }
+        let n = s.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= limit {
+            s.failures.store(0, Ordering::Relaxed);
+            s.ejected_until_ms
+                .store(now_ms + u64::from(self.checks.eject_for_ms), Ordering::Relaxed);
+            tracing::warn!(
+                service = %self.service,
+                backend = %s.addr,
+                failures = n,
+                "backend ejected after consecutive failures"
+            );
+            return true;
+        }
+        false
+    }
+
+    /// Drains (or restores) the backends named in `drained` (`IP:PORT` as written in the store).
+    pub fn apply_drains(&self, drained: &[&str]) {
+        for s in &self.slots {
+            let text = s.addr.to_string();
+            let d = drained.contains(&text.as_str());
+            if s.drained.swap(d, Ordering::Relaxed) != d {
+                tracing::info!(service = %self.service, backend = %s.addr, drained = d, "backend drain changed");
+            }
+            // Never weight 0 (pingora #1006): enablement is the drain switch.
+            self.selector.backends().set_enable(&s.backend, !d);
+        }
+    }
+
+    /// Whether slot `i` is drained by an operator.
+    pub fn drained(&self, i: usize) -> bool {
+        self.slots
+            .get(i)
+            .is_some_and(|s| s.drained.load(Ordering::Relaxed))
+    }
+
+    /// One health-check round over every backend.
+    pub async fn check_once(&self) {
+        self.selector.backends().run_health_check(true).await;
+    }
+
+    /// Time between health-check rounds.
+    pub fn check_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.checks.interval_ms))
+    }
+}
+
+/// Runs the health checks of `pool` until it is dropped (the loop holds it weakly).
+pub async fn health_loop(pool: Weak<Pool>) {
+    loop {
+        let Some(p) = pool.upgrade() else { return };
+        let interval = p.check_interval();
+        p.check_once().await;
+        drop(p);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Spawns the health-check loop of `pool` on the current tokio runtime.
+pub fn spawn_health_checks(pool: &Arc<Pool>) {
+    tokio::spawn(health_loop(Arc::downgrade(pool)));
+}

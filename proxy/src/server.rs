@@ -1,0 +1,201 @@
+//! Running proxies: one pingora `Server` with one HTTP service per region, on a dedicated thread, stopped
+//! gracefully from the outside.
+//!
+//! Why a thread: pingora's `Server::run_forever` calls `process::exit` and installs its own signal
+//! handlers, and `Server::run` builds its own tokio runtimes (one per service) and blocks. It cannot run
+//! inside the caller's runtime. So [`ProxyServer::start`] builds the `Server` with a configuration made
+//! here (no command line, no YAML, no daemon), adds one service per region, and calls `Server::run` on a
+//! thread of its own with a custom `ShutdownSignalWatch` — no signal handlers are installed; the caller
+//! decides when to stop (Ctrl-C, SIGINT, its own reasons).
+//!
+//! [`ProxyServer::shutdown`] asks pingora for a graceful terminate: the listeners close at once, requests in
+//! flight finish, idle keep-alive connections are closed. It returns as soon as no request is in flight
+//! (or when the grace period is over), without waiting for pingora's own fixed sleep of
+//! `grace_period_seconds` (pingora always sleeps the whole of it, 300 s by default, which is why it is set
+//! here from the grace period): a process exiting then loses nothing.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use tokio::sync::watch;
+
+use crate::node::{Listener, ProxyNode};
+use crate::service::RegionService;
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Worker threads per region's service.
+    pub threads: usize,
+    /// Longest time a graceful shutdown waits for requests in flight.
+    pub grace: Duration,
+    /// Idle upstream connections kept for reuse (shared by all upstreams).
+    pub upstream_keepalive_pool: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            threads: 1,
+            grace: Duration::from_secs(5),
+            upstream_keepalive_pool: 256,
+        }
+    }
+}
+
+/// Why the proxies could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// An address cannot be listened on.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server did not start answering in time.
+    #[error("the proxy did not start listening on {0} within 10 s")]
+    NotListening(SocketAddr),
+    /// The server thread could not be started.
+    #[error("cannot start the proxy thread: {0}")]
+    Thread(std::io::Error),
+    /// Nothing to run.
+    #[error("no listener given")]
+    Empty,
+}
+
+struct StopSignal(watch::Receiver<bool>);
+
+#[async_trait]
+impl ShutdownSignalWatch for StopSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut rx = self.0.clone();
+        // A dropped sender is a stop too.
+        let _ = rx.wait_for(|stop| *stop).await;
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Proxies running on their own thread.
+#[derive(Debug)]
+pub struct ProxyServer {
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+    listeners: Vec<Listener>,
+    grace: Duration,
+}
+
+impl ProxyServer {
+    /// Starts one HTTP service per listener in one pingora server, and waits until every address
+    /// accepts connections. The nodes' background work ([`ProxyNode::start`]) is the caller's.
+    pub async fn start(listeners: Vec<Listener>, options: &ServerOptions) -> Result<Self, StartError> {
+        if listeners.is_empty() {
+            return Err(StartError::Empty);
+        }
+        // pingora binds inside its service thread and only logs a failure: check first, so a taken
+        // address is an error here rather than a proxy that silently serves nothing.
+        for l in &listeners {
+            TcpListener::bind(l.addr).map_err(|source| StartError::Bind { addr: l.addr, source })?;
+        }
+        let conf = ServerConf {
+            threads: options.threads.max(1),
+            grace_period_seconds: Some(options.grace.as_secs_f64().ceil() as u64),
+            graceful_shutdown_timeout_seconds: Some(1),
+            upstream_keepalive_pool_size: options.upstream_keepalive_pool,
+            ..ServerConf::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        for l in &listeners {
+            let mut service = http_proxy_service_with_name(
+                &server.configuration,
+                RegionService::new(l.node.clone()),
+                &format!("meridian proxy {}", l.node.region()),
+            );
+            service.add_tcp(&l.addr.to_string());
+            server.add_service(service);
+        }
+        let (stop, rx) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("meridian-proxy".into())
+            .spawn(move || {
+                server.run(RunArgs {
+                    shutdown_signal: Box::new(StopSignal(rx)),
+                });
+            })
+            .map_err(StartError::Thread)?;
+        let this = Self {
+            stop,
+            thread: Some(thread),
+            listeners,
+            grace: options.grace,
+        };
+        for l in &this.listeners {
+            let addr = l.addr;
+            let up = tokio::task::spawn_blocking(move || {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                false
+            })
+            .await
+            .unwrap_or(false);
+            if !up {
+                let _ = this.stop.send(true);
+                return Err(StartError::NotListening(addr));
+            }
+        }
+        Ok(this)
+    }
+
+    /// The listeners.
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    /// Requests being handled by every region's proxy.
+    pub fn active_requests(&self) -> u32 {
+        self.listeners.iter().map(|l| l.node.active_requests()).sum()
+    }
+
+    /// Stops accepting connections, waits for requests in flight (at most the grace period), then stops
+    /// the nodes' background work (their load reports are withdrawn). Returns the requests still in
+    /// flight when it gave up waiting (0 after a clean drain).
+    pub async fn shutdown(mut self) -> u32 {
+        let _ = self.stop.send(true);
+        let deadline = Instant::now() + self.grace;
+        // Let pingora see the signal and close its listeners before counting.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while self.active_requests() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.active_requests();
+        let nodes: Vec<Arc<ProxyNode>> = self.listeners.iter().map(|l| l.node.clone()).collect();
+        for n in nodes {
+            n.stop().await;
+        }
+        // pingora's thread sleeps out its grace period before exiting: join it only if it is done.
+        if let Some(t) = self.thread.take()
+            && t.is_finished()
+        {
+            let _ = t.join();
+        }
+        left
+    }
+}
+
+impl Drop for ProxyServer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}

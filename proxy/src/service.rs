@@ -1,0 +1,679 @@
+//! The pingora glue: `ProxyHttp` callbacks that read the routing table, ask [`crate::route`] where to go,
+//! and keep the counters. Kept thin: every choice is made by the pure functions of `route` and `pool`.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use meridian_config::Affinity;
+use meridian_steer::client_hash;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+
+use crate::client::{client_ip, forwarded, forwarded_for, is_trusted, request_host};
+use crate::node::{ProxyNode, RouteTable, now_ms};
+use crate::pool::Tried;
+use crate::route::{Leave, Plan, RouteInput, Target, Targets, fast_path, plan};
+
+/// Response header naming the region whose backends served (or which answered itself).
+pub const REGION_HEADER: &str = "x-meridian-region";
+/// Request header a proxy adds when it forwards to another region: the origin region. A request carrying
+/// it is never forwarded again.
+pub const HOP_HEADER: &str = "x-meridian-hop";
+/// Response header saying why the proxy answered itself (refusals) or why the request left its region.
+pub const REASON_HEADER: &str = "x-meridian-reason";
+
+/// Most attempts on local backends per request (connection failures and retried upstream errors).
+const MAX_LOCAL_ATTEMPTS: u32 = 3;
+
+/// One region's proxy, as pingora's `ProxyHttp`.
+#[derive(Clone, Debug)]
+pub struct RegionService {
+    node: Arc<ProxyNode>,
+}
+
+impl RegionService {
+    /// The HTTP side of `node`.
+    pub fn new(node: Arc<ProxyNode>) -> Self {
+        Self { node }
+    }
+}
+
+/// The current attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attempt {
+    Local(usize),
+    Remote(meridian_steer::RegionIndex),
+}
+
+/// Per-request state.
+#[derive(Debug)]
+pub struct RequestCtx {
+    node: Arc<ProxyNode>,
+    start: Instant,
+    table: Option<Arc<RouteTable>>,
+    host: usize,
+    peer: IpAddr,
+    peer_trusted: bool,
+    client: IpAddr,
+    hopped: bool,
+    targets: Targets,
+    next: usize,
+    replanned: bool,
+    spill: Option<Leave>,
+    tried: Tried,
+    local_attempts: u32,
+    attempt: Option<Attempt>,
+    served_by: Option<Attempt>,
+    counted_local: bool,
+    responded: bool,
+    body_seen: u64,
+}
+
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        if let Some(Attempt::Local(i)) = self.attempt.take()
+            && let Some(pool) = self.pool()
+        {
+            pool.end(i, self.responded, now_ms());
+        }
+        if self.counted_local {
+            self.node.local_in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.node.in_flight_gauge.dec();
+        }
+        self.node.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl RequestCtx {
+    fn route(&self) -> Option<&crate::node::HostRoute> {
+        self.table.as_ref()?.hosts.get(self.host)
+    }
+
+    fn pool(&self) -> Option<&Arc<crate::pool::Pool>> {
+        self.route()?.pool.as_ref()
+    }
+}
+
+async fn answer(
+    session: &mut Session,
+    status: u16,
+    region: &str,
+    reason: &str,
+    body: &'static str,
+    close: bool,
+) -> Result<bool> {
+    let mut resp = ResponseHeader::build(status, Some(5))?;
+    resp.insert_header("content-type", "text/plain; charset=utf-8")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header(REGION_HEADER, region)?;
+    resp.insert_header(REASON_HEADER, reason)?;
+    if close {
+        resp.insert_header("connection", "close")?;
+        session.set_keepalive(None);
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+        .await?;
+    Ok(true)
+}
+
+fn head_size(req: &RequestHeader) -> usize {
+    let target = req.uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + req.uri.authority().map_or(0, |a| a.as_str().len());
+    let line = req.method.as_str().len() + target + 12;
+    req.headers
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
+impl RegionService {
+    fn refuse_metric(&self, reason: &str) {
+        self.node
+            .metrics
+            .refused
+            .with_label_values(&[self.node.region(), reason])
+            .inc();
+    }
+
+    /// Builds the plan for a request whose local pool may be exhausted.
+    fn make_plan(&self, ctx: &RequestCtx, table: &RouteTable, pool_has_backend: bool) -> Option<Plan> {
+        let route = table.hosts.get(ctx.host)?;
+        let local = table.local?;
+        let now = now_ms();
+        let input = RouteInput {
+            topology: &table.snapshot.topology,
+            states: &table.snapshot.states,
+            states_local_drained: &table.states_local_drained,
+            service: route.service,
+            local,
+            reachable: table.reachable,
+            pool_has_backend,
+            in_flight: table
+                .others_in_flight
+                .saturating_add(self.node.local_in_flight.load(Ordering::Relaxed)),
+            hopped: ctx.hopped,
+            now_ms: now,
+        };
+        if route.local_allowed_for_all && fast_path(&input) {
+            return Some(Plan::local());
+        }
+        let location = self.node.locate(ctx.client);
+        Some(plan(&input, &location, client_hash(ctx.client)))
+    }
+
+    fn affinity_key<'s>(&self, session: &'s Session, ctx: &RequestCtx, buf: &'s mut [u8; 16]) -> &'s [u8] {
+        let from_request = match ctx.route().and_then(|r| r.affinity.as_ref()) {
+            Some(Affinity::Header(h)) => session.req_header().headers.get(h.as_str()).map(|v| v.as_bytes()),
+            Some(Affinity::Cookie(name)) => session
+                .req_header()
+                .headers
+                .get_all("cookie")
+                .iter()
+                .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+                .find_map(|kv| {
+                    let kv = kv.trim_ascii();
+                    let (k, v) = kv.split_at(kv.iter().position(|b| *b == b'=')?);
+                    (k == name.as_bytes()).then(|| &v[1..])
+                }),
+            None => return &[],
+        };
+        match from_request {
+            Some(k) if !k.is_empty() => k,
+            _ => {
+                let n = match ctx.client {
+                    IpAddr::V4(a) => {
+                        buf[..4].copy_from_slice(&a.octets());
+                        4
+                    }
+                    IpAddr::V6(a) => {
+                        buf.copy_from_slice(&a.octets());
+                        16
+                    }
+                };
+                &buf[..n]
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for RegionService {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        self.node.active.fetch_add(1, Ordering::Relaxed);
+        RequestCtx {
+            node: self.node.clone(),
+            start: Instant::now(),
+            table: None,
+            host: usize::MAX,
+            peer: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            peer_trusted: false,
+            client: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            hopped: false,
+            targets: Targets::new(),
+            next: 0,
+            replanned: false,
+            spill: None,
+            tried: Tried::default(),
+            local_attempts: 0,
+            attempt: None,
+            served_by: None,
+            counted_local: false,
+            responded: false,
+            body_seen: 0,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let region = self.node.region();
+        let Some(table) = self.node.table() else {
+            self.refuse_metric("not-ready");
+            return answer(
+                session,
+                503,
+                region,
+                "not-ready",
+                "proxy has no configuration yet\n",
+                false,
+            )
+            .await;
+        };
+        let settings = &table.settings;
+        let client_timeout = std::time::Duration::from_millis(u64::from(settings.client_timeout_ms));
+        session.set_read_timeout(Some(client_timeout));
+        session.set_keepalive(Some(client_timeout.as_secs().max(1)));
+        ctx.peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip().to_canonical());
+        ctx.peer_trusted = is_trusted(&settings.trusted_proxies, ctx.peer);
+        ctx.client = client_ip(
+            ctx.peer,
+            session
+                .req_header()
+                .headers
+                .get("x-forwarded-for")
+                .map(|v| v.as_bytes()),
+            &settings.trusted_proxies,
+        );
+        if settings.rate_limit_per_client > 0
+            && self.node.limiter.observe(&ctx.client, 1)
+                > isize::try_from(settings.rate_limit_per_client).unwrap_or(isize::MAX)
+        {
+            self.refuse_metric("rate-limited");
+            return answer(session, 429, region, "rate-limited", "too many requests\n", false).await;
+        }
+        if head_size(session.req_header()) > settings.max_header_bytes as usize {
+            self.refuse_metric("header-too-large");
+            return answer(
+                session,
+                431,
+                region,
+                "header-too-large",
+                "request header fields too large\n",
+                true,
+            )
+            .await;
+        }
+        let declared = session
+            .req_header()
+            .headers
+            .get("content-length")
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .map(|v| v.trim().parse::<u64>());
+        match declared {
+            Some(Ok(n)) if n > settings.max_body_bytes => {
+                self.refuse_metric("body-too-large");
+                return answer(
+                    session,
+                    413,
+                    region,
+                    "body-too-large",
+                    "request body too large\n",
+                    true,
+                )
+                .await;
+            }
+            Some(Err(_)) => {
+                self.refuse_metric("bad-request");
+                return answer(session, 400, region, "bad-request", "bad content-length\n", true).await;
+            }
+            _ => {}
+        }
+        let mut buf = [0u8; 256];
+        let req = session.req_header();
+        let authority = req
+            .uri
+            .authority()
+            .map(|a| a.as_str().as_bytes())
+            .or_else(|| req.headers.get("host").map(|v| v.as_bytes()));
+        let Some(host) = request_host(authority, &mut buf) else {
+            self.refuse_metric("no-host");
+            return answer(
+                session,
+                400,
+                region,
+                "no-host",
+                "missing or invalid Host\n",
+                false,
+            )
+            .await;
+        };
+        let Some(h) = table.host(host) else {
+            self.refuse_metric("unknown-host");
+            return answer(
+                session,
+                404,
+                region,
+                "unknown-host",
+                "no service for this host\n",
+                false,
+            )
+            .await;
+        };
+        ctx.host = h;
+        if !table.hosts[h].proxied {
+            self.refuse_metric("dns-only");
+            return answer(
+                session,
+                404,
+                region,
+                "dns-only",
+                "this service has no backends behind the proxy\n",
+                false,
+            )
+            .await;
+        }
+        if table.local.is_none() {
+            self.refuse_metric("unknown-region");
+            return answer(
+                session,
+                503,
+                region,
+                "unknown-region",
+                "this proxy's region is not in the configuration\n",
+                false,
+            )
+            .await;
+        }
+        ctx.hopped = session.req_header().headers.contains_key(HOP_HEADER);
+        let now = now_ms();
+        let has_backend = table.hosts[h]
+            .pool
+            .as_ref()
+            .is_some_and(|p| p.has_usable(ctx.tried, now));
+        match self.make_plan(ctx, &table, has_backend) {
+            Some(Plan::Serve { targets, spill }) => {
+                ctx.targets = targets;
+                ctx.spill = spill;
+                if let Some(reason) = spill {
+                    self.node
+                        .metrics
+                        .spills
+                        .with_label_values(&[region, reason.label()])
+                        .inc();
+                }
+            }
+            Some(Plan::Refuse(why)) => {
+                self.refuse_metric(why.label());
+                ctx.table = Some(table);
+                let body = match why {
+                    crate::route::Refuse::Residency => {
+                        "no region allowed for this client by data residency can serve the request\n"
+                    }
+                    crate::route::Refuse::HopLimit => {
+                        "the request already crossed a region and this region cannot serve it\n"
+                    }
+                    crate::route::Refuse::NoRegion => "no region can serve the request\n",
+                };
+                return answer(session, 503, region, why.label(), body, false).await;
+            }
+            None => {
+                self.refuse_metric("unknown-region");
+                return answer(session, 503, region, "unknown-region", "no route\n", false).await;
+            }
+        }
+        ctx.table = Some(table);
+        Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.body_seen += b.len() as u64;
+            if let Some(t) = &ctx.table
+                && ctx.body_seen > t.settings.max_body_bytes
+            {
+                self.refuse_metric("body-too-large");
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body too large");
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let Some(table) = ctx.table.clone() else {
+            return Error::e_explain(ErrorType::HTTPStatus(503), "no routing table");
+        };
+        let now = now_ms();
+        loop {
+            let Some(&target) = ctx.targets.get(ctx.next) else {
+                // The local pool ran out while it was the plan: leave the region if steering allows.
+                if !ctx.replanned && !ctx.hopped && ctx.served_by.is_none() {
+                    ctx.replanned = true;
+                    if let Some(Plan::Serve { targets, spill }) = self.make_plan(ctx, &table, false) {
+                        let fresh: Vec<Target> = targets
+                            .into_iter()
+                            .filter(|t| matches!(t, Target::Region(_)) && !ctx.targets.contains(t))
+                            .collect();
+                        if !fresh.is_empty() {
+                            ctx.targets.clear();
+                            ctx.next = 0;
+                            ctx.targets
+                                .extend(fresh.into_iter().take(crate::route::MAX_TARGETS));
+                            ctx.spill = spill;
+                            self.node
+                                .metrics
+                                .spills
+                                .with_label_values(&[
+                                    self.node.region(),
+                                    spill.unwrap_or(Leave::NoHealthyBackend).label(),
+                                ])
+                                .inc();
+                            continue;
+                        }
+                    }
+                }
+                let code = if ctx.local_attempts > 0 || ctx.replanned {
+                    502
+                } else {
+                    503
+                };
+                return Error::e_explain(ErrorType::HTTPStatus(code), "no upstream left to try");
+            };
+            match target {
+                Target::Local => {
+                    let Some(pool) = ctx.pool().cloned() else {
+                        ctx.next += 1;
+                        continue;
+                    };
+                    if ctx.local_attempts >= MAX_LOCAL_ATTEMPTS {
+                        ctx.next += 1;
+                        continue;
+                    }
+                    let mut buf = [0u8; 16];
+                    let key = self.affinity_key(session, ctx, &mut buf);
+                    let Some(i) = pool.select(key, ctx.tried, now) else {
+                        ctx.next += 1;
+                        continue;
+                    };
+                    ctx.tried.insert(i);
+                    ctx.local_attempts += 1;
+                    pool.begin(i);
+                    ctx.attempt = Some(Attempt::Local(i));
+                    if !ctx.counted_local {
+                        ctx.counted_local = true;
+                        self.node.local_in_flight.fetch_add(1, Ordering::Relaxed);
+                        self.node.in_flight_gauge.inc();
+                    }
+                    return Ok(Box::new(pool.slots()[i].peer()));
+                }
+                Target::Region(r) => {
+                    ctx.next += 1;
+                    let Some(Some(peer)) = table.peers.get(r.get()) else {
+                        continue;
+                    };
+                    ctx.attempt = Some(Attempt::Remote(r));
+                    return Ok(Box::new(peer.clone()));
+                }
+            }
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let received = session.req_header();
+        let xff = forwarded_for(
+            ctx.peer,
+            received.headers.get("x-forwarded-for").map(|v| v.as_bytes()),
+            ctx.peer_trusted,
+        );
+        let host = ctx.route().map(|r| r.host.as_str()).unwrap_or_default();
+        let fwd = forwarded(
+            ctx.peer,
+            received.headers.get("forwarded").map(|v| v.as_bytes()),
+            ctx.peer_trusted,
+            host,
+        );
+        let proto_trusted = if ctx.peer_trusted {
+            received.headers.get("x-forwarded-proto").cloned()
+        } else {
+            None
+        };
+        upstream.insert_header("x-forwarded-for", xff)?;
+        upstream.insert_header("forwarded", fwd)?;
+        match proto_trusted {
+            Some(p) => upstream.insert_header("x-forwarded-proto", p)?,
+            None => upstream.insert_header("x-forwarded-proto", "http")?,
+        }
+        // To another region: the hop header names this (origin) region. To a local backend, a received
+        // one passes through and tells the application the request crossed regions.
+        if let Some(Attempt::Remote(_)) = ctx.attempt {
+            upstream.insert_header(HOP_HEADER, self.node.region())?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.responded = true;
+        ctx.served_by = ctx.attempt;
+        match ctx.attempt {
+            Some(Attempt::Local(_)) | None => {
+                resp.insert_header(REGION_HEADER, self.node.region())?;
+            }
+            Some(Attempt::Remote(r)) => {
+                if !resp.headers.contains_key(REGION_HEADER)
+                    && let Some(t) = &ctx.table
+                {
+                    let id = t.snapshot.topology.region_id(r);
+                    resp.insert_header(REGION_HEADER, id.to_owned())?;
+                }
+                if let Some(reason) = ctx.spill {
+                    resp.insert_header(REASON_HEADER, reason.label())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        self.attempt_failed(ctx, "connect");
+        // Nothing was sent: always safe to try the next candidate.
+        e.set_retry(true);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer: {peer}"));
+        if ctx.responded {
+            // Part of the response went out: nothing can be retried.
+            e.set_retry(false);
+            return e;
+        }
+        self.attempt_failed(ctx, "proxy");
+        let idempotent = session.req_header().method.is_idempotent();
+        e.set_retry(idempotent && !session.as_ref().retry_buffer_truncated());
+        e
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let now = now_ms();
+        if let Some(Attempt::Local(i)) = ctx.attempt.take()
+            && let Some(pool) = ctx.pool().cloned()
+            && pool.end(i, ctx.responded, now)
+        {
+            self.ejected(ctx);
+        }
+        let elapsed = ctx.start.elapsed();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.node.duration.observe(elapsed.as_secs_f64());
+        self.node.window.record(elapsed, status >= 500 || status == 0);
+        let Some(route) = ctx.route() else { return };
+        match ctx.served_by {
+            Some(Attempt::Local(_)) if status == 200 => route.ok_local.inc(),
+            served => {
+                let served_by = match (served, &ctx.table) {
+                    (Some(Attempt::Local(_)), _) => self.node.region().to_owned(),
+                    (Some(Attempt::Remote(r)), Some(t)) => t.snapshot.topology.region_id(r).to_owned(),
+                    _ => "none".to_owned(),
+                };
+                self.node
+                    .metrics
+                    .requests
+                    .with_label_values(&[
+                        route.name.as_str(),
+                        self.node.region(),
+                        &status.to_string(),
+                        &served_by,
+                    ])
+                    .inc();
+            }
+        }
+    }
+}
+
+impl RegionService {
+    fn attempt_failed(&self, ctx: &mut RequestCtx, kind: &str) {
+        let now = now_ms();
+        match ctx.attempt.take() {
+            Some(Attempt::Local(i)) => {
+                let ejected = ctx.pool().cloned().is_some_and(|p| p.end(i, false, now));
+                if ejected {
+                    self.ejected(ctx);
+                }
+                self.node
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[self.node.region(), "local", kind])
+                    .inc();
+            }
+            Some(Attempt::Remote(r)) => {
+                let id = ctx
+                    .table
+                    .as_ref()
+                    .map_or_else(String::new, |t| t.snapshot.topology.region_id(r).to_owned());
+                self.node
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[self.node.region(), &id, kind])
+                    .inc();
+            }
+            None => {}
+        }
+    }
+
+    fn ejected(&self, ctx: &RequestCtx) {
+        if let Some(route) = ctx.route() {
+            self.node
+                .metrics
+                .ejections
+                .with_label_values(&[self.node.region(), &route.name])
+                .inc();
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The proxy against real HTTP origins on loopback: three regions' proxies in one pingora server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod scenarios;
+mod support;

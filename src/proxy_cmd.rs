@@ -1,0 +1,168 @@
+//! `meridian proxy --region ID`: the HTTP entry point of a region, serving until interrupted (SIGINT or
+//! SIGTERM: listeners close, requests in flight finish within `--grace-period`, the load report's lease
+//! is revoked).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use meridian_config::Config;
+use meridian_proxy::{Listener, NodeOptions, ProxyMetrics, ProxyNode, ProxyServer, ServerOptions};
+use meridian_store::{SnapshotWatcher, WatcherOptions};
+
+use crate::geo::open_geoip;
+use crate::store_args::StoreArgs;
+
+/// Arguments of `meridian proxy`.
+#[derive(clap::Args)]
+pub(crate) struct ProxyArgs {
+    /// The region this proxy serves (a region id of the configuration).
+    #[arg(long, value_name = "ID")]
+    region: String,
+    /// Address for HTTP.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// Configuration to serve while the store holds none (the store's, once applied, wins).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// GeoIP database (default: the configuration's, else the bundled DB-IP Lite country database).
+    #[arg(long, value_name = "FILE")]
+    geoip: Option<PathBuf>,
+    /// Seconds a shutdown waits for requests in flight (0 to 300).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    grace_period: f64,
+    /// Worker threads.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: usize,
+    /// This instance's name in load reports (default: HOSTNAME-PID).
+    #[arg(long, value_name = "NAME")]
+    instance: Option<String>,
+    /// In-flight requests this instance serves well, reported as its capacity (default: the region's
+    /// configured capacity applies).
+    #[arg(long, value_name = "N")]
+    capacity: Option<u32>,
+    /// Keep a copy of the last synced state here, to serve from after a restart during a store outage.
+    #[arg(long, value_name = "FILE")]
+    cache_file: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+fn default_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty() && !h.contains('/'))
+        .unwrap_or_else(|| "proxy".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
+    if !(args.grace_period.is_finite() && (0.0..=300.0).contains(&args.grace_period)) {
+        bail!("--grace-period: must be 0 to 300 seconds");
+    }
+    if !(1..=256).contains(&args.threads) {
+        bail!("--threads: must be 1 to 256");
+    }
+    if args.capacity == Some(0) {
+        bail!("--capacity: must be at least 1");
+    }
+    let instance = args.instance.clone().unwrap_or_else(default_instance);
+    if instance.is_empty() || instance.contains('/') {
+        bail!("--instance {instance:?}: must be non-empty and contain no '/'");
+    }
+    let bootstrap = match &args.config {
+        Some(p) => Some(Arc::new(
+            Config::load(p).with_context(|| format!("{}", p.display()))?,
+        )),
+        None => None,
+    };
+    if let Some(c) = &bootstrap
+        && c.region(&args.region).is_none()
+    {
+        let known: Vec<&str> = c.regions().iter().map(|r| r.id.as_str()).collect();
+        bail!(
+            "--region {:?}: not a region of {} (known: {})",
+            args.region,
+            args.config
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            known.join(", ")
+        );
+    }
+    let config_file = bootstrap.as_deref().zip(args.config.as_deref());
+    let geo = Arc::new(open_geoip(config_file, args.geoip.as_deref())?);
+    let store = args.store.open()?;
+    let keys = args.store.keys()?;
+    let registry = prometheus::Registry::new();
+    let mut options = WatcherOptions::new(keys.clone());
+    options.bootstrap = bootstrap;
+    options.cache_file = args.cache_file.clone();
+    options.registry = Some(registry.clone());
+    let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
+    let metrics = ProxyMetrics::new();
+    metrics.register(&registry).context("registering proxy metrics")?;
+    let node = ProxyNode::new(
+        NodeOptions {
+            region: args.region.clone(),
+            instance: instance.clone(),
+            capacity: args.capacity,
+            keys,
+        },
+        watcher,
+        geo.clone(),
+        metrics,
+    );
+    node.start(Some(store.clone()));
+    let grace = Duration::from_secs_f64(args.grace_period);
+    let server = ProxyServer::start(
+        vec![Listener {
+            node,
+            addr: args.listen,
+        }],
+        &ServerOptions {
+            threads: args.threads,
+            grace,
+            ..ServerOptions::default()
+        },
+    )
+    .await?;
+    let metrics_addr = match args.metrics_listen {
+        Some(addr) => Some(crate::metrics_http::serve(addr, registry).await?.0),
+        None => None,
+    };
+    eprintln!(
+        "meridian proxy: region {} serving HTTP on {} (instance {instance}, {} thread(s)), state from {}, GeoIP {}{}",
+        args.region,
+        args.listen,
+        args.threads,
+        store.describe(),
+        geo.description(),
+        metrics_addr
+            .map(|m| format!(", metrics on http://{m}/metrics"))
+            .unwrap_or_default(),
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    eprintln!(
+        "meridian proxy: stopping (waiting up to {:.1} s for requests in flight)",
+        grace.as_secs_f64()
+    );
+    let left = server.shutdown().await;
+    if left > 0 {
+        eprintln!("meridian proxy: {left} request(s) still in flight at the end of the grace period");
+    }
+    eprintln!("meridian proxy: stopped");
+    Ok(ExitCode::SUCCESS)
+}
