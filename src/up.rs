@@ -49,6 +49,16 @@ pub(crate) struct UpArgs {
     /// Its bearer token is DATA_DIR/admin-token (created on first run), where the CLI finds it.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
     admin_listen: SocketAddr,
+    /// First proxy port: region N of the configuration (from 0) gets a proxy on PROXY_IP:PROXY_PORT+N
+    /// (0: free ports, for tests).
+    #[arg(long, value_name = "PORT", default_value_t = 8081)]
+    proxy_port: u16,
+    /// Address of the regional proxies.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    proxy_ip: IpAddr,
+    /// Seconds Ctrl-C waits for proxied requests in flight.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    grace_period: f64,
     /// Probers to run (vantage points up-1, up-2, ...): a region is down when a majority of them says so.
     #[arg(long, value_name = "N", default_value_t = 3)]
     probers: usize,
@@ -64,11 +74,16 @@ struct RegionRun {
     id: String,
     name: String,
     origin: DemoOrigin,
+    /// Where its proxy listens.
+    proxy: SocketAddr,
 }
 
 pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     if !(1..=9).contains(&args.probers) {
         bail!("--probers {}: between 1 and 9", args.probers);
+    }
+    if !(args.grace_period.is_finite() && (0.0..=300.0).contains(&args.grace_period)) {
+        bail!("--grace-period {}: 0 to 300 seconds", args.grace_period);
     }
     let (source, text) = match &args.config {
         Some(p) => (
@@ -100,7 +115,8 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
             )
         })?;
     let mut regions = Vec::new();
-    for r in original.regions() {
+    for (i, r) in original.regions().iter().enumerate() {
+        let proxy = proxy_address(args.proxy_ip, args.proxy_port, i)?;
         let origin = DemoOrigin::start(SocketAddr::new(args.origin_ip, 0), &r.id, &r.name)
             .await
             .with_context(|| format!("cannot start the demo origin of {} on {}", r.id, args.origin_ip))?;
@@ -108,6 +124,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
             id: r.id.clone(),
             name: r.name.clone(),
             origin,
+            proxy,
         });
     }
     let local = localize(&text, &regions).context("adapting the configuration to this machine")?;
@@ -137,6 +154,36 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
                 args.dns_listen
             )
         })?;
+
+    let proxy_metrics = meridian_proxy::ProxyMetrics::new();
+    proxy_metrics
+        .register(&registry)
+        .context("registering proxy metrics")?;
+    let mut listeners = Vec::new();
+    for r in &regions {
+        let node = meridian_proxy::ProxyNode::new(
+            meridian_proxy::NodeOptions {
+                region: r.id.clone(),
+                instance: "up".to_owned(),
+                capacity: None,
+                keys: keys.clone(),
+            },
+            watcher.clone(),
+            dns_state.geo(),
+            proxy_metrics.clone(),
+        );
+        node.start(Some(store.clone()));
+        listeners.push(meridian_proxy::Listener { node, addr: r.proxy });
+    }
+    let proxies = meridian_proxy::ProxyServer::start(
+        listeners,
+        &meridian_proxy::ServerOptions {
+            grace: std::time::Duration::from_secs_f64(args.grace_period),
+            ..meridian_proxy::ServerOptions::default()
+        },
+    )
+    .await
+    .context("starting the regional proxies (--proxy-ip, --proxy-port)")?;
 
     let token_dir = args
         .store
@@ -203,6 +250,10 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     banner(&source, &store.describe(), &dns, &regions, &config, &cli);
     shutdown_signal().await?;
     eprintln!("meridian up: stopping");
+    let left = proxies.shutdown().await;
+    if left > 0 {
+        eprintln!("meridian up: {left} proxied request(s) still in flight at the end of the grace period");
+    }
     for p in probers {
         let _ = p.stop().await;
     }
@@ -271,7 +322,26 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The configuration text adapted to this machine: every region is probed at its demo origin.
+/// The proxy address of the `i`th region: consecutive ports from `first`, or a free port when `first` is 0.
+fn proxy_address(ip: IpAddr, first: u16, i: usize) -> anyhow::Result<SocketAddr> {
+    if first == 0 {
+        // Free now; the proxies bind it moments later (a race only tests, which ask for it, accept).
+        let probe = std::net::TcpListener::bind(SocketAddr::new(ip, 0))
+            .with_context(|| format!("--proxy-ip {ip}: cannot listen"))?;
+        return Ok(probe.local_addr()?);
+    }
+    let port = u16::try_from(usize::from(first) + i).ok().with_context(|| {
+        format!(
+            "--proxy-port {first}: region {} would need port {}",
+            i + 1,
+            usize::from(first) + i
+        )
+    })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// The configuration text adapted to this machine: every region is probed at its demo origin, its proxy
+/// is at its local address, and every service has the region's demo origin as its backend there.
 fn localize(text: &str, regions: &[RegionRun]) -> anyhow::Result<String> {
     let mut doc: toml::Table = toml::from_str(text)?;
     let table = doc
@@ -290,6 +360,30 @@ fn localize(text: &str, regions: &[RegionRun]) -> anyhow::Result<String> {
             "health-checks".into(),
             toml::Value::Array(vec![toml::Value::Table(check)]),
         );
+        region.insert("proxy-address".into(), r.proxy.to_string().into());
+    }
+    if let Some(services) = doc.get_mut("services").and_then(toml::Value::as_table_mut) {
+        for (_, service) in services.iter_mut() {
+            let Some(service) = service.as_table_mut() else {
+                continue;
+            };
+            let listed: Vec<String> = service
+                .get("regions")
+                .and_then(toml::Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            let mut backends = toml::Table::new();
+            for r in regions
+                .iter()
+                .filter(|r| listed.is_empty() || listed.contains(&r.id))
+            {
+                backends.insert(
+                    r.id.clone(),
+                    toml::Value::Array(vec![r.origin.addr.to_string().into()]),
+                );
+            }
+            service.insert("backends".into(), toml::Value::Table(backends));
+        }
     }
     Ok(format!(
         "# Generated by `meridian up`: the configuration it was given, with health checks and backends\n\
@@ -314,8 +408,8 @@ fn banner(source: &str, store: &str, dns: &DnsServer, regions: &[RegionRun], con
     out += "\n";
     for r in regions {
         out += &format!(
-            "  region    {:<5} {:<14} demo origin http://{}/\n",
-            r.id, r.name, r.origin.addr
+            "  region    {:<5} {:<14} proxy http://{}/  demo origin http://{}/\n",
+            r.id, r.name, r.proxy, r.origin.addr
         );
     }
     out += &format!("  probers   {probers} vantage points (up-1..up-{probers}), probing the demo origins\n");
@@ -339,6 +433,12 @@ fn banner(source: &str, store: &str, dns: &DnsServer, regions: &[RegionRun], con
         out +=
             &format!("  kdig @{at} -p {dns_port} {host} A +subnet={subnet} +short    # a client in {cc}\n");
     }
+    if let Some(first) = regions.first() {
+        out += &format!(
+            "  curl -s -H 'Host: {host}' http://{}/    # through {}'s proxy\n",
+            first.proxy, first.id
+        );
+    }
     let env = cli.environment();
     if !env.is_empty() {
         out += &format!("  export {}\n", env.join(" "));
@@ -347,7 +447,11 @@ fn banner(source: &str, store: &str, dns: &DnsServer, regions: &[RegionRun], con
     out += &format!("  {m} status\n");
     out += &format!("  {m} explain {host} --client 83.0.0.1\n");
     out += &format!(
-        "  {m} drill run --region waw --mode down --for 30s --reason \"first drill\" --dns {at}:{dns_port}\n"
+        "  {m} drill run --region waw --mode down --for 30s --reason \"first drill\" --dns {at}:{dns_port}{}\n",
+        regions
+            .first()
+            .map(|r| format!(" --proxy http://{}/ --host {host}", r.proxy))
+            .unwrap_or_default()
     );
     out += "Ctrl-C stops everything; operator state stays in the store.\n";
     print!("{out}");

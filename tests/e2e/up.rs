@@ -8,10 +8,24 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Interrupted, a_records, ask, free_tcp_port, free_udp_port, http_get, stderr};
 
+/// GET / with a Host header: (status, head, body).
+fn http_get_host(addr: SocketAddr, host: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, format!("{head}\n"), body.to_owned())
+}
+
 /// Addresses `meridian up` is told to use (free ports, so tests run side by side).
 struct Ports {
     dns: SocketAddr,
     metrics: SocketAddr,
+    admin: SocketAddr,
 }
 
 impl Ports {
@@ -19,6 +33,7 @@ impl Ports {
         Self {
             dns: format!("127.0.0.1:{}", free_udp_port()).parse().unwrap(),
             metrics: format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap(),
+            admin: format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap(),
         }
     }
 }
@@ -31,6 +46,10 @@ fn up_command(ports: &Ports, dir: &std::path::Path) -> Command {
         &ports.dns.to_string(),
         "--metrics-listen",
         &ports.metrics.to_string(),
+        "--admin-listen",
+        &ports.admin.to_string(),
+        "--proxy-port",
+        "0",
         "--data-dir",
     ])
     .arg(dir);
@@ -108,6 +127,45 @@ fn runs_the_whole_system_and_stops_on_sigint() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // Through Warsaw's proxy: served by Warsaw's demo origin, and the proxy says so.
+    let waw: SocketAddr = banner
+        .lines()
+        .find(|l| l.trim_start().starts_with("region    waw"))
+        .and_then(|l| l.split("proxy http://").nth(1))
+        .and_then(|r| r.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no proxy address for waw in the banner:\n{banner}"));
+    let (status, head, body) = http_get_host(waw, "meet.gslb.example");
+    assert_eq!(status, 200, "{head}{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-meridian-region: waw"),
+        "{head}"
+    );
+    assert!(body.contains("served by region waw"), "{body}");
+
+    // A short drill with the CLI: DNS answers and the proxy's routing both move away from Warsaw and back.
+    let token = dir.path().join("admin-token");
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args([
+            "drill", "run", "--region", "waw", "--mode", "down", "--for", "30s",
+        ])
+        .args(["--reason", "e2e: meridian up", "--dns", &ports.dns.to_string()])
+        .args([
+            "--proxy",
+            &format!("http://{waw}/"),
+            "--host",
+            "meet.gslb.example",
+        ])
+        .args(["--server", &format!("http://{}", ports.admin)])
+        .arg("--token-file")
+        .arg(&token)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("PASS"), "{text}");
+    assert!(text.contains("proxy"), "the proxy was observed: {text}");
 
     let status = up.interrupt();
     assert!(status.success(), "clean exit on SIGINT: {status:?}");
