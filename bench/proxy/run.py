@@ -208,6 +208,15 @@ def main():
         print(f"\nMeridian / {peer}: throughput {m[0] / p[0]:.2f}x, p99 {m[1] / p[1]:.2f}x "
               f"({'better' if m[1] <= p[1] else 'worse'} p99)", end="")
     print()
+    import json
+    for peer in ("nginx", "haproxy"):
+        p = med[peer]
+        print("@result " + json.dumps({
+            "bench": "proxy", "case": f"throughput vs {peer} ({m[0]:,.0f} vs {p[0]:,.0f} req/s, wrk -c{args.connections})",
+            "value": round(m[0] / p[0], 2), "unit": "x", "goal": ">= 1.0x", "met": m[0] >= p[0]}))
+        print("@result " + json.dumps({
+            "bench": "proxy", "case": f"p99 vs {peer} ({m[1]:.3f} vs {p[1]:.3f} ms)",
+            "value": round(p[1] / m[1], 2), "unit": "x better", "goal": ">= 1.0x", "met": m[1] <= p[1]}))
 
 
 if __name__ == "__main__":
