@@ -172,7 +172,10 @@ fn report_all(name: &str, s: Samples) {
         let ms = max.as_secs_f64() * 1000.0;
         meridian_bench::Figure {
             bench: "drill",
-            case: format!("{name}: `drill start` (admin API) → DNS answer moved, max of {}", moved.len()),
+            case: format!(
+                "{name}: `drill start` (admin API) → DNS answer moved, max of {}",
+                moved.len()
+            ),
             value: ms,
             unit: "ms",
             goal: "< 200 ms".into(),
