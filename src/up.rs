@@ -139,7 +139,8 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     options.registry = Some(registry.clone());
     let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
 
-    let geo = crate::geo::open_geoip(None, None)?;
+    // The configuration's GeoIP database (relative to its file), else the bundled one.
+    let geo = crate::geo::open_geoip(Some(&original).zip(args.config.as_deref()), None)?;
     let rrl = RrlConfig::default();
     let dns_state = DnsState::new(watcher.clone(), geo, rrl);
     registry
