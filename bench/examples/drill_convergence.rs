@@ -16,9 +16,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
-use hickory_proto::rr::{Name, RData, RecordType};
+#[path = "common/dns_probe.rs"]
+mod dns_probe;
+
+use dns_probe::first_a_for_polish_client;
 use meridian_admin::client::AdminClient;
 use meridian_admin::{AdminContext, AdminServer, Auth};
 use meridian_dns::rrl::RrlConfig;
@@ -67,36 +68,6 @@ async fn dns(watcher: Arc<SnapshotWatcher>) -> (DnsServer, SocketAddr) {
     (server, addr)
 }
 
-/// The first A record for a Polish client of meet.
-async fn ask(sock: &tokio::net::UdpSocket, dns: SocketAddr, id: u16) -> Option<String> {
-    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(
-        Name::from_ascii("meet.gslb.example.").unwrap(),
-        RecordType::A,
-    ));
-    let mut e = Edns::new();
-    e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
-        "83.0.0.0".parse().unwrap(),
-        24,
-        0,
-    )));
-    m.set_edns(e);
-    sock.send_to(&m.to_vec().unwrap(), dns).await.ok()?;
-    let mut buf = [0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_millis(200), sock.recv(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    let reply = Message::from_vec(&buf[..n]).ok()?;
-    if reply.metadata.id != id {
-        return None;
-    }
-    reply.answers.iter().find_map(|r| match &r.data {
-        RData::A(a) => Some(a.0.to_string()),
-        _ => None,
-    })
-}
-
 const WARSAW: &str = "192.0.2.10";
 
 /// Queries back to back until `done(answer)`; the time since `start`.
@@ -109,7 +80,7 @@ async fn until(
     let mut id = 0u16;
     loop {
         id = id.wrapping_add(1);
-        if let Some(a) = ask(sock, dns, id).await
+        if let Some(a) = first_a_for_polish_client(sock, dns, id).await
             && done(&a)
         {
             return start.elapsed();

@@ -14,13 +14,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
-use hickory_proto::rr::{Name, RData, RecordType};
+#[path = "common/dns_probe.rs"]
+mod dns_probe;
+
+use dns_probe::first_a_for_polish_client;
 use meridian_bench::Figure;
 use meridian_config::Config;
 use meridian_dns::server::{DnsServer, DnsState};
@@ -52,32 +52,6 @@ fn config(urls: &[String]) -> Arc<Config> {
          [services.meet]\nhostname = \"meet.gslb.example\"\npolicy = \"nearest\"\nregions = [\"a\", \"b\", \"c\"]\nttl = 5\n",
     );
     Arc::new(Config::from_toml_str(&text).unwrap())
-}
-
-async fn answer(sock: &UdpSocket, dns: SocketAddr) -> Option<String> {
-    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(
-        Name::from_ascii("meet.gslb.example.").unwrap(),
-        RecordType::A,
-    ));
-    let mut e = Edns::new();
-    e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
-        "83.0.0.0".parse().unwrap(),
-        24,
-        0,
-    )));
-    m.set_edns(e);
-    sock.send_to(&m.to_vec().unwrap(), dns).await.ok()?;
-    let mut buf = [0u8; 2048];
-    let (n, _) = tokio::time::timeout(Duration::from_millis(200), sock.recv_from(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    let reply = Message::from_vec(&buf[..n]).ok()?;
-    reply.answers.iter().find_map(|r| match &r.data {
-        RData::A(a) => Some(a.0.to_string()),
-        _ => None,
-    })
 }
 
 fn health(w: &SnapshotWatcher) -> State {
@@ -144,7 +118,9 @@ async fn measure(
     for trial in 0..trials {
         // Steady state: up everywhere, Warsaw answers.
         let start = Instant::now();
-        while !(health(&watcher) == State::Up && answer(&sock, dns).await.as_deref() == Some("192.0.2.1")) {
+        while !(health(&watcher) == State::Up
+            && first_a_for_polish_client(&sock, dns, 7).await.as_deref() == Some("192.0.2.1"))
+        {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "trial {trial}: never steady"
@@ -164,7 +140,11 @@ async fn measure(
             if store_at.is_none() && health(&watcher) == State::Down {
                 store_at = Some(t0.elapsed());
             }
-            if dns_at.is_none() && answer(&sock, dns).await.is_some_and(|a| a != "192.0.2.1") {
+            if dns_at.is_none()
+                && first_a_for_polish_client(&sock, dns, 7)
+                    .await
+                    .is_some_and(|a| a != "192.0.2.1")
+            {
                 dns_at = Some(t0.elapsed());
             }
             assert!(
