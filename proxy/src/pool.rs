@@ -296,6 +296,16 @@ impl Pool {
         self.outcome(i, ok, now_ms)
     }
 
+    /// A request to slot `i` ended without a verdict on the backend: the client went away, or the
+    /// request failed on this side. Why it matters: counting a client's abort as a backend failure
+    /// ejects a healthy backend whenever a load generator (or a impatient browser) closes connections
+    /// with requests in flight.
+    pub fn release(&self, i: usize) {
+        if let Some(s) = self.slots.get(i) {
+            s.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// Records the outcome of an attempt on slot `i` without touching its in-flight count.
     pub fn outcome(&self, i: usize, ok: bool, now_ms: u64) -> bool {
         let Some(s) = self.slots.get(i) else { return false };

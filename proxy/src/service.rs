@@ -13,7 +13,7 @@ use meridian_steer::client_hash;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::client::{client_ip, forwarded, forwarded_for, is_trusted, request_host};
 use crate::node::{ProxyNode, RouteTable, now_ms};
@@ -77,10 +77,12 @@ pub struct RequestCtx {
 
 impl Drop for RequestCtx {
     fn drop(&mut self) {
+        // An attempt still open here saw neither a response nor an upstream error (those close it):
+        // the client went away or the request failed on this side, which says nothing about the backend.
         if let Some(Attempt::Local(i)) = self.attempt.take()
             && let Some(pool) = self.pool()
         {
-            pool.end(i, self.responded, now_ms());
+            pool.release(i);
         }
         if self.counted_local {
             self.node.local_in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -595,6 +597,17 @@ impl ProxyHttp for RegionService {
             e.set_retry(false);
             return e;
         }
+        if *e.esource() != ErrorSource::Upstream {
+            // The client went away or something failed on this side: not the backend's fault, and
+            // nothing to retry elsewhere.
+            if let Some(Attempt::Local(i)) = ctx.attempt.take()
+                && let Some(pool) = ctx.pool()
+            {
+                pool.release(i);
+            }
+            e.set_retry(false);
+            return e;
+        }
         self.attempt_failed(ctx, "proxy");
         let idempotent = session.req_header().method.is_idempotent();
         e.set_retry(idempotent && !session.as_ref().retry_buffer_truncated());
@@ -605,9 +618,14 @@ impl ProxyHttp for RegionService {
         let now = now_ms();
         if let Some(Attempt::Local(i)) = ctx.attempt.take()
             && let Some(pool) = ctx.pool().cloned()
-            && pool.end(i, ctx.responded, now)
         {
-            self.ejected(ctx);
+            // Only a response clears the backend's failure count; no response and no upstream error
+            // (those close the attempt in `attempt_failed`) is the client's doing, not the backend's.
+            if ctx.responded {
+                pool.end(i, true, now);
+            } else {
+                pool.release(i);
+            }
         }
         let elapsed = ctx.start.elapsed();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());

@@ -127,6 +127,54 @@ async fn local_origin_killed_mid_load_zero_failed_gets() {
     assert_eq!(r.header("x-meridian-reason"), Some("no-healthy-backend"));
 }
 
+/// Clients that hang up before their answer (a load generator stopping, an impatient browser) say
+/// nothing about the backend: however many do, it is not ejected and keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_hanging_up_never_eject_a_backend() {
+    use tokio::io::AsyncWriteExt;
+    let w = World::start(Setup::default()).await;
+    w.origin("waw").set_delay_ms(300);
+    // Twice the configured eject-after-failures (3), one after the other.
+    for _ in 0..6 {
+        let mut c = tokio::net::TcpStream::connect(w.proxy("waw")).await.unwrap();
+        c.write_all(
+            format!("GET / HTTP/1.1\r\nHost: open.gslb.example\r\nX-Forwarded-For: {EU_CLIENT}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        drop(c);
+    }
+    // Let the proxy notice every hang-up (the origin answers each after 300 ms).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.origin("waw").set_delay_ms(0);
+    let r = get(w.proxy("waw"), "open.gslb.example", &eu()).await.unwrap();
+    assert_eq!(
+        (r.status, r.header("x-meridian-region")),
+        (200, Some("waw")),
+        "{r:?}"
+    );
+    let t = w.nodes[0].table().unwrap();
+    let pool = t
+        .hosts
+        .iter()
+        .find(|h| h.name == "open")
+        .unwrap()
+        .pool
+        .clone()
+        .unwrap();
+    assert_eq!(pool.usable_count(0), 1, "the backend is still in");
+    assert_eq!(
+        pool.slots()[0].in_flight(),
+        0,
+        "every abandoned request was released"
+    );
+    let text = w.metrics_text();
+    assert!(!text.contains("meridian_proxy_ejections_total{"), "{text}");
+    assert_eq!(w.stop().await, 0);
+}
+
 /// More requests in flight than the region's capacity: the excess spills to the next region.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capacity_exceeded_a_share_spills() {
