@@ -44,22 +44,42 @@ impl Drop for Interrupted {
     }
 }
 
-/// A loopback UDP port free right now.
+/// A loopback port free right now for both UDP and TCP (a DNS server binds both).
+///
+/// Why not `bind(":0")`: the kernel hands those out of the ephemeral range, the same range every
+/// outgoing connection of every test running alongside draws its local port from, so a port that was
+/// free here can be some connection's source port by the time the server under test binds it (seen in
+/// CI). Ports are taken instead from below the ephemeral range (20000-32767), each at most once per
+/// test process, starting at a point that depends on the process id.
 pub(crate) fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port()
+    free_port()
 }
 
-/// A loopback TCP port free right now.
+/// A loopback TCP port free right now (and free for UDP too; see [`free_udp_port`]).
 pub(crate) fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port()
+    free_port()
+}
+
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_768;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        if udp.is_ok() && tcp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000-32767")
 }
 
 /// A plain HTTP/1.1 GET: (status, body); status 0 when nothing listens.
