@@ -8,7 +8,7 @@ pinned with all its threads to CPU 0; the origin and wrk share CPU 1 (as in
 proxies taking turns within each round (meridian, nginx, haproxy, ...). Reported: median req/s and p99
 over the rounds, and Meridian's ratios to each peer; errors and non-2xx responses are counted and must be 0.
 
-Usage: bench/proxy/run [--rounds N] [--seconds S] [--connections C]
+Usage: bench/proxy/run [--rounds N] [--seconds S] [--connections C] [--meridian BINARY]
 Needs: nginx, haproxy, wrk, taskset (bench/proxy/run installs them) and a release build of meridian.
 Everything listens on 127.0.0.1; every process started is stopped by PID.
 """
@@ -153,10 +153,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--meridian", help="the meridian binary to measure (default: the release build)")
     args = ap.parse_args()
     meridian = ROOT / "target" / "release" / "meridian"
     if os.environ.get("CARGO_TARGET_DIR"):
         meridian = Path(os.environ["CARGO_TARGET_DIR"]) / "release" / "meridian"
+    if args.meridian:
+        meridian = Path(args.meridian)
     procs = {}
     with tempfile.TemporaryDirectory(prefix="meridian-proxy-bench-") as tmp:
         d = Path(tmp)

@@ -109,6 +109,9 @@ impl ProxyServer {
             grace_period_seconds: Some(options.grace.as_secs_f64().ceil() as u64),
             graceful_shutdown_timeout_seconds: Some(1),
             upstream_keepalive_pool_size: options.upstream_keepalive_pool,
+            // One thread has nobody to steal from: pingora then runs a single-threaded tokio runtime,
+            // which skips the work-stealing scheduler's cross-thread queues and atomics per wake-up.
+            work_stealing: options.threads > 1,
             ..ServerConf::default()
         };
         let mut server = Server::new_with_opt_and_conf(None, conf);
