@@ -135,7 +135,7 @@ def main():
     ]
     for r in rows:
         lines.append(f"| {r['bench']} | {r['case']} | {fmt(r['value'], r['unit'])} | {r['goal']} | "
-                     f"{'yes' if r['met'] else '**no**'} |")
+                     f"{'-' if r['met'] is None else 'yes' if r['met'] else '**no**'} |")
     lines.append("")
     lines.append("Each benchmark alone: `bench/run --only NAME` (" + ", ".join(BENCHES) +
                  "); the program each runs is logged to bench/out/NAME.log.")

