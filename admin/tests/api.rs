@@ -724,3 +724,102 @@ async fn unreachable_server_is_a_clear_error() {
     assert!(e.to_string().contains("cannot reach the admin API"), "{e}");
     assert!(AdminClient::new("ftp://x", None, None, Duration::from_secs(1)).is_err());
 }
+
+/// Certificates for a TLS test: a CA, and a server certificate for 127.0.0.1 signed by it.
+struct TestPki {
+    dir: tempfile::TempDir,
+}
+
+impl TestPki {
+    fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "meridian test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// The API over HTTPS: a client trusting the CA gets answers; one trusting only the web PKI, and a
+/// plain-HTTP client, are refused with an error, not an answer; bad certificate files are named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_private_ca() {
+    let pki = TestPki::new();
+    let tls = meridian_admin::tls_config(&pki.path("cert.pem"), &pki.path("key.pem")).unwrap();
+    let store: Arc<dyn KvStore> = Arc::new(EmbeddedStore::in_memory());
+    let keys = Keys::new(DEFAULT_PREFIX).unwrap();
+    let mut options = WatcherOptions::new(keys.clone());
+    options.bootstrap = Some(Arc::new(Config::load(std::path::Path::new(EXAMPLE)).unwrap()));
+    let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
+    assert!(watcher.wait_for(1, Duration::from_secs(10)).await || watcher.snapshot().is_some());
+    let geo = Arc::new(GeoDb::bundled().unwrap());
+    let ctx = AdminContext {
+        store,
+        keys,
+        watcher,
+        geo: Arc::new(move || geo.clone()),
+        auth: Auth::token(TOKEN).unwrap(),
+        tls: Some(tls),
+        node: "tls test".into(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = serve(listener, ctx).await.unwrap();
+    let url = server.url();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    // Trusting the test CA: the API answers, and the token is still required.
+    let c = AdminClient::new(
+        &url,
+        Some(TOKEN.into()),
+        Some(&pki.path("ca.pem")),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let status = c.get("/v1/status").await.unwrap();
+    assert_eq!(status["node"], "tls test", "{status}");
+    assert!(
+        status["regions"].as_array().is_some_and(|r| !r.is_empty()),
+        "{status}"
+    );
+    let anonymous = AdminClient::new(&url, None, Some(&pki.path("ca.pem")), Duration::from_secs(5)).unwrap();
+    let (s, _, _) = api_error(anonymous.get("/v1/status").await);
+    assert_eq!(s, 401);
+
+    // Trusting only the web PKI roots: the handshake fails, nothing is answered.
+    let web = AdminClient::new(&url, Some(TOKEN.into()), None, Duration::from_secs(5)).unwrap();
+    let e = web.get("/v1/status").await.unwrap_err();
+    assert!(!matches!(e, ClientError::Api { .. }), "{e:?}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+
+    // Plain HTTP to the HTTPS port: an error, not an answer.
+    let plain_url = url.replacen("https://", "http://", 1);
+    let plain = AdminClient::new(&plain_url, Some(TOKEN.into()), None, Duration::from_secs(5)).unwrap();
+    assert!(plain.get("/v1/status").await.is_err());
+
+    // Bad files are named.
+    let missing = pki.path("missing.pem");
+    let e = meridian_admin::tls_config(&missing, &pki.path("key.pem")).unwrap_err();
+    assert!(e.contains("missing.pem"), "{e}");
+    let e = meridian_admin::tls_config(&pki.path("key.pem"), &pki.path("key.pem")).unwrap_err();
+    assert!(e.contains("key.pem") && e.contains("no certificate"), "{e}");
+    let e = meridian_admin::tls_config(&pki.path("cert.pem"), &pki.path("ca.pem")).unwrap_err();
+    assert!(e.contains("ca.pem"), "{e}");
+    // A CA file that is not PEM is refused by the client, naming it.
+    let e = AdminClient::new(&url, None, Some(&pki.path("missing.pem")), Duration::from_secs(1)).unwrap_err();
+    assert!(e.to_string().contains("missing.pem"), "{e}");
+}
