@@ -60,6 +60,10 @@ async fn three_probers_against_etcd() {
     let file = dir.path().join("meridian.toml");
     std::fs::write(&file, config_text(&urls)).unwrap();
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+    // v2 also serves the admin API, so an operator can ask a prober what it sees.
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, "health-e2e-token-0123456789\n").unwrap();
     let mut probers: Vec<Interrupted> = ["v1", "v2", "v3"]
         .iter()
         .map(|v| {
@@ -72,6 +76,10 @@ async fn three_probers_against_etcd() {
             ]);
             if *v == "v1" {
                 c.args(["--metrics-listen", &metrics.to_string()]);
+            }
+            if *v == "v2" {
+                c.args(["--admin-listen", &admin.to_string(), "--admin-token-file"])
+                    .arg(&token_file);
             }
             Interrupted(c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
         })
@@ -104,6 +112,42 @@ async fn three_probers_against_etcd() {
         state(&w, "a") == Some((Down, (3, 3), 3))
     })
     .await;
+
+    // The prober's admin API, through the CLI: region a down (by three vantages), b up.
+    let out = meridian()
+        .args([
+            "status",
+            "--json",
+            "--server",
+            &format!("http://{admin}"),
+            "--token-file",
+        ])
+        .arg(&token_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let region = |id: &str| {
+        status["regions"]
+            .as_array()
+            .and_then(|r| r.iter().find(|x| x["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("no region {id} in {status}"))
+    };
+    assert_eq!(region("a")["health"]["state"], "down", "{status}");
+    assert_eq!(region("b")["health"]["state"], "up", "{status}");
+    assert!(
+        status.to_string().contains("meridian health --vantage v2"),
+        "{status}"
+    );
+    // Without the token: refused.
+    let out = meridian()
+        .env_remove("MERIDIAN_TOKEN")
+        .args(["status", "--server", &format!("http://{admin}"), "--token-file"])
+        .arg(dir.path().join("no-such-token"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
 
     // v3 dies without a word: its opinions last until its lease (2 s) expires, then the decision is
     // recomputed from v1 and v2.
