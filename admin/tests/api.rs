@@ -48,6 +48,15 @@ struct Node {
 }
 
 async fn node(store: Arc<dyn KvStore>) -> Node {
+    node_with_tls(store, None, None).await
+}
+
+/// A node serving HTTPS with `tls` when given, and its client trusting the CA certificates in `ca_file`.
+async fn node_with_tls(
+    store: Arc<dyn KvStore>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    ca_file: Option<&std::path::Path>,
+) -> Node {
     let keys = Keys::new(DEFAULT_PREFIX).unwrap();
     let mut options = WatcherOptions::new(keys.clone());
     options.bootstrap = Some(Arc::new(Config::load(std::path::Path::new(EXAMPLE)).unwrap()));
@@ -61,12 +70,13 @@ async fn node(store: Arc<dyn KvStore>) -> Node {
         watcher: watcher.clone(),
         geo: Arc::new(move || g.clone()),
         auth: Auth::token(TOKEN).unwrap(),
-        tls: None,
+        tls,
         node: "test".into(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = serve(listener, ctx).await.unwrap();
-    let client = AdminClient::new(&server.url(), Some(TOKEN.into()), None, Duration::from_secs(5)).unwrap();
+    let client =
+        AdminClient::new(&server.url(), Some(TOKEN.into()), ca_file, Duration::from_secs(5)).unwrap();
     Node {
         server,
         client,
@@ -761,37 +771,13 @@ impl TestPki {
 async fn https_with_a_private_ca() {
     let pki = TestPki::new();
     let tls = meridian_admin::tls_config(&pki.path("cert.pem"), &pki.path("key.pem")).unwrap();
-    let store: Arc<dyn KvStore> = Arc::new(EmbeddedStore::in_memory());
-    let keys = Keys::new(DEFAULT_PREFIX).unwrap();
-    let mut options = WatcherOptions::new(keys.clone());
-    options.bootstrap = Some(Arc::new(Config::load(std::path::Path::new(EXAMPLE)).unwrap()));
-    let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
-    assert!(watcher.wait_for(1, Duration::from_secs(10)).await || watcher.snapshot().is_some());
-    let geo = Arc::new(GeoDb::bundled().unwrap());
-    let ctx = AdminContext {
-        store,
-        keys,
-        watcher,
-        geo: Arc::new(move || geo.clone()),
-        auth: Auth::token(TOKEN).unwrap(),
-        tls: Some(tls),
-        node: "tls test".into(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = serve(listener, ctx).await.unwrap();
-    let url = server.url();
+    let n = node_with_tls(embedded().0, Some(tls), Some(&pki.path("ca.pem"))).await;
+    let url = n.server.url();
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
 
     // Trusting the test CA: the API answers, and the token is still required.
-    let c = AdminClient::new(
-        &url,
-        Some(TOKEN.into()),
-        Some(&pki.path("ca.pem")),
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    let status = c.get("/v1/status").await.unwrap();
-    assert_eq!(status["node"], "tls test", "{status}");
+    let status = n.client.get("/v1/status").await.unwrap();
+    assert_eq!(status["node"], "test", "{status}");
     assert!(
         status["regions"].as_array().is_some_and(|r| !r.is_empty()),
         "{status}"

@@ -599,12 +599,7 @@ impl ProxyHttp for RegionService {
         }
         if *e.esource() != ErrorSource::Upstream {
             // The client went away or something failed on this side: not the backend's fault, and
-            // nothing to retry elsewhere.
-            if let Some(Attempt::Local(i)) = ctx.attempt.take()
-                && let Some(pool) = ctx.pool()
-            {
-                pool.release(i);
-            }
+            // nothing to retry elsewhere. The attempt stays open; dropping the context releases it.
             e.set_retry(false);
             return e;
         }
@@ -616,16 +611,13 @@ impl ProxyHttp for RegionService {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let now = now_ms();
-        if let Some(Attempt::Local(i)) = ctx.attempt.take()
-            && let Some(pool) = ctx.pool().cloned()
+        // Only a response clears the backend's failure count. An attempt with neither a response nor an
+        // upstream error (that closes it in `attempt_failed`) stays open: dropping the context releases it.
+        if ctx.responded
+            && let Some(Attempt::Local(i)) = ctx.attempt.take()
+            && let Some(pool) = ctx.pool()
         {
-            // Only a response clears the backend's failure count; no response and no upstream error
-            // (those close the attempt in `attempt_failed`) is the client's doing, not the backend's.
-            if ctx.responded {
-                pool.end(i, true, now);
-            } else {
-                pool.release(i);
-            }
+            pool.end(i, true, now);
         }
         let elapsed = ctx.start.elapsed();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
