@@ -216,11 +216,11 @@ def main():
         cpu_txt = f"{cpu * 100:.0f}%" if n != "origin" else "-"
         print(f"| {labels.get(n, n)} | {rps:,.0f} | {p99:.3f} | {err} | {cpu_txt} |")
     m = med["meridian"]
+    b = med["pingora"]
     for peer in ("nginx", "haproxy"):
         p = med[peer]
         print(f"\nMeridian / {peer}: throughput {m[0] / p[0]:.2f}x, p99 {m[1] / p[1]:.2f}x "
               f"({'better' if m[1] <= p[1] else 'worse'} p99)", end="")
-    b = med["pingora"]
     print(f"\nMeridian / bare pingora: throughput {m[0] / b[0]:.2f}x; bare pingora / nginx: "
           f"{b[0] / med['nginx'][0]:.2f}x (the ceiling of any proxy built on pingora's HTTP proxy here)")
     import json
@@ -232,7 +232,6 @@ def main():
         print("@result " + json.dumps({
             "bench": "proxy", "case": f"p99 vs {peer} ({m[1]:.3f} vs {p[1]:.3f} ms)",
             "value": round(p[1] / m[1], 2), "unit": "x better", "goal": ">= 1.0x", "met": m[1] <= p[1]}))
-    b = med["pingora"]
     print("@result " + json.dumps({
         "bench": "proxy", "case": f"throughput vs bare pingora, reference ({m[0]:,.0f} vs {b[0]:,.0f} req/s)",
         "value": round(m[0] / b[0], 2), "unit": "x", "goal": "-", "met": None}))

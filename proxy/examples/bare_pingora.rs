@@ -1,5 +1,5 @@
 //! The floor under Meridian's proxy: pingora with nothing of Meridian in it — one fixed upstream, no
-//! routing, no headers added, no metrics. `bench/proxy/run --bare` measures it beside the real proxy, so
+//! routing, no headers added, no metrics. `bench/proxy/run` measures it beside the real proxy, so
 //! the report can tell what pingora itself costs per request on this machine from what Meridian adds.
 //!
 //! Usage: bare_pingora LISTEN UPSTREAM THREADS   (e.g. 127.0.0.1:18094 127.0.0.1:18081 1)

@@ -291,14 +291,13 @@ impl Pool {
     /// A request to slot `i` ended; `ok`: the backend answered (whatever the status). Consecutive
     /// failures eject the backend for `eject-for-ms`; returns `true` when this failure ejected it.
     pub fn end(&self, i: usize, ok: bool, now_ms: u64) -> bool {
-        let Some(s) = self.slots.get(i) else { return false };
-        s.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.release(i);
         self.outcome(i, ok, now_ms)
     }
 
     /// A request to slot `i` ended without a verdict on the backend: the client went away, or the
     /// request failed on this side. Why it matters: counting a client's abort as a backend failure
-    /// ejects a healthy backend whenever a load generator (or a impatient browser) closes connections
+    /// ejects a healthy backend whenever a load generator (or an impatient browser) closes connections
     /// with requests in flight.
     pub fn release(&self, i: usize) {
         if let Some(s) = self.slots.get(i) {
