@@ -31,6 +31,75 @@ pub const REASON_HEADER: &str = "x-meridian-reason";
 /// Most attempts on local backends per request (connection failures and retried upstream errors).
 const MAX_LOCAL_ATTEMPTS: u32 = 3;
 
+/// What the proxy's decisions read from a request head, whichever HTTP engine parsed it: pingora's
+/// session, or the HTTP/1.1 fast path ([`crate::h1`]). Both engines call the same decisions
+/// ([`RegionService::admit`], [`RegionService::next_peer`], ...), so they cannot disagree.
+pub(crate) trait RequestHead {
+    /// The first value of header `name` (lower case).
+    fn header(&self, name: &str) -> Option<&[u8]>;
+    /// Every value of header `name` (lower case), in order.
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a;
+    /// The authority: the request target's, else the `Host` header.
+    fn authority(&self) -> Option<&[u8]>;
+    /// Octets of the head as received: request line and header lines.
+    fn head_size(&self) -> usize;
+    /// Whether the method is idempotent (may be retried after an upstream error).
+    fn idempotent(&self) -> bool;
+}
+
+impl RequestHead for RequestHeader {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.get(name).map(|v| v.as_bytes())
+    }
+
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers.get_all(name).iter().map(|v| v.as_bytes())
+    }
+
+    fn authority(&self) -> Option<&[u8]> {
+        self.uri
+            .authority()
+            .map(|a| a.as_str().as_bytes())
+            .or_else(|| self.header("host"))
+    }
+
+    fn head_size(&self) -> usize {
+        head_size(self)
+    }
+
+    fn idempotent(&self) -> bool {
+        self.method.is_idempotent()
+    }
+}
+
+/// The proxy answers itself instead of forwarding: with this status, `x-meridian-reason` and body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub status: u16,
+    pub reason: &'static str,
+    pub body: &'static str,
+    /// Close the client connection after answering (the rest of the request cannot be trusted).
+    pub close: bool,
+}
+
+const fn refusal(status: u16, reason: &'static str, body: &'static str, close: bool) -> Refusal {
+    Refusal {
+        status,
+        reason,
+        body,
+        close,
+    }
+}
+
+/// The headers a forwarded request gets (replacing any received ones).
+pub(crate) struct ForwardHeaders<'a> {
+    pub x_forwarded_for: String,
+    pub forwarded: String,
+    pub x_forwarded_proto: &'a [u8],
+    /// The hop header's value (this region) when the request goes to another region.
+    pub hop: Option<&'a str>,
+}
+
 /// One region's proxy, as pingora's `ProxyHttp`.
 #[derive(Clone, Debug)]
 pub struct RegionService {
@@ -144,6 +213,210 @@ impl RegionService {
             .inc();
     }
 
+    /// Decides whether a request from `peer` is forwarded: fills `ctx` (client, route, plan) and returns
+    /// `Ok`, or the answer the proxy gives itself. Counts refusals and spills.
+    pub(crate) fn admit(
+        &self,
+        req: &impl RequestHead,
+        peer: IpAddr,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), Refusal> {
+        let region = self.node.region();
+        let Some(table) = self.node.table() else {
+            self.refuse_metric("not-ready");
+            return Err(refusal(
+                503,
+                "not-ready",
+                "proxy has no configuration yet\n",
+                false,
+            ));
+        };
+        let settings = &table.settings;
+        ctx.peer = peer.to_canonical();
+        ctx.peer_trusted = is_trusted(&settings.trusted_proxies, ctx.peer);
+        ctx.client = client_ip(ctx.peer, req.header("x-forwarded-for"), &settings.trusted_proxies);
+        if settings.rate_limit_per_client > 0
+            && self.node.limiter.observe(&ctx.client, 1)
+                > isize::try_from(settings.rate_limit_per_client).unwrap_or(isize::MAX)
+        {
+            self.refuse_metric("rate-limited");
+            return Err(refusal(429, "rate-limited", "too many requests\n", false));
+        }
+        if req.head_size() > settings.max_header_bytes as usize {
+            self.refuse_metric("header-too-large");
+            return Err(refusal(
+                431,
+                "header-too-large",
+                "request header fields too large\n",
+                true,
+            ));
+        }
+        let declared = req
+            .header("content-length")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(|v| v.trim().parse::<u64>());
+        match declared {
+            Some(Ok(n)) if n > settings.max_body_bytes => {
+                self.refuse_metric("body-too-large");
+                return Err(refusal(413, "body-too-large", "request body too large\n", true));
+            }
+            Some(Err(_)) => {
+                self.refuse_metric("bad-request");
+                return Err(refusal(400, "bad-request", "bad content-length\n", true));
+            }
+            _ => {}
+        }
+        let mut buf = [0u8; 256];
+        let Some(host) = request_host(req.authority(), &mut buf) else {
+            self.refuse_metric("no-host");
+            return Err(refusal(400, "no-host", "missing or invalid Host\n", false));
+        };
+        let Some(h) = table.host(host) else {
+            self.refuse_metric("unknown-host");
+            return Err(refusal(404, "unknown-host", "no service for this host\n", false));
+        };
+        ctx.host = h;
+        if !table.hosts[h].proxied {
+            self.refuse_metric("dns-only");
+            return Err(refusal(
+                404,
+                "dns-only",
+                "this service has no backends behind the proxy\n",
+                false,
+            ));
+        }
+        if table.local.is_none() {
+            self.refuse_metric("unknown-region");
+            return Err(refusal(
+                503,
+                "unknown-region",
+                "this proxy's region is not in the configuration\n",
+                false,
+            ));
+        }
+        ctx.hopped = req.header(HOP_HEADER).is_some();
+        let now = now_ms();
+        let has_backend = table.hosts[h]
+            .pool
+            .as_ref()
+            .is_some_and(|p| p.has_usable(ctx.tried, now));
+        match self.make_plan(ctx, &table, has_backend) {
+            Some(Plan::Serve { targets, spill }) => {
+                ctx.targets = targets;
+                ctx.spill = spill;
+                if let Some(reason) = spill {
+                    self.node
+                        .metrics
+                        .spills
+                        .with_label_values(&[region, reason.label()])
+                        .inc();
+                }
+            }
+            Some(Plan::Refuse(why)) => {
+                self.refuse_metric(why.label());
+                ctx.table = Some(table);
+                let body = match why {
+                    crate::route::Refuse::Residency => {
+                        "no region allowed for this client by data residency can serve the request\n"
+                    }
+                    crate::route::Refuse::HopLimit => {
+                        "the request already crossed a region and this region cannot serve it\n"
+                    }
+                    crate::route::Refuse::NoRegion => "no region can serve the request\n",
+                };
+                return Err(refusal(503, why.label(), body, false));
+            }
+            None => {
+                self.refuse_metric("unknown-region");
+                return Err(refusal(503, "unknown-region", "no route\n", false));
+            }
+        }
+        ctx.table = Some(table);
+        Ok(())
+    }
+
+    /// The next upstream to try for an admitted request, opening an attempt in `ctx` (a local backend or
+    /// another region's proxy); when none is left, the status to answer (502 after failed attempts, else
+    /// 503). Re-plans once when the local pool runs out, leaving the region if steering allows.
+    pub(crate) fn next_peer(&self, req: &impl RequestHead, ctx: &mut RequestCtx) -> Result<HttpPeer, u16> {
+        let Some(table) = ctx.table.clone() else {
+            return Err(503);
+        };
+        let now = now_ms();
+        loop {
+            let Some(&target) = ctx.targets.get(ctx.next) else {
+                // The local pool ran out while it was the plan: leave the region if steering allows.
+                if !ctx.replanned && !ctx.hopped && ctx.served_by.is_none() {
+                    ctx.replanned = true;
+                    if let Some(Plan::Serve { targets, spill }) = self.make_plan(ctx, &table, false) {
+                        let fresh: Vec<Target> = targets
+                            .into_iter()
+                            .filter(|t| matches!(t, Target::Region(_)) && !ctx.targets.contains(t))
+                            .collect();
+                        if !fresh.is_empty() {
+                            ctx.targets.clear();
+                            ctx.next = 0;
+                            ctx.targets
+                                .extend(fresh.into_iter().take(crate::route::MAX_TARGETS));
+                            ctx.spill = spill;
+                            self.node
+                                .metrics
+                                .spills
+                                .with_label_values(&[
+                                    self.node.region(),
+                                    spill.unwrap_or(Leave::NoHealthyBackend).label(),
+                                ])
+                                .inc();
+                            continue;
+                        }
+                    }
+                }
+                let code = if ctx.local_attempts > 0 || ctx.replanned {
+                    502
+                } else {
+                    503
+                };
+                return Err(code);
+            };
+            match target {
+                Target::Local => {
+                    let Some(pool) = ctx.pool().cloned() else {
+                        ctx.next += 1;
+                        continue;
+                    };
+                    if ctx.local_attempts >= MAX_LOCAL_ATTEMPTS {
+                        ctx.next += 1;
+                        continue;
+                    }
+                    let mut buf = [0u8; 16];
+                    let key = self.affinity_key(req, ctx, &mut buf);
+                    let Some(i) = pool.select(key, ctx.tried, now) else {
+                        ctx.next += 1;
+                        continue;
+                    };
+                    ctx.tried.insert(i);
+                    ctx.local_attempts += 1;
+                    pool.begin(i);
+                    ctx.attempt = Some(Attempt::Local(i));
+                    if !ctx.counted_local {
+                        ctx.counted_local = true;
+                        self.node.local_in_flight.fetch_add(1, Ordering::Relaxed);
+                        self.node.in_flight_gauge.inc();
+                    }
+                    return Ok(pool.slots()[i].peer());
+                }
+                Target::Region(r) => {
+                    ctx.next += 1;
+                    let Some(Some(peer)) = table.peers.get(r.get()) else {
+                        continue;
+                    };
+                    ctx.attempt = Some(Attempt::Remote(r));
+                    return Ok(peer.clone());
+                }
+            }
+        }
+    }
+
     /// Builds the plan for a request whose local pool may be exhausted.
     fn make_plan(&self, ctx: &RequestCtx, table: &RouteTable, pool_has_backend: bool) -> Option<Plan> {
         let route = table.hosts.get(ctx.host)?;
@@ -170,15 +443,17 @@ impl RegionService {
         Some(plan(&input, &location, client_hash(ctx.client)))
     }
 
-    fn affinity_key<'s>(&self, session: &'s Session, ctx: &RequestCtx, buf: &'s mut [u8; 16]) -> &'s [u8] {
+    fn affinity_key<'s>(
+        &self,
+        req: &'s impl RequestHead,
+        ctx: &RequestCtx,
+        buf: &'s mut [u8; 16],
+    ) -> &'s [u8] {
         let from_request = match ctx.route().and_then(|r| r.affinity.as_ref()) {
-            Some(Affinity::Header(h)) => session.req_header().headers.get(h.as_str()).map(|v| v.as_bytes()),
-            Some(Affinity::Cookie(name)) => session
-                .req_header()
-                .headers
-                .get_all("cookie")
-                .iter()
-                .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+            Some(Affinity::Header(h)) => req.header(h.as_str()),
+            Some(Affinity::Cookie(name)) => req
+                .values("cookie")
+                .flat_map(|v| v.split(|b| *b == b';'))
                 .find_map(|kv| {
                     let kv = kv.trim_ascii();
                     let (k, v) = kv.split_at(kv.iter().position(|b| *b == b'=')?);
@@ -235,176 +510,20 @@ impl ProxyHttp for RegionService {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let region = self.node.region();
-        let Some(table) = self.node.table() else {
-            self.refuse_metric("not-ready");
-            return answer(
-                session,
-                503,
-                region,
-                "not-ready",
-                "proxy has no configuration yet\n",
-                false,
-            )
-            .await;
-        };
-        let settings = &table.settings;
-        let client_timeout = std::time::Duration::from_millis(u64::from(settings.client_timeout_ms));
-        session.set_read_timeout(Some(client_timeout));
-        session.set_keepalive(Some(client_timeout.as_secs().max(1)));
-        ctx.peer = session
+        if let Some(table) = self.node.table() {
+            let client_timeout =
+                std::time::Duration::from_millis(u64::from(table.settings.client_timeout_ms));
+            session.set_read_timeout(Some(client_timeout));
+            session.set_keepalive(Some(client_timeout.as_secs().max(1)));
+        }
+        let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip().to_canonical());
-        ctx.peer_trusted = is_trusted(&settings.trusted_proxies, ctx.peer);
-        ctx.client = client_ip(
-            ctx.peer,
-            session
-                .req_header()
-                .headers
-                .get("x-forwarded-for")
-                .map(|v| v.as_bytes()),
-            &settings.trusted_proxies,
-        );
-        if settings.rate_limit_per_client > 0
-            && self.node.limiter.observe(&ctx.client, 1)
-                > isize::try_from(settings.rate_limit_per_client).unwrap_or(isize::MAX)
-        {
-            self.refuse_metric("rate-limited");
-            return answer(session, 429, region, "rate-limited", "too many requests\n", false).await;
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        match self.admit(session.req_header(), peer, ctx) {
+            Ok(()) => Ok(false),
+            Err(r) => answer(session, r.status, self.node.region(), r.reason, r.body, r.close).await,
         }
-        if head_size(session.req_header()) > settings.max_header_bytes as usize {
-            self.refuse_metric("header-too-large");
-            return answer(
-                session,
-                431,
-                region,
-                "header-too-large",
-                "request header fields too large\n",
-                true,
-            )
-            .await;
-        }
-        let declared = session
-            .req_header()
-            .headers
-            .get("content-length")
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-            .map(|v| v.trim().parse::<u64>());
-        match declared {
-            Some(Ok(n)) if n > settings.max_body_bytes => {
-                self.refuse_metric("body-too-large");
-                return answer(
-                    session,
-                    413,
-                    region,
-                    "body-too-large",
-                    "request body too large\n",
-                    true,
-                )
-                .await;
-            }
-            Some(Err(_)) => {
-                self.refuse_metric("bad-request");
-                return answer(session, 400, region, "bad-request", "bad content-length\n", true).await;
-            }
-            _ => {}
-        }
-        let mut buf = [0u8; 256];
-        let req = session.req_header();
-        let authority = req
-            .uri
-            .authority()
-            .map(|a| a.as_str().as_bytes())
-            .or_else(|| req.headers.get("host").map(|v| v.as_bytes()));
-        let Some(host) = request_host(authority, &mut buf) else {
-            self.refuse_metric("no-host");
-            return answer(
-                session,
-                400,
-                region,
-                "no-host",
-                "missing or invalid Host\n",
-                false,
-            )
-            .await;
-        };
-        let Some(h) = table.host(host) else {
-            self.refuse_metric("unknown-host");
-            return answer(
-                session,
-                404,
-                region,
-                "unknown-host",
-                "no service for this host\n",
-                false,
-            )
-            .await;
-        };
-        ctx.host = h;
-        if !table.hosts[h].proxied {
-            self.refuse_metric("dns-only");
-            return answer(
-                session,
-                404,
-                region,
-                "dns-only",
-                "this service has no backends behind the proxy\n",
-                false,
-            )
-            .await;
-        }
-        if table.local.is_none() {
-            self.refuse_metric("unknown-region");
-            return answer(
-                session,
-                503,
-                region,
-                "unknown-region",
-                "this proxy's region is not in the configuration\n",
-                false,
-            )
-            .await;
-        }
-        ctx.hopped = session.req_header().headers.contains_key(HOP_HEADER);
-        let now = now_ms();
-        let has_backend = table.hosts[h]
-            .pool
-            .as_ref()
-            .is_some_and(|p| p.has_usable(ctx.tried, now));
-        match self.make_plan(ctx, &table, has_backend) {
-            Some(Plan::Serve { targets, spill }) => {
-                ctx.targets = targets;
-                ctx.spill = spill;
-                if let Some(reason) = spill {
-                    self.node
-                        .metrics
-                        .spills
-                        .with_label_values(&[region, reason.label()])
-                        .inc();
-                }
-            }
-            Some(Plan::Refuse(why)) => {
-                self.refuse_metric(why.label());
-                ctx.table = Some(table);
-                let body = match why {
-                    crate::route::Refuse::Residency => {
-                        "no region allowed for this client by data residency can serve the request\n"
-                    }
-                    crate::route::Refuse::HopLimit => {
-                        "the request already crossed a region and this region cannot serve it\n"
-                    }
-                    crate::route::Refuse::NoRegion => "no region can serve the request\n",
-                };
-                return answer(session, 503, region, why.label(), body, false).await;
-            }
-            None => {
-                self.refuse_metric("unknown-region");
-                return answer(session, 503, region, "unknown-region", "no route\n", false).await;
-            }
-        }
-        ctx.table = Some(table);
-        Ok(false)
     }
 
     async fn request_body_filter(
@@ -427,81 +546,9 @@ impl ProxyHttp for RegionService {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let Some(table) = ctx.table.clone() else {
-            return Error::e_explain(ErrorType::HTTPStatus(503), "no routing table");
-        };
-        let now = now_ms();
-        loop {
-            let Some(&target) = ctx.targets.get(ctx.next) else {
-                // The local pool ran out while it was the plan: leave the region if steering allows.
-                if !ctx.replanned && !ctx.hopped && ctx.served_by.is_none() {
-                    ctx.replanned = true;
-                    if let Some(Plan::Serve { targets, spill }) = self.make_plan(ctx, &table, false) {
-                        let fresh: Vec<Target> = targets
-                            .into_iter()
-                            .filter(|t| matches!(t, Target::Region(_)) && !ctx.targets.contains(t))
-                            .collect();
-                        if !fresh.is_empty() {
-                            ctx.targets.clear();
-                            ctx.next = 0;
-                            ctx.targets
-                                .extend(fresh.into_iter().take(crate::route::MAX_TARGETS));
-                            ctx.spill = spill;
-                            self.node
-                                .metrics
-                                .spills
-                                .with_label_values(&[
-                                    self.node.region(),
-                                    spill.unwrap_or(Leave::NoHealthyBackend).label(),
-                                ])
-                                .inc();
-                            continue;
-                        }
-                    }
-                }
-                let code = if ctx.local_attempts > 0 || ctx.replanned {
-                    502
-                } else {
-                    503
-                };
-                return Error::e_explain(ErrorType::HTTPStatus(code), "no upstream left to try");
-            };
-            match target {
-                Target::Local => {
-                    let Some(pool) = ctx.pool().cloned() else {
-                        ctx.next += 1;
-                        continue;
-                    };
-                    if ctx.local_attempts >= MAX_LOCAL_ATTEMPTS {
-                        ctx.next += 1;
-                        continue;
-                    }
-                    let mut buf = [0u8; 16];
-                    let key = self.affinity_key(session, ctx, &mut buf);
-                    let Some(i) = pool.select(key, ctx.tried, now) else {
-                        ctx.next += 1;
-                        continue;
-                    };
-                    ctx.tried.insert(i);
-                    ctx.local_attempts += 1;
-                    pool.begin(i);
-                    ctx.attempt = Some(Attempt::Local(i));
-                    if !ctx.counted_local {
-                        ctx.counted_local = true;
-                        self.node.local_in_flight.fetch_add(1, Ordering::Relaxed);
-                        self.node.in_flight_gauge.inc();
-                    }
-                    return Ok(Box::new(pool.slots()[i].peer()));
-                }
-                Target::Region(r) => {
-                    ctx.next += 1;
-                    let Some(Some(peer)) = table.peers.get(r.get()) else {
-                        continue;
-                    };
-                    ctx.attempt = Some(Attempt::Remote(r));
-                    return Ok(Box::new(peer.clone()));
-                }
-            }
+        match self.next_peer(session.req_header(), ctx) {
+            Ok(peer) => Ok(Box::new(peer)),
+            Err(code) => Error::e_explain(ErrorType::HTTPStatus(code), "no upstream left to try"),
         }
     }
 
@@ -511,34 +558,12 @@ impl ProxyHttp for RegionService {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let received = session.req_header();
-        let xff = forwarded_for(
-            ctx.peer,
-            received.headers.get("x-forwarded-for").map(|v| v.as_bytes()),
-            ctx.peer_trusted,
-        );
-        let host = ctx.route().map(|r| r.host.as_str()).unwrap_or_default();
-        let fwd = forwarded(
-            ctx.peer,
-            received.headers.get("forwarded").map(|v| v.as_bytes()),
-            ctx.peer_trusted,
-            host,
-        );
-        let proto_trusted = if ctx.peer_trusted {
-            received.headers.get("x-forwarded-proto").cloned()
-        } else {
-            None
-        };
-        upstream.insert_header("x-forwarded-for", xff)?;
-        upstream.insert_header("forwarded", fwd)?;
-        match proto_trusted {
-            Some(p) => upstream.insert_header("x-forwarded-proto", p)?,
-            None => upstream.insert_header("x-forwarded-proto", "http")?,
-        }
-        // To another region: the hop header names this (origin) region. To a local backend, a received
-        // one passes through and tells the application the request crossed regions.
-        if let Some(Attempt::Remote(_)) = ctx.attempt {
-            upstream.insert_header(HOP_HEADER, self.node.region())?;
+        let f = self.forward_headers(session.req_header(), ctx);
+        upstream.insert_header("x-forwarded-for", f.x_forwarded_for)?;
+        upstream.insert_header("forwarded", f.forwarded)?;
+        upstream.insert_header("x-forwarded-proto", f.x_forwarded_proto)?;
+        if let Some(origin) = f.hop {
+            upstream.insert_header(HOP_HEADER, origin)?;
         }
         Ok(())
     }
@@ -549,23 +574,12 @@ impl ProxyHttp for RegionService {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.responded = true;
-        ctx.served_by = ctx.attempt;
-        match ctx.attempt {
-            Some(Attempt::Local(_)) | None => {
-                resp.insert_header(REGION_HEADER, self.node.region())?;
-            }
-            Some(Attempt::Remote(r)) => {
-                if !resp.headers.contains_key(REGION_HEADER)
-                    && let Some(t) = &ctx.table
-                {
-                    let id = t.snapshot.topology.region_id(r);
-                    resp.insert_header(REGION_HEADER, id.to_owned())?;
-                }
-                if let Some(reason) = ctx.spill {
-                    resp.insert_header(REASON_HEADER, reason.label())?;
-                }
-            }
+        let (region, reason) = self.response_marks(ctx, resp.headers.contains_key(REGION_HEADER));
+        if let Some(region) = region {
+            resp.insert_header(REGION_HEADER, region)?;
+        }
+        if let Some(reason) = reason {
+            resp.insert_header(REASON_HEADER, reason)?;
         }
         Ok(())
     }
@@ -604,12 +618,68 @@ impl ProxyHttp for RegionService {
             return e;
         }
         self.attempt_failed(ctx, "proxy");
-        let idempotent = session.req_header().method.is_idempotent();
+        let idempotent = session.req_header().idempotent();
         e.set_retry(idempotent && !session.as_ref().retry_buffer_truncated());
         e
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.finish(ctx, status);
+    }
+}
+
+impl RegionService {
+    /// The forwarding headers for an admitted request on its current attempt.
+    pub(crate) fn forward_headers<'a>(
+        &'a self,
+        req: &'a impl RequestHead,
+        ctx: &RequestCtx,
+    ) -> ForwardHeaders<'a> {
+        let x_forwarded_for = forwarded_for(ctx.peer, req.header("x-forwarded-for"), ctx.peer_trusted);
+        let host = ctx.route().map(|r| r.host.as_str()).unwrap_or_default();
+        let forwarded = forwarded(ctx.peer, req.header("forwarded"), ctx.peer_trusted, host);
+        let x_forwarded_proto = if ctx.peer_trusted {
+            req.header("x-forwarded-proto").unwrap_or(b"http")
+        } else {
+            b"http"
+        };
+        // To another region: the hop header names this (origin) region. To a local backend, a received
+        // one passes through and tells the application the request crossed regions.
+        let hop = matches!(ctx.attempt, Some(Attempt::Remote(_))).then(|| self.node.region());
+        ForwardHeaders {
+            x_forwarded_for,
+            forwarded,
+            x_forwarded_proto,
+            hop,
+        }
+    }
+
+    /// A response arrived on the current attempt: records it in `ctx` and returns the region header to
+    /// set (none when another region's proxy already named itself) and the reason header (why the
+    /// request left its region).
+    pub(crate) fn response_marks<'a>(
+        &'a self,
+        ctx: &'a mut RequestCtx,
+        upstream_named_region: bool,
+    ) -> (Option<&'a str>, Option<&'static str>) {
+        ctx.responded = true;
+        ctx.served_by = ctx.attempt;
+        match ctx.attempt {
+            Some(Attempt::Local(_)) | None => (Some(self.node.region()), None),
+            Some(Attempt::Remote(r)) => {
+                let region = match &ctx.table {
+                    Some(t) if !upstream_named_region => Some(t.snapshot.topology.region_id(r)),
+                    _ => None,
+                };
+                (region, ctx.spill.map(|l| l.label()))
+            }
+        }
+    }
+
+    /// The request is over, answered with `status` (0: no response went out): closes the attempt and
+    /// counts it.
+    pub(crate) fn finish(&self, ctx: &mut RequestCtx, status: u16) {
         let now = now_ms();
         // Only a response clears the backend's failure count. An attempt with neither a response nor an
         // upstream error (that closes it in `attempt_failed`) stays open: dropping the context releases it.
@@ -620,7 +690,6 @@ impl ProxyHttp for RegionService {
             pool.end(i, true, now);
         }
         let elapsed = ctx.start.elapsed();
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.node.duration.observe(elapsed.as_secs_f64());
         self.node.window.record(elapsed, status >= 500 || status == 0);
         let Some(route) = ctx.route() else { return };
@@ -645,10 +714,8 @@ impl ProxyHttp for RegionService {
             }
         }
     }
-}
 
-impl RegionService {
-    fn attempt_failed(&self, ctx: &mut RequestCtx, kind: &str) {
+    pub(crate) fn attempt_failed(&self, ctx: &mut RequestCtx, kind: &str) {
         let now = now_ms();
         match ctx.attempt.take() {
             Some(Attempt::Local(i)) => {
