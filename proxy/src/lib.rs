@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod h1;
 pub mod node;
 pub mod pool;
 pub mod route;

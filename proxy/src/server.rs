@@ -20,11 +20,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
 use tokio::sync::watch;
 
+use crate::h1::FastH1;
 use crate::node::{Listener, ProxyNode};
 use crate::service::RegionService;
 
@@ -116,10 +118,11 @@ impl ProxyServer {
         };
         let mut server = Server::new_with_opt_and_conf(None, conf);
         for l in &listeners {
-            let mut service = http_proxy_service_with_name(
-                &server.configuration,
-                RegionService::new(l.node.clone()),
-                &format!("meridian proxy {}", l.node.region()),
+            let region = RegionService::new(l.node.clone());
+            let pingora_proxy = http_proxy(&server.configuration, region.clone());
+            let mut service = Service::new(
+                format!("meridian proxy {}", l.node.region()),
+                FastH1::new(region, pingora_proxy),
             );
             service.add_tcp(&l.addr.to_string());
             server.add_service(service);

@@ -111,6 +111,11 @@ impl RegionService {
     pub fn new(node: Arc<ProxyNode>) -> Self {
         Self { node }
     }
+
+    /// The node it serves.
+    pub(crate) fn node(&self) -> &Arc<ProxyNode> {
+        &self.node
+    }
 }
 
 /// The current attempt.

@@ -110,6 +110,8 @@ pub struct ProxyMetrics {
     pub upstream_errors: IntCounterVec,
     /// `meridian_proxy_ejections_total{region,service}`.
     pub ejections: IntCounterVec,
+    /// `meridian_proxy_handed_over_total{region}`.
+    pub handed_over: IntCounterVec,
     /// `meridian_proxy_in_flight{region}`.
     pub in_flight: IntGaugeVec,
     /// `meridian_proxy_healthy_backends{region,service}`.
@@ -152,6 +154,12 @@ impl ProxyMetrics {
                 "Backends ejected after consecutive failed requests",
                 &["region", "service"],
             ),
+            handed_over: counter(
+                "meridian_proxy_handed_over_total",
+                "Requests the HTTP/1.1 fast path handed to pingora's proxy (other methods, bodies, HTTP/1.0, \
+                 unusual or malformed heads)",
+                &["region"],
+            ),
             in_flight: IntGaugeVec::new(
                 Opts::new(
                     "meridian_proxy_in_flight",
@@ -190,6 +198,7 @@ impl ProxyMetrics {
         registry.register(Box::new(self.refused.clone()))?;
         registry.register(Box::new(self.upstream_errors.clone()))?;
         registry.register(Box::new(self.ejections.clone()))?;
+        registry.register(Box::new(self.handed_over.clone()))?;
         registry.register(Box::new(self.in_flight.clone()))?;
         registry.register(Box::new(self.healthy_backends.clone()))?;
         registry.register(Box::new(self.duration.clone()))

@@ -479,3 +479,160 @@ async fn on_etcd_backend_drains_and_load_reports() {
     assert_eq!(w.stop().await, 0);
     drop(etcd);
 }
+
+fn handed_over(w: &World, region: &str) -> u64 {
+    let text = w.metrics_text();
+    let key = format!("meridian_proxy_handed_over_total{{region=\"{region}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(key.as_str()))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// The HTTP/1.1 fast path and pingora's proxy (which the fast path hands every other request to) forward
+/// alike: the same forwarding headers reach the origin and the same marks come back, locally, across
+/// regions and when refusing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_path_and_pingora_forward_alike() {
+    let w = World::start(Setup::default()).await;
+    let p = w.proxy("waw");
+    let compare = |fast: &meridian_proxy::testing::Response, slow: &meridian_proxy::testing::Response| {
+        assert_eq!(fast.status, slow.status, "{fast:?}\n{slow:?}");
+        for h in [
+            "x-meridian-region",
+            "x-meridian-reason",
+            "x-origin-region",
+            "content-length",
+        ] {
+            assert_eq!(fast.header(h), slow.header(h), "{h}: {fast:?}\n{slow:?}");
+        }
+        assert_eq!(fast.body, slow.body);
+    };
+    let cases: [(&str, Vec<(&str, &str)>); 4] = [
+        ("api.gslb.example", vec![("x-forwarded-for", EU_CLIENT)]),
+        (
+            "open.gslb.example",
+            vec![("x-forwarded-for", US_CLIENT), ("forwarded", "for=1.2.3.4")],
+        ),
+        ("nope.example", vec![]),
+        ("dnsonly.gslb.example", vec![]),
+    ];
+    let mut expect_handed = 0;
+    for round in ["local", "remote"] {
+        if round == "remote" {
+            w.drain_backend("open", w.origin("waw").addr).await;
+            w.drain_backend("api", w.origin("waw").addr).await;
+        }
+        for (host, headers) in &cases {
+            let before = handed_over(&w, "waw");
+            let fast = get(p, host, headers).await.unwrap();
+            assert_eq!(
+                handed_over(&w, "waw"),
+                before,
+                "{host}: a plain GET takes the fast path"
+            );
+            // `TE` is a header the fast path leaves to pingora.
+            let mut with_te = headers.clone();
+            with_te.push(("te", "trailers"));
+            let slow = get(p, host, &with_te).await.unwrap();
+            expect_handed += 1;
+            assert_eq!(handed_over(&w, "waw"), expect_handed, "{host}: handed over");
+            compare(&fast, &slow);
+            if round == "remote" && fast.status == 200 {
+                assert_ne!(fast.header("x-meridian-region"), Some("waw"), "{fast:?}");
+                assert!(fast.body.contains("x-meridian-hop=waw"), "{}", fast.body);
+            }
+        }
+    }
+    assert_eq!(w.stop().await, 0);
+}
+
+/// Reads one response (head, and a `content-length` body unless `head_only`) from `s`, keeping what
+/// follows it in `buf`.
+async fn read_response(
+    s: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+    head_only: bool,
+) -> (u16, String, String) {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 4]).to_string();
+            let r = meridian_proxy::testing::parse_response(&head).unwrap();
+            let len: usize = if head_only {
+                0
+            } else {
+                r.header("content-length").unwrap().parse().unwrap()
+            };
+            while buf.len() < end + 4 + len {
+                let n = s.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed mid-body");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+            buf.drain(..end + 4 + len);
+            return (
+                r.status,
+                r.header("x-meridian-region").unwrap_or("").to_owned(),
+                body,
+            );
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before a response: {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// One keep-alive connection: pipelined GETs answered in order, a HEAD answered without a body, a POST
+/// (pingora's) and then GETs again (the fast path's) on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_pipelining_and_hand_over_on_one_connection() {
+    use tokio::io::AsyncWriteExt;
+    let w = World::start(Setup::default()).await;
+    let mut s = tokio::net::TcpStream::connect(w.proxy("waw")).await.unwrap();
+    let mut buf = Vec::new();
+    let get = "GET /a HTTP/1.1\r\nhost: open.gslb.example\r\nx-forwarded-for: 198.51.100.7\r\n\r\n";
+    s.write_all(format!("{get}{get}").as_bytes()).await.unwrap();
+    for _ in 0..2 {
+        let (status, region, body) = read_response(&mut s, &mut buf, false).await;
+        assert_eq!((status, region.as_str()), (200, "waw"));
+        assert!(body.contains("region=waw"), "{body}");
+    }
+    s.write_all(b"HEAD /a HTTP/1.1\r\nhost: open.gslb.example\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, region, _) = read_response(&mut s, &mut buf, true).await;
+    assert_eq!((status, region.as_str()), (200, "waw"));
+    let handed = handed_over(&w, "waw");
+    s.write_all(b"POST /a HTTP/1.1\r\nhost: open.gslb.example\r\ncontent-length: 2\r\n\r\nhi")
+        .await
+        .unwrap();
+    let (status, region, _) = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((status, region.as_str()), (200, "waw"));
+    assert_eq!(handed_over(&w, "waw"), handed + 1);
+    for _ in 0..3 {
+        s.write_all(get.as_bytes()).await.unwrap();
+        let (status, _, body) = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(status, 200);
+        // The test's peer (loopback) is a trusted proxy: its X-Forwarded-For is extended.
+        assert!(
+            body.contains("x-forwarded-for=198.51.100.7, 127.0.0.1\n"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        handed_over(&w, "waw"),
+        handed + 1,
+        "GETs after the POST take the fast path again"
+    );
+    assert!(buf.is_empty());
+    drop(s);
+    assert_eq!(w.stop().await, 0);
+}

@@ -1,0 +1,857 @@
+//! The HTTP/1.1 fast path: the request shape that is nearly all of a regional proxy's traffic — `GET` or
+//! `HEAD`, HTTP/1.1, origin-form target, one `Host`, no body, no upgrade — read, decided and forwarded
+//! here, over keep-alive upstream connections this module keeps. Everything else (other methods,
+//! bodies, HTTP/1.0, h2c, `Expect`, other `Connection` options, malformed or oversized heads) is handed,
+//! unread, to pingora's HTTP proxy on the same connection, which answers it with the same
+//! [`RegionService`].
+//!
+//! Why: on this project's benchmark machine pingora's proxy pipeline costs twice what the kernel and
+//! tokio cost per request (bench/RESULTS.md: pingora with nothing of Meridian in it reaches 0.6x nginx,
+//! a plain tokio forwarder 1.05x). The decisions are not duplicated: admission, the plan, the next
+//! upstream, the forwarding headers, the response marks and the accounting are `RegionService`'s own
+//! functions, which pingora's callbacks call too. This module owns only HTTP/1.1 framing, the upstream
+//! connection reuse, and timeouts.
+//!
+//! Must not: answer anything it has not fully checked (it hands over instead), retry anything after a
+//! response byte went to the client, count a stale pooled connection as a backend failure.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::proxy::{HttpProxy, ProxyHttp};
+use pingora::server::ShutdownWatch;
+use pingora::upstreams::peer::{HttpPeer, Peer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::service::{REASON_HEADER, REGION_HEADER, RegionService, RequestCtx, RequestHead};
+
+/// Most headers in a request or response head the fast path parses; more goes to pingora (requests) or
+/// is an upstream error (responses).
+const MAX_HEADERS: usize = 64;
+/// Largest upstream response head accepted.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Idle upstream connections kept per upstream address.
+const MAX_IDLE_PER_UPSTREAM: usize = 128;
+/// Read size for bodies.
+const CHUNK: usize = 16 * 1024;
+/// Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1), and those the proxy sets itself.
+const DROPPED_REQUEST_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "x-forwarded-for",
+    "forwarded",
+    "x-forwarded-proto",
+];
+/// Response headers never forwarded (hop-by-hop; the proxy says itself whether the connection stays).
+const DROPPED_RESPONSE_HEADERS: &[&str] = &["connection", "keep-alive", "proxy-connection", "upgrade"];
+
+/// The pingora application of one region's listener: the fast path, and pingora's proxy for the rest.
+pub struct FastH1 {
+    service: RegionService,
+    proxy: Arc<HttpProxy<RegionService>>,
+    idle: Mutex<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
+}
+
+impl FastH1 {
+    /// The fast path in front of `proxy` (pingora's HTTP proxy over the same `service`).
+    pub fn new(service: RegionService, proxy: HttpProxy<RegionService>) -> Self {
+        Self {
+            service,
+            proxy: Arc::new(proxy),
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn take_idle(&self, addr: SocketAddr, max_idle: Duration) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let conns = idle.get_mut(&addr)?;
+        while let Some((conn, since)) = conns.pop() {
+            if since.elapsed() < max_idle {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, addr: SocketAddr, conn: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let conns = idle.entry(addr).or_default();
+        if conns.len() < MAX_IDLE_PER_UPSTREAM {
+            conns.push((conn, Instant::now()));
+        }
+    }
+
+    /// Gives the connection, with the octets already read from it, to pingora's proxy.
+    async fn hand_over(
+        self: &Arc<Self>,
+        stream: Stream,
+        read: &[u8],
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let node = self.service.node();
+        node.metrics.handed_over.with_label_values(&[node.region()]).inc();
+        let stream = rewind(stream, read)?;
+        ServerApp::process_new(&self.proxy, stream, shutdown).await
+    }
+}
+
+/// Puts `read` back in front of the connection's unread octets (`None`: not a TCP stream, cannot).
+fn rewind(stream: Stream, read: &[u8]) -> Option<Stream> {
+    if read.is_empty() {
+        return Some(stream);
+    }
+    let mut l4: Box<L4Stream> = stream.into_any().downcast().ok()?;
+    l4.rewind(read);
+    Some(l4)
+}
+
+/// A parsed request head of the fast path's shape (offsets into the read buffer).
+struct Head<'b> {
+    method: &'b str,
+    path: &'b str,
+    headers: Vec<(&'b str, &'b [u8])>,
+    len: usize,
+    /// The client asked to close the connection after this request.
+    close: bool,
+}
+
+impl RequestHead for Head<'_> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    fn authority(&self) -> Option<&[u8]> {
+        self.header("host")
+    }
+
+    fn head_size(&self) -> usize {
+        self.len
+    }
+
+    fn idempotent(&self) -> bool {
+        true // GET and HEAD only
+    }
+}
+
+/// What reading a request head gave.
+enum Read {
+    /// A complete head of `n` octets is at the start of the buffer.
+    Head(usize),
+    /// The client closed (or went idle, or the server is stopping) before a request began.
+    Gone,
+    /// Something pingora must judge: hand the connection over with what was read.
+    HandOver,
+}
+
+async fn read_head(
+    stream: &mut Stream,
+    buf: &mut Vec<u8>,
+    limit: usize,
+    timeout: Duration,
+    shutdown: &ShutdownWatch,
+) -> Read {
+    let mut shutdown = shutdown.clone();
+    loop {
+        if !buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(buf) {
+                Ok(httparse::Status::Complete(n)) => return Read::Head(n),
+                Ok(httparse::Status::Partial) if buf.len() <= limit => {}
+                _ => return Read::HandOver,
+            }
+        }
+        let start = buf.len();
+        buf.resize(start + CHUNK, 0);
+        let read = tokio::select! {
+            r = tokio::time::timeout(timeout, stream.read(&mut buf[start..])) => r,
+            // Stopping: an idle keep-alive connection is closed; a request already begun is read on.
+            _ = shutdown.wait_for(|s| *s), if start == 0 => {
+                buf.truncate(start);
+                return Read::Gone;
+            }
+        };
+        match read {
+            Ok(Ok(n)) if n > 0 => buf.truncate(start + n),
+            _ => {
+                buf.truncate(start);
+                // Closed or idle with a partial head: pingora answers it (400/408) or closes.
+                return if start == 0 { Read::Gone } else { Read::HandOver };
+            }
+        }
+    }
+}
+
+/// Parses the head at the start of `buf` if it has the fast path's shape.
+fn fast_shape(buf: &[u8], len: usize) -> Option<Head<'_>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(&buf[..len]).ok()?;
+    let method = req.method?;
+    let path = req.path?;
+    if !(method == "GET" || method == "HEAD") || req.version != Some(1) || !path.starts_with('/') {
+        return None;
+    }
+    let mut hosts = 0;
+    let mut close = false;
+    let mut out = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = h.name;
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        if is("content-length") || is("transfer-encoding") || is("upgrade") || is("expect") || is("te") {
+            return None;
+        }
+        if is("connection") {
+            if h.value.eq_ignore_ascii_case(b"close") {
+                close = true;
+            } else if !h.value.eq_ignore_ascii_case(b"keep-alive") {
+                return None;
+            }
+        }
+        if is("host") {
+            hosts += 1;
+        }
+        out.push((name, h.value));
+    }
+    if hosts != 1 {
+        return None;
+    }
+    Some(Head {
+        method,
+        path,
+        headers: out,
+        len,
+        close,
+    })
+}
+
+/// How an upstream response's body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// Outcome of one attempt.
+enum Exchange {
+    /// The response went out whole.
+    Done { status: u16, keep_client: bool },
+    /// Could not connect: nothing sent.
+    ConnectFailed,
+    /// The upstream failed before any of its response went to the client.
+    UpstreamFailed,
+    /// The client went away before a response began.
+    ClientGone,
+    /// Part of the response went out, then either side failed.
+    Broken { status: u16 },
+}
+
+#[async_trait]
+impl ServerApp for FastH1 {
+    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let Some(table) = self.service.node().table() else {
+            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        };
+        if !stream.as_any().is::<L4Stream>() {
+            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        }
+        let timeout = Duration::from_millis(u64::from(table.settings.client_timeout_ms));
+        let limit = table.settings.max_header_bytes as usize;
+        drop(table);
+        let mut buf = Vec::with_capacity(CHUNK);
+        let len = match read_head(&mut stream, &mut buf, limit, timeout, shutdown).await {
+            Read::Head(n) => n,
+            Read::Gone => return None,
+            Read::HandOver => return self.hand_over(stream, &buf, shutdown).await,
+        };
+        let Some(head) = fast_shape(&buf, len) else {
+            return self.hand_over(stream, &buf, shutdown).await;
+        };
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let mut ctx = self.service.new_ctx();
+        let keep = match self.service.admit(&head, peer, &mut ctx) {
+            Err(r) => {
+                let region = self.service.node().region();
+                let mut out = Vec::with_capacity(256);
+                out.extend_from_slice(
+                    format!("HTTP/1.1 {} {}\r\n", r.status, reason_phrase(r.status)).as_bytes(),
+                );
+                push_header(&mut out, "content-type", b"text/plain; charset=utf-8");
+                push_header(&mut out, "content-length", r.body.len().to_string().as_bytes());
+                push_header(&mut out, REGION_HEADER, region.as_bytes());
+                push_header(&mut out, REASON_HEADER, r.reason.as_bytes());
+                let keep = !r.close && !head.close && !*shutdown.borrow();
+                if !keep {
+                    push_header(&mut out, "connection", b"close");
+                }
+                out.extend_from_slice(b"\r\n");
+                if head.method != "HEAD" {
+                    out.extend_from_slice(r.body.as_bytes());
+                }
+                let sent = write_client(&mut stream, &out, timeout).await;
+                self.service.finish(&mut ctx, r.status);
+                sent && keep
+            }
+            Ok(()) => loop {
+                let peer = match self.service.next_peer(&head, &mut ctx) {
+                    Ok(p) => p,
+                    Err(code) => {
+                        let out = format!(
+                            "HTTP/1.1 {code} {}\r\ncontent-length: 0\r\ncache-control: private, no-store\r\n\
+                             connection: close\r\n\r\n",
+                            reason_phrase(code)
+                        );
+                        write_client(&mut stream, out.as_bytes(), timeout).await;
+                        self.service.finish(&mut ctx, code);
+                        break false;
+                    }
+                };
+                match self
+                    .exchange(&mut stream, &head, &mut ctx, &peer, timeout, shutdown)
+                    .await
+                {
+                    Exchange::Done { status, keep_client } => {
+                        self.service.finish(&mut ctx, status);
+                        break keep_client;
+                    }
+                    Exchange::ConnectFailed => self.service.attempt_failed(&mut ctx, "connect"),
+                    Exchange::UpstreamFailed => self.service.attempt_failed(&mut ctx, "proxy"),
+                    Exchange::ClientGone => {
+                        self.service.finish(&mut ctx, 0);
+                        break false;
+                    }
+                    Exchange::Broken { status } => {
+                        self.service.finish(&mut ctx, status);
+                        break false;
+                    }
+                }
+            },
+        };
+        drop(ctx);
+        if !keep {
+            return None;
+        }
+        // Pipelined octets after this request are the next request's.
+        rewind(stream, &buf[len..])
+    }
+}
+
+fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+async fn write_client(stream: &mut Stream, out: &[u8], timeout: Duration) -> bool {
+    let write = async {
+        stream.write_all(out).await?;
+        stream.flush().await
+    };
+    matches!(tokio::time::timeout(timeout, write).await, Ok(Ok(())))
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("")
+}
+
+/// Whether a comma-separated header value lists `token` (case-insensitive).
+fn lists(value: &[u8], token: &str) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+impl FastH1 {
+    /// One attempt: the request to `peer`, its response back to the client.
+    async fn exchange(
+        &self,
+        client: &mut Stream,
+        head: &Head<'_>,
+        ctx: &mut RequestCtx,
+        peer: &HttpPeer,
+        client_timeout: Duration,
+        shutdown: &ShutdownWatch,
+    ) -> Exchange {
+        let Some(&addr) = peer.address().as_inet() else {
+            return Exchange::ConnectFailed;
+        };
+        let connect_timeout = peer.options.connection_timeout.unwrap_or(Duration::from_secs(5));
+        let io = peer.options.read_timeout.unwrap_or(Duration::from_secs(30));
+        let max_idle = peer.options.idle_timeout.unwrap_or(Duration::from_secs(60));
+
+        let mut request = Vec::with_capacity(512 + head.len);
+        request.extend_from_slice(head.method.as_bytes());
+        request.push(b' ');
+        request.extend_from_slice(head.path.as_bytes());
+        request.extend_from_slice(b" HTTP/1.1\r\n");
+        let fwd = self.service.forward_headers(head, ctx);
+        for (name, value) in &head.headers {
+            let dropped = DROPPED_REQUEST_HEADERS
+                .iter()
+                .any(|d| name.eq_ignore_ascii_case(d))
+                || (fwd.hop.is_some() && name.eq_ignore_ascii_case(crate::service::HOP_HEADER));
+            if !dropped {
+                push_header(&mut request, name, value);
+            }
+        }
+        push_header(&mut request, "x-forwarded-for", fwd.x_forwarded_for.as_bytes());
+        push_header(&mut request, "forwarded", fwd.forwarded.as_bytes());
+        push_header(&mut request, "x-forwarded-proto", fwd.x_forwarded_proto);
+        if let Some(origin) = fwd.hop {
+            push_header(&mut request, crate::service::HOP_HEADER, origin.as_bytes());
+        }
+        request.extend_from_slice(b"\r\n");
+
+        // A pooled connection the upstream closed meanwhile fails on first use: that says nothing about
+        // the backend, so it is retried once on a new connection.
+        let mut pooled = self.take_idle(addr, max_idle);
+        let mut resp = Vec::with_capacity(CHUNK);
+        let (mut upstream, head_len, status, framing, reusable) = loop {
+            let reused = pooled.is_some();
+            let mut conn = match pooled.take() {
+                Some(c) => c,
+                None => match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+                    Ok(Ok(c)) => {
+                        let _ = c.set_nodelay(true);
+                        c
+                    }
+                    _ => return Exchange::ConnectFailed,
+                },
+            };
+            resp.clear();
+            match self
+                .request_response(&mut conn, &request, &mut resp, io, client, client_timeout)
+                .await
+            {
+                Ok(Some((n, status, framing, reusable))) => break (conn, n, status, framing, reusable),
+                Ok(None) if reused => {} // stale: once more on a new connection
+                Ok(None) => return Exchange::UpstreamFailed,
+                Err(()) => return Exchange::ClientGone,
+            }
+        };
+        let framing = if head.method == "HEAD" {
+            Framing::None
+        } else {
+            framing
+        };
+
+        // The response head to the client.
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut headers);
+        if !matches!(parsed.parse(&resp[..head_len]), Ok(httparse::Status::Complete(_))) {
+            return Exchange::UpstreamFailed;
+        }
+        let named = parsed
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case(REGION_HEADER));
+        let keep_client = framing != Framing::UntilClose && !head.close && !*shutdown.borrow();
+        let (region, reason) = self.service.response_marks(ctx, named);
+        let mut out = Vec::with_capacity(head_len + 256);
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.to_string().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(parsed.reason.unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for h in parsed.headers.iter() {
+            let dropped = DROPPED_RESPONSE_HEADERS
+                .iter()
+                .any(|d| h.name.eq_ignore_ascii_case(d))
+                || (region.is_some() && h.name.eq_ignore_ascii_case(REGION_HEADER))
+                || (reason.is_some() && h.name.eq_ignore_ascii_case(REASON_HEADER));
+            if !dropped {
+                push_header(&mut out, h.name, h.value);
+            }
+        }
+        if let Some(region) = region {
+            push_header(&mut out, REGION_HEADER, region.as_bytes());
+        }
+        if let Some(reason) = reason {
+            push_header(&mut out, REASON_HEADER, reason.as_bytes());
+        }
+        if !keep_client {
+            push_header(&mut out, "connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+
+        // The body: what came with the head, then the rest.
+        let mut body = Body::new(framing);
+        let have = &resp[head_len..];
+        let take = body.feed(have);
+        out.extend_from_slice(&have[..take]);
+        let extra = take < have.len();
+        if !write_client(client, &out, client_timeout).await {
+            return Exchange::Broken { status };
+        }
+        let mut chunk = vec![0u8; CHUNK];
+        while !body.done() {
+            let n = match tokio::time::timeout(io, upstream.read(&mut chunk)).await {
+                Ok(Ok(0)) if framing == Framing::UntilClose => break,
+                Ok(Ok(n)) if n > 0 => n,
+                _ => return Exchange::Broken { status },
+            };
+            let take = body.feed(&chunk[..n]);
+            if take < n {
+                // Octets past the end of the response: the connection cannot be trusted again.
+                body.spoiled = true;
+            }
+            if !write_client(client, &chunk[..take], client_timeout).await {
+                return Exchange::Broken { status };
+            }
+        }
+        if reusable && !extra && !body.spoiled && framing != Framing::UntilClose {
+            self.put_idle(addr, upstream);
+        } else {
+            let _ = upstream.shutdown().await;
+        }
+        Exchange::Done { status, keep_client }
+    }
+
+    /// Sends `request` and reads the response head into `resp`, forwarding informational (1xx) heads to
+    /// the client. `Ok(None)`: the upstream failed (closed, timed out, malformed); `Err`: the client did.
+    async fn request_response(
+        &self,
+        conn: &mut TcpStream,
+        request: &[u8],
+        resp: &mut Vec<u8>,
+        io: Duration,
+        client: &mut Stream,
+        client_timeout: Duration,
+    ) -> Result<Option<(usize, u16, Framing, bool)>, ()> {
+        if !matches!(
+            tokio::time::timeout(io, conn.write_all(request)).await,
+            Ok(Ok(()))
+        ) {
+            return Ok(None);
+        }
+        loop {
+            if !resp.is_empty() {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut parsed = httparse::Response::new(&mut headers);
+                match parsed.parse(resp) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        let status = parsed.code.unwrap_or(0);
+                        if (100..200).contains(&status) {
+                            if status == 101 {
+                                return Ok(None); // no upgrade was asked for
+                            }
+                            if !write_client(client, &resp[..n], client_timeout).await {
+                                return Err(());
+                            }
+                            resp.drain(..n);
+                            continue;
+                        }
+                        let Some((framing, reusable)) = framing_of(&parsed, status) else {
+                            return Ok(None);
+                        };
+                        return Ok(Some((n, status, framing, reusable)));
+                    }
+                    Ok(httparse::Status::Partial) if resp.len() <= MAX_RESPONSE_HEAD => {}
+                    _ => return Ok(None),
+                }
+            }
+            let start = resp.len();
+            resp.resize(start + CHUNK, 0);
+            match tokio::time::timeout(io, conn.read(&mut resp[start..])).await {
+                Ok(Ok(n)) if n > 0 => resp.truncate(start + n),
+                _ => return Ok(None),
+            }
+        }
+    }
+}
+
+/// The body framing of a response (RFC 9112 §6.3) and whether its connection may be reused; `None` for
+/// a response whose length cannot be trusted (conflicting `Content-Length`s).
+fn framing_of(resp: &httparse::Response<'_, '_>, status: u16) -> Option<(Framing, bool)> {
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut encoded = false;
+    let mut close = resp.version != Some(1);
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value).ok()?.trim().parse::<u64>().ok()?;
+            if length.is_some_and(|l| l != n) {
+                return None;
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            encoded = true;
+            chunked = h
+                .value
+                .split(|b| *b == b',')
+                .next_back()
+                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            if lists(h.value, "close") {
+                close = true;
+            } else if lists(h.value, "keep-alive") && resp.version == Some(0) {
+                close = false;
+            }
+        }
+    }
+    let framing = if status == 204 || status == 304 {
+        Framing::None
+    } else if encoded {
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    };
+    Some((framing, !close))
+}
+
+/// Where a response body ends, fed the octets as they arrive.
+struct Body {
+    framing: Framing,
+    /// Length: octets still due. Chunked: octets of the current chunk's data (and its CRLF) still due.
+    left: u64,
+    chunk: ChunkState,
+    line: Vec<u8>,
+    finished: bool,
+    spoiled: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading a chunk-size line.
+    Size,
+    /// Inside chunk data plus its trailing CRLF (`left` octets).
+    Data,
+    /// Reading trailer lines after the last chunk, until an empty one.
+    Trailer,
+}
+
+impl Body {
+    fn new(framing: Framing) -> Self {
+        Self {
+            framing,
+            left: match framing {
+                Framing::Length(n) => n,
+                _ => 0,
+            },
+            chunk: ChunkState::Size,
+            line: Vec::new(),
+            finished: matches!(framing, Framing::None | Framing::Length(0)),
+            spoiled: false,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.finished
+    }
+
+    /// Takes octets of `data` that belong to the body; returns how many (fewer than given only when
+    /// the body ended inside `data`).
+    fn feed(&mut self, data: &[u8]) -> usize {
+        match self.framing {
+            Framing::None => 0,
+            Framing::UntilClose => data.len(),
+            Framing::Length(_) => {
+                let take = (data.len() as u64).min(self.left) as usize;
+                self.left -= take as u64;
+                self.finished = self.left == 0;
+                take
+            }
+            Framing::Chunked => {
+                let mut i = 0;
+                while i < data.len() && !self.finished {
+                    match self.chunk {
+                        ChunkState::Data => {
+                            let take = ((data.len() - i) as u64).min(self.left) as usize;
+                            self.left -= take as u64;
+                            i += take;
+                            if self.left == 0 {
+                                self.chunk = ChunkState::Size;
+                            }
+                        }
+                        ChunkState::Size | ChunkState::Trailer => {
+                            let b = data[i];
+                            i += 1;
+                            self.line.push(b);
+                            if self.line.len() > 4096 {
+                                // A size or trailer line this long is not HTTP: end here, spoiled.
+                                self.finished = true;
+                                self.spoiled = true;
+                                break;
+                            }
+                            if b != b'\n' {
+                                continue;
+                            }
+                            if self.chunk == ChunkState::Trailer {
+                                if self.line == b"\r\n" || self.line == b"\n" {
+                                    self.finished = true;
+                                }
+                                self.line.clear();
+                                continue;
+                            }
+                            match httparse::parse_chunk_size(&self.line) {
+                                Ok(httparse::Status::Complete((_, 0))) => self.chunk = ChunkState::Trailer,
+                                Ok(httparse::Status::Complete((_, size))) => {
+                                    self.chunk = ChunkState::Data;
+                                    self.left = size.saturating_add(2);
+                                }
+                                _ => {
+                                    self.finished = true;
+                                    self.spoiled = true;
+                                }
+                            }
+                            self.line.clear();
+                        }
+                    }
+                }
+                i
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn feed_all(framing: Framing, parts: &[&[u8]]) -> (Vec<u8>, bool) {
+        let mut body = Body::new(framing);
+        let mut taken = Vec::new();
+        for p in parts {
+            let n = body.feed(p);
+            taken.extend_from_slice(&p[..n]);
+        }
+        (taken, body.done())
+    }
+
+    #[test]
+    fn chunked_bodies_end_after_the_last_chunk_and_trailers_whatever_the_split() {
+        let body: &[u8] = b"5\r\nhello\r\n1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-t: 1\r\n\r\n";
+        let mut next = body.to_vec();
+        next.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        for split in 0..next.len() {
+            let (taken, done) = feed_all(Framing::Chunked, &[&next[..split], &next[split..]]);
+            assert!(done, "split at {split}");
+            assert_eq!(taken, body, "split at {split}");
+        }
+        let (taken, done) = feed_all(Framing::Chunked, &[b"3\r\nab"]);
+        assert!(!done);
+        assert_eq!(taken, b"3\r\nab");
+    }
+
+    #[test]
+    fn length_bodies_take_exactly_their_length() {
+        let (taken, done) = feed_all(Framing::Length(4), &[b"ab", b"cdEXTRA"]);
+        assert_eq!((taken.as_slice(), done), (&b"abcd"[..], true));
+        assert!(Body::new(Framing::Length(0)).done());
+        assert!(Body::new(Framing::None).done());
+    }
+
+    #[test]
+    fn only_plain_gets_and_heads_take_the_fast_path() {
+        let ok = b"GET /a?b HTTP/1.1\r\nHost: x\r\nCookie: a=1\r\n\r\n";
+        let head = fast_shape(ok, ok.len()).unwrap();
+        assert_eq!((head.method, head.path), ("GET", "/a?b"));
+        assert_eq!(head.header("cookie"), Some(&b"a=1"[..]));
+        assert!(!head.close);
+        let close = b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        assert!(fast_shape(close, close.len()).unwrap().close);
+        for refused in [
+            &b"POST / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"GET / HTTP/1.0\r\nHost: x\r\n\r\n",
+            b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close, te\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
+        ] {
+            assert!(
+                fast_shape(refused, refused.len()).is_none(),
+                "{}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let frame = |raw: &[u8], status| {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut r = httparse::Response::new(&mut headers);
+            r.parse(raw).unwrap();
+            framing_of(&r, status)
+        };
+        assert_eq!(
+            frame(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", 200),
+            Some((Framing::Length(3), true))
+        );
+        assert_eq!(
+            frame(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n",
+                200
+            ),
+            Some((Framing::Chunked, true))
+        );
+        assert_eq!(
+            frame(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", 200),
+            Some((Framing::UntilClose, false))
+        );
+        assert_eq!(
+            frame(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", 200),
+            Some((Framing::Length(1), false))
+        );
+        assert_eq!(
+            frame(
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n",
+                200
+            ),
+            Some((Framing::Length(1), true))
+        );
+        assert_eq!(
+            frame(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", 304),
+            Some((Framing::None, true))
+        );
+        assert_eq!(
+            frame(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                200
+            ),
+            None
+        );
+    }
+}
