@@ -5,9 +5,11 @@ The origin is nginx serving a static 200 ("ok\n"), one worker. Each proxy has on
 `worker_processes 1` with upstream keep-alive, HAProxy `nbthread 1`, `meridian proxy --threads 1`) and is
 pinned with all its threads to CPU 0; the origin and wrk share CPU 1 (as in
 /work/shared/research/peer-baselines.md). Load: `wrk -t1 -c32 -d{S}s --latency` with keep-alive, the
-proxies taking turns within each round (meridian, pingora, nginx, haproxy, ...). `pingora` is a reference,
-not a peer: pingora's proxy with nothing of Meridian in it (proxy/examples/bare_pingora.rs), the floor
-under Meridian's own cost. Reported: median req/s and p99
+proxies taking turns within each round (meridian, pingora, tokio, nginx, haproxy, ...). Two references,
+not peers: `pingora` is pingora's proxy with nothing of Meridian in it (proxy/examples/bare_pingora.rs),
+what pingora's HTTP pipeline costs here (Meridian hands it the requests its fast path does not take);
+`tokio` is a plain tokio HTTP/1.1 forwarder (proxy/examples/raw_tokio.rs), what the kernel and the
+runtime cost with no HTTP framework. Reported: median req/s and p99
 over the rounds, and Meridian's ratios to each peer; errors and non-2xx responses are counted and must be 0.
 
 Usage: bench/proxy/run [--rounds N] [--seconds S] [--connections C] [--meridian BINARY]
@@ -28,11 +30,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "bench.gslb.example"
-PORTS = {"origin": 18081, "nginx": 18091, "haproxy": 18092, "meridian": 18093, "pingora": 18094}
+PORTS = {"origin": 18081, "nginx": 18091, "haproxy": 18092, "meridian": 18093, "pingora": 18094, "tokio": 18095}
 # Measured in turns within each round. `pingora` is the floor under Meridian: pingora's proxy with nothing of
 # Meridian in it (proxy/examples/bare_pingora.rs, same allocator and runtime settings), so the report can
 # tell what pingora itself costs on this machine from what Meridian's routing adds.
-TARGETS = ("meridian", "pingora", "nginx", "haproxy")
+# `tokio` is the other floor: a plain tokio HTTP/1.1 forwarder (proxy/examples/raw_tokio.rs), what the
+# kernel and the runtime cost per request here with no HTTP framework at all.
+TARGETS = ("meridian", "pingora", "tokio", "nginx", "haproxy")
 
 
 def wait_port(port, timeout=20.0):
@@ -167,6 +171,7 @@ def main():
     if args.meridian:
         meridian = Path(args.meridian)
     bare = meridian.parent / "examples" / "bare_pingora"
+    raw = meridian.parent / "examples" / "raw_tokio"
     procs = {}
     with tempfile.TemporaryDirectory(prefix="meridian-proxy-bench-") as tmp:
         d = Path(tmp)
@@ -180,6 +185,7 @@ def main():
                                        "--data-dir", str(d / "data"), "--threads", "1", "--grace-period", "0"], 0)
             procs["pingora"] = start([str(bare), f"127.0.0.1:{PORTS['pingora']}",
                                       f"127.0.0.1:{PORTS['origin']}", "1"], 0)
+            procs["tokio"] = start([str(raw), f"127.0.0.1:{PORTS['tokio']}", f"127.0.0.1:{PORTS['origin']}"], 0)
             for name, port in PORTS.items():
                 wait_port(port)
             time.sleep(0.5)
@@ -200,7 +206,8 @@ def main():
             results["origin"].append((rps, p99, errors, 0.0))
         finally:
             for p in procs.values():
-                p.send_signal(signal.SIGINT if p in (procs.get("meridian"), procs.get("pingora")) else signal.SIGTERM)
+                rust = (procs.get("meridian"), procs.get("pingora"), procs.get("tokio"))
+                p.send_signal(signal.SIGINT if p in rust else signal.SIGTERM)
             for p in procs.values():
                 try:
                     p.wait(timeout=10)
@@ -210,7 +217,8 @@ def main():
                sum(x[2] for x in v), statistics.median(x[3] for x in v)) for n, v in results.items() if v}
     print(f"| target | req/s (median of {args.rounds} x {args.seconds} s) | p99 ms | errors | SUT CPU |")
     print("|---|---|---|---|---|")
-    labels = {"origin": "origin (direct, 1 run)", "pingora": "pingora, bare (reference)"}
+    labels = {"origin": "origin (direct, 1 run)", "pingora": "pingora, bare (reference)",
+              "tokio": "tokio forwarder (reference)"}
     for n in TARGETS + ("origin",):
         rps, p99, err, cpu = med[n]
         cpu_txt = f"{cpu * 100:.0f}%" if n != "origin" else "-"
@@ -221,8 +229,11 @@ def main():
         p = med[peer]
         print(f"\nMeridian / {peer}: throughput {m[0] / p[0]:.2f}x, p99 {m[1] / p[1]:.2f}x "
               f"({'better' if m[1] <= p[1] else 'worse'} p99)", end="")
+    t = med["tokio"]
     print(f"\nMeridian / bare pingora: throughput {m[0] / b[0]:.2f}x; bare pingora / nginx: "
           f"{b[0] / med['nginx'][0]:.2f}x (the ceiling of any proxy built on pingora's HTTP proxy here)")
+    print(f"Meridian / tokio forwarder: throughput {m[0] / t[0]:.2f}x; tokio forwarder / nginx: "
+          f"{t[0] / med['nginx'][0]:.2f}x")
     import json
     for peer in ("nginx", "haproxy"):
         p = med[peer]
@@ -238,6 +249,9 @@ def main():
     print("@result " + json.dumps({
         "bench": "proxy", "case": f"bare pingora vs nginx, reference ({b[0]:,.0f} vs {med['nginx'][0]:,.0f} req/s)",
         "value": round(b[0] / med["nginx"][0], 2), "unit": "x", "goal": "-", "met": None}))
+    print("@result " + json.dumps({
+        "bench": "proxy", "case": f"throughput vs tokio forwarder, reference ({m[0]:,.0f} vs {t[0]:,.0f} req/s)",
+        "value": round(m[0] / t[0], 2), "unit": "x", "goal": "-", "met": None}))
 
 
 if __name__ == "__main__":

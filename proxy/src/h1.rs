@@ -183,19 +183,16 @@ async fn read_head(
             }
         }
         let start = buf.len();
-        buf.resize(start + CHUNK, 0);
+        // Into the spare capacity: no zeroing of a buffer the read overwrites.
+        buf.reserve(CHUNK);
         let read = tokio::select! {
-            r = tokio::time::timeout(timeout, stream.read(&mut buf[start..])) => r,
+            r = tokio::time::timeout(timeout, stream.read_buf(buf)) => r,
             // Stopping: an idle keep-alive connection is closed; a request already begun is read on.
-            _ = shutdown.wait_for(|s| *s), if start == 0 => {
-                buf.truncate(start);
-                return Read::Gone;
-            }
+            _ = shutdown.wait_for(|s| *s), if start == 0 => return Read::Gone,
         };
         match read {
-            Ok(Ok(n)) if n > 0 => buf.truncate(start + n),
+            Ok(Ok(n)) if n > 0 => {}
             _ => {
-                buf.truncate(start);
                 // Closed or idle with a partial head: pingora answers it (400/408) or closes.
                 return if start == 0 { Read::Gone } else { Read::HandOver };
             }
@@ -513,9 +510,11 @@ impl FastH1 {
         if !write_client(client, &out, client_timeout).await {
             return Exchange::Broken { status };
         }
-        let mut chunk = vec![0u8; CHUNK];
+        // The response buffer again, for the rest of the body (most bodies came with the head).
+        let mut chunk = resp;
         while !body.done() {
-            let n = match tokio::time::timeout(io, upstream.read(&mut chunk)).await {
+            chunk.clear();
+            let n = match tokio::time::timeout(io, upstream.read_buf(&mut chunk)).await {
                 Ok(Ok(0)) if framing == Framing::UntilClose => break,
                 Ok(Ok(n)) if n > 0 => n,
                 _ => return Exchange::Broken { status },
@@ -580,10 +579,9 @@ impl FastH1 {
                     _ => return Ok(None),
                 }
             }
-            let start = resp.len();
-            resp.resize(start + CHUNK, 0);
-            match tokio::time::timeout(io, conn.read(&mut resp[start..])).await {
-                Ok(Ok(n)) if n > 0 => resp.truncate(start + n),
+            resp.reserve(CHUNK);
+            match tokio::time::timeout(io, conn.read_buf(resp)).await {
+                Ok(Ok(n)) if n > 0 => {}
                 _ => return Ok(None),
             }
         }
