@@ -5,7 +5,8 @@ Runs each benchmark as its own program (each can also be run alone: the commands
 bench/RESULTS.md), streams its output to stderr and to bench/out/NAME.log, collects the `@result {json}`
 lines it prints, then prints one table of figures and ratios with the machine's description and rewrites
 the generated section of bench/RESULTS.md (between the `bench/run` markers; the narrative sections below
-it are kept).
+it are kept). With `--only`, the rows of the benchmarks run are replaced and the others kept, each marked
+"(earlier run, DATE)".
 
 Usage: bench/run [--only steer,propagation,dns,proxy,health,drill] [--no-write]
 Everything runs on loopback, bounded in time (the whole suite takes about 12 minutes on 2 cores).
@@ -105,6 +106,25 @@ def fmt(v: float, unit: str) -> str:
     return f"{v:,.0f} {unit}"
 
 
+def kept_rows(names: list[str]) -> list[str]:
+    """Rows of the recorded table for benchmarks other than `names`, each marked with the command and date
+    of the run that measured it (so a partial run never passes off older figures as its own)."""
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    if BEGIN not in text or END not in text:
+        return []
+    block = text[text.index(BEGIN):text.index(END)]
+    origin = next((l for l in block.splitlines() if l.startswith("Command: ")), "")
+    date = origin.rsplit("Date: ", 1)[-1].rstrip(".") if "Date: " in origin else "?"
+    out = []
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 5 or cells[0] in ("benchmark", "---") or cells[0] in names:
+            continue
+        case = cells[1] if "(earlier run" in cells[1] else f"{cells[1]} (earlier run, {date})"
+        out.append(f"| {cells[0]} | {case} | {cells[2]} | {cells[3]} | {cells[4]} |")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default=",".join(BENCHES))
@@ -136,6 +156,10 @@ def main():
     for r in rows:
         lines.append(f"| {r['bench']} | {r['case']} | {fmt(r['value'], r['unit'])} | {r['goal']} | "
                      f"{'-' if r['met'] is None else 'yes' if r['met'] else '**no**'} |")
+    kept = kept_rows(names) if args.only != ",".join(BENCHES) else []
+    if kept:
+        # A partial run replaces its own benchmarks' rows and keeps the others, marked with their run.
+        lines += kept
     lines.append("")
     lines.append("Each benchmark alone: `bench/run --only NAME` (" + ", ".join(BENCHES) +
                  "); the program each runs is logged to bench/out/NAME.log.")
