@@ -268,6 +268,12 @@ enum Exchange {
 
 #[async_trait]
 impl ServerApp for FastH1 {
+    /// Lets pingora's proxy stop its keep-alive connections waiting for a next request (the fast path's
+    /// own watch the shutdown signal in `read_head`).
+    async fn cleanup(&self) {
+        ServerApp::cleanup(&*self.proxy).await;
+    }
+
     async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let Some(table) = self.service.node().table() else {
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
