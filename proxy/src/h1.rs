@@ -116,7 +116,7 @@ fn rewind(stream: Stream, read: &[u8]) -> Option<Stream> {
     Some(l4)
 }
 
-/// A parsed request head of the fast path's shape (offsets into the read buffer).
+/// A parsed request head of the fast path's shape (borrowing the read buffer).
 struct Head<'b> {
     method: &'b str,
     path: &'b str,
@@ -156,8 +156,8 @@ impl RequestHead for Head<'_> {
 
 /// What reading a request head gave.
 enum Read {
-    /// A complete head of `n` octets is at the start of the buffer.
-    Head(usize),
+    /// The buffer holds a whole head (its end, an empty line, has arrived).
+    Head,
     /// The client closed (or went idle, or the server is stopping) before a request began.
     Gone,
     /// Something pingora must judge: hand the connection over with what was read.
@@ -174,10 +174,14 @@ async fn read_head(
     let mut shutdown = shutdown.clone();
     loop {
         if !buf.is_empty() {
+            // The whole head is here: `fast_shape` parses it (once). Part of it: parse only to refuse
+            // garbage at once rather than wait for an end that will not come.
+            if has_head_end(buf) {
+                return Read::Head;
+            }
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(buf) {
-                Ok(httparse::Status::Complete(n)) => return Read::Head(n),
                 Ok(httparse::Status::Partial) if buf.len() <= limit => {}
                 _ => return Read::HandOver,
             }
@@ -200,11 +204,20 @@ async fn read_head(
     }
 }
 
+/// Whether `buf` holds the empty line that ends a head (lines end in CRLF or, leniently, LF).
+fn has_head_end(buf: &[u8]) -> bool {
+    buf.windows(2)
+        .enumerate()
+        .any(|(i, w)| w == b"\n\n" || (w == b"\n\r" && buf.get(i + 2) == Some(&b'\n')))
+}
+
 /// Parses the head at the start of `buf` if it has the fast path's shape.
-fn fast_shape(buf: &[u8], len: usize) -> Option<Head<'_>> {
+fn fast_shape(buf: &[u8]) -> Option<Head<'_>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    req.parse(&buf[..len]).ok()?;
+    let httparse::Status::Complete(len) = req.parse(buf).ok()? else {
+        return None;
+    };
     let method = req.method?;
     let path = req.path?;
     if !(method == "GET" || method == "HEAD") || req.version != Some(1) || !path.starts_with('/') {
@@ -285,14 +298,15 @@ impl ServerApp for FastH1 {
         let limit = table.settings.max_header_bytes as usize;
         drop(table);
         let mut buf = Vec::with_capacity(CHUNK);
-        let len = match read_head(&mut stream, &mut buf, limit, timeout, shutdown).await {
-            Read::Head(n) => n,
+        match read_head(&mut stream, &mut buf, limit, timeout, shutdown).await {
+            Read::Head => {}
             Read::Gone => return None,
             Read::HandOver => return self.hand_over(stream, &buf, shutdown).await,
-        };
-        let Some(head) = fast_shape(&buf, len) else {
+        }
+        let Some(head) = fast_shape(&buf) else {
             return self.hand_over(stream, &buf, shutdown).await;
         };
+        let len = head.len;
         let peer = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
@@ -776,6 +790,16 @@ mod tests {
     }
 
     #[test]
+    fn a_head_ends_at_its_first_empty_line() {
+        assert!(has_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(has_head_end(b"GET / HTTP/1.1\nHost: x\n\nGET"));
+        assert!(!has_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"));
+        assert!(!has_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r"));
+        let two = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(fast_shape(two).unwrap().len, two.len() / 2);
+    }
+
+    #[test]
     fn length_bodies_take_exactly_their_length() {
         let (taken, done) = feed_all(Framing::Length(4), &[b"ab", b"cdEXTRA"]);
         assert_eq!((taken.as_slice(), done), (&b"abcd"[..], true));
@@ -786,12 +810,12 @@ mod tests {
     #[test]
     fn only_plain_gets_and_heads_take_the_fast_path() {
         let ok = b"GET /a?b HTTP/1.1\r\nHost: x\r\nCookie: a=1\r\n\r\n";
-        let head = fast_shape(ok, ok.len()).unwrap();
+        let head = fast_shape(ok).unwrap();
         assert_eq!((head.method, head.path), ("GET", "/a?b"));
         assert_eq!(head.header("cookie"), Some(&b"a=1"[..]));
         assert!(!head.close);
         let close = b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-        assert!(fast_shape(close, close.len()).unwrap().close);
+        assert!(fast_shape(close).unwrap().close);
         for refused in [
             &b"POST / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
             b"GET / HTTP/1.0\r\nHost: x\r\n\r\n",
@@ -805,7 +829,7 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
         ] {
             assert!(
-                fast_shape(refused, refused.len()).is_none(),
+                fast_shape(refused).is_none(),
                 "{}",
                 String::from_utf8_lossy(refused)
             );
