@@ -50,36 +50,69 @@ fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
         .and_then(|(ip, _)| ip.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4))
 }
 
-/// The `X-Forwarded-For` to send upstream: the received one with the peer appended when the peer is
-/// trusted, else the peer alone (an untrusted client cannot plant addresses for the next hop to believe).
-pub fn forwarded_for(peer: IpAddr, received: Option<&[u8]>, peer_trusted: bool) -> String {
-    let peer = peer.to_canonical();
-    match received.and_then(|r| std::str::from_utf8(r).ok()) {
-        Some(r) if peer_trusted && !r.trim().is_empty() => format!("{}, {peer}", r.trim()),
-        _ => peer.to_string(),
+/// Appends the `X-Forwarded-For` to send upstream to `out`: the received one with the peer appended when
+/// the peer is trusted, else the peer alone (an untrusted client cannot plant addresses for the next hop
+/// to believe).
+pub fn forwarded_for(peer: IpAddr, received: Option<&[u8]>, peer_trusted: bool, out: &mut Vec<u8>) {
+    if let Some(r) = received_list(received, peer_trusted) {
+        out.extend_from_slice(r);
+        out.extend_from_slice(b", ");
     }
+    push_ip(out, peer.to_canonical());
 }
 
-/// One `Forwarded` element (RFC 7239) for this hop: `for=...;proto=http;host="..."`.
-pub fn forwarded_element(peer: IpAddr, host: &str) -> String {
-    let peer = peer.to_canonical();
-    let node = match peer {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("\"[{a}]\""),
-    };
-    let host: String = host
-        .chars()
-        .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
-        .collect();
-    format!("for={node};proto=http;host=\"{host}\"")
+/// Appends the `Forwarded` header to send (RFC 7239) to `out`: the received one extended when the peer
+/// is trusted, else ours alone; ours is `for=...;proto=http;host="..."`.
+pub fn forwarded(peer: IpAddr, received: Option<&[u8]>, peer_trusted: bool, host: &str, out: &mut Vec<u8>) {
+    if let Some(r) = received_list(received, peer_trusted) {
+        out.extend_from_slice(r);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(b"for=");
+    match peer.to_canonical() {
+        ip @ IpAddr::V4(_) => push_ip(out, ip),
+        ip @ IpAddr::V6(_) => {
+            out.extend_from_slice(b"\"[");
+            push_ip(out, ip);
+            out.extend_from_slice(b"]\"");
+        }
+    }
+    out.extend_from_slice(b";proto=http;host=\"");
+    // Quoted-string: no quote, backslash or control character can break out of it.
+    out.extend(
+        host.bytes()
+            .filter(|b| !b.is_ascii_control() && *b != b'"' && *b != b'\\'),
+    );
+    out.push(b'"');
 }
 
-/// The `Forwarded` header to send: the received one extended when the peer is trusted, else ours alone.
-pub fn forwarded(peer: IpAddr, received: Option<&[u8]>, peer_trusted: bool, host: &str) -> String {
-    let ours = forwarded_element(peer, host);
-    match received.and_then(|r| std::str::from_utf8(r).ok()) {
-        Some(r) if peer_trusted && !r.trim().is_empty() => format!("{}, {ours}", r.trim()),
-        _ => ours,
+/// A received list header worth extending: from a trusted peer, UTF-8, not blank (trimmed).
+fn received_list(received: Option<&[u8]>, peer_trusted: bool) -> Option<&[u8]> {
+    let r = received.filter(|_| peer_trusted)?.trim_ascii();
+    (!r.is_empty() && std::str::from_utf8(r).is_ok()).then_some(r)
+}
+
+/// Appends `ip` in its usual text form; IPv4 (nearly every peer) without the formatting machinery.
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(a) => {
+            for (i, octet) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(a) => {
+            use std::io::Write;
+            let _ = write!(out, "{a}");
+        }
     }
 }
 
@@ -141,21 +174,46 @@ mod tests {
         assert_eq!(client_ip(ip("::ffff:10.0.0.5"), xff, &trusted), ip("83.1.2.3"));
     }
 
+    fn xff(peer: &str, received: Option<&[u8]>, trusted: bool) -> String {
+        let mut out = Vec::new();
+        forwarded_for(ip(peer), received, trusted, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn fwd(peer: &str, received: Option<&[u8]>, trusted: bool, host: &str) -> String {
+        let mut out = Vec::new();
+        forwarded(ip(peer), received, trusted, host, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn forwarded_headers() {
+        assert_eq!(xff("10.0.0.5", Some(b"1.2.3.4"), true), "1.2.3.4, 10.0.0.5");
+        assert_eq!(xff("10.0.0.5", Some(b" 1.2.3.4 "), true), "1.2.3.4, 10.0.0.5");
+        assert_eq!(xff("10.0.0.5", Some(b"  "), true), "10.0.0.5");
+        assert_eq!(xff("10.0.0.5", Some(b"\xff"), true), "10.0.0.5");
+        assert_eq!(xff("10.0.0.5", Some(b"1.2.3.4"), false), "10.0.0.5");
+        assert_eq!(xff("::ffff:10.0.0.5", None, false), "10.0.0.5");
+        assert_eq!(xff("2001:db8::1", None, false), "2001:db8::1");
         assert_eq!(
-            forwarded_for(ip("10.0.0.5"), Some(b"1.2.3.4"), true),
-            "1.2.3.4, 10.0.0.5"
-        );
-        assert_eq!(forwarded_for(ip("10.0.0.5"), Some(b"1.2.3.4"), false), "10.0.0.5");
-        assert_eq!(
-            forwarded(ip("2001:db8::1"), None, false, "api.example"),
+            fwd("2001:db8::1", None, false, "api.example"),
             "for=\"[2001:db8::1]\";proto=http;host=\"api.example\""
         );
         assert_eq!(
-            forwarded(ip("10.0.0.5"), Some(b"for=1.2.3.4"), true, "a\"b"),
-            "for=1.2.3.4, for=10.0.0.5;proto=http;host=\"ab\""
+            fwd("10.0.0.5", Some(b"for=1.2.3.4"), true, "a\"b\\c\u{7}"),
+            "for=1.2.3.4, for=10.0.0.5;proto=http;host=\"abc\""
         );
+    }
+
+    /// The hand-written IPv4 text agrees with the standard library's for every octet value.
+    #[test]
+    fn ipv4_text_matches_std() {
+        for octet in 0..=255u8 {
+            let a = std::net::Ipv4Addr::new(octet, 0, 255 - octet, octet / 3);
+            let mut out = Vec::new();
+            push_ip(&mut out, IpAddr::V4(a));
+            assert_eq!(String::from_utf8(out).unwrap(), a.to_string());
+        }
     }
 
     #[test]

@@ -60,7 +60,22 @@ const DROPPED_RESPONSE_HEADERS: &[&str] = &["connection", "keep-alive", "proxy-c
 pub struct FastH1 {
     service: RegionService,
     proxy: Arc<HttpProxy<RegionService>>,
-    idle: Mutex<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
+    idle: Mutex<IdleConns>,
+}
+
+/// Idle upstream connections by address. foldhash rather than SipHash: the keys are the proxy's own
+/// upstream addresses, and SipHash showed in the request path's profile.
+type IdleConns = HashMap<SocketAddr, Vec<(TcpStream, Instant)>, foldhash::fast::RandomState>;
+
+/// Buffers one client connection reuses from request to request.
+#[derive(Default)]
+struct Scratch {
+    /// The request head sent upstream.
+    request: Vec<u8>,
+    /// Octets read from the upstream.
+    response: Vec<u8>,
+    /// The response head (and the body octets that came with it) for the client.
+    out: Vec<u8>,
 }
 
 impl FastH1 {
@@ -69,7 +84,7 @@ impl FastH1 {
         Self {
             service,
             proxy: Arc::new(proxy),
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(IdleConns::default()),
         }
     }
 
@@ -287,56 +302,86 @@ impl ServerApp for FastH1 {
         ServerApp::cleanup(&*self.proxy).await;
     }
 
+    /// Serves the connection's requests one after another (keep-alive, pipelining) until it closes or a
+    /// request needs pingora; then hands the connection over with the octets read and not yet served.
     async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        let Some(table) = self.service.node().table() else {
-            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
-        };
         if !stream.as_any().is::<L4Stream>() {
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }
-        let timeout = Duration::from_millis(u64::from(table.settings.client_timeout_ms));
-        let limit = table.settings.max_header_bytes as usize;
-        drop(table);
-        let mut buf = Vec::with_capacity(CHUNK);
-        match read_head(&mut stream, &mut buf, limit, timeout, shutdown).await {
-            Read::Head => {}
-            Read::Gone => return None,
-            Read::HandOver => return self.hand_over(stream, &buf, shutdown).await,
-        }
-        let Some(head) = fast_shape(&buf) else {
-            return self.hand_over(stream, &buf, shutdown).await;
-        };
-        let len = head.len;
         let peer = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let mut buf = Vec::with_capacity(CHUNK);
+        let mut scratch = Scratch::default();
+        loop {
+            let Some(table) = self.service.node().table() else {
+                return self.hand_over(stream, &buf, shutdown).await;
+            };
+            let timeout = Duration::from_millis(u64::from(table.settings.client_timeout_ms));
+            let limit = table.settings.max_header_bytes as usize;
+            drop(table);
+            match read_head(&mut stream, &mut buf, limit, timeout, shutdown).await {
+                Read::Head => {}
+                Read::Gone => return None,
+                Read::HandOver => return self.hand_over(stream, &buf, shutdown).await,
+            }
+            let Some(head) = fast_shape(&buf) else {
+                return self.hand_over(stream, &buf, shutdown).await;
+            };
+            let len = head.len;
+            let mut client = Client {
+                stream: &mut stream,
+                timeout,
+                shutdown,
+            };
+            if !self.serve(&mut client, &head, peer, &mut scratch).await {
+                return None;
+            }
+            // Pipelined octets after this request are the next request's.
+            buf.drain(..len);
+        }
+    }
+}
+
+impl FastH1 {
+    /// Answers one request of the fast path's shape from `peer`; `true`: the connection stays open.
+    async fn serve(
+        &self,
+        client: &mut Client<'_>,
+        head: &Head<'_>,
+        peer: IpAddr,
+        scratch: &mut Scratch,
+    ) -> bool {
         let mut ctx = self.service.new_ctx();
-        let keep = match self.service.admit(&head, peer, &mut ctx) {
+        match self.service.admit(head, peer, &mut ctx) {
             Err(r) => {
                 let region = self.service.node().region();
-                let mut out = Vec::with_capacity(256);
-                out.extend_from_slice(
-                    format!("HTTP/1.1 {} {}\r\n", r.status, reason_phrase(r.status)).as_bytes(),
-                );
-                push_header(&mut out, "content-type", b"text/plain; charset=utf-8");
-                push_header(&mut out, "content-length", r.body.len().to_string().as_bytes());
-                push_header(&mut out, REGION_HEADER, region.as_bytes());
-                push_header(&mut out, REASON_HEADER, r.reason.as_bytes());
-                let keep = !r.close && !head.close && !*shutdown.borrow();
+                let out = &mut scratch.out;
+                out.clear();
+                out.extend_from_slice(b"HTTP/1.1 ");
+                push_status(out, r.status);
+                out.push(b' ');
+                out.extend_from_slice(reason_phrase(r.status).as_bytes());
+                out.extend_from_slice(b"\r\n");
+                push_header(out, "content-type", b"text/plain; charset=utf-8");
+                push_header(out, "content-length", r.body.len().to_string().as_bytes());
+                push_header(out, REGION_HEADER, region.as_bytes());
+                push_header(out, REASON_HEADER, r.reason.as_bytes());
+                let keep = !r.close && !head.close && !client.stopping();
                 if !keep {
-                    push_header(&mut out, "connection", b"close");
+                    push_header(out, "connection", b"close");
                 }
                 out.extend_from_slice(b"\r\n");
                 if head.method != "HEAD" {
                     out.extend_from_slice(r.body.as_bytes());
                 }
-                let sent = write_client(&mut stream, &out, timeout).await;
+                let sent = client.write(out).await;
                 self.service.finish(&mut ctx, r.status);
                 sent && keep
             }
             Ok(()) => loop {
-                let peer = match self.service.next_peer(&head, &mut ctx) {
+                let peer = match self.service.next_peer(head, &mut ctx) {
                     Ok(p) => p,
                     Err(code) => {
                         let out = format!(
@@ -344,15 +389,12 @@ impl ServerApp for FastH1 {
                              connection: close\r\n\r\n",
                             reason_phrase(code)
                         );
-                        write_client(&mut stream, out.as_bytes(), timeout).await;
+                        client.write(out.as_bytes()).await;
                         self.service.finish(&mut ctx, code);
                         break false;
                     }
                 };
-                match self
-                    .exchange(&mut stream, &head, &mut ctx, &peer, timeout, shutdown)
-                    .await
-                {
+                match self.exchange(client, head, &mut ctx, &peer, scratch).await {
                     Exchange::Done { status, keep_client } => {
                         self.service.finish(&mut ctx, status);
                         break keep_client;
@@ -369,14 +411,18 @@ impl ServerApp for FastH1 {
                     }
                 }
             },
-        };
-        drop(ctx);
-        if !keep {
-            return None;
         }
-        // Pipelined octets after this request are the next request's.
-        rewind(stream, &buf[len..])
     }
+}
+
+/// Appends a status code (three digits: httparse accepts no other) without the formatting machinery.
+fn push_status(out: &mut Vec<u8>, status: u16) {
+    let s = status.min(999);
+    out.extend_from_slice(&[
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]);
 }
 
 fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -386,12 +432,28 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-async fn write_client(stream: &mut Stream, out: &[u8], timeout: Duration) -> bool {
-    let write = async {
-        stream.write_all(out).await?;
-        stream.flush().await
-    };
-    matches!(tokio::time::timeout(timeout, write).await, Ok(Ok(())))
+/// The client side of a connection the fast path serves.
+struct Client<'c> {
+    stream: &'c mut Stream,
+    /// Limit on each read from and write to the client.
+    timeout: Duration,
+    shutdown: &'c ShutdownWatch,
+}
+
+impl Client<'_> {
+    /// Writes `out` whole; `false`: the client failed or was too slow.
+    async fn write(&mut self, out: &[u8]) -> bool {
+        let write = async {
+            self.stream.write_all(out).await?;
+            self.stream.flush().await
+        };
+        matches!(tokio::time::timeout(self.timeout, write).await, Ok(Ok(())))
+    }
+
+    /// The server is stopping: this response is the connection's last.
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
 }
 
 fn reason_phrase(status: u16) -> &'static str {
@@ -412,12 +474,11 @@ impl FastH1 {
     /// One attempt: the request to `peer`, its response back to the client.
     async fn exchange(
         &self,
-        client: &mut Stream,
+        client: &mut Client<'_>,
         head: &Head<'_>,
         ctx: &mut RequestCtx,
         peer: &HttpPeer,
-        client_timeout: Duration,
-        shutdown: &ShutdownWatch,
+        scratch: &mut Scratch,
     ) -> Exchange {
         let Some(&addr) = peer.address().as_inet() else {
             return Exchange::ConnectFailed;
@@ -426,7 +487,12 @@ impl FastH1 {
         let io = peer.options.read_timeout.unwrap_or(Duration::from_secs(30));
         let max_idle = peer.options.idle_timeout.unwrap_or(Duration::from_secs(60));
 
-        let mut request = Vec::with_capacity(512 + head.len);
+        let Scratch {
+            request,
+            response: resp,
+            out,
+        } = scratch;
+        request.clear();
         request.extend_from_slice(head.method.as_bytes());
         request.push(b' ');
         request.extend_from_slice(head.path.as_bytes());
@@ -438,21 +504,23 @@ impl FastH1 {
                 .any(|d| name.eq_ignore_ascii_case(d))
                 || (fwd.hop.is_some() && name.eq_ignore_ascii_case(crate::service::HOP_HEADER));
             if !dropped {
-                push_header(&mut request, name, value);
+                push_header(request, name, value);
             }
         }
-        push_header(&mut request, "x-forwarded-for", fwd.x_forwarded_for.as_bytes());
-        push_header(&mut request, "forwarded", fwd.forwarded.as_bytes());
-        push_header(&mut request, "x-forwarded-proto", fwd.x_forwarded_proto);
+        request.extend_from_slice(b"x-forwarded-for: ");
+        fwd.x_forwarded_for(request);
+        request.extend_from_slice(b"\r\nforwarded: ");
+        fwd.forwarded(request);
+        request.extend_from_slice(b"\r\n");
+        push_header(request, "x-forwarded-proto", fwd.x_forwarded_proto);
         if let Some(origin) = fwd.hop {
-            push_header(&mut request, crate::service::HOP_HEADER, origin.as_bytes());
+            push_header(request, crate::service::HOP_HEADER, origin.as_bytes());
         }
         request.extend_from_slice(b"\r\n");
 
         // A pooled connection the upstream closed meanwhile fails on first use: that says nothing about
         // the backend, so it is retried once on a new connection.
         let mut pooled = self.take_idle(addr, max_idle);
-        let mut resp = Vec::with_capacity(CHUNK);
         let (mut upstream, head_len, status, framing, reusable) = loop {
             let reused = pooled.is_some();
             let mut conn = match pooled.take() {
@@ -466,10 +534,7 @@ impl FastH1 {
                 },
             };
             resp.clear();
-            match self
-                .request_response(&mut conn, &request, &mut resp, io, client, client_timeout)
-                .await
-            {
+            match self.request_response(&mut conn, request, resp, io, client).await {
                 Ok(Some((n, status, framing, reusable))) => break (conn, n, status, framing, reusable),
                 Ok(None) if reused => {} // stale: once more on a new connection
                 Ok(None) => return Exchange::UpstreamFailed,
@@ -492,11 +557,11 @@ impl FastH1 {
             .headers
             .iter()
             .any(|h| h.name.eq_ignore_ascii_case(REGION_HEADER));
-        let keep_client = framing != Framing::UntilClose && !head.close && !*shutdown.borrow();
+        let keep_client = framing != Framing::UntilClose && !head.close && !client.stopping();
         let (region, reason) = self.service.response_marks(ctx, named);
-        let mut out = Vec::with_capacity(head_len + 256);
+        out.clear();
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.to_string().as_bytes());
+        push_status(out, status);
         out.push(b' ');
         out.extend_from_slice(parsed.reason.unwrap_or("").as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -507,17 +572,17 @@ impl FastH1 {
                 || (region.is_some() && h.name.eq_ignore_ascii_case(REGION_HEADER))
                 || (reason.is_some() && h.name.eq_ignore_ascii_case(REASON_HEADER));
             if !dropped {
-                push_header(&mut out, h.name, h.value);
+                push_header(out, h.name, h.value);
             }
         }
         if let Some(region) = region {
-            push_header(&mut out, REGION_HEADER, region.as_bytes());
+            push_header(out, REGION_HEADER, region.as_bytes());
         }
         if let Some(reason) = reason {
-            push_header(&mut out, REASON_HEADER, reason.as_bytes());
+            push_header(out, REASON_HEADER, reason.as_bytes());
         }
         if !keep_client {
-            push_header(&mut out, "connection", b"close");
+            push_header(out, "connection", b"close");
         }
         out.extend_from_slice(b"\r\n");
 
@@ -527,14 +592,14 @@ impl FastH1 {
         let take = body.feed(have);
         out.extend_from_slice(&have[..take]);
         let extra = take < have.len();
-        if !write_client(client, &out, client_timeout).await {
+        if !client.write(out).await {
             return Exchange::Broken { status };
         }
         // The response buffer again, for the rest of the body (most bodies came with the head).
-        let mut chunk = resp;
+        let chunk = resp;
         while !body.done() {
             chunk.clear();
-            let n = match tokio::time::timeout(io, upstream.read_buf(&mut chunk)).await {
+            let n = match tokio::time::timeout(io, upstream.read_buf(chunk)).await {
                 Ok(Ok(0)) if framing == Framing::UntilClose => break,
                 Ok(Ok(n)) if n > 0 => n,
                 _ => return Exchange::Broken { status },
@@ -544,7 +609,7 @@ impl FastH1 {
                 // Octets past the end of the response: the connection cannot be trusted again.
                 body.spoiled = true;
             }
-            if !write_client(client, &chunk[..take], client_timeout).await {
+            if !client.write(&chunk[..take]).await {
                 return Exchange::Broken { status };
             }
         }
@@ -564,8 +629,7 @@ impl FastH1 {
         request: &[u8],
         resp: &mut Vec<u8>,
         io: Duration,
-        client: &mut Stream,
-        client_timeout: Duration,
+        client: &mut Client<'_>,
     ) -> Result<Option<(usize, u16, Framing, bool)>, ()> {
         if !matches!(
             tokio::time::timeout(io, conn.write_all(request)).await,
@@ -584,7 +648,7 @@ impl FastH1 {
                             if status == 101 {
                                 return Ok(None); // no upgrade was asked for
                             }
-                            if !write_client(client, &resp[..n], client_timeout).await {
+                            if !client.write(&resp[..n]).await {
                                 return Err(());
                             }
                             resp.drain(..n);

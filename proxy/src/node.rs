@@ -66,7 +66,7 @@ pub struct RouteTable {
     /// Regions with a proxy address (other than the local one).
     pub reachable: RegionSet,
     /// Upstream peers of the other regions' proxies, by region index.
-    pub peers: Vec<Option<HttpPeer>>,
+    pub peers: Vec<Option<Arc<HttpPeer>>>,
     /// Hostnames served.
     pub hosts: Vec<HostRoute>,
     /// Proxy settings of the configuration.
@@ -199,7 +199,7 @@ impl ProxyNode {
         let settings = config.proxy().clone();
         let local = topology.region_index(&self.options.region);
         let mut reachable = RegionSet::default();
-        let peers: Vec<Option<HttpPeer>> = config
+        let peers: Vec<Option<Arc<HttpPeer>>> = config
             .regions()
             .iter()
             .enumerate()
@@ -219,7 +219,7 @@ impl ProxyNode {
                 peer.options.read_timeout = Some(io);
                 peer.options.write_timeout = Some(io);
                 peer.options.idle_timeout = Some(Duration::from_secs(60));
-                Some(peer)
+                Some(Arc::new(peer))
             })
             .collect();
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());

@@ -5,15 +5,20 @@
 //! A backend is *ready* when pingora's health check says healthy **and** it is enabled. Draining (an
 //! operator's `overrides/backend-drains/...` key) uses `Backends::set_enable(false)`, never weight 0: a
 //! weight-0 backend panics pingora's ketama selector (pingora issue #1006).
+//!
+//! The request path reads readiness from flags of its own, not from pingora's `Backends::ready` (a
+//! SipHash of the backend and a map lookup, twice per request in the profile): pingora's health check
+//! reports every flip to [`HealthFlags`], and a drain sets both pingora's enablement and the slot's flag.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use meridian_config::{BackendChecks, Balance, ProxySettings};
 use pingora::http::RequestHeader;
-use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::health_check::{HealthObserve, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::{Consistent, RoundRobin};
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::upstreams::peer::HttpPeer;
@@ -49,11 +54,44 @@ pub struct Slot {
     /// Its address.
     pub addr: SocketAddr,
     backend: Backend,
-    peer: HttpPeer,
+    peer: Arc<HttpPeer>,
     in_flight: AtomicU32,
     failures: AtomicU32,
     ejected_until_ms: AtomicU64,
     drained: AtomicBool,
+}
+
+/// The health-check verdict of each slot, as pingora's health check last reported it (healthy until it
+/// says otherwise, as pingora starts).
+#[derive(Clone, Debug)]
+struct HealthFlags {
+    addrs: Arc<[SocketAddr]>,
+    healthy: Arc<[AtomicBool]>,
+}
+
+impl HealthFlags {
+    fn new(addrs: &[SocketAddr]) -> Self {
+        Self {
+            addrs: addrs.into(),
+            healthy: addrs.iter().map(|_| AtomicBool::new(true)).collect(),
+        }
+    }
+
+    fn healthy(&self, i: usize) -> bool {
+        self.healthy.get(i).is_some_and(|h| h.load(Ordering::Relaxed))
+    }
+}
+
+#[async_trait]
+impl HealthObserve for HealthFlags {
+    async fn observe(&self, target: &Backend, healthy: bool) {
+        let Some(addr) = target.addr.as_inet() else { return };
+        for (a, h) in self.addrs.iter().zip(self.healthy.iter()) {
+            if a == addr {
+                h.store(healthy, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl Slot {
@@ -63,8 +101,9 @@ impl Slot {
     }
 
     /// An upstream peer for this backend (pingora pools its connections by peer: keep-alive is reused).
-    pub fn peer(&self) -> HttpPeer {
-        self.peer.clone()
+    /// Shared: handing it to a request is a reference count, not a copy of pingora's peer options.
+    pub fn peer(&self) -> Arc<HttpPeer> {
+        Arc::clone(&self.peer)
     }
 }
 
@@ -90,6 +129,7 @@ pub struct Pool {
     selector: Selector,
     balance: Balance,
     checks: BackendChecks,
+    health: HealthFlags,
     turn: AtomicUsize,
 }
 
@@ -146,6 +186,7 @@ impl Pool {
         settings: &ProxySettings,
     ) -> std::io::Result<Self> {
         let timeout = Duration::from_millis(u64::from(checks.timeout_ms));
+        let flags = HealthFlags::new(backends);
         let health: Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> = match &checks.path {
             Some(path) => {
                 let mut hc = HttpHealthCheck::new(hostname, false);
@@ -161,6 +202,7 @@ impl Pool {
                 hc.peer_template.options.total_connection_timeout = Some(timeout);
                 hc.consecutive_success = checks.rise as usize;
                 hc.consecutive_failure = checks.fall as usize;
+                hc.health_changed_callback = Some(Box::new(flags.clone()));
                 Box::new(hc)
             }
             None => {
@@ -169,6 +211,7 @@ impl Pool {
                 hc.peer_template.options.total_connection_timeout = Some(timeout);
                 hc.consecutive_success = checks.rise as usize;
                 hc.consecutive_failure = checks.fall as usize;
+                hc.health_changed_callback = Some(Box::new(flags.clone()));
                 hc
             }
         };
@@ -202,7 +245,7 @@ impl Pool {
                         weight: 1,
                         ext: Default::default(),
                     },
-                    peer,
+                    peer: Arc::new(peer),
                     in_flight: AtomicU32::new(0),
                     failures: AtomicU32::new(0),
                     ejected_until_ms: AtomicU64::new(0),
@@ -216,6 +259,7 @@ impl Pool {
             selector,
             balance: balance.clone(),
             checks: checks.clone(),
+            health: flags,
             turn: AtomicUsize::new(0),
         })
     }
@@ -233,7 +277,9 @@ impl Pool {
     /// Whether slot `i` can take a request now: healthy, enabled, not ejected.
     pub fn usable(&self, i: usize, now_ms: u64) -> bool {
         self.slots.get(i).is_some_and(|s| {
-            self.selector.backends().ready(&s.backend) && s.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+            self.health.healthy(i)
+                && !s.drained.load(Ordering::Relaxed)
+                && s.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
         })
     }
 
@@ -249,35 +295,25 @@ impl Pool {
 
     /// Picks a backend not in `tried`; `key` is the affinity key (consistent hashing only).
     pub fn select(&self, key: &[u8], tried: Tried, now_ms: u64) -> Option<usize> {
-        let accept = |b: &Backend, ready: bool| {
-            ready
-                && self.slot_of(b).is_some_and(|i| {
-                    !tried.contains(i) && self.slots[i].ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+        let candidate = |i: usize| !tried.contains(i) && self.usable(i, now_ms);
+        match &self.selector {
+            Selector::Consistent(lb) => lb
+                .select_with(key, MAX_SELECT_ITERATIONS, |b, _| {
+                    self.slot_of(b).is_some_and(candidate)
                 })
-        };
-        match (&self.selector, &self.balance) {
-            (Selector::Consistent(lb), _) => lb
-                .select_with(key, MAX_SELECT_ITERATIONS, accept)
                 .and_then(|b| self.slot_of(&b)),
-            (Selector::RoundRobin(_), Balance::LeastRequests) => {
+            // Round robin and least-outstanding-requests both start at the next slot in turn, so that
+            // equal loads still rotate.
+            Selector::RoundRobin(_) => {
                 let n = self.slots.len();
                 let start = self.turn.fetch_add(1, Ordering::Relaxed);
-                let mut best: Option<(u32, usize)> = None;
-                for k in 0..n {
-                    let i = (start + k) % n;
-                    if tried.contains(i) || !self.usable(i, now_ms) {
-                        continue;
-                    }
-                    let load = self.slots[i].in_flight();
-                    if best.is_none_or(|(l, _)| load < l) {
-                        best = Some((load, i));
-                    }
+                let mut usable = (0..n).map(|k| (start + k) % n).filter(|&i| candidate(i));
+                if matches!(self.balance, Balance::LeastRequests) {
+                    usable.min_by_key(|&i| self.slots[i].in_flight())
+                } else {
+                    usable.next()
                 }
-                best.map(|(_, i)| i)
             }
-            (Selector::RoundRobin(lb), _) => lb
-                .select_with(key, MAX_SELECT_ITERATIONS, accept)
-                .and_then(|b| self.slot_of(&b)),
         }
     }
 
@@ -379,4 +415,87 @@ pub async fn health_loop(pool: Weak<Pool>) {
 /// Spawns the health-check loop of `pool` on the current tokio runtime.
 pub fn spawn_health_checks(pool: &Arc<Pool>) {
     tokio::spawn(health_loop(Arc::downgrade(pool)));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn pool(balance: Balance) -> Pool {
+        let addrs: Vec<SocketAddr> = (1..=3)
+            .map(|p| format!("127.0.0.1:{p}").parse().unwrap())
+            .collect();
+        let checks = BackendChecks::default();
+        Pool::new(
+            "svc",
+            "svc.example",
+            &addrs,
+            &balance,
+            &checks,
+            &ProxySettings::default(),
+        )
+        .unwrap()
+    }
+
+    fn backend(pool: &Pool, i: usize) -> Backend {
+        pool.slots[i].backend.clone()
+    }
+
+    /// Round robin rotates over the usable slots; a health-check verdict, a drain, an ejection or an
+    /// earlier attempt of the same request each take a slot out, and the verdict brings it back.
+    #[tokio::test]
+    async fn selection_follows_health_drains_and_ejections() {
+        let p = pool(Balance::RoundRobin);
+        let picks: Vec<_> = (0..6)
+            .map(|_| p.select(&[], Tried::default(), 0).unwrap())
+            .collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+
+        p.health.observe(&backend(&p, 1), false).await;
+        assert!(!p.usable(1, 0));
+        let picks: Vec<_> = (0..4)
+            .map(|_| p.select(&[], Tried::default(), 0).unwrap())
+            .collect();
+        assert!(!picks.contains(&1), "{picks:?}");
+
+        p.apply_drains(&["127.0.0.1:3"]);
+        assert!(p.drained(2) && !p.usable(2, 0));
+        assert_eq!(p.select(&[], Tried::default(), 0), Some(0));
+        let mut tried = Tried::default();
+        tried.insert(0);
+        assert_eq!(
+            p.select(&[], tried, 0),
+            None,
+            "only slot 0 is usable and it was tried"
+        );
+
+        p.health.observe(&backend(&p, 1), true).await;
+        p.apply_drains(&[]);
+        assert_eq!(p.usable_count(0), 3);
+        for _ in 0..BackendChecks::default().eject_after_failures {
+            p.begin(0);
+            p.end(0, false, 1_000);
+        }
+        assert!(!p.usable(0, 1_000) && p.usable(0, 1_000 + 10_000));
+        assert!(p.has_usable(Tried::default(), 1_000));
+    }
+
+    /// Least-outstanding-requests picks the least loaded usable slot, rotating among equals.
+    #[tokio::test]
+    async fn least_requests_prefers_idle_backends() {
+        let p = pool(Balance::LeastRequests);
+        p.begin(0);
+        p.begin(0);
+        p.begin(1);
+        assert_eq!(p.select(&[], Tried::default(), 0), Some(2));
+        p.health.observe(&backend(&p, 2), false).await;
+        assert_eq!(p.select(&[], Tried::default(), 0), Some(1));
+        p.release(0);
+        p.release(0);
+        let picks: Vec<_> = (0..2)
+            .map(|_| p.select(&[], Tried::default(), 0).unwrap())
+            .collect();
+        assert_eq!(picks, [0, 0], "slot 0 is now idle, slot 1 busy");
+    }
 }

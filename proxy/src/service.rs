@@ -91,13 +91,36 @@ const fn refusal(status: u16, reason: &'static str, body: &'static str, close: b
     }
 }
 
-/// The headers a forwarded request gets (replacing any received ones).
+/// The headers a forwarded request gets (replacing any received ones). The two list headers are written
+/// into the caller's buffer (`x_forwarded_for`, `forwarded`): the fast path appends them straight into the
+/// request it sends.
 pub(crate) struct ForwardHeaders<'a> {
-    pub x_forwarded_for: String,
-    pub forwarded: String,
+    peer: IpAddr,
+    peer_trusted: bool,
+    received_xff: Option<&'a [u8]>,
+    received_forwarded: Option<&'a [u8]>,
+    host: &'a str,
     pub x_forwarded_proto: &'a [u8],
     /// The hop header's value (this region) when the request goes to another region.
     pub hop: Option<&'a str>,
+}
+
+impl ForwardHeaders<'_> {
+    /// Appends the `X-Forwarded-For` value to `out`.
+    pub(crate) fn x_forwarded_for(&self, out: &mut Vec<u8>) {
+        forwarded_for(self.peer, self.received_xff, self.peer_trusted, out);
+    }
+
+    /// Appends the `Forwarded` value to `out`.
+    pub(crate) fn forwarded(&self, out: &mut Vec<u8>) {
+        forwarded(
+            self.peer,
+            self.received_forwarded,
+            self.peer_trusted,
+            self.host,
+            out,
+        );
+    }
 }
 
 /// One region's proxy, as pingora's `ProxyHttp`.
@@ -343,7 +366,11 @@ impl RegionService {
     /// The next upstream to try for an admitted request, opening an attempt in `ctx` (a local backend or
     /// another region's proxy); when none is left, the status to answer (502 after failed attempts, else
     /// 503). Re-plans once when the local pool runs out, leaving the region if steering allows.
-    pub(crate) fn next_peer(&self, req: &impl RequestHead, ctx: &mut RequestCtx) -> Result<HttpPeer, u16> {
+    pub(crate) fn next_peer(
+        &self,
+        req: &impl RequestHead,
+        ctx: &mut RequestCtx,
+    ) -> Result<Arc<HttpPeer>, u16> {
         let Some(table) = ctx.table.clone() else {
             return Err(503);
         };
@@ -416,7 +443,7 @@ impl RegionService {
                         continue;
                     };
                     ctx.attempt = Some(Attempt::Remote(r));
-                    return Ok(peer.clone());
+                    return Ok(Arc::clone(peer));
                 }
             }
         }
@@ -552,7 +579,7 @@ impl ProxyHttp for RegionService {
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         match self.next_peer(session.req_header(), ctx) {
-            Ok(peer) => Ok(Box::new(peer)),
+            Ok(peer) => Ok(Box::new(HttpPeer::clone(&peer))),
             Err(code) => Error::e_explain(ErrorType::HTTPStatus(code), "no upstream left to try"),
         }
     }
@@ -564,8 +591,12 @@ impl ProxyHttp for RegionService {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let f = self.forward_headers(session.req_header(), ctx);
-        upstream.insert_header("x-forwarded-for", f.x_forwarded_for)?;
-        upstream.insert_header("forwarded", f.forwarded)?;
+        let mut value = Vec::with_capacity(64);
+        f.x_forwarded_for(&mut value);
+        upstream.insert_header("x-forwarded-for", value)?;
+        let mut value = Vec::with_capacity(96);
+        f.forwarded(&mut value);
+        upstream.insert_header("forwarded", value)?;
         upstream.insert_header("x-forwarded-proto", f.x_forwarded_proto)?;
         if let Some(origin) = f.hop {
             upstream.insert_header(HOP_HEADER, origin)?;
@@ -639,11 +670,8 @@ impl RegionService {
     pub(crate) fn forward_headers<'a>(
         &'a self,
         req: &'a impl RequestHead,
-        ctx: &RequestCtx,
+        ctx: &'a RequestCtx,
     ) -> ForwardHeaders<'a> {
-        let x_forwarded_for = forwarded_for(ctx.peer, req.header("x-forwarded-for"), ctx.peer_trusted);
-        let host = ctx.route().map(|r| r.host.as_str()).unwrap_or_default();
-        let forwarded = forwarded(ctx.peer, req.header("forwarded"), ctx.peer_trusted, host);
         let x_forwarded_proto = if ctx.peer_trusted {
             req.header("x-forwarded-proto").unwrap_or(b"http")
         } else {
@@ -653,8 +681,11 @@ impl RegionService {
         // one passes through and tells the application the request crossed regions.
         let hop = matches!(ctx.attempt, Some(Attempt::Remote(_))).then(|| self.node.region());
         ForwardHeaders {
-            x_forwarded_for,
-            forwarded,
+            peer: ctx.peer,
+            peer_trusted: ctx.peer_trusted,
+            received_xff: req.header("x-forwarded-for"),
+            received_forwarded: req.header("forwarded"),
+            host: ctx.route().map(|r| r.host.as_str()).unwrap_or_default(),
             x_forwarded_proto,
             hop,
         }
