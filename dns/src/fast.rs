@@ -13,7 +13,7 @@
 
 use std::net::IpAddr;
 
-use meridian_steer::{Mode, answer_addresses};
+use meridian_steer::{Mode, answer_ipv4, answer_ipv6};
 
 use crate::answer::{AnswerInfo, Context, MAX_UDP_PAYLOAD, Reason, Transport, steer_client};
 
@@ -59,11 +59,13 @@ pub(crate) fn answer_fast(
     }
     let topology = &ctx.snapshot.topology;
     let svc = &topology.config().services()[service.get()];
-    let addrs = answer_addresses(topology, service, &decision.chosen);
+    // The records straight from the chosen regions: no per-query collection.
+    let ipv4 = answer_ipv4(topology, service, &decision.chosen);
+    let ipv6 = answer_ipv6(topology, service, &decision.chosen);
     let count = if p.qtype == TYPE_A {
-        addrs.ipv4.len()
+        ipv4.clone().count()
     } else {
-        addrs.ipv6.len()
+        ipv6.clone().count()
     };
     if count == 0 {
         // NODATA needs the SOA: the general path builds it.
@@ -92,11 +94,11 @@ pub(crate) fn answer_fast(
         out.extend_from_slice(rdata);
     };
     if p.qtype == TYPE_A {
-        for a in &addrs.ipv4 {
+        for a in ipv4 {
             record(TYPE_A, &a.octets());
         }
     } else {
-        for a in &addrs.ipv6 {
+        for a in ipv6 {
             record(TYPE_AAAA, &a.octets());
         }
     }

@@ -215,7 +215,7 @@ impl DnsState {
         scratch: &mut Vec<u8>,
         recorder: &mut Recorder,
     ) {
-        let started = Instant::now();
+        let started = recorder.sample_latency().then(Instant::now);
         let info = respond_or_unconfigured(ctx.map(|c| c.0), request, src, Transport::Udp, out);
         if !out.is_empty() && self.rrl.enabled() {
             let now = ctx.map_or_else(now_ms, |c| c.0.now_ms);
@@ -234,7 +234,8 @@ impl DnsState {
             }
         }
         if let Some((_, topology)) = ctx {
-            recorder.record(&info, topology, started.elapsed().as_nanos() as u64);
+            let elapsed = started.map(|s| s.elapsed().as_nanos() as u64);
+            recorder.record(&info, topology, elapsed);
         }
     }
 }
@@ -510,7 +511,7 @@ async fn serve_connection(
             let info =
                 respond_or_unconfigured(ctx.map(|c| c.0), &buf[..n], peer.ip(), Transport::Tcp, &mut out);
             if let Some((c, topology)) = ctx {
-                recorder.record(&info, topology, started.elapsed().as_nanos() as u64);
+                recorder.record(&info, topology, Some(started.elapsed().as_nanos() as u64));
                 recorder.maybe_flush(c.now_ms);
             }
         });

@@ -536,7 +536,9 @@ async fn metrics_count_queries_answers_and_reasons() {
         1.0
     );
     assert_eq!(metric(&text, "meridian_dns_ecs_queries_total"), 4.0);
-    assert_eq!(metric(&text, "meridian_dns_answer_seconds_count"), 6.0);
+    // The TCP query is always timed; UDP queries one in eight per socket thread.
+    let timed = metric(&text, "meridian_dns_answer_seconds_count");
+    assert!((1.0..=6.0).contains(&timed), "{timed}");
     assert!(metric(&text, "meridian_dns_fast_path_total") >= 3.0);
 }
 

@@ -21,20 +21,47 @@ pub fn answer_addresses(
     service: ServiceIndex,
     chosen: &[RegionIndex],
 ) -> AnswerAddresses {
-    let config = topology.config();
-    let Some(svc) = config.services().get(service.get()) else {
-        return AnswerAddresses::default();
-    };
-    let regions = chosen.iter().filter_map(|r| config.regions().get(r.get()));
     AnswerAddresses {
-        ipv4: regions
-            .clone()
-            .flat_map(|r| r.ipv4.iter().copied())
-            .take(svc.max_addresses)
-            .collect(),
-        ipv6: regions
-            .flat_map(|r| r.ipv6.iter().copied())
-            .take(svc.max_addresses)
-            .collect(),
+        ipv4: answer_ipv4(topology, service, chosen).collect(),
+        ipv6: answer_ipv6(topology, service, chosen).collect(),
     }
+}
+
+/// The A records of [`answer_addresses`], without collecting them (the DNS fast path writes them
+/// straight into its response).
+pub fn answer_ipv4<'t>(
+    topology: &'t Topology,
+    service: ServiceIndex,
+    chosen: &'t [RegionIndex],
+) -> impl Iterator<Item = Ipv4Addr> + Clone + 't {
+    let (regions, max) = answer_regions(topology, service, chosen);
+    regions.flat_map(|r| r.ipv4.iter().copied()).take(max)
+}
+
+/// The AAAA records of [`answer_addresses`], without collecting them.
+pub fn answer_ipv6<'t>(
+    topology: &'t Topology,
+    service: ServiceIndex,
+    chosen: &'t [RegionIndex],
+) -> impl Iterator<Item = Ipv6Addr> + Clone + 't {
+    let (regions, max) = answer_regions(topology, service, chosen);
+    regions.flat_map(|r| r.ipv6.iter().copied()).take(max)
+}
+
+/// The chosen regions' configurations and the service's address limit (0 for an unknown service).
+fn answer_regions<'t>(
+    topology: &'t Topology,
+    service: ServiceIndex,
+    chosen: &'t [RegionIndex],
+) -> (
+    impl Iterator<Item = &'t meridian_config::Region> + Clone + 't,
+    usize,
+) {
+    let config = topology.config();
+    let max = config
+        .services()
+        .get(service.get())
+        .map_or(0, |s| s.max_addresses);
+    let regions = chosen.iter().filter_map(move |r| config.regions().get(r.get()));
+    (regions, max)
 }

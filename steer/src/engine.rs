@@ -13,7 +13,7 @@ use crate::decision::{Basis, Chosen, Decision, Mode, NoAnswer, ResidencyNote, Sk
 use crate::geometry::Point;
 use crate::hash::{SPILL_SALT, rendezvous_key, rendezvous_lower_bound, unit};
 use crate::state::{DrillMode, Health, RegionState};
-use crate::topology::{CompiledAllDown, CompiledPolicy, CompiledService, RegionList, RegionSet};
+use crate::topology::{CompiledAllDown, CompiledPolicy, CompiledService, RegionList, RegionSet, TieAngle};
 use crate::{RegionIndex, RegionStates, ServiceIndex, Topology};
 
 /// Where the client is, as far as steering cares.
@@ -214,8 +214,8 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
     }
 
     let tie_angle = match svc.policy {
-        CompiledPolicy::Nearest { tie_angle } if basis == Basis::Distance => tie_angle,
-        _ => 0.0,
+        CompiledPolicy::Nearest { tie } if basis == Basis::Distance => tie,
+        _ => TieAngle::NONE,
     };
     let mut decision = Decision {
         mode: Mode::Normal,
@@ -423,14 +423,12 @@ fn utilisation(state: &RegionState, now_ms: u64) -> Option<f64> {
 
 /// Regions within the near-tie angle of the nearest form group 0, ordered by weighted rendezvous.
 /// Returns whether a tie group formed (the request hash then decides within it).
-fn apply_near_ties(topology: &Topology, cands: &mut [Candidate], tie_angle: f64, client: u64) -> bool {
-    if tie_angle <= 0.0 || cands.len() < 2 {
+fn apply_near_ties(topology: &Topology, cands: &mut [Candidate], tie_angle: TieAngle, client: u64) -> bool {
+    if tie_angle.angle <= 0.0 || cands.len() < 2 {
         return false;
     }
     let best = cands.iter().map(|c| c.dot).fold(f64::NEG_INFINITY, f64::max);
-    let threshold = (best.clamp(-1.0, 1.0).acos() + tie_angle)
-        .min(std::f64::consts::PI)
-        .cos();
+    let threshold = tie_angle.threshold(best);
     let tied = cands.iter().filter(|c| c.dot >= threshold).count();
     if tied < 2 {
         return false;

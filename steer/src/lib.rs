@@ -22,7 +22,7 @@ pub mod hash;
 mod state;
 mod topology;
 
-pub use answer::{AnswerAddresses, answer_addresses};
+pub use answer::{AnswerAddresses, answer_addresses, answer_ipv4, answer_ipv6};
 pub use decision::{Basis, Chosen, Decision, Mode, NoAnswer, ResidencyNote, Skip, Status, Verdict};
 pub use engine::{
     ClientLocation, Query, effective_capacity, residency_allows, residency_allows_everyone, steer, unusable,

@@ -90,11 +90,52 @@ pub(crate) struct CompiledRegion {
     pub(crate) inv_weight: f64,
 }
 
+/// A near-tie width as a central angle, with its cosine and sine computed once, so that the tie
+/// threshold of a decision is algebra rather than `acos` and `cos` per query.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct TieAngle {
+    /// Radians; 0: no near-ties.
+    pub(crate) angle: f64,
+    cos: f64,
+    sin: f64,
+}
+
+impl TieAngle {
+    /// No near-ties.
+    pub(crate) const NONE: Self = Self {
+        angle: 0.0,
+        cos: 1.0,
+        sin: 0.0,
+    };
+
+    pub(crate) fn new(angle: f64) -> Self {
+        // Wider than half the globe is the whole globe: every region ties.
+        let within = angle.min(std::f64::consts::PI);
+        Self {
+            angle,
+            cos: within.cos(),
+            sin: within.sin(),
+        }
+    }
+
+    /// The dot product (cosine of the central angle) of a region exactly this angle farther than the
+    /// nearest one, whose dot product is `best`: `cos(min(acos(best) + angle, pi))`, by the angle-sum
+    /// identity.
+    pub(crate) fn threshold(&self, best: f64) -> f64 {
+        let best = best.clamp(-1.0, 1.0);
+        // acos(best) + angle reaches pi exactly when best <= cos(pi - angle) = -cos(angle).
+        if best <= -self.cos {
+            return -1.0;
+        }
+        best * self.cos - (1.0 - best * best).max(0.0).sqrt() * self.sin
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) enum CompiledPolicy {
-    /// `tie_angle` is the near-tie width as a central angle, in radians.
+    /// `tie` is the near-tie width as a central angle.
     Nearest {
-        tie_angle: f64,
+        tie: TieAngle,
     },
     Failover,
     Weighted,
@@ -165,7 +206,7 @@ impl Topology {
             .map(|s| {
                 let policy = match &s.policy {
                     Policy::Nearest { near_tie_km } => CompiledPolicy::Nearest {
-                        tie_angle: near_tie_km / EARTH_RADIUS_KM,
+                        tie: TieAngle::new(near_tie_km / EARTH_RADIUS_KM),
                     },
                     Policy::Failover => CompiledPolicy::Failover,
                     Policy::Weighted => CompiledPolicy::Weighted,
@@ -270,5 +311,27 @@ impl Topology {
         self.services
             .get(s.get())
             .map_or(&[], |c| c.eligible.order.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod tie_tests {
+    use super::TieAngle;
+
+    /// The algebraic threshold is the trigonometric one it replaces, across the whole range.
+    #[test]
+    fn tie_threshold_matches_trigonometry() {
+        for angle in [1e-6, 0.001, 0.05, 0.5, 1.0, 2.0, 3.0, std::f64::consts::PI, 4.0] {
+            let tie = TieAngle::new(angle);
+            for k in 0..=2000 {
+                let best = -1.0 + f64::from(k) / 1000.0;
+                let trig = (best.acos() + angle).min(std::f64::consts::PI).cos();
+                let got = tie.threshold(best);
+                assert!(
+                    (got - trig).abs() < 1e-9,
+                    "angle {angle} best {best}: {got} vs {trig}"
+                );
+            }
+        }
     }
 }
