@@ -38,7 +38,7 @@ BENCHES = {
     "dns": ("GeoDNS vs gdnsd and PowerDNS (dnsperf, ECS with a distinct /24 per query)",
             ["python3", "bench/dns/run.py", "--rounds", "3", "--seconds", "8"], 420),
     "proxy": ("L7 proxy vs nginx and HAProxy (wrk, one pinned worker each)",
-              ["python3", "bench/proxy/run.py", "--rounds", "3", "--seconds", "8"], 360),
+              ["python3", "bench/proxy/run.py", "--rounds", "5", "--seconds", "8"], 480),
     "health": ("endpoint death → region down → DNS answer moved (3 probers)",
                [str(EXAMPLES / "health_failover"), "10"], 240),
     "drill": ("`drill start` → DNS answer changed (admin API, real DNS server)",

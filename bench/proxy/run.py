@@ -5,7 +5,9 @@ The origin is nginx serving a static 200 ("ok\n"), one worker. Each proxy has on
 `worker_processes 1` with upstream keep-alive, HAProxy `nbthread 1`, `meridian proxy --threads 1`) and is
 pinned with all its threads to CPU 0; the origin and wrk share CPU 1 (as in
 /work/shared/research/peer-baselines.md). Load: `wrk -t1 -c32 -d{S}s --latency` with keep-alive, the
-proxies taking turns within each round (meridian, pingora, tokio, nginx, haproxy, ...). Two references,
+proxies taking turns within each round, the order rotated by one each round (round 1 starts with meridian,
+round 2 with pingora, ...): on this VM the first turn after a pause runs slower, and a fixed order gave
+that handicap to the same target every round. Two references,
 not peers: `pingora` is pingora's proxy with nothing of Meridian in it (proxy/examples/bare_pingora.rs),
 what pingora's HTTP pipeline costs here (Meridian hands it the requests its fast path does not take);
 `tokio` is a plain tokio HTTP/1.1 forwarder (proxy/examples/raw_tokio.rs), what the kernel and the
@@ -195,7 +197,7 @@ def main():
                 wrk(PORTS[name], 2, args.connections)  # warm-up
             results = {n: [] for n in TARGETS + ("origin",)}
             for r in range(args.rounds):
-                for name in TARGETS:
+                for name in TARGETS[r % len(TARGETS):] + TARGETS[:r % len(TARGETS)]:
                     before = cpu_seconds(procs[name].pid)
                     rps, p99, errors = wrk(PORTS[name], args.seconds, args.connections)
                     cpu = (cpu_seconds(procs[name].pid) - before) / args.seconds
@@ -225,6 +227,10 @@ def main():
         print(f"| {labels.get(n, n)} | {rps:,.0f} | {p99:.3f} | {err} | {cpu_txt} |")
     m = med["meridian"]
     b = med["pingora"]
+    # The same-round ratios show the spread the medians hide.
+    for peer in ("nginx", "haproxy"):
+        per_round = [f"{a[0] / p[0]:.2f}" for a, p in zip(results["meridian"], results[peer])]
+        print(f"Meridian / {peer} throughput per round: {', '.join(per_round)}")
     for peer in ("nginx", "haproxy"):
         p = med[peer]
         print(f"\nMeridian / {peer}: throughput {m[0] / p[0]:.2f}x, p99 {m[1] / p[1]:.2f}x "
