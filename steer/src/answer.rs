@@ -34,8 +34,7 @@ pub fn answer_ipv4<'t>(
     service: ServiceIndex,
     chosen: &'t [RegionIndex],
 ) -> impl Iterator<Item = Ipv4Addr> + Clone + 't {
-    let (regions, max) = answer_regions(topology, service, chosen);
-    regions.flat_map(|r| r.ipv4.iter().copied()).take(max)
+    family(topology, service, chosen, |r| &r.ipv4)
 }
 
 /// The AAAA records of [`answer_addresses`], without collecting them.
@@ -44,24 +43,25 @@ pub fn answer_ipv6<'t>(
     service: ServiceIndex,
     chosen: &'t [RegionIndex],
 ) -> impl Iterator<Item = Ipv6Addr> + Clone + 't {
-    let (regions, max) = answer_regions(topology, service, chosen);
-    regions.flat_map(|r| r.ipv6.iter().copied()).take(max)
+    family(topology, service, chosen, |r| &r.ipv6)
 }
 
-/// The chosen regions' configurations and the service's address limit (0 for an unknown service).
-fn answer_regions<'t>(
+/// One family's addresses of the chosen regions, in answer order, at most the service's `max-addresses`
+/// (none for an unknown service).
+fn family<'t, A: Copy + 't>(
     topology: &'t Topology,
     service: ServiceIndex,
     chosen: &'t [RegionIndex],
-) -> (
-    impl Iterator<Item = &'t meridian_config::Region> + Clone + 't,
-    usize,
-) {
+    addresses: fn(&meridian_config::Region) -> &Vec<A>,
+) -> impl Iterator<Item = A> + Clone + 't {
     let config = topology.config();
     let max = config
         .services()
         .get(service.get())
         .map_or(0, |s| s.max_addresses);
-    let regions = chosen.iter().filter_map(move |r| config.regions().get(r.get()));
-    (regions, max)
+    chosen
+        .iter()
+        .filter_map(move |r| config.regions().get(r.get()))
+        .flat_map(move |r| addresses(r).iter().copied())
+        .take(max)
 }
