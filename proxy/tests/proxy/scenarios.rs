@@ -112,15 +112,7 @@ async fn local_origin_killed_mid_load_zero_failed_gets() {
     );
     // The health checks take the dead backend out: new requests go straight to fra.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let t = w.nodes[0].table().unwrap();
-    let pool = t
-        .hosts
-        .iter()
-        .find(|h| h.name == "open")
-        .unwrap()
-        .pool
-        .clone()
-        .unwrap();
+    let pool = w.pool("waw", "open");
     assert_eq!(pool.usable_count(u64::MAX / 2), 0, "the dead backend is out");
     let r = get(w.proxy("waw"), "open.gslb.example", &eu()).await.unwrap();
     assert_eq!((r.status, r.header("x-meridian-region")), (200, Some("fra")));
@@ -155,15 +147,7 @@ async fn clients_hanging_up_never_eject_a_backend() {
         (200, Some("waw")),
         "{r:?}"
     );
-    let t = w.nodes[0].table().unwrap();
-    let pool = t
-        .hosts
-        .iter()
-        .find(|h| h.name == "open")
-        .unwrap()
-        .pool
-        .clone()
-        .unwrap();
+    let pool = w.pool("waw", "open");
     assert_eq!(pool.usable_count(0), 1, "the backend is still in");
     assert_eq!(
         pool.slots()[0].in_flight(),

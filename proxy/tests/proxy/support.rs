@@ -181,6 +181,14 @@ impl World {
         &self.origins[REGIONS.iter().position(|r| *r == region).unwrap()]
     }
 
+    /// The local backend pool of `host` (a host route's name) in `region`'s current routing table.
+    pub(crate) fn pool(&self, region: &str, host: &str) -> Arc<meridian_proxy::pool::Pool> {
+        let node = &self.nodes[REGIONS.iter().position(|r| *r == region).unwrap()];
+        let table = node.table().unwrap();
+        let route = table.hosts.iter().find(|h| h.name == host).unwrap();
+        route.pool.clone().unwrap()
+    }
+
     /// Puts a document and waits until every proxy's routing table reflects it.
     pub(crate) async fn put(&self, key: String, value: Vec<u8>) {
         let rev = self.store.put(&key, value, None).await.unwrap();
