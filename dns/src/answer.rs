@@ -18,11 +18,12 @@ use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
 use meridian_config::Config;
 use meridian_geoip::{GeoDb, Located};
 use meridian_steer::{
-    Basis, ClientLocation, Decision, Mode, Query, RegionIndex, ServiceIndex, answer_addresses, client_hash,
-    steer,
+    Basis, Chosen, ClientLocation, Decision, Mode, Query, RegionIndex, ServiceIndex, answer_addresses,
+    client_hash, steer,
 };
 use meridian_store::{DEFAULT_PREFIX, Keys, Snapshot, SnapshotBuilder};
 
+use crate::memo::DecisionMemo;
 use crate::zone::{ZoneData, ZoneIndex, glue};
 
 /// Largest UDP response we send, whatever the client offers (the DNS flag day 2020 value: no
@@ -140,7 +141,7 @@ pub struct Context<'a> {
 /// target, property tests and benchmarks, which answer from a fixed state.
 pub struct FixedState {
     /// The snapshot of the configuration (no overrides, no health opinions).
-    pub snapshot: Snapshot,
+    pub snapshot: Arc<Snapshot>,
     /// Its zones (serial 1).
     pub zones: ZoneIndex,
     /// The GeoIP database.
@@ -151,7 +152,7 @@ impl FixedState {
     /// The state of `config` as of `now_ms` (`None` if the snapshot builder refuses the configuration).
     pub fn new(config: Arc<Config>, geo: GeoDb, now_ms: u64) -> Option<Self> {
         let keys = Keys::new(DEFAULT_PREFIX).ok()?;
-        let snapshot = SnapshotBuilder::new(keys, Some(config)).build(now_ms)?;
+        let snapshot = Arc::new(SnapshotBuilder::new(keys, Some(config)).build(now_ms)?);
         let zones = ZoneIndex::new(&snapshot.topology, 1);
         Some(Self { snapshot, zones, geo })
     }
@@ -223,8 +224,32 @@ pub fn respond(
     transport: Transport,
     out: &mut Vec<u8>,
 ) -> AnswerInfo {
+    respond_inner(ctx, None, request, src, transport, out)
+}
+
+/// [`respond`], reusing decisions from `memo` (prepared for `ctx`) where they hold. The answer is the
+/// same as without it (tested); only the work differs.
+pub fn respond_with_memo(
+    ctx: &Context<'_>,
+    memo: &mut DecisionMemo,
+    request: &[u8],
+    src: IpAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> AnswerInfo {
+    respond_inner(ctx, Some(memo), request, src, transport, out)
+}
+
+fn respond_inner(
+    ctx: &Context<'_>,
+    memo: Option<&mut DecisionMemo>,
+    request: &[u8],
+    src: IpAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> AnswerInfo {
     let mut info = AnswerInfo::default();
-    if crate::fast::answer_fast(ctx, request, src, transport, out, &mut info) {
+    if crate::fast::answer_fast(ctx, memo, request, src, transport, out, &mut info) {
         return info;
     }
     let (bytes, info) = answer(ctx, request, src, transport);
@@ -306,7 +331,7 @@ fn build(
         && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
     {
         let ecs_in = ecs.map(|s| (s.addr(), s.source_prefix()));
-        let (decision, scope) = steer_client(ctx, service, ecs_in, src);
+        let (decision, scope) = steer_client(ctx, None, service, ecs_in, src);
         let svc = &ctx.snapshot.topology.config().services()[service.get()];
         info.service = Some(service);
         if let (Some(s), Some(scope)) = (&ecs, scope) {
@@ -316,7 +341,7 @@ fn build(
                 e.options_mut().insert(EdnsOption::Subnet(opt));
             }
         }
-        info.reason = Some(Reason::of(&decision));
+        info.reason = Some(decision.reason);
         if let Mode::NoAnswer(_) = decision.mode {
             return ResponseCode::ServFail;
         }
@@ -408,32 +433,60 @@ fn build(
 /// announce. Shared by the general path and the fast path, so they cannot disagree.
 pub(crate) fn steer_client(
     ctx: &Context<'_>,
+    memo: Option<&mut DecisionMemo>,
     service: ServiceIndex,
     ecs: Option<(IpAddr, u8)>,
     src: IpAddr,
-) -> (Decision, Option<u8>) {
+) -> (Steered, Option<u8>) {
     let client_ip = match ecs {
         Some((addr, prefix)) if prefix > 0 => addr,
         _ => src,
     };
-    let located = ctx.geo.locate(client_ip);
-    let (country, continent, coordinates) = located.parts();
-    let client = ClientLocation::new(country, continent, coordinates);
-    let query = Query {
-        service,
-        client: &client,
-        request_hash: client_hash(client_ip),
-        now_ms: ctx.now_ms,
+    let (located, id) = ctx.geo.locate_with_id(client_ip);
+    let decide = || {
+        let (country, continent, coordinates) = located.parts();
+        let client = ClientLocation::new(country, continent, coordinates);
+        let query = Query {
+            service,
+            client: &client,
+            request_hash: client_hash(client_ip),
+            now_ms: ctx.now_ms,
+        };
+        Steered::from(&steer(&ctx.snapshot.topology, &ctx.snapshot.states, &query))
     };
-    let decision = steer(&ctx.snapshot.topology, &ctx.snapshot.states, &query);
+    let steered = match (memo, id) {
+        (Some(memo), Some(id)) => memo.decide(ctx, service, id, decide),
+        _ => decide(),
+    };
     let scope = ecs.map(|(_, prefix)| {
         if prefix == 0 {
             0
         } else {
-            ecs_scope(&decision, &located, client_ip).min(prefix)
+            ecs_scope(&steered, &located, client_ip).min(prefix)
         }
     });
-    (decision, scope)
+    (steered, scope)
+}
+
+/// What answering needs of a steering decision (the verdicts are for `explain`, not for DNS): small and
+/// `Copy`, so that a worker can remember it ([`DecisionMemo`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Steered {
+    pub(crate) mode: Mode,
+    pub(crate) chosen: Chosen,
+    pub(crate) reason: Reason,
+    pub(crate) depends_on_hash: bool,
+}
+
+impl From<&Decision> for Steered {
+    fn from(d: &Decision) -> Self {
+        Self {
+            mode: d.mode,
+            chosen: d.chosen,
+            reason: Reason::of(d),
+            depends_on_hash: d.depends_on_hash,
+        }
+    }
 }
 
 /// RFC 7871 §6: the family must match the address, the source prefix fit it, and address bits past the
@@ -460,7 +513,7 @@ fn valid_ecs(s: &ClientSubnet) -> Option<&ClientSubnet> {
 
 /// How many leading bits of the client address the answer depends on: the GeoIP network's, unless the
 /// decision used the per-client hash (weighted choice, near-tie, spill), which is per /24 or /56.
-fn ecs_scope(decision: &Decision, located: &Located, ip: IpAddr) -> u8 {
+fn ecs_scope(decision: &Steered, located: &Located, ip: IpAddr) -> u8 {
     let hash_bits = if ip.is_ipv4() { 24 } else { 56 };
     if decision.depends_on_hash {
         located.prefix_len.max(hash_bits)

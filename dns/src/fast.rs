@@ -15,7 +15,8 @@ use std::net::IpAddr;
 
 use meridian_steer::{Mode, answer_ipv4, answer_ipv6};
 
-use crate::answer::{AnswerInfo, Context, MAX_UDP_PAYLOAD, Reason, Transport, steer_client};
+use crate::answer::{AnswerInfo, Context, MAX_UDP_PAYLOAD, Transport, steer_client};
+use crate::memo::DecisionMemo;
 
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
@@ -38,6 +39,7 @@ struct Parsed<'a> {
 /// unspecified state) when the general path must answer instead.
 pub(crate) fn answer_fast(
     ctx: &Context<'_>,
+    memo: Option<&mut DecisionMemo>,
     request: &[u8],
     src: IpAddr,
     transport: Transport,
@@ -53,7 +55,7 @@ pub(crate) fn answer_fast(
         return false;
     };
     let ecs_in = p.ecs.map(|(_, prefix, _, addr)| (addr, prefix));
-    let (decision, scope) = steer_client(ctx, service, ecs_in, src);
+    let (decision, scope) = steer_client(ctx, memo, service, ecs_in, src);
     if let Mode::NoAnswer(_) = decision.mode {
         return false;
     }
@@ -133,7 +135,7 @@ pub(crate) fn answer_fast(
     info.qtype = Some(hickory_proto::rr::RecordType::from(p.qtype));
     info.service = Some(service);
     info.region = decision.chosen.first().copied();
-    info.reason = Some(Reason::of(&decision));
+    info.reason = Some(decision.reason);
     info.ecs = p.ecs.is_some();
     info.truncated = false;
     info.fast = true;

@@ -9,6 +9,7 @@
 //! Must not depend on: pingora or the proxy, health probing.
 //!
 //! Modules: [`mod@answer`] (the general path and the shared steering step), `fast` (the fast path),
+//! `memo` (a worker's memo of decisions per client location),
 //! [`rrl`] (response rate limiting), [`metrics`], [`server`] (sockets, GeoIP reload). Operator's view:
 //! docs/dns.md.
 
@@ -17,10 +18,14 @@
 
 pub mod answer;
 mod fast;
+mod memo;
 pub mod metrics;
 pub mod rrl;
 pub mod server;
 mod zone;
 
-pub use answer::{AnswerInfo, Context, FixedState, MAX_UDP_PAYLOAD, Reason, Transport, answer, respond};
+pub use answer::{
+    AnswerInfo, Context, FixedState, MAX_UDP_PAYLOAD, Reason, Transport, answer, respond, respond_with_memo,
+};
+pub use memo::DecisionMemo;
 pub use zone::ZoneIndex;

@@ -30,7 +30,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::answer::{AnswerInfo, Context, Transport, answerable, header_only, respond};
+use crate::answer::{AnswerInfo, Context, Transport, answerable, header_only, respond, respond_with_memo};
+use crate::memo::DecisionMemo;
 use crate::metrics::{DnsMetrics, Recorder};
 use crate::rrl::{RateLimiter, ResponseKind, RrlConfig, Verdict, slip_response};
 use crate::zone::ZoneIndex;
@@ -130,7 +131,7 @@ impl DnsState {
 
     /// Runs `f` with the answering context as of now: one snapshot, its zones, the GeoIP database, the
     /// time. `None` before the first snapshot (no configuration yet).
-    fn with_context<R>(&self, f: impl FnOnce(Option<(&Context<'_>, &Arc<Topology>)>) -> R) -> R {
+    fn with_context<R>(&self, f: impl FnOnce(Option<(&Context<'_>, &Arc<Snapshot>)>) -> R) -> R {
         let Some(snapshot) = self.watcher.snapshot() else {
             return f(None);
         };
@@ -142,14 +143,15 @@ impl DnsState {
             geo: &geo,
             now_ms: now_ms(),
         };
-        f(Some((&ctx, &snapshot.topology)))
+        f(Some((&ctx, &snapshot)))
     }
 
     /// Answers one request (tests and tools; the server answers batches). `None`: send nothing.
     pub fn answer(&self, request: &[u8], src: IpAddr, transport: Transport) -> (Option<Vec<u8>>, AnswerInfo) {
         let mut out = Vec::new();
-        let info = self
-            .with_context(|ctx| respond_or_unconfigured(ctx.map(|c| c.0), request, src, transport, &mut out));
+        let info = self.with_context(|ctx| {
+            respond_or_unconfigured(ctx.map(|c| c.0), None, request, src, transport, &mut out)
+        });
         ((!out.is_empty()).then_some(out), info)
     }
 
@@ -208,15 +210,19 @@ impl DnsState {
     /// Answers one UDP datagram into `out` (empty: send nothing), rate limiting the response.
     fn handle_udp(
         &self,
-        ctx: Option<(&Context<'_>, &Arc<Topology>)>,
+        ctx: Option<(&Context<'_>, &Arc<Snapshot>)>,
+        worker: &mut UdpWorker,
         request: &[u8],
         src: IpAddr,
         out: &mut Vec<u8>,
-        scratch: &mut Vec<u8>,
-        recorder: &mut Recorder,
     ) {
+        let UdpWorker {
+            memo,
+            scratch,
+            recorder,
+        } = worker;
         let started = recorder.sample_latency().then(Instant::now);
-        let info = respond_or_unconfigured(ctx.map(|c| c.0), request, src, Transport::Udp, out);
+        let info = respond_or_unconfigured(ctx.map(|c| c.0), Some(memo), request, src, Transport::Udp, out);
         if !out.is_empty() && self.rrl.enabled() {
             let now = ctx.map_or_else(now_ms, |c| c.0.now_ms);
             match self.rrl.check(src, response_kind(out, scratch), now) {
@@ -233,9 +239,9 @@ impl DnsState {
                 }
             }
         }
-        if let Some((_, topology)) = ctx {
+        if let Some((_, snapshot)) = ctx {
             let elapsed = started.map(|s| s.elapsed().as_nanos() as u64);
-            recorder.record(&info, topology, elapsed);
+            recorder.record(&info, &snapshot.topology, elapsed);
         }
     }
 }
@@ -243,14 +249,16 @@ impl DnsState {
 /// The answer, or SERVFAIL while there is no configuration yet (rather than pretend a name does not exist).
 fn respond_or_unconfigured(
     ctx: Option<&Context<'_>>,
+    memo: Option<&mut DecisionMemo>,
     request: &[u8],
     src: IpAddr,
     transport: Transport,
     out: &mut Vec<u8>,
 ) -> AnswerInfo {
-    match ctx {
-        Some(ctx) => respond(ctx, request, src, transport, out),
-        None => {
+    match (ctx, memo) {
+        (Some(ctx), Some(memo)) => respond_with_memo(ctx, memo, request, src, transport, out),
+        (Some(ctx), None) => respond(ctx, request, src, transport, out),
+        (None, _) => {
             out.clear();
             if !answerable(request) {
                 return AnswerInfo::default();
@@ -368,6 +376,16 @@ fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
     a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }
 
+/// What a UDP worker thread owns and reuses across packets.
+struct UdpWorker {
+    /// Its decisions by client location (see [`DecisionMemo`]).
+    memo: DecisionMemo,
+    /// Scratch space for rate limiting.
+    scratch: Vec<u8>,
+    /// Its metrics, flushed to the shared ones now and then.
+    recorder: Recorder,
+}
+
 fn serve_udp(socket: Socket, state: Arc<DnsState>, stop: Arc<AtomicBool>) {
     let fd = socket.as_raw_fd();
     // Larger than any UDP DNS message we accept; a bigger datagram is truncated by the kernel and then
@@ -378,8 +396,11 @@ fn serve_udp(socket: Socket, state: Arc<DnsState>, stop: Arc<AtomicBool>) {
     let mut lens = [0usize; UDP_BATCH];
     let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
     let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
-    let mut scratch = Vec::with_capacity(512);
-    let mut recorder = state.metrics.recorder();
+    let mut worker = UdpWorker {
+        memo: DecisionMemo::new(),
+        scratch: Vec::with_capacity(512),
+        recorder: state.metrics.recorder(),
+    };
     while !stop.load(Ordering::Relaxed) {
         let received = {
             let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
@@ -400,7 +421,7 @@ fn serve_udp(socket: Socket, state: Arc<DnsState>, stop: Arc<AtomicBool>) {
                     n
                 }
                 Err(Errno::EAGAIN | Errno::EINTR) => {
-                    recorder.maybe_flush(now_ms());
+                    worker.recorder.maybe_flush(now_ms());
                     continue;
                 }
                 Err(e) => {
@@ -411,20 +432,18 @@ fn serve_udp(socket: Socket, state: Arc<DnsState>, stop: Arc<AtomicBool>) {
             }
         };
         state.with_context(|ctx| {
+            if let Some((c, snapshot)) = ctx {
+                worker.memo.prepare(snapshot, c.geo, c.now_ms);
+            }
             for i in 0..received {
                 outs[i].clear();
                 if let Some(peer) = peers[i] {
-                    state.handle_udp(
-                        ctx,
-                        &bufs[i][..lens[i]],
-                        peer.ip(),
-                        &mut outs[i],
-                        &mut scratch,
-                        &mut recorder,
-                    );
+                    state.handle_udp(ctx, &mut worker, &bufs[i][..lens[i]], peer.ip(), &mut outs[i]);
                 }
             }
-            recorder.maybe_flush(ctx.map_or_else(now_ms, |c| c.0.now_ms));
+            worker
+                .recorder
+                .maybe_flush(ctx.map_or_else(now_ms, |c| c.0.now_ms));
         });
         // Send every non-empty response; sendmmsg may send fewer than asked (a full socket buffer).
         let pending: Vec<usize> = (0..received).filter(|&i| !outs[i].is_empty()).collect();
@@ -508,10 +527,20 @@ async fn serve_connection(
         }
         let started = Instant::now();
         state.with_context(|ctx| {
-            let info =
-                respond_or_unconfigured(ctx.map(|c| c.0), &buf[..n], peer.ip(), Transport::Tcp, &mut out);
-            if let Some((c, topology)) = ctx {
-                recorder.record(&info, topology, Some(started.elapsed().as_nanos() as u64));
+            let info = respond_or_unconfigured(
+                ctx.map(|c| c.0),
+                None,
+                &buf[..n],
+                peer.ip(),
+                Transport::Tcp,
+                &mut out,
+            );
+            if let Some((c, snapshot)) = ctx {
+                recorder.record(
+                    &info,
+                    &snapshot.topology,
+                    Some(started.elapsed().as_nanos() as u64),
+                );
                 recorder.maybe_flush(c.now_ms);
             }
         });

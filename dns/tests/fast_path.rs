@@ -351,3 +351,237 @@ proptest! {
         }
     }
 }
+
+/// Worlds the memo is tested across: the example's snapshot as built, and copies with regions down,
+/// drained, and under drills that end at different times (so answers change while time passes).
+mod memo {
+    use super::*;
+    use meridian_dns::{Context, DecisionMemo, respond_with_memo};
+    use meridian_steer::{Drill, DrillMode, Health, RegionStates};
+    use meridian_store::Snapshot;
+
+    fn variant(base: &Snapshot, change: impl Fn(&str, &mut meridian_steer::RegionState)) -> Arc<Snapshot> {
+        let mut snap = base.clone();
+        let topology = snap.topology.clone();
+        let mut states = snap.states.as_slice().to_vec();
+        for (i, s) in states.iter_mut().enumerate() {
+            change(topology.config().regions()[i].id.as_str(), s);
+        }
+        snap.states = RegionStates::from_vec(states);
+        Arc::new(snap)
+    }
+
+    fn drill(mode: DrillMode, ends_after_ms: u64) -> Drill {
+        Drill {
+            id: format!("d{ends_after_ms}"),
+            mode,
+            expires_at_ms: NOW_MS + ends_after_ms,
+        }
+    }
+
+    pub(super) fn snapshots() -> &'static [Arc<Snapshot>] {
+        static S: OnceLock<Vec<Arc<Snapshot>>> = OnceLock::new();
+        S.get_or_init(build_snapshots)
+    }
+
+    fn build_snapshots() -> Vec<Arc<Snapshot>> {
+        let base = &fixture().snapshot;
+        vec![
+            base.clone(),
+            variant(base, |id, s| {
+                if id == "waw" || id == "vin" {
+                    s.health = Health::Down;
+                }
+            }),
+            variant(base, |id, s| match id {
+                "waw" => s.drills.push(drill(DrillMode::Down, 1_000)),
+                "fra" => s.drills.push(drill(DrillMode::Drain, 2_000)),
+                "hil" => s.drills.push(drill(DrillMode::Down, 500)),
+                _ => {}
+            }),
+            variant(base, |id, s| {
+                if matches!(id, "waw" | "fra" | "lon" | "sbg" | "gra") {
+                    s.health = Health::Down;
+                }
+                if id == "bhs" {
+                    s.drained = true;
+                }
+            }),
+            variant(base, |id, s| {
+                if id == "fra" {
+                    s.in_flight = Some(s.capacity);
+                    s.drills.push(drill(DrillMode::Capacity { percent: 50 }, 1_500));
+                }
+            }),
+        ]
+    }
+
+    /// A second database that places addresses differently from the bundled one (its location ids mean
+    /// other places), to catch a memo that outlives its database.
+    pub(super) fn other_db() -> &'static GeoDb {
+        static DB: OnceLock<GeoDb> = OnceLock::new();
+        DB.get_or_init(build_other_db)
+    }
+
+    fn build_other_db() -> GeoDb {
+        #[derive(serde::Serialize)]
+        struct Cc {
+            country_code: &'static str,
+        }
+        let mut w = mmdb_writer::Writer::new("dbip-country");
+        for (i, cc) in ["US", "JP", "BR", "PL", "DE", "GB", "CA", "FR"]
+            .iter()
+            .enumerate()
+        {
+            let net = format!("{}.0.0.0/5", i * 8 + 64);
+            w.insert(net.parse::<ipnet::IpNet>().unwrap(), &Cc { country_code: cc })
+                .unwrap();
+        }
+        GeoDb::from_vec(w.to_bytes().unwrap(), "test").unwrap()
+    }
+
+    /// One batch: every request answered with and without the memo, compared byte for byte.
+    pub(super) fn batch(
+        memo: &mut DecisionMemo,
+        snapshot: &Arc<Snapshot>,
+        geo: &GeoDb,
+        now_ms: u64,
+        requests: &[(Vec<u8>, IpAddr)],
+    ) -> Result<(), String> {
+        let f = fixture();
+        let ctx = Context {
+            snapshot,
+            zones: &f.zones,
+            geo,
+            now_ms,
+        };
+        memo.prepare(snapshot, geo, now_ms);
+        for (request, src) in requests {
+            let mut with = Vec::new();
+            let mut without = Vec::new();
+            respond_with_memo(&ctx, memo, request, *src, Transport::Udp, &mut with);
+            respond(&ctx, request, *src, Transport::Udp, &mut without);
+            if with != without {
+                return Err(format!("at +{} ms from {src}: {request:02x?}", now_ms - NOW_MS));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn a_query(name: &str, qtype: u16, ecs: [u8; 3]) -> Vec<u8> {
+        wire(&Q {
+            id: 1,
+            rd: false,
+            name: encode_name(name),
+            qtype,
+            qclass: 1,
+            edns: Some((1232, 0, 0)),
+            ecs: Some((1, 24, 0, ecs.to_vec())),
+            extra_option: false,
+            trailing: vec![],
+        })
+    }
+}
+
+/// The memo across drills ending, snapshots and databases changing: the same answers as deciding every
+/// time, and it is used (or the comparison would prove nothing).
+#[test]
+fn memo_changes_no_answer_across_time_snapshots_and_databases() {
+    let snapshots = memo::snapshots();
+    let bundled = &fixture().geo;
+    let other = memo::other_db();
+    let mut m = meridian_dns::DecisionMemo::new();
+    let src: IpAddr = "192.0.2.53".parse().unwrap();
+    // Polish, German, British, American, Brazilian, Japanese clients, repeated (the memo's hits).
+    let clients = [
+        [83, 0, 0],
+        [91, 0, 0],
+        [81, 2, 69],
+        [24, 48, 0],
+        [8, 8, 8],
+        [177, 0, 0],
+        [126, 0, 0],
+    ];
+    let mut requests = Vec::new();
+    for name in ["meet.gslb.example", "api.gslb.example", "files.gslb.example"] {
+        for qtype in [1, 28] {
+            for c in clients {
+                requests.push((memo::a_query(name, qtype, c), src));
+            }
+        }
+    }
+    let requests: Vec<_> = requests.iter().chain(requests.iter()).cloned().collect();
+    // Drill-laden snapshot: before and after each drill ends, and back in time (a clock step).
+    let mut hits = 0;
+    for (snapshot, geo, at) in [
+        (2, bundled, 0),
+        (2, bundled, 499),
+        (2, bundled, 500),
+        (2, bundled, 999),
+        (2, bundled, 1_000),
+        (2, bundled, 2_500),
+        (2, bundled, 100),
+        (0, bundled, 100),
+        (1, bundled, 100),
+        (1, other, 100),
+        (3, other, 100),
+        (3, bundled, 100),
+        (4, bundled, 1_000),
+        (4, bundled, 1_600),
+    ] {
+        memo::batch(&mut m, &snapshots[snapshot], geo, NOW_MS + at, &requests).unwrap();
+        assert!(
+            m.hits() > hits,
+            "snapshot {snapshot} at +{at} ms: the memo was not used"
+        );
+        hits = m.hits();
+    }
+    // The drill on waw ends at +1000: a Polish client of meet is sent to waw only from then on.
+    let mut waw_first = |at: u64| {
+        let f = fixture();
+        let ctx = meridian_dns::Context {
+            snapshot: &snapshots[2],
+            zones: &f.zones,
+            geo: bundled,
+            now_ms: NOW_MS + at,
+        };
+        m.prepare(&snapshots[2], bundled, NOW_MS + at);
+        let mut out = Vec::new();
+        let info = meridian_dns::respond_with_memo(
+            &ctx,
+            &mut m,
+            &memo::a_query("meet.gslb.example", 1, [83, 0, 0]),
+            src,
+            Transport::Udp,
+            &mut out,
+        );
+        info.region.map(|r| snapshots[2].topology.region_id(r).to_owned())
+    };
+    assert_ne!(waw_first(999).as_deref(), Some("waw"));
+    assert_eq!(waw_first(1_000).as_deref(), Some("waw"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Random sequences of batches (any snapshot, either database, any time, in any order) answer the
+    /// same with one memo kept across them all as without it.
+    #[test]
+    fn memo_changes_no_answer(
+        steps in prop::collection::vec(
+            (0usize..5, any::<bool>(), 0u64..3_000, prop::collection::vec((query_strategy(), source_strategy()), 1..40)),
+            1..10,
+        )
+    ) {
+        let snapshots = memo::snapshots();
+        let other = memo::other_db();
+        let mut m = meridian_dns::DecisionMemo::new();
+        for (snapshot, use_other, at, queries) in steps {
+            let geo = if use_other { other } else { &fixture().geo };
+            let requests: Vec<(Vec<u8>, IpAddr)> = queries.iter().map(|(q, src)| (wire(q), *src)).collect();
+            let doubled: Vec<_> = requests.iter().chain(requests.iter()).cloned().collect();
+            let result = memo::batch(&mut m, &snapshots[snapshot], geo, NOW_MS + at, &doubled);
+            prop_assert!(result.is_ok(), "{}", result.unwrap_err());
+        }
+    }
+}

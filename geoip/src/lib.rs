@@ -21,6 +21,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use maxminddb::Reader;
 use meridian_config::{Continent, Coordinates, CountryCode};
@@ -86,6 +87,28 @@ pub struct GeoDb {
     decoded: [Mutex<HashMap<usize, Option<GeoLocation>>>; CACHE_SHARDS],
     /// IPv4 answers, flattened (see `v4index`); `None` if the database has no IPv4 data to index.
     v4: Option<v4index::V4Index>,
+    /// Unique among the databases this process opened: what a [`LocationId`] is relative to.
+    instance: u64,
+}
+
+/// Numbers every opened database (see [`GeoDb::instance`]).
+static INSTANCES: AtomicU64 = AtomicU64::new(1);
+
+/// A small dense number for a location *value* of one database: addresses with the same id get the
+/// same [`Located::location`] (their prefixes may differ). Ids run from 0 to
+/// [`GeoDb::location_ids`]` - 1`; 0 is "unknown location". Why: a caller that derives something from the
+/// location alone (a steering decision) can keep it in a table indexed by id instead of recomputing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LocationId(u32);
+
+impl LocationId {
+    /// The id of every unknown location (non-routable, or not in the database).
+    pub const UNKNOWN: Self = Self(0);
+
+    /// As a table index.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
 }
 
 const CACHE_SHARDS: usize = 16;
@@ -232,6 +255,7 @@ impl GeoDb {
             description,
             decoded: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             v4: None,
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
         };
         db.v4 = db.build_v4_index();
         Ok(db)
@@ -301,23 +325,43 @@ impl GeoDb {
         &self.description
     }
 
+    /// Unique among the databases opened by this process (never reused): [`LocationId`]s are
+    /// meaningful only together with it.
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// How many [`LocationId`]s [`GeoDb::locate_with_id`] can return (ids are below this).
+    pub fn location_ids(&self) -> usize {
+        self.v4.as_ref().map_or(1, |v4| v4.values() + 1)
+    }
+
     /// Locates an address. Total: every address gets an answer, possibly "unknown".
     pub fn locate(&self, ip: IpAddr) -> Located {
+        self.locate_with_id(ip).0
+    }
+
+    /// Locates an address, with the id of its location value when the lookup can name one cheaply:
+    /// unknown locations, and IPv4 addresses in the index. (IPv6 lookups walk the tree and give `None`.)
+    pub fn locate_with_id(&self, ip: IpAddr) -> (Located, Option<LocationId>) {
         let ip = ip.to_canonical();
         if let Some(prefix_len) = non_routable_prefix(ip) {
-            return Located {
+            let located = Located {
                 location: Err(UnknownReason::NonRoutable),
                 prefix_len,
             };
+            return (located, Some(LocationId::UNKNOWN));
         }
         if let (IpAddr::V4(a), Some(index)) = (ip, &self.v4) {
-            let (location, prefix_len) = index.locate(u32::from(a));
-            return Located {
-                location: location.copied().ok_or(UnknownReason::NotInDatabase),
+            let (value, prefix_len) = index.locate(u32::from(a));
+            let located = Located {
+                location: index.value(value).copied().ok_or(UnknownReason::NotInDatabase),
                 prefix_len,
             };
+            let id = if value == v4index::NONE { 0 } else { value + 1 };
+            return (located, Some(LocationId(id)));
         }
-        self.locate_in_tree(ip)
+        (self.locate_in_tree(ip), None)
     }
 
     /// Locates by walking the database tree (IPv6, and the reference the IPv4 index is tested against).

@@ -184,13 +184,18 @@ impl V4Index {
         self.value_of = value_of;
     }
 
-    /// The location of `ip` and the widest prefix around it with the same location.
-    pub(crate) fn locate(&self, ip: u32) -> (Option<&GeoLocation>, u8) {
+    /// The location value of `ip` (an index into the values, or [`NONE`]) and the widest prefix around
+    /// it with the same location.
+    pub(crate) fn locate(&self, ip: u32) -> (u32, u8) {
         let entry = self.by_24[(ip >> 8) as usize];
         if entry & Entry24::DIRECT != 0 {
             let value = entry & Entry24::VALUE_MASK;
-            let loc = (value != Entry24::DIRECT_NONE).then(|| &self.values[value as usize]);
-            return (loc, ((entry >> 24) & 0x3f) as u8);
+            let value = if value == Entry24::DIRECT_NONE {
+                NONE
+            } else {
+                value
+            };
+            return (value, ((entry >> 24) & 0x3f) as u8);
         }
         // Several ranges share this /24: at most 256, usually two or three; scan from the first.
         let mut i = entry as usize;
@@ -202,8 +207,17 @@ impl V4Index {
             .ranges
             .get(i + 1)
             .map_or(u64::from(u32::MAX), |n| u64::from(n.0) - 1);
-        let loc = (value != NONE).then(|| &self.values[value as usize]);
-        (loc, widest_prefix(u64::from(ip), u64::from(start), end))
+        (value, widest_prefix(u64::from(ip), u64::from(start), end))
+    }
+
+    /// The location a value index stands for (`None` for [`NONE`]).
+    pub(crate) fn value(&self, value: u32) -> Option<&GeoLocation> {
+        self.values.get(value as usize)
+    }
+
+    /// Distinct location values.
+    pub(crate) fn values(&self) -> usize {
+        self.values.len()
     }
 
     /// Ranges in the index (after merging).

@@ -112,4 +112,18 @@ impl RegionStates {
     pub fn as_slice(&self) -> &[RegionState] {
         &self.0
     }
+
+    /// The first instant after `now_ms` at which the passage of time alone can change a decision over
+    /// these states: the end of the earliest drill still acting at `now_ms`, or `u64::MAX` if none is.
+    /// A decision is the same at every time in `now_ms..unchanged_until(now_ms)` (time enters steering only
+    /// through [`Drill::active`]), which is what lets a caller reuse it for that long.
+    pub fn unchanged_until(&self, now_ms: u64) -> u64 {
+        self.0
+            .iter()
+            .flat_map(|s| &s.drills)
+            .filter(|d| d.active(now_ms))
+            .map(|d| d.expires_at_ms)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
 }

@@ -138,7 +138,8 @@ proptest! {
     }
 
     /// A decision that says it did not depend on the request hash is the same for every other client at
-    /// the same location: what lets DNS announce an ECS scope wider than the client's /24.
+    /// the same location, verdicts and all: what lets DNS announce an ECS scope wider than the client's
+    /// /24, and reuse the decision for every client at that location.
     #[test]
     fn hash_independent_decisions_are_the_same_for_every_client(s in spec(10), other in any::<u64>()) {
         let w = build(s);
@@ -146,8 +147,7 @@ proptest! {
         prop_assume!(!d.depends_on_hash);
         let q = Query { request_hash: other, ..w.query() };
         let d2 = steer(&w.topo, &w.states, &q);
-        prop_assert_eq!(&d2.chosen[..], &d.chosen[..]);
-        prop_assert_eq!(d2.mode, d.mode);
+        prop_assert_eq!(d2, d);
     }
 
     /// The engine agrees with the naive reference implementation.
@@ -233,6 +233,40 @@ proptest! {
             let got = counts[i] as f64 / n as f64;
             // Binomial standard deviation at n=20000 is at most 0.0036; allow about 4.5 sigma.
             prop_assert!((got - expected).abs() < 0.016, "region {i}: {got} vs {expected} ({counts:?})");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A decision holds from `now` until `unchanged_until(now)`: time changes decisions only by ending
+    /// drills. (The DNS server reuses decisions for that long.)
+    #[test]
+    fn decisions_hold_until_the_first_drill_ends(
+        s in spec(8),
+        ends in prop::collection::vec(0u64..5_000, 8),
+        probe in 0.0f64..1.0,
+    ) {
+        let mut w = build(s);
+        let mut states = w.states.as_slice().to_vec();
+        for (i, d) in states.iter_mut().flat_map(|s| &mut s.drills).enumerate() {
+            d.expires_at_ms = NOW + ends[i % ends.len()];
+        }
+        w.states = RegionStates::from_vec(states);
+        let until = w.states.unchanged_until(NOW);
+        prop_assert!(until > NOW);
+        let at = |t: u64| steer(&w.topo, &w.states, &Query { now_ms: t, ..w.query() });
+        let now = at(NOW);
+        if until == u64::MAX {
+            prop_assert!(w.states.as_slice().iter().flat_map(|s| &s.drills).all(|d| !d.active(NOW)));
+            prop_assert_eq!(at(NOW + 3_600_000), now);
+        } else {
+            let mid = NOW + ((until - NOW - 1) as f64 * probe) as u64;
+            prop_assert_eq!(at(mid), now.clone(), "at {}", mid - NOW);
+            prop_assert_eq!(at(until - 1), now);
+            let ending = w.states.as_slice().iter().flat_map(|s| &s.drills).any(|d| d.active(until - 1) && !d.active(until));
+            prop_assert!(ending, "nothing ends at {}", until - NOW);
         }
     }
 }
