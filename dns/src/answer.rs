@@ -15,8 +15,8 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
-use meridian_config::Config;
-use meridian_geoip::{GeoDb, Located};
+use meridian_config::{Config, Continent, Coordinates, CountryCode};
+use meridian_geoip::GeoDb;
 use meridian_steer::{
     Basis, Chosen, ClientLocation, Decision, Mode, Query, RegionIndex, ServiceIndex, answer_addresses,
     client_hash, steer,
@@ -442,9 +442,8 @@ pub(crate) fn steer_client(
         Some((addr, prefix)) if prefix > 0 => addr,
         _ => src,
     };
-    let (located, id) = ctx.geo.locate_with_id(client_ip);
-    let decide = || {
-        let (country, continent, coordinates) = located.parts();
+    let decide = |location: (Option<CountryCode>, Option<Continent>, Option<Coordinates>)| {
+        let (country, continent, coordinates) = location;
         let client = ClientLocation::new(country, continent, coordinates);
         let query = Query {
             service,
@@ -454,15 +453,22 @@ pub(crate) fn steer_client(
         };
         Steered::from(&steer(&ctx.snapshot.topology, &ctx.snapshot.states, &query))
     };
-    let steered = match (memo, id) {
-        (Some(memo), Some(id)) => memo.decide(ctx, service, id, decide),
-        _ => decide(),
+    // With a memo, the location itself is read only when the memo has no decision for it.
+    let (steered, prefix_len) = match (memo, ctx.geo.locate_id(client_ip)) {
+        (Some(memo), Some((id, prefix_len))) => {
+            let location = || ctx.geo.location(id).map_or((None, None, None), |l| l.parts());
+            (memo.decide(ctx, service, id, || decide(location())), prefix_len)
+        }
+        _ => {
+            let located = ctx.geo.locate(client_ip);
+            (decide(located.parts()), located.prefix_len)
+        }
     };
     let scope = ecs.map(|(_, prefix)| {
         if prefix == 0 {
             0
         } else {
-            ecs_scope(&steered, &located, client_ip).min(prefix)
+            ecs_scope(&steered, prefix_len, client_ip).min(prefix)
         }
     });
     (steered, scope)
@@ -513,12 +519,12 @@ fn valid_ecs(s: &ClientSubnet) -> Option<&ClientSubnet> {
 
 /// How many leading bits of the client address the answer depends on: the GeoIP network's, unless the
 /// decision used the per-client hash (weighted choice, near-tie, spill), which is per /24 or /56.
-fn ecs_scope(decision: &Steered, located: &Located, ip: IpAddr) -> u8 {
+fn ecs_scope(decision: &Steered, location_prefix: u8, ip: IpAddr) -> u8 {
     let hash_bits = if ip.is_ipv4() { 24 } else { 56 };
     if decision.depends_on_hash {
-        located.prefix_len.max(hash_bits)
+        location_prefix.max(hash_bits)
     } else {
-        located.prefix_len
+        location_prefix
     }
 }
 

@@ -95,8 +95,8 @@ pub struct GeoDb {
 static INSTANCES: AtomicU64 = AtomicU64::new(1);
 
 /// A small dense number for a location *value* of one database: addresses with the same id get the
-/// same [`Located::location`] (their prefixes may differ). Ids run from 0 to
-/// [`GeoDb::location_ids`]` - 1`; 0 is "unknown location". Why: a caller that derives something from the
+/// same [`Located::location`] (their prefixes may differ), which [`GeoDb::location`] gives back. Ids run
+/// from 0 to [`GeoDb::location_ids`]` - 1`; 0 is "unknown location". Why: a caller that derives something from the
 /// location alone (a steering decision) can keep it in a table indexed by id instead of recomputing it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LocationId(u32);
@@ -143,6 +143,13 @@ pub struct GeoLocation {
     pub coordinates: Option<(Coordinates, CoordinatesSource)>,
 }
 
+impl GeoLocation {
+    /// Country, continent and coordinates (without their source).
+    pub fn parts(&self) -> (Option<CountryCode>, Option<Continent>, Option<Coordinates>) {
+        (self.country, self.continent, self.coordinates.map(|(c, _)| c))
+    }
+}
+
 /// Why an address has no location.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnknownReason {
@@ -166,7 +173,7 @@ impl Located {
     /// Country, continent and coordinates, each `None` when unknown (all `None` for an unknown location).
     pub fn parts(&self) -> (Option<CountryCode>, Option<Continent>, Option<Coordinates>) {
         match &self.location {
-            Ok(l) => (l.country, l.continent, l.coordinates.map(|(c, _)| c)),
+            Ok(l) => l.parts(),
             Err(_) => (None, None, None),
         }
     }
@@ -331,37 +338,51 @@ impl GeoDb {
         self.instance
     }
 
-    /// How many [`LocationId`]s [`GeoDb::locate_with_id`] can return (ids are below this).
+    /// How many [`LocationId`]s [`GeoDb::locate_id`] can return (ids are below this).
     pub fn location_ids(&self) -> usize {
         self.v4.as_ref().map_or(1, |v4| v4.values() + 1)
     }
 
     /// Locates an address. Total: every address gets an answer, possibly "unknown".
     pub fn locate(&self, ip: IpAddr) -> Located {
-        self.locate_with_id(ip).0
-    }
-
-    /// Locates an address, with the id of its location value when the lookup can name one cheaply:
-    /// unknown locations, and IPv4 addresses in the index. (IPv6 lookups walk the tree and give `None`.)
-    pub fn locate_with_id(&self, ip: IpAddr) -> (Located, Option<LocationId>) {
         let ip = ip.to_canonical();
         if let Some(prefix_len) = non_routable_prefix(ip) {
-            let located = Located {
+            return Located {
                 location: Err(UnknownReason::NonRoutable),
                 prefix_len,
             };
-            return (located, Some(LocationId::UNKNOWN));
+        }
+        match self.locate_id(ip) {
+            Some((id, prefix_len)) => Located {
+                location: self.location(id).ok_or(UnknownReason::NotInDatabase),
+                prefix_len,
+            },
+            None => self.locate_in_tree(ip),
+        }
+    }
+
+    /// The id of an address's location value and the prefix length [`GeoDb::locate`] would give, when
+    /// the lookup can name one cheaply: unknown (non-routable) addresses, and IPv4 addresses in the index.
+    /// `None` otherwise (IPv6 lookups walk the tree). It reads only the index: a caller that keeps what
+    /// it derives per id (see [`LocationId`]) asks for the location itself, [`GeoDb::location`], only
+    /// when it has nothing kept.
+    pub fn locate_id(&self, ip: IpAddr) -> Option<(LocationId, u8)> {
+        let ip = ip.to_canonical();
+        if let Some(prefix_len) = non_routable_prefix(ip) {
+            return Some((LocationId::UNKNOWN, prefix_len));
         }
         if let (IpAddr::V4(a), Some(index)) = (ip, &self.v4) {
             let (value, prefix_len) = index.locate(u32::from(a));
-            let located = Located {
-                location: index.value(value).copied().ok_or(UnknownReason::NotInDatabase),
-                prefix_len,
-            };
             let id = if value == v4index::NONE { 0 } else { value + 1 };
-            return (located, Some(LocationId(id)));
+            return Some((LocationId(id), prefix_len));
         }
-        (self.locate_in_tree(ip), None)
+        None
+    }
+
+    /// The location an id stands for (`None`: unknown).
+    pub fn location(&self, id: LocationId) -> Option<GeoLocation> {
+        let value = id.0.checked_sub(1)?;
+        self.v4.as_ref()?.value(value).copied()
     }
 
     /// Locates by walking the database tree (IPv6, and the reference the IPv4 index is tested against).

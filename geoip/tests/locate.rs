@@ -256,23 +256,18 @@ mod ipv4_index {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
         /// Location ids name location values: within the id range, 0 exactly for unknown locations, and
-        /// never the same id for two different locations (callers key derived answers by them).
+        /// standing for the location `locate` finds, with its prefix (callers key derived answers by them).
         #[test]
         fn location_ids_name_location_values(addrs in prop::collection::vec(any::<u32>(), 64)) {
             let db = bundled();
-            let mut seen: std::collections::HashMap<meridian_geoip::LocationId, Result<meridian_geoip::GeoLocation, UnknownReason>> =
-                std::collections::HashMap::new();
             for a in addrs {
                 let addr = IpAddr::V4(Ipv4Addr::from(a));
-                let (located, id) = db.locate_with_id(addr);
-                prop_assert_eq!(located, db.locate(addr));
-                let id = id.expect("IPv4 addresses get an id");
+                let located = db.locate(addr);
+                let (id, prefix_len) = db.locate_id(addr).expect("IPv4 addresses get an id");
+                prop_assert_eq!(prefix_len, located.prefix_len);
+                prop_assert_eq!(db.location(id), located.location.ok());
                 prop_assert!(id.index() < db.location_ids(), "{}: id {:?} of {}", addr, id, db.location_ids());
                 prop_assert_eq!(id == meridian_geoip::LocationId::UNKNOWN, located.location.is_err(), "{}", addr);
-                // Unknown locations differ only in their reason; every other id stands for one value.
-                let value = located.location.map_err(|_| UnknownReason::NotInDatabase);
-                let first = *seen.entry(id).or_insert(value);
-                prop_assert_eq!(first, value, "{}: id {:?} stands for two locations", addr, id);
             }
         }
     }
@@ -280,15 +275,11 @@ mod ipv4_index {
     #[test]
     fn ipv6_lookups_have_no_id_and_instances_differ() {
         let db = bundled();
-        assert_eq!(db.locate_with_id(ip("2a00:1450:4001::1")).1, None);
-        assert_eq!(
-            db.locate_with_id(ip("::1")).1,
-            Some(meridian_geoip::LocationId::UNKNOWN)
-        );
-        assert_eq!(
-            db.locate_with_id(ip("10.0.0.1")).1,
-            Some(meridian_geoip::LocationId::UNKNOWN)
-        );
+        let unknown = meridian_geoip::LocationId::UNKNOWN;
+        assert_eq!(db.locate_id(ip("2a00:1450:4001::1")), None);
+        assert_eq!(db.locate_id(ip("::1")), Some((unknown, 128)));
+        assert_eq!(db.locate_id(ip("10.0.0.1")), Some((unknown, 8)));
+        assert_eq!(db.location(unknown), None);
         let other = GeoDb::bundled().unwrap();
         assert_ne!(db.instance(), other.instance());
         assert!(
