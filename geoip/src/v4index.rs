@@ -2,11 +2,10 @@
 //! with the same *interpretation* (country, continent, coordinates), adjacent equal ranges merged.
 //!
 //! Why: walking a city database's tree costs a cache miss per level (~20 levels over 100 MB) and was most
-//! of a DNS answer's time. Here a lookup is one read in a table with an entry per /24 (64 MiB on
-//! transparent huge pages; the answer itself when one range covers the /24, else where to start a short
-//! scan) and one read of the value. Merging gives a second benefit: every address in a merged range gets
-//! the same answer, so the ECS scope can be the widest CIDR around the address inside its range (what
-//! gdnsd does), not just the database network — fewer cache entries at resolvers.
+//! of a DNS answer's time. Here a lookup is one read in a table with an entry per /24 (64 MiB; the answer
+//! itself when one range covers the /24, else where to start a short scan) and one read of the value. Merging gives a second benefit: every address in a
+//! merged range gets the same answer, so the ECS scope can be the widest CIDR around the address inside
+//! its range (what gdnsd does), not just the database network — fewer cache entries at resolvers.
 //!
 //! Non-routable blocks are holes in the index (the caller answers them before looking here), so no range
 //! spans one.
@@ -29,11 +28,10 @@ pub(crate) struct V4Index {
     ranges: Vec<(u32, u32)>,
     /// Distinct interpretations.
     values: Vec<GeoLocation>,
-    /// One entry per /24 (16 Mi entries, 64 MiB, on huge pages where the kernel allows): either the
-    /// answer itself, when one range covers the whole /24 (the common case: one read, no search), or the
-    /// index of the range holding its first address (a short scan within the /24 follows). See
-    /// [`Entry24`].
-    by_24: Table24,
+    /// One entry per /24 (16 Mi entries, 64 MiB): either the answer itself, when one range covers the
+    /// whole /24 (the common case: one read, no search), or the index of the range holding its first
+    /// address (a short scan within the /24 follows). See [`Entry24`].
+    by_24: Vec<u32>,
 }
 
 /// Encoding of a `by_24` entry. Direct (bit 31 set): value in bits 0–23 ([`DIRECT_NONE`] for none) and
@@ -105,13 +103,12 @@ impl V4Index {
             value_of,
             values,
             ranges: Vec::new(),
-            by_24: Table24::empty(),
+            by_24: Vec::new(),
         };
         for &(first, last) in holes {
             index.punch(first, last);
         }
         index.by_24 = index.build_by_24();
-        debug_assert_eq!(index.by_24.len(), 1 << 24);
         index.ranges = index
             .starts
             .iter()
@@ -124,8 +121,8 @@ impl V4Index {
     }
 
     /// The `by_24` table, from `starts`/`value_of` (one pass over the /24s and the ranges together).
-    fn build_by_24(&self) -> Table24 {
-        let mut table = Table24::new();
+    fn build_by_24(&self) -> Vec<u32> {
+        let mut table = Vec::with_capacity(1 << 24);
         let mut i = 0usize; // range holding the current /24's first address
         for block in 0u32..1 << 24 {
             let first = block << 8;
@@ -190,7 +187,7 @@ impl V4Index {
     /// The location value of `ip` (an index into the values, or [`NONE`]) and the widest prefix around
     /// it with the same location.
     pub(crate) fn locate(&self, ip: u32) -> (u32, u8) {
-        let entry = self.by_24.get((ip >> 8) as usize);
+        let entry = self.by_24[(ip >> 8) as usize];
         if entry & Entry24::DIRECT != 0 {
             let value = entry & Entry24::VALUE_MASK;
             let value = if value == Entry24::DIRECT_NONE {
@@ -241,77 +238,6 @@ fn widest_prefix(ip: u64, start: u64, end: u64) -> u8 {
         p -= 1;
     }
     p
-}
-
-/// The `by_24` table: 2^24 entries of 4 octets in an anonymous mapping of its own, advised to use
-/// transparent huge pages. Why: a lookup reads one entry at a random place in 64 MiB; with 4 KiB pages
-/// nearly every lookup also misses the TLB, with 2 MiB pages almost none do. (Falls back to a plain
-/// vector where the mapping cannot be made.)
-struct Table24 {
-    bytes: Table24Bytes,
-    len: usize,
-}
-
-enum Table24Bytes {
-    Mapped(memmap2::MmapMut),
-    Heap(Vec<u8>),
-}
-
-impl Table24 {
-    fn empty() -> Self {
-        Self {
-            bytes: Table24Bytes::Heap(Vec::new()),
-            len: 0,
-        }
-    }
-
-    fn new() -> Self {
-        let size = 4usize << 24;
-        let bytes = match memmap2::MmapOptions::new().len(size).map_anon() {
-            Ok(map) => {
-                // Best effort: without huge pages the table still works, only slower.
-                let _ = map.advise(memmap2::Advice::HugePage);
-                Table24Bytes::Mapped(map)
-            }
-            Err(_) => Table24Bytes::Heap(vec![0; size]),
-        };
-        Self { bytes, len: 0 }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match &self.bytes {
-            Table24Bytes::Mapped(m) => m,
-            Table24Bytes::Heap(v) => v,
-        }
-    }
-
-    /// Appends the next entry (the table is built in order, /24 by /24).
-    fn push(&mut self, entry: u32) {
-        let at = self.len * 4;
-        let bytes: &mut [u8] = match &mut self.bytes {
-            Table24Bytes::Mapped(m) => m,
-            Table24Bytes::Heap(v) => v,
-        };
-        if let Some(slot) = bytes.get_mut(at..at + 4) {
-            slot.copy_from_slice(&entry.to_ne_bytes());
-            self.len += 1;
-        }
-    }
-
-    /// Entries written.
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Entry `i` (a built table has all 2^24; 0 past the end, which a /24 number never is).
-    #[inline]
-    fn get(&self, i: usize) -> u32 {
-        let at = i * 4;
-        self.bytes()
-            .get(at..at + 4)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, u32::from_ne_bytes)
-    }
 }
 
 #[cfg(test)]
