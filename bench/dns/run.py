@@ -5,8 +5,8 @@ Every server gets the same GeoIP2-schema city database (DB-IP City Lite from PyP
 the same eight datacentres and the same queries: `meet.gslb.example A` with an EDNS Client Subnet option
 naming a different random routable /24 per query (dnsperf -B replays pre-built wire messages).
 
-Measured per server, in turns (meridian, gdnsd, pdns, meridian, ...), each pinned to CPU 0 with dnsperf on
-CPU 1:
+Measured per server, in turns (meridian, gdnsd, pdns; the next round starts with gdnsd, ...), each pinned
+to CPU 0 with dnsperf on CPU 1:
   * throughput at saturation, as queries answered per server CPU-second (CPU from /proc/PID/stat: on two
     cores dnsperf saturates its core before gdnsd does, so raw QPS would measure dnsperf);
   * latency at a fixed offered rate (default 20k qps): p50/p99/p99.9 from dnsperf -v per-query times;
@@ -402,7 +402,9 @@ def main():
     samples: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory(prefix="meridian-dnsbench-") as tmp:
         for rnd in range(args.rounds):
-            for n in names:
+            # Turns rotate by one each round: on this VM the first turn after a pause often runs slower,
+            # and a fixed order would hand it to the same server every round.
+            for n in names[rnd % len(names):] + names[:rnd % len(names)]:
                 server = SERVERS[n](Path(tmp), db)
                 log(f"round {rnd + 1}/{args.rounds}: {n}")
                 try:
@@ -421,7 +423,7 @@ def main():
         f"Command: `bench/dns/run --rounds {args.rounds} --seconds {args.seconds} --rate {args.rate}`; "
         f"{args.queries} queries `{QUERY_NAME} A`, each with a different random routable /24 in ECS; "
         "server pinned to CPU 0, dnsperf (-c 1 -q 100) on CPU 1; medians of "
-        f"{args.rounds} rounds, servers in turns. Machine: {machine()}.",
+        f"{args.rounds} rounds, servers in turns (the order rotated each round). Machine: {machine()}.",
         "",
         "| server | queries per server CPU-second | QPS (dnsperf-bound) | lost | p50 ms | p99 ms | p99.9 ms "
         f"(at {args.rate // 1000}k qps) | RSS MB | peak RSS MB |",
@@ -439,7 +441,9 @@ def main():
             lines.append(
                 f"- Meridian / {peer}: **{a['per_cpu_s'] / b['per_cpu_s']:.2f}x** queries per CPU-second, "
                 f"p99 {a['p99']:.3f} vs {b['p99']:.3f} ms ({b['p99'] / a['p99']:.2f}x better if > 1), "
-                f"RSS {a['rss']:.0f} vs {b['rss']:.0f} MB."
+                f"RSS {a['rss']:.0f} vs {b['rss']:.0f} MB. Per round: "
+                + ", ".join(f"{x['per_cpu_s'] / y['per_cpu_s']:.2f}"
+                            for x, y in zip(results["meridian"], results[peer])) + "."
             )
     lines.append("")
     lines.append("Answers for sample client subnets (address of the first A record):")
