@@ -319,16 +319,27 @@ impl DnsServer {
     /// serves. Fails, naming nothing but the OS error, when the address is taken; callers add the address.
     pub async fn bind(addr: SocketAddr, state: Arc<DnsState>, options: &DnsOptions) -> std::io::Result<Self> {
         let workers = options.udp_workers.max(1);
-        let first = udp_socket(addr)?;
-        let udp_addr = first
-            .local_addr()?
-            .as_socket()
-            .ok_or_else(|| std::io::Error::other("UDP socket has no IP address"))?;
-        let mut sockets = vec![first];
-        for _ in 1..workers {
-            sockets.push(udp_socket(udp_addr)?);
-        }
-        let tcp = TcpListener::bind(udp_addr).await?;
+        // Port 0: the kernel picks a free UDP port, and that port may be taken for TCP. Then pick again
+        // (a few times) rather than fail: "a free port, the same for both" is the promise.
+        let attempts = if addr.port() == 0 { 16 } else { 1 };
+        let mut attempt = 0;
+        let (sockets, tcp, udp_addr) = loop {
+            attempt += 1;
+            let first = udp_socket(addr)?;
+            let udp_addr = first
+                .local_addr()?
+                .as_socket()
+                .ok_or_else(|| std::io::Error::other("UDP socket has no IP address"))?;
+            let mut sockets = vec![first];
+            for _ in 1..workers {
+                sockets.push(udp_socket(udp_addr)?);
+            }
+            match TcpListener::bind(udp_addr).await {
+                Ok(tcp) => break (sockets, tcp, udp_addr),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < attempts => continue,
+                Err(e) => return Err(e),
+            }
+        };
         let tcp_addr = tcp.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         for (i, socket) in sockets.into_iter().enumerate() {
