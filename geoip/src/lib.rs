@@ -96,8 +96,9 @@ static INSTANCES: AtomicU64 = AtomicU64::new(1);
 
 /// A small dense number for a location *value* of one database: addresses with the same id get the
 /// same [`Located::location`] (their prefixes may differ), which [`GeoDb::location`] gives back. Ids run
-/// from 0 to [`GeoDb::location_ids`]` - 1`; 0 is "unknown location". Why: a caller that derives something from the
-/// location alone (a steering decision) can keep it in a table indexed by id instead of recomputing it.
+/// from 0 to [`GeoDb::location_ids`]` - 1`; 0 is "unknown location". Why: a caller that derives something
+/// from the location alone (a steering decision) can keep it in a table indexed by id instead of
+/// recomputing it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LocationId(u32);
 
@@ -352,7 +353,7 @@ impl GeoDb {
                 prefix_len,
             };
         }
-        match self.locate_id(ip) {
+        match self.indexed(ip) {
             Some((id, prefix_len)) => Located {
                 location: self.location(id).ok_or(UnknownReason::NotInDatabase),
                 prefix_len,
@@ -371,12 +372,17 @@ impl GeoDb {
         if let Some(prefix_len) = non_routable_prefix(ip) {
             return Some((LocationId::UNKNOWN, prefix_len));
         }
-        if let (IpAddr::V4(a), Some(index)) = (ip, &self.v4) {
-            let (value, prefix_len) = index.locate(u32::from(a));
-            let id = if value == v4index::NONE { 0 } else { value + 1 };
-            return Some((LocationId(id), prefix_len));
-        }
-        None
+        self.indexed(ip)
+    }
+
+    /// The IPv4 index's id and prefix for a canonical, routable address (`None`: not IPv4, or no index).
+    fn indexed(&self, ip: IpAddr) -> Option<(LocationId, u8)> {
+        let (IpAddr::V4(a), Some(index)) = (ip, &self.v4) else {
+            return None;
+        };
+        let (value, prefix_len) = index.locate(u32::from(a));
+        let id = if value == v4index::NONE { 0 } else { value + 1 };
+        Some((LocationId(id), prefix_len))
     }
 
     /// The location an id stands for (`None`: unknown).
