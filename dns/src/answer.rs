@@ -240,7 +240,8 @@ pub fn respond_with_memo(
     respond_inner(ctx, Some(memo), request, src, transport, out)
 }
 
-fn respond_inner(
+/// [`respond`] or [`respond_with_memo`], as `memo` says.
+pub(crate) fn respond_inner(
     ctx: &Context<'_>,
     memo: Option<&mut DecisionMemo>,
     request: &[u8],

@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::answer::{AnswerInfo, Context, Transport, answerable, header_only, respond, respond_with_memo};
+use crate::answer::{AnswerInfo, Context, Transport, answerable, header_only, respond_inner};
 use crate::memo::DecisionMemo;
 use crate::metrics::{DnsMetrics, Recorder};
 use crate::rrl::{RateLimiter, ResponseKind, RrlConfig, Verdict, slip_response};
@@ -255,10 +255,9 @@ fn respond_or_unconfigured(
     transport: Transport,
     out: &mut Vec<u8>,
 ) -> AnswerInfo {
-    match (ctx, memo) {
-        (Some(ctx), Some(memo)) => respond_with_memo(ctx, memo, request, src, transport, out),
-        (Some(ctx), None) => respond(ctx, request, src, transport, out),
-        (None, _) => {
+    match ctx {
+        Some(ctx) => respond_inner(ctx, memo, request, src, transport, out),
+        None => {
             out.clear();
             if !answerable(request) {
                 return AnswerInfo::default();
