@@ -477,7 +477,7 @@ pub(crate) fn steer_client(
 
 /// What answering needs of a steering decision (the verdicts are for `explain`, not for DNS): small and
 /// `Copy`, so that a worker can remember it ([`DecisionMemo`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Steered {
     pub(crate) mode: Mode,
     pub(crate) chosen: Chosen,

@@ -142,6 +142,16 @@ pub(crate) fn answer_fast(
     true
 }
 
+/// The address a request of the fast path's shape will be located by (its Client Subnet, else `src`);
+/// `src` for any other request. Only for warming the GeoIP lookup ([`meridian_geoip::GeoDb::warm`]):
+/// the answer decides again.
+pub(crate) fn client_address(request: &[u8], src: IpAddr) -> IpAddr {
+    let mut lower = [0u8; 255];
+    parse(request, &mut lower)
+        .and_then(|p| p.ecs)
+        .map_or(src, |(_, _, _, addr)| addr)
+}
+
 /// Parses the fast path's shape, writing the lower-cased question name (wire form) into `lower`.
 fn parse<'a>(req: &'a [u8], lower: &mut [u8; 255]) -> Option<Parsed<'a>> {
     let u16_at = |i: usize| -> Option<u16> { Some(u16::from_be_bytes([*req.get(i)?, *req.get(i + 1)?])) };

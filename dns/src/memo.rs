@@ -19,6 +19,7 @@
 //!
 //! [`RegionStates::unchanged_until`]: meridian_steer::RegionStates::unchanged_until
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use meridian_geoip::{GeoDb, LocationId};
@@ -28,6 +29,14 @@ use meridian_store::Snapshot;
 use crate::answer::{Context, Steered};
 
 /// Decisions of one worker, by service and location (see the module documentation).
+///
+/// Storage: per service, one `u32` per location id of the database, saying which of the (few) distinct
+/// decisions of the current epoch that location has. Why this shape: a lookup is one read at a random
+/// place (the location) followed by one in a short, cache-resident list, where a map or a sparse set
+/// costs two cache misses; and forgetting is starting a new epoch, O(1), whatever the number of entries.
+/// The per-location tables are zero-filled memory, which the allocator gets untouched from the kernel:
+/// only the pages of locations actually seen become resident (4 octets per location value at most,
+/// 1.5 MB for a city database's 388k values).
 pub struct DecisionMemo {
     /// The snapshot the entries were decided over. Held, so that its address identifies it: a newer
     /// snapshot can never be allocated where this one lives.
@@ -37,23 +46,39 @@ pub struct DecisionMemo {
     /// The entries hold for `now_ms` in `from_ms..until_ms`.
     from_ms: u64,
     until_ms: u64,
-    /// Per service (allocated on a service's first query).
-    tables: Vec<Table>,
+    /// The current epoch, never 0 (the zero-filled tables name no epoch). An entry written in an earlier
+    /// epoch is not believed.
+    epoch: u16,
+    /// Per service (allocated on a service's first query): [`Entry`] by location id.
+    tables: Vec<Vec<u32>>,
+    /// The distinct decisions of this epoch; `None` stands for "depends on the request hash: decide every
+    /// time". An entry names one by its position.
+    decisions: Vec<Option<Steered>>,
+    /// Position of each decision in `decisions` (consulted only when a location is first seen).
+    positions: HashMap<Option<Steered>, u16, foldhash::fast::RandomState>,
     /// Decisions read from the memo instead of made.
     hits: u64,
 }
 
-/// One service's decisions, as a sparse set over location ids (Briggs and Torczon): `sparse[id]` says
-/// where in `dense` the id's entry is, and is believed only if that entry names the id. Why: forgetting
-/// is `dense.clear()`, whatever the number of locations; `sparse` is zero-filled memory that the
-/// allocator gets from the kernel untouched, so only the pages of locations actually seen become
-/// resident (4 octets per location value at most: 1.5 MB for a city database's 388k values).
-#[derive(Default)]
-struct Table {
-    sparse: Vec<u32>,
-    /// (location id, decision; `None` when it depends on the request hash and is made every time).
-    dense: Vec<(u32, Option<Steered>)>,
+/// Encoding of a table entry: the epoch in the high 16 bits, the decision's position plus one in the low
+/// 16 (0: none).
+struct Entry;
+
+impl Entry {
+    fn encode(epoch: u16, position: u16) -> u32 {
+        (u32::from(epoch) << 16) | (u32::from(position) + 1)
+    }
+
+    /// The position named by `entry` if it was written in `epoch`.
+    fn position(entry: u32, epoch: u16) -> Option<usize> {
+        let low = entry & 0xFFFF;
+        ((entry >> 16) == u32::from(epoch) && low != 0).then(|| (low - 1) as usize)
+    }
 }
+
+/// At most this many distinct decisions per epoch (what the entry encoding can name); beyond them the
+/// memo stops remembering until it next forgets.
+const MAX_DECISIONS: usize = 0xFFFF;
 
 impl Default for DecisionMemo {
     fn default() -> Self {
@@ -69,7 +94,10 @@ impl DecisionMemo {
             geo: 0,
             from_ms: 0,
             until_ms: 0,
+            epoch: 1,
             tables: Vec::new(),
+            decisions: Vec::new(),
+            positions: HashMap::default(),
             hits: 0,
         }
     }
@@ -94,8 +122,16 @@ impl DecisionMemo {
         self.snapshot = Some(snapshot.clone());
         self.from_ms = now_ms;
         self.until_ms = snapshot.states.unchanged_until(now_ms);
-        for table in &mut self.tables {
-            table.dense.clear();
+        self.decisions.clear();
+        self.positions.clear();
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            // Every epoch number has been used: entries of 65,535 epochs ago would look current. Start
+            // the tables afresh (once per 65,535 forgets).
+            for table in &mut self.tables {
+                *table = vec![0; table.len()];
+            }
+            self.epoch = 1;
         }
     }
 
@@ -126,31 +162,36 @@ impl DecisionMemo {
             return decide();
         }
         if self.tables.len() <= service.get() {
-            self.tables.resize_with(service.get() + 1, Table::default);
+            self.tables.resize_with(service.get() + 1, Vec::new);
         }
         let table = &mut self.tables[service.get()];
         let ids = ctx.geo.location_ids();
-        if table.sparse.len() != ids {
-            table.sparse = vec![0; ids];
-            table.dense.clear();
+        if table.len() != ids {
+            *table = vec![0; ids];
         }
-        let (Some(slot), Ok(id)) = (table.sparse.get(id.index()).copied(), u32::try_from(id.index())) else {
+        let Some(entry) = table.get_mut(id.index()) else {
             return decide();
         };
-        if let Some(&(named, remembered)) = table.dense.get(slot as usize)
-            && named == id
-        {
-            if let Some(steered) = remembered {
+        if let Some(position) = Entry::position(*entry, self.epoch) {
+            if let Some(Some(steered)) = self.decisions.get(position).copied() {
                 self.hits += 1;
                 return steered;
             }
             return decide();
         }
         let steered = decide();
-        table.sparse[id as usize] = table.dense.len() as u32;
-        table
-            .dense
-            .push((id, (!steered.depends_on_hash).then_some(steered)));
+        let remembered = (!steered.depends_on_hash).then_some(steered);
+        let position = match self.positions.get(&remembered) {
+            Some(&p) => p,
+            None if self.decisions.len() < MAX_DECISIONS => {
+                let p = self.decisions.len() as u16;
+                self.decisions.push(remembered);
+                self.positions.insert(remembered, p);
+                p
+            }
+            None => return steered,
+        };
+        *entry = Entry::encode(self.epoch, position);
         steered
     }
 }

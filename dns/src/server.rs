@@ -31,6 +31,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::answer::{AnswerInfo, Context, Transport, answerable, header_only, respond_inner};
+use crate::fast;
 use crate::memo::DecisionMemo;
 use crate::metrics::{DnsMetrics, Recorder};
 use crate::rrl::{RateLimiter, ResponseKind, RrlConfig, Verdict, slip_response};
@@ -220,6 +221,7 @@ impl DnsState {
             memo,
             scratch,
             recorder,
+            ..
         } = worker;
         let started = recorder.sample_latency().then(Instant::now);
         let info = respond_or_unconfigured(ctx.map(|c| c.0), Some(memo), request, src, Transport::Udp, out);
@@ -372,6 +374,17 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<Socket> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_port(true)?;
+    // Responses leave without the DF bit and ignore learnt path MTUs (IP_PMTUDISC_OMIT): a forged ICMP
+    // "fragmentation needed" cannot make the server fragment its answers, the opening of DNS cache
+    // poisoning by fragment replacement (as gdnsd, Knot and BIND do). Responses fit 1232 octets anyway.
+    if addr.is_ipv6() {
+        rustix::net::sockopt::set_ipv6_mtu_discover(
+            &socket,
+            rustix::net::sockopt::Ipv6PathMtuDiscovery::OMIT,
+        )?;
+    } else {
+        rustix::net::sockopt::set_ip_mtu_discover(&socket, rustix::net::sockopt::Ipv4PathMtuDiscovery::OMIT)?;
+    }
     // Best effort: the kernel may cap it, which is fine.
     let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
     socket.set_read_timeout(Some(UDP_STOP_CHECK))?;
@@ -394,13 +407,15 @@ struct UdpWorker {
     scratch: Vec<u8>,
     /// Its metrics, flushed to the shared ones now and then.
     recorder: Recorder,
+    /// The client addresses of the batch in hand (see [`GeoDb::warm`]).
+    clients: Vec<IpAddr>,
 }
 
 fn serve_udp(socket: Socket, state: Arc<DnsState>, stop: Arc<AtomicBool>) {
     let fd = socket.as_raw_fd();
     // Larger than any UDP DNS message we accept; a bigger datagram is truncated by the kernel and then
     // fails to parse (FORMERR), which is the right answer for it.
-    let mut bufs = vec![[0u8; 4096]; UDP_BATCH];
+    let mut bufs: Box<[[u8; 4096]; UDP_BATCH]> = Box::new([[0u8; 4096]; UDP_BATCH]);
     let mut outs: Vec<Vec<u8>> = (0..UDP_BATCH).map(|_| Vec::with_capacity(1232)).collect();
     let mut peers: Vec<Option<SocketAddr>> = vec![None; UDP_BATCH];
     let mut lens = [0usize; UDP_BATCH];
@@ -410,10 +425,12 @@ fn serve_udp(socket: Socket, state: Arc<DnsState>, stop: Arc<AtomicBool>) {
         memo: DecisionMemo::new(),
         scratch: Vec::with_capacity(512),
         recorder: state.metrics.recorder(),
+        clients: Vec::with_capacity(UDP_BATCH),
     };
     while !stop.load(Ordering::Relaxed) {
         let received = {
-            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            // On the stack, like everything per batch: the loop allocates nothing.
+            let mut iovs: [[IoSliceMut<'_>; 1]; UDP_BATCH] = bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
             match recvmmsg(
                 fd,
                 &mut recv_headers,
@@ -444,6 +461,16 @@ fn serve_udp(socket: Socket, state: Arc<DnsState>, stop: Arc<AtomicBool>) {
         state.with_context(|ctx| {
             if let Some((c, snapshot)) = ctx {
                 worker.memo.prepare(snapshot, c.geo, c.now_ms);
+                // Locate the batch's clients together first: their GeoIP cache misses overlap.
+                worker.clients.clear();
+                for i in 0..received {
+                    if let Some(peer) = peers[i] {
+                        worker
+                            .clients
+                            .push(fast::client_address(&bufs[i][..lens[i]], peer.ip()));
+                    }
+                }
+                c.geo.warm(&worker.clients);
             }
             for i in 0..received {
                 outs[i].clear();
@@ -456,20 +483,24 @@ fn serve_udp(socket: Socket, state: Arc<DnsState>, stop: Arc<AtomicBool>) {
                 .maybe_flush(ctx.map_or_else(now_ms, |c| c.0.now_ms));
         });
         // Send every non-empty response; sendmmsg may send fewer than asked (a full socket buffer).
-        let pending: Vec<usize> = (0..received).filter(|&i| !outs[i].is_empty()).collect();
+        let mut pending = [0usize; UDP_BATCH];
+        let mut count = 0;
+        for i in (0..received).filter(|&i| !outs[i].is_empty()) {
+            pending[count] = i;
+            count += 1;
+        }
         let mut sent = 0;
-        while sent < pending.len() {
-            let rest = &pending[sent..];
-            let slices: Vec<[IoSlice<'_>; 1]> = rest.iter().map(|&i| [IoSlice::new(&outs[i])]).collect();
-            let addrs: Vec<Option<SockaddrStorage>> = rest
-                .iter()
-                .map(|&i| peers[i].map(SockaddrStorage::from))
-                .collect();
+        while sent < count {
+            let rest = &pending[sent..count];
+            let slices: [[IoSlice<'_>; 1]; UDP_BATCH] =
+                std::array::from_fn(|k| [IoSlice::new(rest.get(k).map_or(&[][..], |&i| &outs[i]))]);
+            let addrs: [Option<SockaddrStorage>; UDP_BATCH] =
+                std::array::from_fn(|k| rest.get(k).and_then(|&i| peers[i]).map(SockaddrStorage::from));
             match sendmmsg(
                 fd,
                 &mut send_headers,
-                slices.iter(),
-                &addrs,
+                slices[..rest.len()].iter(),
+                &addrs[..rest.len()],
                 [],
                 MsgFlags::empty(),
             ) {
@@ -561,5 +592,27 @@ async fn serve_connection(
         framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
         framed.extend_from_slice(&out);
         stream.write_all(&framed).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rustix::net::sockopt::{self, Ipv4PathMtuDiscovery, Ipv6PathMtuDiscovery};
+
+    use super::udp_socket;
+
+    /// A forged ICMP "fragmentation needed" must not make the server fragment answers: the sockets ignore
+    /// path MTU discovery (and so never set DF).
+    #[test]
+    fn udp_sockets_omit_path_mtu_discovery() {
+        let v4 = udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(sockopt::ip_mtu_discover(&v4).unwrap(), Ipv4PathMtuDiscovery::OMIT);
+        let v6 = udp_socket("[::1]:0".parse().unwrap()).unwrap();
+        assert_eq!(
+            sockopt::ipv6_mtu_discover(&v6).unwrap(),
+            Ipv6PathMtuDiscovery::OMIT
+        );
     }
 }

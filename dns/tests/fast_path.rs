@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use meridian_config::Config;
 use meridian_dns::{FixedState, Transport, answer, respond};
 use meridian_geoip::GeoDb;
+use meridian_store::Snapshot;
 use proptest::prelude::*;
 
 const EXAMPLE: &str = include_str!("../../examples/meridian.toml");
@@ -358,7 +359,6 @@ mod memo {
     use super::*;
     use meridian_dns::{Context, DecisionMemo, respond_with_memo};
     use meridian_steer::{Drill, DrillMode, Health, RegionStates};
-    use meridian_store::Snapshot;
 
     fn variant(base: &Snapshot, change: impl Fn(&str, &mut meridian_steer::RegionState)) -> Arc<Snapshot> {
         let mut snap = base.clone();
@@ -559,6 +559,103 @@ fn memo_changes_no_answer_across_time_snapshots_and_databases() {
     };
     assert_ne!(waw_first(999).as_deref(), Some("waw"));
     assert_eq!(waw_first(1_000).as_deref(), Some("waw"));
+}
+
+/// The common query, answered from the memo into a buffer the server reuses, allocates nothing: the hot
+/// path's promise (fast.rs), checked rather than believed.
+#[test]
+fn memoised_fast_answers_do_not_allocate() {
+    let f = fixture();
+    let ctx = f.context(NOW_MS);
+    let src: IpAddr = "192.0.2.53".parse().unwrap();
+    let requests: Vec<Vec<u8>> = [[83, 0, 0], [91, 0, 0], [81, 2, 69], [24, 48, 0], [177, 0, 0]]
+        .iter()
+        .flat_map(|c| [1, 28].map(|qtype| memo::a_query("meet.gslb.example", qtype, *c)))
+        .collect();
+    let mut m = meridian_dns::DecisionMemo::new();
+    m.prepare(&f.snapshot, &f.geo, NOW_MS);
+    let mut out = Vec::with_capacity(1232);
+    // First pass: the memo learns (and may allocate its tables).
+    for request in &requests {
+        meridian_dns::respond_with_memo(&ctx, &mut m, request, src, Transport::Udp, &mut out);
+    }
+    let hits = m.hits();
+    let counted = allocation_counter::measure(|| {
+        for request in &requests {
+            let info = meridian_dns::respond_with_memo(&ctx, &mut m, request, src, Transport::Udp, &mut out);
+            assert!(info.fast && !out.is_empty());
+        }
+    });
+    assert_eq!(
+        m.hits() - hits,
+        requests.len() as u64,
+        "every answer came from the memo"
+    );
+    assert_eq!(
+        counted.count_total,
+        0,
+        "allocations while answering {} queries",
+        requests.len()
+    );
+}
+
+/// The memo forgets by starting a new epoch, numbered in 16 bits: after 65,535 forgets the numbers come
+/// round again, and an entry left from 65,535 (or 65,536) epochs ago must not be believed.
+#[test]
+fn memo_entries_do_not_outlive_their_epoch_when_the_numbers_wrap() {
+    let snapshots = memo::snapshots();
+    let geo = &fixture().geo;
+    let src: IpAddr = "192.0.2.53".parse().unwrap();
+    // Polish and American clients: snapshot 1 has waw and vin down, so each answer differs from the
+    // base snapshot's (checked below, or the test would prove nothing).
+    let mut requests = Vec::new();
+    for name in ["meet.gslb.example", "api.gslb.example", "files.gslb.example"] {
+        for client in [[83, 0, 0], [24, 48, 0]] {
+            requests.push((memo::a_query(name, 1, client), src));
+        }
+    }
+    let answer = |snapshot: &Arc<Snapshot>, request: &[u8]| {
+        let f = fixture();
+        let ctx = meridian_dns::Context {
+            snapshot,
+            zones: &f.zones,
+            geo,
+            now_ms: NOW_MS,
+        };
+        let mut out = Vec::new();
+        respond(&ctx, request, src, Transport::Udp, &mut out);
+        out
+    };
+    // (meet's American clients are not sent to vin, so their answer does not change.)
+    requests.remove(1);
+    for (request, _) in &requests {
+        assert_ne!(answer(&snapshots[0], request), answer(&snapshots[1], request));
+    }
+    // Clients from elsewhere, asked first in every checking batch: a stale entry names a decision by
+    // its position in the epoch's list, and these fill that list with other decisions.
+    let mut others = Vec::new();
+    for name in ["meet.gslb.example", "api.gslb.example", "files.gslb.example"] {
+        for client in [[91, 0, 0], [81, 2, 69], [177, 0, 0], [126, 0, 0]] {
+            others.push((memo::a_query(name, 1, client), src));
+        }
+    }
+    let mut m = meridian_dns::DecisionMemo::new();
+    memo::batch(&mut m, &snapshots[0], geo, NOW_MS, &requests).unwrap();
+    // Two snapshots with the same content: alternating between them forgets every time.
+    let twins = [snapshots[1].clone(), Arc::new((*snapshots[1]).clone())];
+    // Each entry is asked once, at one of the forget counts around the wrap.
+    let first_check = 65_533;
+    for forgets in 1..first_check + requests.len() {
+        let snapshot = &twins[forgets % 2];
+        match forgets.checked_sub(first_check) {
+            Some(i) => {
+                let batch: Vec<_> = others.iter().chain(&requests[i..=i]).cloned().collect();
+                memo::batch(&mut m, snapshot, geo, NOW_MS, &batch)
+                    .unwrap_or_else(|e| panic!("after {forgets} forgets: {e}"));
+            }
+            None => m.prepare(snapshot, geo, NOW_MS),
+        }
+    }
 }
 
 proptest! {

@@ -375,6 +375,22 @@ impl GeoDb {
         self.indexed(ip)
     }
 
+    /// Starts reading what [`GeoDb::locate_id`] will need for these clients, so that the lookups which
+    /// follow find it in cache. Why: a lookup is one read at a random place in a large table, a cache
+    /// miss each; a server that has a batch of requests in hand reads the batch's entries together,
+    /// and their misses overlap instead of following one another. Only a hint: it changes no answer.
+    pub fn warm(&self, clients: &[IpAddr]) {
+        let Some(index) = &self.v4 else {
+            return;
+        };
+        let v4 = clients.iter().filter_map(|ip| match ip.to_canonical() {
+            IpAddr::V4(a) => Some(u32::from(a)),
+            IpAddr::V6(_) => None,
+        });
+        // Kept opaque, or the reads would be optimised away.
+        std::hint::black_box(index.touch(v4));
+    }
+
     /// The IPv4 index's id and prefix for a canonical, routable address (`None`: not IPv4, or no index).
     fn indexed(&self, ip: IpAddr) -> Option<(LocationId, u8)> {
         let (IpAddr::V4(a), Some(index)) = (ip, &self.v4) else {

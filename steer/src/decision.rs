@@ -33,7 +33,7 @@ impl Decision {
 }
 
 /// The regions chosen, in answer order. Inline storage: deciding allocates no answer list.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Chosen {
     len: u8,
     regions: [RegionIndex; MAX_ANSWER_REGIONS],
@@ -67,7 +67,7 @@ impl std::fmt::Debug for Chosen {
 }
 
 /// How the answer was reached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {
     /// Usable regions were found.
     Normal,
@@ -80,7 +80,7 @@ pub enum Mode {
 }
 
 /// Why there is no answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NoAnswer {
     /// No region was usable and the service says `when-all-down = "servfail"`.
     AllDown,
