@@ -36,7 +36,7 @@ BENCHES = {
     "propagation": ("state change → snapshot in every watcher (embedded, embedded+disk, etcd)",
                     [str(EXAMPLES / "store_propagation"), "300", "4"], 180),
     "dns": ("GeoDNS vs gdnsd and PowerDNS (dnsperf, ECS with a distinct /24 per query)",
-            ["python3", "bench/dns/run.py", "--rounds", "5", "--seconds", "8"], 700),
+            ["python3", "bench/dns/run.py", "--rounds", "8", "--seconds", "5"], 700),
     "proxy": ("L7 proxy vs nginx and HAProxy (wrk, one pinned worker each)",
               ["python3", "bench/proxy/run.py", "--rounds", "5", "--seconds", "8"], 480),
     "health": ("endpoint death → region down → DNS answer moved (3 probers)",

@@ -5,12 +5,17 @@ Every server gets the same GeoIP2-schema city database (DB-IP City Lite from PyP
 the same eight datacentres and the same queries: `meet.gslb.example A` with an EDNS Client Subnet option
 naming a different random routable /24 per query (dnsperf -B replays pre-built wire messages).
 
-Measured per server, in turns (meridian, gdnsd, pdns; the next round starts with gdnsd, ...), each pinned
-to CPU 0 with dnsperf on CPU 1:
+The servers run side by side, every one pinned to CPU 0 with dnsperf on CPU 1, and are measured in short
+turns (meridian, gdnsd, pdns; the next round starts with gdnsd, ...). Why side by side: this VM's speed
+drifts by tens of percent over seconds to minutes, and a server measured in one long stretch gets
+whatever the VM did then; short alternating turns give every server the same mix of fast and slow moments.
+A server waiting for its turn is idle (blocked in a receive call) and costs nothing. Per turn:
   * throughput at saturation, as queries answered per server CPU-second (CPU from /proc/PID/stat: on two
     cores dnsperf saturates its core before gdnsd does, so raw QPS would measure dnsperf);
-  * latency at a fixed offered rate (default 20k qps): p50/p99/p99.9 from dnsperf -v per-query times;
-  * memory: VmRSS after the runs, VmHWM (peak).
+  * latency at a fixed offered rate (default 20k qps), dnsperf -v per-query times. p50/p99/p99.9 are
+    taken over all of a server's turns pooled (a single turn's p99 swings 20-fold with VM hiccups).
+Memory: VmRSS after the runs, VmHWM (peak). The per-CPU-second figure is the median over rounds; each
+round's Meridian/peer ratio is printed too.
 Prints a table with ratios against gdnsd and PowerDNS and writes a Markdown section to --out.
 
 Usage: bench/dns/run [--rounds N] [--seconds S] [--rate QPS] [--out FILE] [--only meridian,gdnsd,pdns]
@@ -361,24 +366,17 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
-def measure(server: Server, queries: Path, seconds: int, rate: int) -> dict:
+def saturate(server: Server, queries: Path, seconds: int) -> dict:
+    """One throughput turn: dnsperf at saturation; queries answered per server CPU-second."""
     cpu0 = server.cpu_seconds()
     summary = parse_summary(dnsperf(server.port, queries, seconds, None, False))
     cpu = server.cpu_seconds() - cpu0
-    fixed = dnsperf(server.port, queries, seconds, rate, True)
-    lat = latencies(fixed)
-    rss, hwm = server.memory_mb()
     return {
         "qps": summary.get("qps", 0.0),
         "lost": summary.get("lost", 0),
         "rcodes": summary.get("rcodes", ""),
         "cpu_s": cpu,
         "per_cpu_s": summary.get("completed", 0) / cpu if cpu > 0 else 0.0,
-        "p50": pct(lat, 50) if lat else float("nan"),
-        "p99": pct(lat, 99) if lat else float("nan"),
-        "p999": pct(lat, 99.9) if lat else float("nan"),
-        "rss": rss,
-        "hwm": hwm,
     }
 
 
@@ -400,30 +398,45 @@ def main():
     queries = query_file(args.queries)
     results: dict[str, list[dict]] = {n: [] for n in names}
     samples: dict[str, dict[str, str]] = {}
+    latency: dict[str, list[float]] = {n: [] for n in names}
+    memory: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="meridian-dnsbench-") as tmp:
-        for rnd in range(args.rounds):
-            # Turns rotate by one each round: on this VM the first turn after a pause often runs slower,
-            # and a fixed order would hand it to the same server every round.
-            for n in names[rnd % len(names):] + names[:rnd % len(names)]:
-                server = SERVERS[n](Path(tmp), db)
-                log(f"round {rnd + 1}/{args.rounds}: {n}")
-                try:
-                    server.start()
-                    if n not in samples:
-                        samples[n] = {s: dig_answer(server.port, s) for s in
-                                      ("83.0.0.0", "217.0.0.0", "81.2.69.0", "24.48.0.0", "8.8.8.0")}
-                    r = measure(server, queries, args.seconds, args.rate)
-                    log(f"  {r}")
+        servers = {n: SERVERS[n](Path(tmp), db) for n in names}
+        try:
+            for n, server in servers.items():
+                log(f"starting {n}")
+                server.start()
+                samples[n] = {s: dig_answer(server.port, s) for s in
+                              ("83.0.0.0", "217.0.0.0", "81.2.69.0", "24.48.0.0", "8.8.8.0")}
+            for rnd in range(args.rounds):
+                # Turns rotate by one each round: on this VM the first turn after a pause often runs slower,
+                # and a fixed order would hand it to the same server every round.
+                for n in names[rnd % len(names):] + names[:rnd % len(names)]:
+                    server = servers[n]
+                    r = saturate(server, queries, args.seconds)
+                    lat = latencies(dnsperf(server.port, queries, args.seconds, args.rate, True))
+                    latency[n].extend(lat)
+                    r["p99_turn"] = pct(lat, 99) if lat else float("nan")
+                    log(f"round {rnd + 1}/{args.rounds}: {n} {r}")
                     results[n].append(r)
-                finally:
-                    server.stop()
-    med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k != "rcodes"}
-           for n, rs in results.items() if rs}
+            for n, server in servers.items():
+                memory[n] = server.memory_mb()
+        finally:
+            for server in servers.values():
+                server.stop()
+    med = {}
+    for n, rs in results.items():
+        m = {k: statistics.median(r[k] for r in rs) for k in rs[0] if k != "rcodes"}
+        lat = latency[n]
+        m["p50"], m["p99"], m["p999"] = (pct(lat, p) if lat else float("nan") for p in (50, 99, 99.9))
+        m["rss"], m["hwm"] = memory.get(n, (float("nan"), float("nan")))
+        med[n] = m
     lines = [
         f"Command: `bench/dns/run --rounds {args.rounds} --seconds {args.seconds} --rate {args.rate}`; "
         f"{args.queries} queries `{QUERY_NAME} A`, each with a different random routable /24 in ECS; "
-        "server pinned to CPU 0, dnsperf (-c 1 -q 100) on CPU 1; medians of "
-        f"{args.rounds} rounds, servers in turns (the order rotated each round). Machine: {machine()}.",
+        "servers side by side, each pinned to CPU 0, dnsperf (-c 1 -q 100) on CPU 1, measured in turns of "
+        f"{args.seconds} s (the order rotated each round); throughput: median of {args.rounds} rounds; "
+        f"latency: percentiles of all {args.rounds} turns' queries pooled. Machine: {machine()}.",
         "",
         "| server | queries per server CPU-second | QPS (dnsperf-bound) | lost | p50 ms | p99 ms | p99.9 ms "
         f"(at {args.rate // 1000}k qps) | RSS MB | peak RSS MB |",
