@@ -421,6 +421,7 @@ fn serve_udp(socket: Socket, state: Arc<DnsState>, stop: Arc<AtomicBool>) {
     let mut lens = [0usize; UDP_BATCH];
     let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
     let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    let mut addrs: Vec<Option<SockaddrStorage>> = Vec::with_capacity(UDP_BATCH);
     let mut worker = UdpWorker {
         memo: DecisionMemo::new(),
         scratch: Vec::with_capacity(512),
@@ -494,13 +495,15 @@ fn serve_udp(socket: Socket, state: Arc<DnsState>, stop: Arc<AtomicBool>) {
             let rest = &pending[sent..count];
             let slices: [[IoSlice<'_>; 1]; UDP_BATCH] =
                 std::array::from_fn(|k| [IoSlice::new(rest.get(k).map_or(&[][..], |&i| &outs[i]))]);
-            let addrs: [Option<SockaddrStorage>; UDP_BATCH] =
-                std::array::from_fn(|k| rest.get(k).and_then(|&i| peers[i]).map(SockaddrStorage::from));
+            // Reused, not an array built per batch: a batch is often one or two datagrams, and 32 socket
+            // addresses (4 KiB) written for each would cost more than the answers.
+            addrs.clear();
+            addrs.extend(rest.iter().map(|&i| peers[i].map(SockaddrStorage::from)));
             match sendmmsg(
                 fd,
                 &mut send_headers,
                 slices[..rest.len()].iter(),
-                &addrs[..rest.len()],
+                &addrs,
                 [],
                 MsgFlags::empty(),
             ) {
