@@ -65,6 +65,14 @@ pub(crate) struct UpArgs {
     /// Address of the demo origins (one per region, on free ports).
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     origin_ip: IpAddr,
+    /// GeoIP database [default: the configuration's, else the bundled DB-IP Lite country database]. A
+    /// file is watched: a new version is loaded without a restart (also on SIGHUP), by the DNS server and
+    /// the proxies alike.
+    #[arg(long, value_name = "FILE")]
+    geoip: Option<PathBuf>,
+    /// How often to check the GeoIP database file for a new version.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    geoip_check_interval: f64,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -84,6 +92,9 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     }
     if !(args.grace_period.is_finite() && (0.0..=300.0).contains(&args.grace_period)) {
         bail!("--grace-period {}: 0 to 300 seconds", args.grace_period);
+    }
+    if !(args.geoip_check_interval.is_finite() && args.geoip_check_interval > 0.0) {
+        bail!("--geoip-check-interval: must be a positive number of seconds");
     }
     let (source, text) = match &args.config {
         Some(p) => (
@@ -139,8 +150,10 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     options.registry = Some(registry.clone());
     let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
 
-    // The configuration's GeoIP database (relative to its file), else the bundled one.
-    let geo = crate::geo::open_geoip(Some(&original).zip(args.config.as_deref()), None)?;
+    // --geoip, else the configuration's GeoIP database (relative to its file), else the bundled one.
+    let geo_choice = (Some(&original).zip(args.config.as_deref()), args.geoip.as_deref());
+    let geo = crate::geo::open_geoip(geo_choice.0, geo_choice.1)?;
+    let geo_file = crate::geo::geoip_path(geo_choice.0, geo_choice.1);
     let rrl = RrlConfig::default();
     let dns_state = DnsState::new(watcher.clone(), geo, rrl);
     registry
@@ -161,6 +174,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         .register(&registry)
         .context("registering proxy metrics")?;
     let mut listeners = Vec::new();
+    let mut nodes = Vec::new();
     for r in &regions {
         let node = meridian_proxy::ProxyNode::new(
             meridian_proxy::NodeOptions {
@@ -174,6 +188,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
             proxy_metrics.clone(),
         );
         node.start(Some(store.clone()));
+        nodes.push(node.clone());
         listeners.push(meridian_proxy::Listener { node, addr: r.proxy });
     }
     let proxies = meridian_proxy::ProxyServer::start(
@@ -227,6 +242,37 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    // The proxies locate clients with the database the DNS server has: they follow its reloads.
+    let mut geo_changes = dns_state.geo_changes();
+    tokio::spawn(async move {
+        while geo_changes.changed().await.is_ok() {
+            let geo = geo_changes.borrow_and_update().clone();
+            for node in &nodes {
+                node.set_geo(geo.clone());
+            }
+        }
+    });
+    let geo_watch = match &geo_file {
+        Some(path) => {
+            let interval = std::time::Duration::from_secs_f64(args.geoip_check_interval);
+            let hup = Arc::new(tokio::sync::Notify::new());
+            dns_state.watch_geo_file(path.clone(), interval, hup.clone());
+            let mut signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("installing the SIGHUP handler")?;
+            tokio::spawn(async move {
+                while signal.recv().await.is_some() {
+                    hup.notify_one();
+                }
+            });
+            format!(
+                "{}, file watched (every {} s, and on SIGHUP)",
+                dns_state.geo().description(),
+                args.geoip_check_interval
+            )
+        }
+        None => dns_state.geo().description().to_owned(),
+    };
+
     let (config_rx, _follow) = follow_config(watcher.clone()).await;
     let mut probers = Vec::new();
     for i in 1..=args.probers {
@@ -247,6 +293,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         token_file,
         metrics: metrics.0,
         probers: args.probers,
+        geoip: geo_watch,
     };
     banner(&source, &store.describe(), &dns, &regions, &config, &cli);
     shutdown_signal().await?;
@@ -270,6 +317,8 @@ struct Cli {
     token_file: PathBuf,
     metrics: SocketAddr,
     probers: usize,
+    /// The GeoIP database, and whether its file is watched.
+    geoip: String,
 }
 
 impl Cli {
@@ -413,6 +462,7 @@ fn banner(source: &str, store: &str, dns: &DnsServer, regions: &[RegionRun], con
             r.id, r.name, r.proxy, r.origin.addr
         );
     }
+    out += &format!("  GeoIP     {}\n", cli.geoip);
     out += &format!("  probers   {probers} vantage points (up-1..up-{probers}), probing the demo origins\n");
     out += &format!("  metrics   http://{metrics}/metrics\n");
     out += &format!(

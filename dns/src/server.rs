@@ -72,6 +72,8 @@ impl Default for DnsOptions {
 pub struct DnsState {
     watcher: Arc<SnapshotWatcher>,
     geo: ArcSwap<GeoDb>,
+    /// Tells others sharing the process (`meridian up`'s proxies) of a new GeoIP database.
+    geo_changes: tokio::sync::watch::Sender<Arc<GeoDb>>,
     /// Keyed by the topology itself (held, so its address cannot be reused by a newer one).
     zones: ArcSwapOption<(Arc<Topology>, Arc<ZoneIndex>)>,
     rrl: RateLimiter,
@@ -89,9 +91,11 @@ impl DnsState {
     pub fn new(watcher: Arc<SnapshotWatcher>, geo: GeoDb, rrl: RrlConfig) -> Arc<Self> {
         let metrics = DnsMetrics::new();
         metrics.set_geoip_build_epoch(geo.build_epoch());
+        let geo = Arc::new(geo);
         Arc::new(Self {
             watcher,
-            geo: ArcSwap::from_pointee(geo),
+            geo: ArcSwap::new(geo.clone()),
+            geo_changes: tokio::sync::watch::Sender::new(geo),
             zones: ArcSwapOption::empty(),
             rrl: RateLimiter::new(rrl),
             metrics,
@@ -110,7 +114,15 @@ impl DnsState {
 
     /// Replaces the GeoIP database (new queries use the new one at once).
     pub fn set_geo(&self, geo: GeoDb) {
-        self.geo.store(Arc::new(geo));
+        let geo = Arc::new(geo);
+        self.geo.store(geo.clone());
+        self.geo_changes.send_replace(geo);
+    }
+
+    /// Sees every GeoIP database from now on: whoever locates clients in the same process (the proxies
+    /// of `meridian up`) follows the one the DNS server reloads.
+    pub fn geo_changes(&self) -> tokio::sync::watch::Receiver<Arc<GeoDb>> {
+        self.geo_changes.subscribe()
     }
 
     fn zones_for(&self, snap: &Snapshot) -> Arc<ZoneIndex> {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use meridian_config::{Affinity, Balance, ProxySettings};
 use meridian_geoip::GeoDb;
 use meridian_steer::{RegionIndex, RegionSet, RegionStates, ServiceIndex};
@@ -100,7 +100,8 @@ pub struct NodeOptions {
 pub struct ProxyNode {
     pub(crate) options: NodeOptions,
     pub(crate) watcher: Arc<SnapshotWatcher>,
-    pub(crate) geo: Arc<GeoDb>,
+    /// Swapped whole when a new GeoIP database is loaded ([`ProxyNode::set_geo`]).
+    geo: ArcSwap<GeoDb>,
     pub(crate) table: ArcSwapOption<RouteTable>,
     pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
     /// Requests in flight to the local backends.
@@ -142,7 +143,7 @@ impl ProxyNode {
         Arc::new(Self {
             options,
             watcher,
-            geo,
+            geo: ArcSwap::new(geo),
             table: ArcSwapOption::empty(),
             pools: Mutex::new(HashMap::new()),
             local_in_flight: AtomicU32::new(0),
@@ -448,9 +449,19 @@ impl ProxyNode {
         self.table.store(None);
     }
 
+    /// Replaces the GeoIP database: requests from now on locate their clients with `geo`.
+    pub fn set_geo(&self, geo: Arc<GeoDb>) {
+        self.geo.store(geo);
+    }
+
+    /// The GeoIP database in use.
+    pub fn geo(&self) -> Arc<GeoDb> {
+        self.geo.load_full()
+    }
+
     /// Locates a client (for the slow path).
     pub(crate) fn locate(&self, ip: IpAddr) -> meridian_steer::ClientLocation {
-        let (country, continent, coords) = self.geo.locate(ip).parts();
+        let (country, continent, coords) = self.geo.load().locate(ip).parts();
         meridian_steer::ClientLocation::new(country, continent, coords)
     }
 }

@@ -10,10 +10,19 @@ use crate::support::{Interrupted, a_records, ask, free_tcp_port, free_udp_port, 
 
 /// GET / with a Host header: (status, head, body).
 fn http_get_host(addr: SocketAddr, host: &str) -> (u16, String, String) {
+    http_get_with(addr, host, "")
+}
+
+/// GET / with a Host header and `extra` header lines (each ending in CRLF): (status, head, body).
+fn http_get_with(addr: SocketAddr, host: &str, extra: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut raw = String::new();
     let _ = s.read_to_string(&mut raw);
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
@@ -58,7 +67,13 @@ fn up_command(ports: &Ports, dir: &std::path::Path) -> Command {
 
 /// Starts `meridian up` and waits for its "ready" banner; returns the process and the banner.
 fn start(ports: &Ports, dir: &std::path::Path) -> (Interrupted, String) {
+    start_with(ports, dir, &[])
+}
+
+/// [`start`] with more arguments.
+fn start_with(ports: &Ports, dir: &std::path::Path, extra: &[&str]) -> (Interrupted, String) {
     let mut child = up_command(ports, dir)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -171,6 +186,109 @@ fn runs_the_whole_system_and_stops_on_sigint() {
     assert!(status.success(), "clean exit on SIGINT: {status:?}");
     // The state persists in the data directory: the applied configuration is there.
     assert!(dir.path().join("state.json").exists());
+}
+
+/// The proxy address of `region` in the ready banner.
+fn proxy_of(banner: &str, region: &str) -> SocketAddr {
+    banner
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("region    {region}")))
+        .and_then(|l| l.split("proxy http://").nth(1))
+        .and_then(|r| r.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no proxy address for {region} in the banner:\n{banner}"))
+}
+
+/// A GeoIP database placing 83.0.0.0/11 (an ECS subnet the test asks DNS about) and 8.8.8.0/24 (the
+/// client the test's requests name in X-Forwarded-For) in the given countries.
+fn country_db(ecs_country: &'static str, forwarded_country: &'static str) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Cc {
+        country_code: &'static str,
+    }
+    let mut w = mmdb_writer::Writer::new("dbip-country");
+    for (net, cc) in [("83.0.0.0/11", ecs_country), ("8.8.8.0/24", forwarded_country)] {
+        w.insert(net.parse::<ipnet::IpNet>().unwrap(), &Cc { country_code: cc })
+            .unwrap();
+    }
+    w.to_bytes().unwrap()
+}
+
+#[test]
+fn a_new_geoip_file_moves_dns_answers_and_proxy_decisions_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("geo.mmdb");
+    std::fs::write(&db, country_db("PL", "US")).unwrap();
+    // The reference deployment, with this test (on loopback) as the load balancer the proxies believe.
+    let example = std::fs::read_to_string(crate::support::example()).unwrap();
+    let trusting = example.replace(
+        "trusted-proxies = [\"10.0.0.0/8\"]",
+        "trusted-proxies = [\"127.0.0.0/8\"]",
+    );
+    assert_ne!(trusting, example, "the example's [proxy] section changed");
+    let config = dir.path().join("meridian.toml");
+    std::fs::write(&config, trusting).unwrap();
+    let ports = Ports::free();
+    let (mut up, banner) = start_with(
+        &ports,
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--geoip",
+            db.to_str().unwrap(),
+            "--geoip-check-interval",
+            "0.2",
+        ],
+    );
+    assert!(banner.contains("file watched (every 0.2 s"), "{banner}");
+    let first = |subnet: &str| {
+        let m = ask(ports.dns, "meet.gslb.example.", subnet).expect("DNS answers once ready");
+        a_records(&m).first().cloned()
+    };
+    assert_eq!(first("83.0.0.0").as_deref(), Some("192.0.2.10"), "Poland -> waw");
+    // A client in the US by this database: served in Virginia.
+    let vin = proxy_of(&banner, "vin");
+    let forwarded = "X-Forwarded-For: 8.8.8.8\r\n";
+    let (status, head, _) = http_get_with(vin, "meet.gslb.example", forwarded);
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-meridian-region: vin"),
+        "{head}"
+    );
+
+    // Written aside and renamed over, as deployment tools do.
+    let new = dir.path().join("geo.mmdb.new");
+    std::fs::write(&new, country_db("CA", "PL")).unwrap();
+    std::fs::rename(&new, &db).unwrap();
+    let start = Instant::now();
+    while first("83.0.0.0").as_deref() != Some("198.51.100.10") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "DNS never took up the new database"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The proxies follow the same database: 8.8.8.8 is now in Poland, and `meet` keeps EU clients in the
+    // EU, so Virginia's proxy relays the request to an EU region.
+    let start = Instant::now();
+    loop {
+        let (status, head, _) = http_get_with(vin, "meet.gslb.example", forwarded);
+        let head = head.to_ascii_lowercase();
+        if status == 200 && head.contains("x-meridian-reason: residency") {
+            assert!(
+                head.contains("x-meridian-region: waw") || head.contains("x-meridian-region: fra"),
+                "{head}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the proxy kept the old database: {head}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(up.interrupt().success());
 }
 
 #[test]

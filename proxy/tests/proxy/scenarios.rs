@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use meridian_geoip::GeoDb;
 use meridian_proxy::testing::{get, raw, request};
 
 use crate::support::{EU_CLIENT, Setup, US_CLIENT, World};
@@ -255,6 +256,39 @@ async fn eu_client_never_leaves_the_eu_set() {
         text.contains("meridian_proxy_refused_total{reason=\"residency\",region=\"vin\"} 1"),
         "{text}"
     );
+}
+
+/// A new GeoIP database reaches a running proxy (`ProxyNode::set_geo`, how `meridian up` passes on the DNS
+/// server's reloads): a client the old database placed in the US, and served at the US proxy, is then in
+/// Poland and relayed to an EU region under residency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_geoip_database_moves_the_proxys_decisions() {
+    #[derive(serde::Serialize)]
+    struct Cc {
+        country_code: &'static str,
+    }
+    let w = World::start(Setup::default()).await;
+    let us = [("x-forwarded-for", US_CLIENT)];
+    let r = get(w.proxy("vin"), "api.gslb.example", &us).await.unwrap();
+    assert_eq!(r.header("x-meridian-region"), Some("vin"), "{r:?}");
+
+    let mut db = mmdb_writer::Writer::new("dbip-country");
+    db.insert(
+        "8.8.8.0/24".parse::<ipnet::IpNet>().unwrap(),
+        &Cc { country_code: "PL" },
+    )
+    .unwrap();
+    let geo = Arc::new(GeoDb::from_vec(db.to_bytes().unwrap(), "test: 8.8.8.0/24 in Poland").unwrap());
+    let vin = w.nodes.iter().find(|n| n.region() == "vin").unwrap();
+    vin.set_geo(geo.clone());
+    assert!(Arc::ptr_eq(&vin.geo(), &geo));
+    let r = get(w.proxy("vin"), "api.gslb.example", &us).await.unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        matches!(r.header("x-meridian-region"), Some("waw" | "fra")),
+        "{r:?}"
+    );
+    assert_eq!(r.header("x-meridian-reason"), Some("residency"));
 }
 
 /// A request that already crossed a region is never forwarded again.
