@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use meridian_config::Config;
@@ -120,21 +119,8 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
             args.store.embedded_dir().as_deref(),
         )
         .await?;
-    let hup = Arc::new(tokio::sync::Notify::new());
     if let Some(path) = &geo_file {
-        state.watch_geo_file(
-            path.clone(),
-            Duration::from_secs_f64(args.geoip_check_interval),
-            hup.clone(),
-        );
-        let hup = hup.clone();
-        let mut signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .context("installing the SIGHUP handler")?;
-        tokio::spawn(async move {
-            while signal.recv().await.is_some() {
-                hup.notify_one();
-            }
-        });
+        crate::geo::watch_geoip(&state, path.clone(), args.geoip_check_interval)?;
     }
     eprintln!(
         "meridian dns: serving on {} (UDP, {} workers) and {} (TCP), state from {}, GeoIP {}{}{}",

@@ -1,9 +1,14 @@
 //! Which GeoIP database a command uses: an explicit `--geoip FILE`, else the configuration's
-//! `geoip.database` (relative to the configuration file), else the bundled DB-IP Lite country database.
+//! `geoip.database` (relative to the configuration file), else the bundled DB-IP Lite country database; and
+//! keeping a DNS server's database current with its file.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
 use meridian_config::Config;
+use meridian_dns::server::DnsState;
 use meridian_geoip::GeoDb;
 
 /// Opens the database chosen by the rule above. `config` is the configuration and the file it came from,
@@ -26,4 +31,19 @@ pub(crate) fn geoip_path(config: Option<(&Config, &Path)>, over: Option<&Path>) 
         })
     });
     over.map(Path::to_path_buf).or(configured)
+}
+
+/// Keeps `state`'s GeoIP database current with `path`: checked every `interval_s` seconds, and at once on
+/// SIGHUP. Must run inside the tokio runtime.
+pub(crate) fn watch_geoip(state: &Arc<DnsState>, path: PathBuf, interval_s: f64) -> anyhow::Result<()> {
+    let hup = Arc::new(tokio::sync::Notify::new());
+    state.watch_geo_file(path, Duration::from_secs_f64(interval_s), hup.clone());
+    let mut signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while signal.recv().await.is_some() {
+            hup.notify_one();
+        }
+    });
+    Ok(())
 }

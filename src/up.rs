@@ -254,16 +254,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     });
     let geo_watch = match &geo_file {
         Some(path) => {
-            let interval = std::time::Duration::from_secs_f64(args.geoip_check_interval);
-            let hup = Arc::new(tokio::sync::Notify::new());
-            dns_state.watch_geo_file(path.clone(), interval, hup.clone());
-            let mut signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                .context("installing the SIGHUP handler")?;
-            tokio::spawn(async move {
-                while signal.recv().await.is_some() {
-                    hup.notify_one();
-                }
-            });
+            crate::geo::watch_geoip(&dns_state, path.clone(), args.geoip_check_interval)?;
             format!(
                 "{}, file watched (every {} s, and on SIGHUP)",
                 dns_state.geo().description(),
