@@ -144,13 +144,7 @@ fn runs_the_whole_system_and_stops_on_sigint() {
     }
 
     // Through Warsaw's proxy: served by Warsaw's demo origin, and the proxy says so.
-    let waw: SocketAddr = banner
-        .lines()
-        .find(|l| l.trim_start().starts_with("region    waw"))
-        .and_then(|l| l.split("proxy http://").nth(1))
-        .and_then(|r| r.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no proxy address for waw in the banner:\n{banner}"));
+    let waw = proxy_of(&banner, "waw");
     let (status, head, body) = http_get_host(waw, "meet.gslb.example");
     assert_eq!(status, 200, "{head}{body}");
     assert!(
