@@ -16,14 +16,36 @@ use crate::store_args::StoreArgs;
 pub(crate) fn check(file: &Path) -> anyhow::Result<ExitCode> {
     match Config::load(file) {
         Ok(cfg) => {
+            // The files [tls] names, read on this machine: every node reads them at the same paths.
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let tls = meridian_tls::check(&cfg, now);
+            for w in &tls.warnings {
+                eprintln!("{}: warning: {w}", file.display());
+            }
+            if !tls.errors.is_empty() {
+                for p in &tls.errors {
+                    eprintln!("{}: {p}", file.display());
+                }
+                eprintln!(
+                    "{}: {} problem(s); nothing was applied",
+                    file.display(),
+                    tls.errors.len()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
             println!(
-                "{}: ok (schema {}, {} regions, {} zones, {} services, {} residency rules)",
+                "{}: ok (schema {}, {} regions, {} zones, {} services, {} residency rules{})",
                 file.display(),
                 cfg.schema_version(),
                 cfg.regions().len(),
                 cfg.zones().len(),
                 cfg.services().len(),
-                cfg.residency_rules().len()
+                cfg.residency_rules().len(),
+                cfg.tls()
+                    .map(|t| format!(", {} TLS certificate(s)", t.certificates.len()))
+                    .unwrap_or_default()
             );
             Ok(ExitCode::SUCCESS)
         }

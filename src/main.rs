@@ -19,6 +19,7 @@ mod ops_cmd;
 mod proxy_cmd;
 mod simulate;
 mod store_args;
+mod tls_edge;
 mod up;
 
 /// The allocator. Why not the system's: the proxy allocates and frees per request (pingora's headers and

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use meridian_config::Config;
-use meridian_proxy::{Listener, NodeOptions, ProxyMetrics, ProxyNode, ProxyServer, ServerOptions};
+use meridian_proxy::{
+    ListenKind, Listener, NodeOptions, ProxyMetrics, ProxyNode, ProxyServer, ServerOptions,
+};
 use meridian_store::{SnapshotWatcher, WatcherOptions};
 
 use crate::geo::open_geoip;
@@ -22,9 +24,16 @@ pub(crate) struct ProxyArgs {
     /// The region this proxy serves (a region id of the configuration).
     #[arg(long, value_name = "ID")]
     region: String,
-    /// Address for HTTP.
+    /// Address for HTTP (with --https-listen: redirects to HTTPS, or serves, as `tls.plain-http` says).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Address for HTTPS (HTTP/2 and HTTP/1.1; certificates from the configuration's [tls] section).
+    #[arg(long, value_name = "ADDR")]
+    https_listen: Option<SocketAddr>,
+    /// Address for requests spilled from other regions' proxies, over mutual TLS ([tls.hops]); the
+    /// configuration's `regions.ID.proxy-address` of this region should name it.
+    #[arg(long, value_name = "ADDR")]
+    hop_listen: Option<SocketAddr>,
     /// Serve Prometheus metrics on http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
@@ -106,6 +115,7 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     options.bootstrap = bootstrap;
     options.cache_file = args.cache_file.clone();
     options.registry = Some(registry.clone());
+    let bootstrap_copy = options.bootstrap.clone();
     let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
     let metrics = ProxyMetrics::new();
     metrics.register(&registry).context("registering proxy metrics")?;
@@ -116,17 +126,39 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
             capacity: args.capacity,
             keys,
         },
-        watcher,
+        watcher.clone(),
         geo.clone(),
         metrics,
     );
+    let bootstrap = bootstrap_copy;
     node.start(Some(store.clone()));
+    let mut listeners = vec![Listener {
+        node: node.clone(),
+        addr: args.listen,
+        kind: ListenKind::Http {
+            https_port: args.https_listen.map(|a| a.port()),
+        },
+    }];
+    if let Some(addr) = args.https_listen {
+        let edge = crate::tls_edge::start_edge(watcher.clone(), bootstrap.as_deref(), None, &registry)
+            .context("--https-listen")?;
+        listeners.push(Listener {
+            node: node.clone(),
+            addr,
+            kind: ListenKind::Https(edge),
+        });
+    }
+    if let Some(addr) = args.hop_listen {
+        let config = crate::tls_edge::hop_server(bootstrap.as_deref(), &watcher).context("--hop-listen")?;
+        listeners.push(Listener {
+            node: node.clone(),
+            addr,
+            kind: ListenKind::Hop(config),
+        });
+    }
     let grace = Duration::from_secs_f64(args.grace_period);
     let server = ProxyServer::start(
-        vec![Listener {
-            node,
-            addr: args.listen,
-        }],
+        listeners,
         &ServerOptions {
             threads: args.threads,
             grace,
@@ -139,9 +171,15 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     eprintln!(
-        "meridian proxy: region {} serving HTTP on {} (instance {instance}, {} thread(s)), state from {}, GeoIP {}{}",
+        "meridian proxy: region {} serving HTTP on {}{}{} (instance {instance}, {} thread(s)), state from {}, GeoIP {}{}",
         args.region,
         args.listen,
+        args.https_listen
+            .map(|a| format!(", HTTPS on {a}"))
+            .unwrap_or_default(),
+        args.hop_listen
+            .map(|a| format!(", hops (mutual TLS) on {a}"))
+            .unwrap_or_default(),
         args.threads,
         store.describe(),
         geo.description(),

@@ -56,6 +56,10 @@ pub(crate) struct UpArgs {
     /// Address of the regional proxies.
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     proxy_ip: IpAddr,
+    /// First HTTPS port: region N gets HTTPS on PROXY_IP:HTTPS_PORT+N (0: free ports, for tests). Without
+    /// a [tls] section in the configuration, the certificates come from a demo CA made in DATA_DIR/tls.
+    #[arg(long, value_name = "PORT", default_value_t = 8443)]
+    https_port: u16,
     /// Seconds Ctrl-C waits for proxied requests in flight.
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     grace_period: f64,
@@ -82,8 +86,10 @@ struct RegionRun {
     id: String,
     name: String,
     origin: DemoOrigin,
-    /// Where its proxy listens.
+    /// Where its proxy listens for HTTP.
     proxy: SocketAddr,
+    /// Where its proxy listens for HTTPS.
+    https: SocketAddr,
 }
 
 pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
@@ -127,7 +133,8 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         })?;
     let mut regions = Vec::new();
     for (i, r) in original.regions().iter().enumerate() {
-        let proxy = proxy_address(args.proxy_ip, args.proxy_port, i)?;
+        let proxy = proxy_address(args.proxy_ip, args.proxy_port, i).context("--proxy-port")?;
+        let https = proxy_address(args.proxy_ip, args.https_port, i).context("--https-port")?;
         let origin = DemoOrigin::start(SocketAddr::new(args.origin_ip, 0), &r.id, &r.name)
             .await
             .with_context(|| format!("cannot start the demo origin of {} on {}", r.id, args.origin_ip))?;
@@ -136,9 +143,35 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
             name: r.name.clone(),
             origin,
             proxy,
+            https,
         });
     }
-    let local = localize(&text, &regions).context("adapting the configuration to this machine")?;
+    let data_dir = args
+        .store
+        .embedded_dir()
+        .unwrap_or_else(crate::store_args::default_data_dir);
+    // The operator's [tls] if the configuration has one, else the demo CA's certificates.
+    let demo_pki = match original.tls() {
+        Some(_) => None,
+        None => {
+            let mut names: Vec<String> = original
+                .services()
+                .iter()
+                .map(|s| s.hostname.to_string().trim_end_matches('.').to_owned())
+                .collect();
+            for z in original.zones() {
+                names.push(format!("*.{}", z.origin.to_string().trim_end_matches('.')));
+            }
+            let ids: Vec<String> = regions.iter().map(|r| r.id.clone()).collect();
+            let dir = data_dir.join("tls");
+            Some(
+                meridian_tls::demo::ensure(&dir, &names, &ids)
+                    .with_context(|| format!("making the demo CA's certificates in {}", dir.display()))?,
+            )
+        }
+    };
+    let local =
+        localize(&text, &regions, demo_pki.as_ref()).context("adapting the configuration to this machine")?;
     let config = Arc::new(
         Config::from_toml_str(&local).context("the configuration adapted to this machine is invalid")?,
     );
@@ -173,6 +206,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     proxy_metrics
         .register(&registry)
         .context("registering proxy metrics")?;
+    let edge = crate::tls_edge::start_edge(watcher.clone(), Some(&config), Some(&config), &registry)?;
     let mut listeners = Vec::new();
     let mut nodes = Vec::new();
     for r in &regions {
@@ -189,7 +223,18 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         );
         node.start(Some(store.clone()));
         nodes.push(node.clone());
-        listeners.push(meridian_proxy::Listener { node, addr: r.proxy });
+        listeners.push(meridian_proxy::Listener {
+            node: node.clone(),
+            addr: r.proxy,
+            kind: meridian_proxy::ListenKind::Http {
+                https_port: Some(r.https.port()),
+            },
+        });
+        listeners.push(meridian_proxy::Listener {
+            node,
+            addr: r.https,
+            kind: meridian_proxy::ListenKind::Https(edge.clone()),
+        });
     }
     let proxies = meridian_proxy::ProxyServer::start(
         listeners,
@@ -201,11 +246,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     .await
     .context("starting the regional proxies (--proxy-ip, --proxy-port)")?;
 
-    let token_dir = args
-        .store
-        .embedded_dir()
-        .unwrap_or_else(crate::store_args::default_data_dir);
-    let token_file = token_dir.join(crate::admin_args::TOKEN_FILE_NAME);
+    let token_file = data_dir.join(crate::admin_args::TOKEN_FILE_NAME);
     let auth =
         meridian_admin::Auth::token_file(&ensure_token(&token_file)?).map_err(|e| anyhow::anyhow!("{e}"))?;
     let geo_source: meridian_admin::GeoSource = {
@@ -285,6 +326,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         metrics: metrics.0,
         probers: args.probers,
         geoip: geo_watch,
+        ca: demo_pki.as_ref().map(|p| p.ca.clone()),
     };
     banner(&source, &store.describe(), &dns, &regions, &config, &cli);
     shutdown_signal().await?;
@@ -310,6 +352,8 @@ struct Cli {
     probers: usize,
     /// The GeoIP database, and whether its file is watched.
     geoip: String,
+    /// The demo CA's certificate, when the edge uses it.
+    ca: Option<PathBuf>,
 }
 
 impl Cli {
@@ -383,8 +427,25 @@ fn proxy_address(ip: IpAddr, first: u16, i: usize) -> anyhow::Result<SocketAddr>
 
 /// The configuration text adapted to this machine: every region is probed at its demo origin, its proxy
 /// is at its local address, and every service has the region's demo origin as its backend there.
-fn localize(text: &str, regions: &[RegionRun]) -> anyhow::Result<String> {
+fn localize(
+    text: &str,
+    regions: &[RegionRun],
+    demo: Option<&meridian_tls::demo::DemoPki>,
+) -> anyhow::Result<String> {
     let mut doc: toml::Table = toml::from_str(text)?;
+    if let Some(pki) = demo {
+        // The demo CA's edge certificate; plain HTTP keeps serving (the commands above use it).
+        let mut cert = toml::Table::new();
+        cert.insert("cert".into(), pki.edge_cert.display().to_string().into());
+        cert.insert("key".into(), pki.edge_key.display().to_string().into());
+        let mut tls = toml::Table::new();
+        tls.insert("plain-http".into(), "serve".into());
+        tls.insert(
+            "certificates".into(),
+            toml::Value::Array(vec![toml::Value::Table(cert)]),
+        );
+        doc.insert("tls".into(), toml::Value::Table(tls));
+    }
     let table = doc
         .get_mut("regions")
         .and_then(toml::Value::as_table_mut)
@@ -449,8 +510,8 @@ fn banner(source: &str, store: &str, dns: &DnsServer, regions: &[RegionRun], con
     out += "\n";
     for r in regions {
         out += &format!(
-            "  region    {:<5} {:<14} proxy http://{}/  demo origin http://{}/\n",
-            r.id, r.name, r.proxy, r.origin.addr
+            "  region    {:<5} {:<14} proxy http://{}/ https://{}/  demo origin http://{}/\n",
+            r.id, r.name, r.proxy, r.https, r.origin.addr
         );
     }
     out += &format!("  GeoIP     {}\n", cli.geoip);
@@ -480,6 +541,18 @@ fn banner(source: &str, store: &str, dns: &DnsServer, regions: &[RegionRun], con
             "  curl -s -H 'Host: {host}' http://{}/    # through {}'s proxy\n",
             first.proxy, first.id
         );
+        let bare = host.trim_end_matches('.');
+        let ca = cli
+            .ca
+            .as_ref()
+            .map(|c| format!("--cacert {} ", c.display()))
+            .unwrap_or_default();
+        out += &format!(
+            "  curl -s {ca}--resolve {bare}:{port}:{ip} https://{bare}:{port}/    # HTTPS (HTTP/2) through {}'s proxy\n",
+            first.id,
+            port = first.https.port(),
+            ip = first.https.ip(),
+        );
     }
     let env = cli.environment();
     if !env.is_empty() {
@@ -495,6 +568,13 @@ fn banner(source: &str, store: &str, dns: &DnsServer, regions: &[RegionRun], con
             .map(|r| format!(" --proxy http://{}/ --host {host}", r.proxy))
             .unwrap_or_default()
     );
+    if let Some(ca) = &cli.ca {
+        out += &format!(
+            "HTTPS certificates come from a demo CA made for this machine: trust {} (curl --cacert, or your \
+             browser's authorities) to use them.\n",
+            ca.display()
+        );
+    }
     out += "Ctrl-C stops everything; operator state stays in the store.\n";
     print!("{out}");
 }

@@ -21,6 +21,7 @@ mod names;
 mod proxy_settings;
 mod raw;
 mod records;
+mod tls;
 mod validate;
 
 use std::fmt;
@@ -31,6 +32,7 @@ pub use model::*;
 pub use names::DomainName;
 pub use proxy_settings::MAX_BACKENDS_PER_REGION;
 pub use records::RecordData;
+pub use tls::{CertificateFiles, HopTls, PlainHttp, TlsSettings, TlsVersion};
 pub use validate::{MAX_ANSWER_REGIONS, MAX_REGIONS, MAX_WEIGHT};
 
 /// A validated configuration.
@@ -44,6 +46,7 @@ pub struct Config {
     residency: Vec<ResidencyRule>,
     health: HealthSettings,
     proxy: ProxySettings,
+    tls: Option<TlsSettings>,
 }
 
 /// One thing wrong with a configuration: where, and what.
@@ -186,6 +189,11 @@ impl Config {
     /// Settings of the regional L7 proxies.
     pub fn proxy(&self) -> &ProxySettings {
         &self.proxy
+    }
+
+    /// TLS of the proxies' HTTPS edge and of their hops between regions (`None`: no `[tls]` section).
+    pub fn tls(&self) -> Option<&TlsSettings> {
+        self.tls.as_ref()
     }
 
     /// Residency rules, in file order.

@@ -26,6 +26,8 @@ pub(crate) struct RawConfig {
     pub(crate) health: Option<RawHealth>,
     #[serde(default)]
     pub(crate) proxy: Option<RawProxy>,
+    #[serde(default)]
+    pub(crate) tls: Option<crate::tls::RawTls>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -184,6 +184,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let groups = check_country_groups(&mut c, &raw.country_groups);
     let regions = check_regions(&mut c, &raw.regions);
     let proxy = crate::proxy_settings::check_proxy_settings(&mut c, raw.proxy.as_ref());
+    let tls = crate::tls::check_tls(&mut c, raw.tls.as_ref());
     let health = check_health_settings(&mut c, raw.health.as_ref(), &regions);
     let index = RegionIndex {
         ids: raw.regions.keys().map(String::as_str).collect(),
@@ -204,6 +205,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             residency,
             health,
             proxy,
+            tls,
         })
     } else {
         Err(c.problems)

@@ -16,8 +16,15 @@ pub fn is_trusted(trusted: &[Cidr], ip: IpAddr) -> bool {
 /// cannot be believed): the address found so far, or the peer, is the client.
 pub fn client_ip(peer: IpAddr, xff: Option<&[u8]>, trusted: &[Cidr]) -> IpAddr {
     let peer = peer.to_canonical();
+    client_ip_vouched(peer, xff, trusted, is_trusted(trusted, peer))
+}
+
+/// [`client_ip`] for a peer whose trust is already decided: `peer_trusted` (a trusted address, or
+/// another region's proxy authenticated by its hop certificate).
+pub fn client_ip_vouched(peer: IpAddr, xff: Option<&[u8]>, trusted: &[Cidr], peer_trusted: bool) -> IpAddr {
+    let peer = peer.to_canonical();
     let Some(xff) = xff else { return peer };
-    if trusted.is_empty() || !is_trusted(trusted, peer) {
+    if !peer_trusted {
         return peer;
     }
     let Ok(text) = std::str::from_utf8(xff) else {
@@ -62,8 +69,15 @@ pub fn forwarded_for(peer: IpAddr, received: Option<&[u8]>, peer_trusted: bool, 
 }
 
 /// Appends the `Forwarded` header to send (RFC 7239) to `out`: the received one extended when the peer
-/// is trusted, else ours alone; ours is `for=...;proto=http;host="..."`.
-pub fn forwarded(peer: IpAddr, received: Option<&[u8]>, peer_trusted: bool, host: &str, out: &mut Vec<u8>) {
+/// is trusted, else ours alone; ours is `for=...;proto=PROTO;host="..."`.
+pub fn forwarded(
+    peer: IpAddr,
+    received: Option<&[u8]>,
+    peer_trusted: bool,
+    proto: &[u8],
+    host: &str,
+    out: &mut Vec<u8>,
+) {
     if let Some(r) = received_list(received, peer_trusted) {
         out.extend_from_slice(r);
         out.extend_from_slice(b", ");
@@ -77,7 +91,9 @@ pub fn forwarded(peer: IpAddr, received: Option<&[u8]>, peer_trusted: bool, host
             out.extend_from_slice(b"]\"");
         }
     }
-    out.extend_from_slice(b";proto=http;host=\"");
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(proto);
+    out.extend_from_slice(b";host=\"");
     // Quoted-string: no quote, backslash or control character can break out of it.
     out.extend(
         host.bytes()
@@ -182,7 +198,7 @@ mod tests {
 
     fn fwd(peer: &str, received: Option<&[u8]>, trusted: bool, host: &str) -> String {
         let mut out = Vec::new();
-        forwarded(ip(peer), received, trusted, host, &mut out);
+        forwarded(ip(peer), received, trusted, b"http", host, &mut out);
         String::from_utf8(out).unwrap()
     }
 

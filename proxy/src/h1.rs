@@ -31,6 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::service::{REASON_HEADER, REGION_HEADER, RegionService, RequestCtx, RequestHead};
+use crate::tls::{ListenKind, Replay, handshake, is_h2};
 
 /// Most headers in a request or response head the fast path parses; more goes to pingora (requests) or
 /// is an upstream error (responses).
@@ -61,6 +62,7 @@ pub struct FastH1 {
     service: RegionService,
     proxy: Arc<HttpProxy<RegionService>>,
     idle: Mutex<IdleConns>,
+    kind: ListenKind,
 }
 
 /// Idle upstream connections by address. foldhash rather than SipHash: the keys are the proxy's own
@@ -79,12 +81,14 @@ struct Scratch {
 }
 
 impl FastH1 {
-    /// The fast path in front of `proxy` (pingora's HTTP proxy over the same `service`).
-    pub fn new(service: RegionService, proxy: HttpProxy<RegionService>) -> Self {
+    /// The fast path in front of `proxy` (pingora's HTTP proxy over the same `service`), on a listener
+    /// of `kind` (TLS listeners: the handshake is done here first).
+    pub fn new(service: RegionService, proxy: HttpProxy<RegionService>, kind: ListenKind) -> Self {
         Self {
             service,
             proxy: Arc::new(proxy),
             idle: Mutex::new(IdleConns::default()),
+            kind,
         }
     }
 
@@ -121,14 +125,18 @@ impl FastH1 {
     }
 }
 
-/// Puts `read` back in front of the connection's unread octets (`None`: not a TCP stream, cannot).
+/// Puts `read` back in front of the connection's unread octets: in pingora's own TCP stream when it is
+/// one, else (TLS) in a [`Replay`] around it.
 fn rewind(stream: Stream, read: &[u8]) -> Option<Stream> {
     if read.is_empty() {
         return Some(stream);
     }
-    let mut l4: Box<L4Stream> = stream.into_any().downcast().ok()?;
-    l4.rewind(read);
-    Some(l4)
+    if stream.as_any().is::<L4Stream>() {
+        let mut l4: Box<L4Stream> = stream.into_any().downcast().ok()?;
+        l4.rewind(read);
+        return Some(l4);
+    }
+    Some(Box::new(Replay::new(stream, read)))
 }
 
 /// A parsed request head of the fast path's shape (borrowing the read buffer).
@@ -166,6 +174,10 @@ impl RequestHead for Head<'_> {
 
     fn idempotent(&self) -> bool {
         true // GET and HEAD only
+    }
+
+    fn target(&self) -> &[u8] {
+        self.path.as_bytes()
     }
 }
 
@@ -304,10 +316,28 @@ impl ServerApp for FastH1 {
 
     /// Serves the connection's requests one after another (keep-alive, pipelining) until it closes or a
     /// request needs pingora; then hands the connection over with the octets read and not yet served.
-    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        if !stream.as_any().is::<L4Stream>() {
-            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
-        }
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let config = match &self.kind {
+            ListenKind::Http { .. } => None,
+            ListenKind::Https(edge) => Some(edge.config()),
+            ListenKind::Hop(config) => Some(config.clone()),
+        };
+        let mut stream = match config {
+            None => stream,
+            Some(config) => {
+                let node = self.service.node();
+                let timeout = node
+                    .table()
+                    .map_or(Duration::from_secs(10), |t| t.handshake_timeout);
+                let label = self.kind.label();
+                let tls = handshake(config, stream, timeout, &node.metrics, node.region(), label).await?;
+                if is_h2(&tls) {
+                    // HTTP/2 is pingora's: its server handles the streams, each through `RegionService`.
+                    return ServerApp::process_new(&self.proxy, tls, shutdown).await;
+                }
+                tls
+            }
+        };
         let peer = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
@@ -354,6 +384,23 @@ impl FastH1 {
         scratch: &mut Scratch,
     ) -> bool {
         let mut ctx = self.service.new_ctx();
+        if let Some(location) = self.service.redirect(head) {
+            let out = &mut scratch.out;
+            out.clear();
+            out.extend_from_slice(b"HTTP/1.1 308 Permanent Redirect\r\n");
+            push_header(out, "location", location.as_bytes());
+            push_header(out, "content-length", b"0");
+            push_header(out, REGION_HEADER, self.service.node().region().as_bytes());
+            push_header(out, REASON_HEADER, b"https-redirect");
+            let keep = !head.close && !client.stopping();
+            if !keep {
+                push_header(out, "connection", b"close");
+            }
+            out.extend_from_slice(b"\r\n");
+            let sent = client.write(out).await;
+            self.service.finish(&mut ctx, 308);
+            return sent && keep;
+        }
         match self.service.admit(head, peer, &mut ctx) {
             Err(r) => {
                 let region = self.service.node().region();
@@ -559,6 +606,7 @@ impl FastH1 {
             .any(|h| h.name.eq_ignore_ascii_case(REGION_HEADER));
         let keep_client = framing != Framing::UntilClose && !head.close && !client.stopping();
         let (region, reason) = self.service.response_marks(ctx, named);
+        let hsts = self.service.hsts();
         out.clear();
         out.extend_from_slice(b"HTTP/1.1 ");
         push_status(out, status);
@@ -570,10 +618,14 @@ impl FastH1 {
                 .iter()
                 .any(|d| h.name.eq_ignore_ascii_case(d))
                 || (region.is_some() && h.name.eq_ignore_ascii_case(REGION_HEADER))
-                || (reason.is_some() && h.name.eq_ignore_ascii_case(REASON_HEADER));
+                || (reason.is_some() && h.name.eq_ignore_ascii_case(REASON_HEADER))
+                || (hsts.is_some() && h.name.eq_ignore_ascii_case("strict-transport-security"));
             if !dropped {
                 push_header(out, h.name, h.value);
             }
+        }
+        if let Some(hsts) = &hsts {
+            push_header(out, "strict-transport-security", hsts.as_bytes());
         }
         if let Some(region) = region {
             push_header(out, REGION_HEADER, region.as_bytes());

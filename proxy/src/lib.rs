@@ -38,8 +38,10 @@ pub mod service;
 pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 
 pub use node::{Listener, NodeOptions, ProxyNode, RouteTable};
 pub use server::{ProxyServer, ServerOptions, StartError};
 pub use service::{HOP_HEADER, REASON_HEADER, REGION_HEADER, RegionService};
 pub use stats::ProxyMetrics;
+pub use tls::ListenKind;

@@ -71,6 +71,13 @@ pub struct RouteTable {
     pub hosts: Vec<HostRoute>,
     /// Proxy settings of the configuration.
     pub settings: ProxySettings,
+    /// Plain-HTTP requests are redirected to HTTPS (`tls.plain-http = "redirect"`) where the proxy has an
+    /// HTTPS listener.
+    pub redirect_plain: bool,
+    /// `Strict-Transport-Security` for HTTPS answers (`None`: HSTS off).
+    pub hsts: Option<Arc<str>>,
+    /// Longest TLS handshake accepted.
+    pub handshake_timeout: Duration,
     /// Requests in flight in the local region at the other proxy instances (their last reports).
     pub others_in_flight: u32,
 }
@@ -312,6 +319,7 @@ impl ProxyNode {
             Some(l) => drained_copy(&snapshot.states, l),
             None => snapshot.states.clone(),
         };
+        let tls = config.tls();
         RouteTable {
             snapshot,
             local,
@@ -320,6 +328,11 @@ impl ProxyNode {
             peers,
             hosts,
             settings,
+            redirect_plain: tls.is_some_and(|t| t.plain_http == meridian_config::PlainHttp::Redirect),
+            hsts: tls.and_then(|t| t.hsts_value()).map(Arc::from),
+            handshake_timeout: Duration::from_millis(u64::from(
+                tls.map_or(10_000, |t| t.handshake_timeout_ms),
+            )),
             others_in_flight,
         }
     }
@@ -473,4 +486,17 @@ pub struct Listener {
     pub node: Arc<ProxyNode>,
     /// Where it takes requests.
     pub addr: SocketAddr,
+    /// What it speaks.
+    pub kind: crate::tls::ListenKind,
+}
+
+impl Listener {
+    /// A plain-HTTP listener of a proxy without HTTPS.
+    pub fn http(node: Arc<ProxyNode>, addr: SocketAddr) -> Self {
+        Self {
+            node,
+            addr,
+            kind: crate::tls::ListenKind::Http { https_port: None },
+        }
+    }
 }

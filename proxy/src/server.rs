@@ -118,11 +118,11 @@ impl ProxyServer {
         };
         let mut server = Server::new_with_opt_and_conf(None, conf);
         for l in &listeners {
-            let region = RegionService::new(l.node.clone());
+            let region = RegionService::for_listener(l.node.clone(), &l.kind);
             let pingora_proxy = http_proxy(&server.configuration, region.clone());
             let mut service = Service::new(
-                format!("meridian proxy {}", l.node.region()),
-                FastH1::new(region, pingora_proxy),
+                format!("meridian proxy {} ({})", l.node.region(), l.kind.label()),
+                FastH1::new(region, pingora_proxy, l.kind.clone()),
             );
             service.add_tcp(&l.addr.to_string());
             server.add_service(service);

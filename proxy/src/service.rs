@@ -11,14 +11,15 @@ use bytes::Bytes;
 use meridian_config::Affinity;
 use meridian_steer::client_hash;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::client::{client_ip, forwarded, forwarded_for, is_trusted, request_host};
+use crate::client::{client_ip_vouched, forwarded, forwarded_for, is_trusted, request_host};
 use crate::node::{ProxyNode, RouteTable, now_ms};
 use crate::pool::Tried;
 use crate::route::{Leave, Plan, RouteInput, Target, Targets, fast_path, plan};
+use crate::tls::ListenKind;
 
 /// Response header naming the region whose backends served (or which answered itself).
 pub const REGION_HEADER: &str = "x-meridian-region";
@@ -45,6 +46,8 @@ pub(crate) trait RequestHead {
     fn head_size(&self) -> usize;
     /// Whether the method is idempotent (may be retried after an upstream error).
     fn idempotent(&self) -> bool;
+    /// The request target's path and query (`/` when it has none).
+    fn target(&self) -> &[u8];
 }
 
 impl RequestHead for RequestHeader {
@@ -69,6 +72,10 @@ impl RequestHead for RequestHeader {
 
     fn idempotent(&self) -> bool {
         self.method.is_idempotent()
+    }
+
+    fn target(&self) -> &[u8] {
+        self.uri.path_and_query().map_or(b"/", |p| p.as_str().as_bytes())
     }
 }
 
@@ -100,6 +107,8 @@ pub(crate) struct ForwardHeaders<'a> {
     received_xff: Option<&'a [u8]>,
     received_forwarded: Option<&'a [u8]>,
     host: &'a str,
+    /// The scheme this proxy was asked with (`Forwarded: proto=`).
+    proto: &'static [u8],
     pub x_forwarded_proto: &'a [u8],
     /// The hop header's value (this region) when the request goes to another region.
     pub hop: Option<&'a str>,
@@ -117,9 +126,42 @@ impl ForwardHeaders<'_> {
             self.peer,
             self.received_forwarded,
             self.peer_trusted,
+            self.proto,
             self.host,
             out,
         );
+    }
+}
+
+/// What the listener a request came in on is, as the decisions see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// Plain HTTP; redirects go to this HTTPS port when the proxy has one.
+    Http { https_port: Option<u16> },
+    /// HTTPS from clients.
+    Https,
+    /// TLS from another region's proxy, authenticated by its hop certificate: its forwarding headers
+    /// are believed like a trusted proxy's.
+    Hop,
+}
+
+impl Scheme {
+    fn of(kind: &ListenKind) -> Self {
+        match kind {
+            ListenKind::Http { https_port } => Self::Http {
+                https_port: *https_port,
+            },
+            ListenKind::Https(_) => Self::Https,
+            ListenKind::Hop(_) => Self::Hop,
+        }
+    }
+
+    /// The scheme clients used, as written in `X-Forwarded-Proto` and `Forwarded: proto=`.
+    fn proto(self) -> &'static [u8] {
+        match self {
+            Self::Http { .. } => b"http",
+            Self::Https | Self::Hop => b"https",
+        }
     }
 }
 
@@ -127,12 +169,21 @@ impl ForwardHeaders<'_> {
 #[derive(Clone, Debug)]
 pub struct RegionService {
     node: Arc<ProxyNode>,
+    scheme: Scheme,
 }
 
 impl RegionService {
-    /// The HTTP side of `node`.
+    /// The HTTP side of `node` on a plain-HTTP listener of a proxy without HTTPS.
     pub fn new(node: Arc<ProxyNode>) -> Self {
-        Self { node }
+        Self::for_listener(node, &ListenKind::Http { https_port: None })
+    }
+
+    /// The HTTP side of `node` on a listener of `kind`.
+    pub fn for_listener(node: Arc<ProxyNode>, kind: &ListenKind) -> Self {
+        Self {
+            node,
+            scheme: Scheme::of(kind),
+        }
     }
 
     /// The node it serves.
@@ -241,6 +292,41 @@ impl RegionService {
             .inc();
     }
 
+    /// Where a plain-HTTP request goes instead, when this proxy also serves HTTPS and `tls.plain-http` is
+    /// `redirect`: `https://HOST[:PORT]/TARGET` for a `308` (counted as refused, `https-redirect`). Only
+    /// hostnames the proxy serves are redirected; the port is left out when it is 443.
+    pub(crate) fn redirect(&self, req: &impl RequestHead) -> Option<String> {
+        let Scheme::Http {
+            https_port: Some(port),
+        } = self.scheme
+        else {
+            return None;
+        };
+        let table = self.node.table()?;
+        if !table.redirect_plain {
+            return None;
+        }
+        let mut buf = [0u8; 256];
+        let host = request_host(req.authority(), &mut buf)?;
+        table.host(host)?;
+        let target = std::str::from_utf8(req.target()).ok()?;
+        let target = if target.starts_with('/') { target } else { "/" };
+        self.refuse_metric("https-redirect");
+        Some(if port == 443 {
+            format!("https://{host}{target}")
+        } else {
+            format!("https://{host}:{port}{target}")
+        })
+    }
+
+    /// The `Strict-Transport-Security` value for answers on this listener (HTTPS with HSTS configured).
+    pub(crate) fn hsts(&self) -> Option<Arc<str>> {
+        if self.scheme != Scheme::Https {
+            return None;
+        }
+        self.node.table()?.hsts.clone()
+    }
+
     /// Decides whether a request from `peer` is forwarded: fills `ctx` (client, route, plan) and returns
     /// `Ok`, or the answer the proxy gives itself. Counts refusals and spills.
     pub(crate) fn admit(
@@ -261,8 +347,13 @@ impl RegionService {
         };
         let settings = &table.settings;
         ctx.peer = peer.to_canonical();
-        ctx.peer_trusted = is_trusted(&settings.trusted_proxies, ctx.peer);
-        ctx.client = client_ip(ctx.peer, req.header("x-forwarded-for"), &settings.trusted_proxies);
+        ctx.peer_trusted = self.scheme == Scheme::Hop || is_trusted(&settings.trusted_proxies, ctx.peer);
+        ctx.client = client_ip_vouched(
+            ctx.peer,
+            req.header("x-forwarded-for"),
+            &settings.trusted_proxies,
+            ctx.peer_trusted,
+        );
         if settings.rate_limit_per_client > 0
             && self.node.limiter.observe(&ctx.client, 1)
                 > isize::try_from(settings.rate_limit_per_client).unwrap_or(isize::MAX)
@@ -552,6 +643,15 @@ impl ProxyHttp for RegionService {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        if let Some(location) = self.redirect(session.req_header()) {
+            let mut resp = ResponseHeader::build(308, Some(4))?;
+            resp.insert_header("location", location)?;
+            resp.insert_header("content-length", "0")?;
+            resp.insert_header(REGION_HEADER, self.node.region())?;
+            resp.insert_header(REASON_HEADER, "https-redirect")?;
+            session.write_response_header(Box::new(resp), true).await?;
+            return Ok(true);
+        }
         match self.admit(session.req_header(), peer, ctx) {
             Ok(()) => Ok(false),
             Err(r) => answer(session, r.status, self.node.region(), r.reason, r.body, r.close).await,
@@ -610,6 +710,9 @@ impl ProxyHttp for RegionService {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(hsts) = self.hsts() {
+            resp.insert_header("strict-transport-security", hsts.as_ref())?;
+        }
         let (region, reason) = self.response_marks(ctx, resp.headers.contains_key(REGION_HEADER));
         if let Some(region) = region {
             resp.insert_header(REGION_HEADER, region)?;
@@ -659,6 +762,34 @@ impl ProxyHttp for RegionService {
         e
     }
 
+    /// pingora's mapping, except that a client too slow to send its request (head or body) gets `408`
+    /// and an upstream that timed out `504`, so no request ends in silence or in a misleading `502`.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut RequestCtx) -> FailToProxy {
+        let code = match (e.esource(), e.etype()) {
+            (_, ErrorType::HTTPStatus(code)) => *code,
+            (ErrorSource::Downstream, ErrorType::ReadTimedout) => 408,
+            (
+                ErrorSource::Downstream,
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+            ) => 0,
+            (ErrorSource::Downstream, _) => 400,
+            (
+                ErrorSource::Upstream,
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+            ) => 504,
+            (ErrorSource::Upstream, _) => 502,
+            _ => 500,
+        };
+        tracing::debug!("request failed ({code}): {e}");
+        if code > 0 {
+            let _ = session.respond_error(code).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.finish(ctx, status);
@@ -672,10 +803,11 @@ impl RegionService {
         req: &'a impl RequestHead,
         ctx: &'a RequestCtx,
     ) -> ForwardHeaders<'a> {
+        let proto = self.scheme.proto();
         let x_forwarded_proto = if ctx.peer_trusted {
-            req.header("x-forwarded-proto").unwrap_or(b"http")
+            req.header("x-forwarded-proto").unwrap_or(proto)
         } else {
-            b"http"
+            proto
         };
         // To another region: the hop header names this (origin) region. To a local backend, a received
         // one passes through and tells the application the request crossed regions.
@@ -686,6 +818,7 @@ impl RegionService {
             received_xff: req.header("x-forwarded-for"),
             received_forwarded: req.header("forwarded"),
             host: ctx.route().map(|r| r.host.as_str()).unwrap_or_default(),
+            proto,
             x_forwarded_proto,
             hop,
         }

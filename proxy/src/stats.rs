@@ -112,6 +112,8 @@ pub struct ProxyMetrics {
     pub ejections: IntCounterVec,
     /// `meridian_proxy_handed_over_total{region}`.
     pub handed_over: IntCounterVec,
+    /// `meridian_proxy_tls_handshakes_total{region,listener,result}`.
+    pub tls_handshakes: IntCounterVec,
     /// `meridian_proxy_in_flight{region}`.
     pub in_flight: IntGaugeVec,
     /// `meridian_proxy_healthy_backends{region,service}`.
@@ -160,6 +162,13 @@ impl ProxyMetrics {
                  unusual or malformed heads)",
                 &["region"],
             ),
+            tls_handshakes: counter(
+                "meridian_proxy_tls_handshakes_total",
+                "TLS handshakes on the proxy's listeners, by listener (https, hop) and result (ok, failed: \
+                 garbage, no shared protocol or a rejected client certificate; timeout: not finished within \
+                 tls.handshake-timeout-ms)",
+                &["region", "listener", "result"],
+            ),
             in_flight: IntGaugeVec::new(
                 Opts::new(
                     "meridian_proxy_in_flight",
@@ -199,6 +208,7 @@ impl ProxyMetrics {
         registry.register(Box::new(self.upstream_errors.clone()))?;
         registry.register(Box::new(self.ejections.clone()))?;
         registry.register(Box::new(self.handed_over.clone()))?;
+        registry.register(Box::new(self.tls_handshakes.clone()))?;
         registry.register(Box::new(self.in_flight.clone()))?;
         registry.register(Box::new(self.healthy_backends.clone()))?;
         registry.register(Box::new(self.duration.clone()))

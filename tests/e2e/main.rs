@@ -8,6 +8,7 @@ mod architecture;
 mod config_check;
 mod config_store;
 mod dns;
+mod edge_tls;
 mod explain;
 mod health;
 mod operators;

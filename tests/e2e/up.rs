@@ -59,6 +59,8 @@ fn up_command(ports: &Ports, dir: &std::path::Path) -> Command {
         &ports.admin.to_string(),
         "--proxy-port",
         "0",
+        "--https-port",
+        "0",
         "--data-dir",
     ])
     .arg(dir);
@@ -152,6 +154,28 @@ fn runs_the_whole_system_and_stops_on_sigint() {
         "{head}"
     );
     assert!(body.contains("served by region waw"), "{body}");
+
+    // HTTPS: the banner's own curl command (trusting the demo CA it made in the data directory) works,
+    // over HTTP/2.
+    let line = banner
+        .lines()
+        .find(|l| l.contains("--cacert"))
+        .unwrap_or_else(|| panic!("no HTTPS command in the banner:\n{banner}"));
+    assert!(
+        line.contains(&format!("--cacert {}", dir.path().join("tls/ca.pem").display())),
+        "{line}"
+    );
+    let command = line.split('#').next().unwrap().trim();
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let out = Command::new("curl")
+        .args(&args)
+        .args(["-w", "\n%{http_version}"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{command}: {text}{}", stderr(&out));
+    assert!(text.contains("served by region waw"), "{text}");
+    assert!(text.ends_with("\n2"), "HTTP/2 expected: {text}");
 
     // A short drill with the CLI: DNS answers and the proxy's routing both move away from Warsaw and back.
     let token = dir.path().join("admin-token");

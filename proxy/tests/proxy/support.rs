@@ -145,10 +145,7 @@ impl World {
                 metrics.clone(),
             );
             node.start(Some(store.clone()));
-            listeners.push(Listener {
-                node: node.clone(),
-                addr: proxies[i],
-            });
+            listeners.push(Listener::http(node.clone(), proxies[i]));
             nodes.push(node);
         }
         let server = ProxyServer::start(

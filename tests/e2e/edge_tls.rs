@@ -1,0 +1,585 @@
+//! `meridian proxy --https-listen` against real clients on loopback: curl (HTTP/1.1 and HTTP/2),
+//! `openssl s_client` (SNI, the default certificate, ALPN, TLS 1.2, an RSA chain), wrk (a certificate
+//! reload under load with no failed request), and raw sockets (TLS garbage, a stalled handshake). The
+//! certificates are made by `openssl` for each test: an ECDSA CA, an RSA intermediate, ECDSA and RSA
+//! leaves.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use meridian_proxy::testing::Origin;
+
+use crate::support::{Interrupted, free_tcp_port, http_get};
+
+/// Test certificates made by `openssl` in a directory.
+pub(crate) struct Pki {
+    pub(crate) dir: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Pki {
+    /// A CA (`ca.pem`), an RSA intermediate under it (`inter.pem`), and the leaves named in [`Pki::leaf`].
+    pub(crate) fn new(dir: &Path) -> Self {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=Meridian test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        std::fs::write(
+            dir.join("inter.ext"),
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "inter.key",
+                "-out",
+                "inter.csr",
+                "-subj",
+                "/CN=Meridian test intermediate",
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "inter.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "inter.pem",
+                "-days",
+                "30",
+                "-extfile",
+                "inter.ext",
+            ],
+        );
+        Self { dir: dir.to_owned() }
+    }
+
+    /// Makes `NAME.pem` (the leaf, then its issuer when that is the intermediate) and `NAME.key`:
+    /// `kind` "ec" or "rsa", signed by "ca" or "inter", for DNS names `names`, subject `cn`.
+    pub(crate) fn leaf(
+        &self,
+        name: &str,
+        kind: &str,
+        issuer: &str,
+        cn: &str,
+        names: &[&str],
+    ) -> (PathBuf, PathBuf) {
+        let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+        std::fs::write(
+            self.dir.join(format!("{name}.ext")),
+            format!(
+                "subjectAltName={}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n",
+                san.join(",")
+            ),
+        )
+        .unwrap();
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        let subj = format!("/CN={cn}");
+        let mut req = vec![
+            "req", "-new", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subj,
+        ];
+        match kind {
+            "ec" => req.extend(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+            _ => req.extend(["-newkey", "rsa:2048"]),
+        }
+        openssl(&self.dir, &req);
+        let leaf = format!("{name}.leaf");
+        let ext = format!("{name}.ext");
+        let (ca, ca_key) = (format!("{issuer}.pem"), format!("{issuer}.key"));
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &leaf,
+                "-days",
+                "30",
+                "-extfile",
+                &ext,
+            ],
+        );
+        let mut chain = std::fs::read_to_string(self.dir.join(&leaf)).unwrap();
+        if issuer == "inter" {
+            chain += &std::fs::read_to_string(self.dir.join("inter.pem")).unwrap();
+        }
+        let pem = self.dir.join(format!("{name}.pem"));
+        std::fs::write(&pem, chain).unwrap();
+        (pem, self.dir.join(key))
+    }
+
+    pub(crate) fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+}
+
+fn config(origin: SocketAddr, tls: &str) -> String {
+    format!(
+        r#"schema-version = 1
+[regions.waw]
+name = "Warsaw"
+lat = 52.23
+lon = 21.01
+country = "PL"
+ipv4 = ["192.0.2.1"]
+capacity = 100
+
+[zones."gslb.example"]
+ns = ["ns1.gslb.example."]
+[zones."gslb.example".soa]
+mname = "ns1.gslb.example."
+rname = "hostmaster.gslb.example."
+[[zones."gslb.example".records]]
+name = "ns1"
+type = "A"
+data = "203.0.113.53"
+
+[services.api]
+hostname = "api.gslb.example"
+policy = "nearest"
+regions = ["waw"]
+[services.api.backends]
+waw = ["{origin}"]
+
+[services.www]
+hostname = "www.gslb.example"
+policy = "nearest"
+regions = ["waw"]
+[services.www.backends]
+waw = ["{origin}"]
+
+{tls}
+"#
+    )
+}
+
+/// A running `meridian proxy` with HTTP, HTTPS and metrics listeners.
+struct Edge {
+    http: SocketAddr,
+    https: SocketAddr,
+    metrics: SocketAddr,
+    process: Interrupted,
+}
+
+fn start_edge(dir: &Path, config_text: &str) -> Edge {
+    let file = dir.join("meridian.toml");
+    std::fs::write(&file, config_text).unwrap();
+    let check = crate::support::run(&["config", "check", file.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", crate::support::stderr(&check));
+    let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+    let https: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+    let process = Interrupted(
+        Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(["proxy", "--region", "waw", "--grace-period", "1"])
+            .args([
+                "--listen",
+                &http.to_string(),
+                "--https-listen",
+                &https.to_string(),
+            ])
+            .args(["--metrics-listen", &metrics.to_string()])
+            .arg("--config")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(https).is_err() || http_get(metrics, "/metrics").0 != 200 {
+        assert!(Instant::now() < deadline, "the proxy did not start listening");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Edge {
+        http,
+        https,
+        metrics,
+        process,
+    }
+}
+
+/// curl over HTTPS to `host` at the edge: (HTTP version, status, response headers, body).
+fn curl(edge: &Edge, ca: &Path, host: &str, path: &str, version: &str) -> (String, u16, String, String) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            version,
+            "-D",
+            "-",
+            "-w",
+            "\n%{http_version} %{http_code}",
+        ])
+        .arg("--cacert")
+        .arg(ca)
+        .args(["--resolve", &format!("{host}:{}:127.0.0.1", edge.https.port())])
+        .arg(format!("https://{host}:{}{path}", edge.https.port()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "curl {host}: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (rest, last) = text.rsplit_once('\n').unwrap();
+    let (version, code) = last.split_once(' ').unwrap();
+    let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+    (
+        version.to_owned(),
+        code.parse().unwrap(),
+        head.to_ascii_lowercase(),
+        body.to_owned(),
+    )
+}
+
+/// `openssl s_client` to the edge with `args`: what it printed (certificate subjects, ALPN, protocol).
+fn s_client(edge: &Edge, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &edge.https.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn metric(edge: &Edge, line_start: &str) -> f64 {
+    let (_, body) = http_get(edge.metrics, "/metrics");
+    body.lines()
+        .filter(|l| l.starts_with(line_start))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn tls_section(pki: &Pki, extra: &str) -> String {
+    let d = pki.dir.display();
+    format!(
+        r#"[tls]
+handshake-timeout-ms = 500
+hsts-max-age-s = 600
+{extra}
+[[tls.certificates]]
+cert = "{d}/api.pem"
+key = "{d}/api.key"
+[[tls.certificates]]
+cert = "{d}/www.pem"
+key = "{d}/www.key"
+default = true
+"#
+    )
+}
+
+#[test]
+fn https_clients_get_the_certificate_of_their_name_over_h2_and_http_1_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    pki.leaf("api", "ec", "ca", "api ecdsa", &["api.gslb.example"]);
+    pki.leaf(
+        "www",
+        "rsa",
+        "inter",
+        "www rsa",
+        &["www.gslb.example", "*.rsa.example"],
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let origin = rt.block_on(Origin::start("waw")).unwrap();
+    let edge = start_edge(dir.path(), &config(origin.addr, &tls_section(&pki, "")));
+
+    // HTTP/1.1 and HTTP/2, each verified against the CA: the ECDSA leaf, and the RSA leaf whose chain
+    // carries the intermediate.
+    for (version, expect) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        for host in ["api.gslb.example", "www.gslb.example"] {
+            let (v, status, head, body) = curl(&edge, &pki.ca(), host, "/x?y=1", version);
+            assert_eq!((v.as_str(), status), (expect, 200), "{host} {version}: {head}");
+            assert!(body.contains("region=waw"), "{body}");
+            assert!(body.contains("x-forwarded-proto=https"), "{body}");
+            assert!(body.contains("proto=https"), "{body}");
+            assert!(head.contains("strict-transport-security: max-age=600"), "{head}");
+            assert!(head.contains("x-meridian-region: waw"), "{head}");
+        }
+    }
+
+    // SNI picks the certificate; an unknown name or none gets the default (the RSA one).
+    let out = s_client(
+        &edge,
+        &["-servername", "api.gslb.example", "-alpn", "h2,http/1.1"],
+    );
+    assert!(out.contains("CN = api ecdsa"), "{out}");
+    assert!(out.contains("ALPN protocol: h2"), "{out}");
+    let out = s_client(&edge, &["-servername", "nope.example", "-alpn", "http/1.1"]);
+    assert!(out.contains("CN = www rsa"), "{out}");
+    assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
+    let out = s_client(&edge, &["-noservername"]);
+    assert!(out.contains("CN = www rsa"), "{out}");
+    // A wildcard name of the RSA certificate, over TLS 1.2, with its chain verified.
+    let ca = pki.ca();
+    let out = s_client(
+        &edge,
+        &[
+            "-servername",
+            "a.rsa.example",
+            "-tls1_2",
+            "-CAfile",
+            ca.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("CN = www rsa"), "{out}");
+    assert!(out.contains("TLSv1.2"), "{out}");
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+    assert!(out.contains("CN = Meridian test intermediate"), "{out}");
+
+    // Plain HTTP redirects to the same URL over HTTPS (308), and curl follows it.
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"])
+        .args(["-H", "Host: api.gslb.example"])
+        .arg(format!("http://{}/a/b?c=d", edge.http))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("308 https://api.gslb.example:{}/a/b?c=d", edge.https.port())
+    );
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-L",
+            "-X",
+            "POST",
+            "-d",
+            "x=1",
+            "--cacert",
+            ca.to_str().unwrap(),
+        ])
+        .args([
+            "--resolve",
+            &format!("api.gslb.example:{}:127.0.0.1", edge.https.port()),
+        ])
+        .args([
+            "--resolve",
+            &format!("api.gslb.example:{}:127.0.0.1", edge.http.port()),
+        ])
+        .arg(format!("http://api.gslb.example:{}/post", edge.http.port()))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("x-forwarded-proto=https"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        metric(
+            &edge,
+            "meridian_proxy_tls_handshakes_total{listener=\"https\",region=\"waw\",result=\"ok\"}"
+        ) >= 8.0
+    );
+    drop(edge);
+}
+
+#[test]
+fn tls_garbage_and_stalled_handshakes_end_within_the_handshake_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    pki.leaf("api", "ec", "ca", "api ecdsa", &["api.gslb.example"]);
+    pki.leaf("www", "ec", "ca", "www ecdsa", &["www.gslb.example"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let origin = rt.block_on(Origin::start("waw")).unwrap();
+    let edge = start_edge(dir.path(), &config(origin.addr, &tls_section(&pki, "")));
+
+    // A client that connects and says nothing: closed once the 500 ms handshake timeout is over.
+    let start = Instant::now();
+    let mut s = TcpStream::connect(edge.https).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+
+    // Plain HTTP and random octets on the HTTPS port: refused at once, never a hang.
+    for garbage in [
+        b"GET / HTTP/1.1\r\nHost: api.gslb.example\r\n\r\n".to_vec(),
+        (0..600u32).map(|i| (i * 7919 % 251) as u8).collect(),
+    ] {
+        let start = Instant::now();
+        let mut s = TcpStream::connect(edge.https).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(&garbage);
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+        assert!(!String::from_utf8_lossy(&all).contains("HTTP/1.1 200"));
+    }
+    assert!(
+        metric(
+            &edge,
+            "meridian_proxy_tls_handshakes_total{listener=\"https\",region=\"waw\",result=\"timeout\"}"
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &edge,
+            "meridian_proxy_tls_handshakes_total{listener=\"https\",region=\"waw\",result=\"failed\"}"
+        ) >= 2.0
+    );
+    // And the edge still serves.
+    let (_, status, _, _) = curl(&edge, &pki.ca(), "api.gslb.example", "/", "--http2");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_certificate_reload_under_load_fails_no_request_and_a_broken_file_keeps_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    pki.leaf("api", "ec", "ca", "api one", &["api.gslb.example"]);
+    pki.leaf("www", "ec", "ca", "www ecdsa", &["www.gslb.example"]);
+    let (next_cert, next_key) = pki.leaf("next", "ec", "ca", "api two", &["api.gslb.example"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let origin = rt.block_on(Origin::start("waw")).unwrap();
+    let edge = start_edge(
+        dir.path(),
+        &config(origin.addr, &tls_section(&pki, "reload-interval-ms = 200")),
+    );
+    let subject = |edge: &Edge| s_client(edge, &["-servername", "api.gslb.example"]);
+    assert!(subject(&edge).contains("CN = api one"));
+
+    // wrk keeps 8 HTTPS connections busy (and opens new ones when they close) while the files change.
+    let wrk = Command::new("wrk")
+        .args(["-t1", "-c8", "-d4s", "-H", "Host: api.gslb.example"])
+        .arg(format!("https://127.0.0.1:{}/", edge.https.port()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    // Key first, then certificate, each replaced whole: between the two the pair does not match, and
+    // the old certificate must keep serving until the new pair is complete.
+    let swap = |from: &Path, to: &Path| {
+        let tmp = to.with_extension("tmp");
+        std::fs::copy(from, &tmp).unwrap();
+        std::fs::rename(&tmp, to).unwrap();
+    };
+    swap(&next_key, &dir.path().join("api.key"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        subject(&edge).contains("CN = api one"),
+        "a mismatched pair must not be served"
+    );
+    swap(&next_cert, &dir.path().join("api.pem"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !subject(&edge).contains("CN = api two") {
+        assert!(Instant::now() < deadline, "the new certificate was not picked up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = wrk.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{report}");
+    assert!(!report.contains("Socket errors"), "{report}");
+    assert!(!report.contains("Non-2xx"), "{report}");
+    let requests: u64 = report
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .map(|(n, _)| n.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    assert!(requests > 100, "{report}");
+
+    // A broken file: reported, and the last good certificate keeps serving.
+    std::fs::write(
+        dir.path().join("api.pem"),
+        "-----BEGIN CERTIFICATE-----\nnot base64\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&edge, "meridian_tls_reload_ok") != 0.0 {
+        assert!(Instant::now() < deadline, "the broken file was not reported");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(metric(&edge, "meridian_tls_reload_failures_total") >= 1.0);
+    assert!(subject(&edge).contains("CN = api two"));
+    let (_, status, _, _) = curl(&edge, &pki.ca(), "api.gslb.example", "/", "--http1.1");
+    assert_eq!(status, 200);
+    drop(edge.process);
+}
