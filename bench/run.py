@@ -8,7 +8,7 @@ the generated section of bench/RESULTS.md (between the `bench/run` markers; the 
 it are kept). With `--only`, the rows of the benchmarks run are replaced and the others kept, each marked
 "(earlier run, DATE)".
 
-Usage: bench/run [--only steer,propagation,dns,proxy,health,drill] [--no-write]
+Usage: bench/run [--only steer,propagation,dns,proxy,tls,health,drill] [--no-write]
 Everything runs on loopback, bounded in time (the whole suite takes about 12 minutes on 2 cores).
 """
 
@@ -38,7 +38,9 @@ BENCHES = {
     "dns": ("GeoDNS vs gdnsd and PowerDNS (dnsperf, ECS with a distinct /24 per query)",
             ["python3", "bench/dns/run.py", "--rounds", "8", "--seconds", "5"], 700),
     "proxy": ("L7 proxy vs nginx and HAProxy (wrk, one pinned worker each)",
-              ["python3", "bench/proxy/run.py", "--rounds", "5", "--seconds", "8"], 480),
+              ["python3", "bench/proxy/run.py", "--only", "plain", "--rounds", "5", "--seconds", "8"], 480),
+    "tls": ("HTTPS edge vs nginx (wrk and h2load over TLS, new connections, 10,000 idle connections)",
+            ["python3", "bench/proxy/run.py", "--only", "tls", "--rounds", "3", "--seconds", "5"], 480),
     "health": ("endpoint death → region down → DNS answer moved (3 probers)",
                [str(EXAMPLES / "health_failover"), "10"], 240),
     "drill": ("`drill start` → DNS answer changed (admin API, real DNS server)",

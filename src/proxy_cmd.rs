@@ -149,7 +149,8 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
         });
     }
     if let Some(addr) = args.hop_listen {
-        let config = crate::tls_edge::hop_server(bootstrap.as_deref(), &watcher).context("--hop-listen")?;
+        let hops = crate::tls_edge::hops_of(&watcher, bootstrap.as_deref(), None);
+        let config = crate::tls_edge::hop_server(hops.as_ref()).context("--hop-listen")?;
         listeners.push(Listener {
             node: node.clone(),
             addr,

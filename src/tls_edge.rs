@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use meridian_config::{Config, TlsSettings};
+use meridian_config::{Config, HopTls, TlsSettings};
 use meridian_store::SnapshotWatcher;
 use meridian_tls::{EdgeTls, HopMaterial, TlsMetrics};
 
@@ -73,15 +73,25 @@ pub(crate) fn start_edge(
     Ok(edge)
 }
 
-/// The hop listener's rustls configuration (`[tls.hops]`), read once at start.
-pub(crate) fn hop_server(
-    bootstrap: Option<&Config>,
+/// The `[tls.hops]` of the configuration the node serves (`first` wins, as in [`start_edge`]).
+pub(crate) fn hops_of(
     watcher: &SnapshotWatcher,
-) -> anyhow::Result<Arc<meridian_tls::rustls::ServerConfig>> {
-    let Some(hops) = current_tls(watcher, bootstrap).and_then(|t| t.hops) else {
+    bootstrap: Option<&Config>,
+    first: Option<&Config>,
+) -> Option<HopTls> {
+    match first {
+        Some(c) => c.tls().and_then(|t| t.hops.clone()),
+        None => current_tls(watcher, bootstrap).and_then(|t| t.hops),
+    }
+}
+
+/// The hop listener's rustls configuration (`[tls.hops]`: this node's certificate, a client certificate
+/// from the hop CA required), read at start.
+pub(crate) fn hop_server(hops: Option<&HopTls>) -> anyhow::Result<Arc<meridian_tls::rustls::ServerConfig>> {
+    let Some(hops) = hops else {
         bail!("a hop listener needs [tls.hops] (the hop CA, and this node's hop certificate and key)");
     };
-    let material = HopMaterial::load(&hops).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let material = HopMaterial::load(hops).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Arc::new(
         material
             .server_config()

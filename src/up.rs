@@ -90,6 +90,8 @@ struct RegionRun {
     proxy: SocketAddr,
     /// Where its proxy listens for HTTPS.
     https: SocketAddr,
+    /// Where its proxy takes requests spilled from other regions (mutual TLS).
+    hop: SocketAddr,
 }
 
 pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
@@ -135,6 +137,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     for (i, r) in original.regions().iter().enumerate() {
         let proxy = proxy_address(args.proxy_ip, args.proxy_port, i).context("--proxy-port")?;
         let https = proxy_address(args.proxy_ip, args.https_port, i).context("--https-port")?;
+        let hop = proxy_address(args.proxy_ip, 0, i)?;
         let origin = DemoOrigin::start(SocketAddr::new(args.origin_ip, 0), &r.id, &r.name)
             .await
             .with_context(|| format!("cannot start the demo origin of {} on {}", r.id, args.origin_ip))?;
@@ -144,6 +147,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
             origin,
             proxy,
             https,
+            hop,
         });
     }
     let data_dir = args
@@ -170,8 +174,9 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
             )
         }
     };
-    let local =
-        localize(&text, &regions, demo_pki.as_ref()).context("adapting the configuration to this machine")?;
+    let hops = demo_pki.is_some() || original.tls().is_some_and(|t| t.hops.is_some());
+    let local = localize(&text, &regions, demo_pki.as_ref(), hops)
+        .context("adapting the configuration to this machine")?;
     let config = Arc::new(
         Config::from_toml_str(&local).context("the configuration adapted to this machine is invalid")?,
     );
@@ -207,6 +212,10 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         .register(&registry)
         .context("registering proxy metrics")?;
     let edge = crate::tls_edge::start_edge(watcher.clone(), Some(&config), Some(&config), &registry)?;
+    let hop_server = match crate::tls_edge::hops_of(&watcher, None, Some(&config)) {
+        Some(h) => Some(crate::tls_edge::hop_server(Some(&h))?),
+        None => None,
+    };
     let mut listeners = Vec::new();
     let mut nodes = Vec::new();
     for r in &regions {
@@ -231,10 +240,17 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
             },
         });
         listeners.push(meridian_proxy::Listener {
-            node,
+            node: node.clone(),
             addr: r.https,
             kind: meridian_proxy::ListenKind::Https(edge.clone()),
         });
+        if let Some(hop) = &hop_server {
+            listeners.push(meridian_proxy::Listener {
+                node,
+                addr: r.hop,
+                kind: meridian_proxy::ListenKind::Hop(hop.clone()),
+            });
+        }
     }
     let proxies = meridian_proxy::ProxyServer::start(
         listeners,
@@ -431,9 +447,14 @@ fn localize(
     text: &str,
     regions: &[RegionRun],
     demo: Option<&meridian_tls::demo::DemoPki>,
+    hops: bool,
 ) -> anyhow::Result<String> {
     let mut doc: toml::Table = toml::from_str(text)?;
     if let Some(pki) = demo {
+        let mut hop = toml::Table::new();
+        hop.insert("ca".into(), pki.ca.display().to_string().into());
+        hop.insert("cert".into(), pki.hop_cert.display().to_string().into());
+        hop.insert("key".into(), pki.hop_key.display().to_string().into());
         // The demo CA's edge certificate; plain HTTP keeps serving (the commands above use it).
         let mut cert = toml::Table::new();
         cert.insert("cert".into(), pki.edge_cert.display().to_string().into());
@@ -444,6 +465,7 @@ fn localize(
             "certificates".into(),
             toml::Value::Array(vec![toml::Value::Table(cert)]),
         );
+        tls.insert("hops".into(), toml::Value::Table(hop));
         doc.insert("tls".into(), toml::Value::Table(tls));
     }
     let table = doc
@@ -462,7 +484,9 @@ fn localize(
             "health-checks".into(),
             toml::Value::Array(vec![toml::Value::Table(check)]),
         );
-        region.insert("proxy-address".into(), r.proxy.to_string().into());
+        // Spilled requests go to the hop listener (mutual TLS) when hops are encrypted.
+        let spill_to = if hops { r.hop } else { r.proxy };
+        region.insert("proxy-address".into(), spill_to.to_string().into());
     }
     if let Some(services) = doc.get_mut("services").and_then(toml::Value::as_table_mut) {
         for (_, service) in services.iter_mut() {

@@ -14,8 +14,11 @@ what pingora's HTTP pipeline costs here (Meridian hands it the requests its fast
 runtime cost with no HTTP framework. Reported: median req/s and p99
 over the rounds, and Meridian's ratios to each peer; errors and non-2xx responses are counted and must be 0.
 
-Usage: bench/proxy/run [--rounds N] [--seconds S] [--connections C] [--meridian BINARY]
-Needs: nginx, haproxy, wrk, taskset (bench/proxy/run installs them) and a release build of meridian.
+Usage: bench/proxy/run [--only plain,tls] [--rounds N] [--seconds S] [--connections C] [--meridian BINARY]
+`--only plain` is the benchmark above; `--only tls` is the HTTPS edge against nginx (bench/proxy/tls.py, see
+its header; `--idle N` idle connections for its memory test); both by default, plain first.
+Needs: nginx, haproxy, wrk, taskset, and for tls h2load, gcc, openssl (bench/proxy/run installs them) and a
+release build of meridian.
 Everything listens on 127.0.0.1; every process started is stopped by PID.
 """
 
@@ -162,11 +165,33 @@ def cpu_seconds(pid):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--only", default="plain,tls", help="plain (HTTP/1.1 vs nginx and HAProxy), tls (HTTPS vs nginx)")
+    ap.add_argument("--rounds", type=int, help="rounds (default 3)")
+    ap.add_argument("--seconds", type=int, help="seconds per turn (default: plain 10, tls 5)")
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--idle", type=int, help="tls: idle connections for the memory test (default 10,000; 0 skips)")
     ap.add_argument("--meridian", help="the meridian binary to measure (default: the release build)")
     args = ap.parse_args()
+    parts = [p for p in args.only.split(",") if p]
+    unknown = set(parts) - {"plain", "tls"}
+    if unknown:
+        ap.error(f"--only: unknown {', '.join(sorted(unknown))} (plain, tls)")
+    if "plain" in parts:
+        plain(argparse.Namespace(rounds=args.rounds or 3, seconds=args.seconds or 10,
+                                 connections=args.connections, meridian=args.meridian))
+    if "tls" in parts:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import tls
+        argv = ["--connections", str(args.connections)]
+        for flag, value in (("--rounds", args.rounds), ("--seconds", args.seconds), ("--idle", args.idle),
+                            ("--meridian", args.meridian)):
+            if value is not None:
+                argv += [flag, str(value)]
+        sys.stdout.flush()
+        tls.main(argv)
+
+
+def plain(args):
     meridian = ROOT / "target" / "release" / "meridian"
     if os.environ.get("CARGO_TARGET_DIR"):
         meridian = Path(os.environ["CARGO_TARGET_DIR"]) / "release" / "meridian"

@@ -432,6 +432,11 @@ pub struct ProxySettings {
     pub max_body_bytes: u64,
     /// Requests per second allowed per client address; 0 turns rate limiting off.
     pub rate_limit_per_client: u32,
+    /// An upgraded connection (WebSocket) with no octet in either direction for this long is closed,
+    /// in milliseconds.
+    pub websocket_idle_timeout_ms: u32,
+    /// An upgraded connection is closed at its first octet after this long, in milliseconds (0: no limit).
+    pub websocket_max_lifetime_ms: u32,
 }
 
 impl Default for ProxySettings {
@@ -444,6 +449,8 @@ impl Default for ProxySettings {
             max_header_bytes: 32 * 1024,
             max_body_bytes: 10 * 1024 * 1024,
             rate_limit_per_client: 0,
+            websocket_idle_timeout_ms: 300_000,
+            websocket_max_lifetime_ms: 86_400_000,
         }
     }
 }

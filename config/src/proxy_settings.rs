@@ -70,6 +70,18 @@ pub(crate) fn check_proxy_settings(c: &mut Checker, raw: Option<&RawProxy>) -> P
             d.rate_limit_per_client,
             0..=10_000_000,
         ),
+        websocket_idle_timeout_ms: c.int(
+            "proxy.websocket-idle-timeout-ms",
+            raw.websocket_idle_timeout_ms,
+            d.websocket_idle_timeout_ms,
+            100..=86_400_000,
+        ),
+        websocket_max_lifetime_ms: c.int(
+            "proxy.websocket-max-lifetime-ms",
+            raw.websocket_max_lifetime_ms,
+            d.websocket_max_lifetime_ms,
+            0..=30 * 86_400_000,
+        ),
     }
 }
 

@@ -41,6 +41,8 @@ pub(crate) struct RawProxy {
     pub(crate) max_header_bytes: Option<i64>,
     pub(crate) max_body_bytes: Option<i64>,
     pub(crate) rate_limit_per_client: Option<i64>,
+    pub(crate) websocket_idle_timeout_ms: Option<i64>,
+    pub(crate) websocket_max_lifetime_ms: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -73,7 +73,7 @@ pub struct CertificateFiles {
 
 /// Mutual TLS between the regions' proxies: a request spilled to another region travels over TLS, each
 /// side presenting a certificate from the operator's hop CA and verifying the other's.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HopTls {
     /// PEM file of the CA that signs every region's hop certificate (and nothing else should).
     pub ca: PathBuf,

@@ -28,10 +28,10 @@ use pingora::proxy::{HttpProxy, ProxyHttp};
 use pingora::server::ShutdownWatch;
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::service::{REASON_HEADER, REGION_HEADER, RegionService, RequestCtx, RequestHead};
 use crate::tls::{ListenKind, Replay, handshake, is_h2};
+use crate::upstream::{TlsTo, Upstream};
 
 /// Most headers in a request or response head the fast path parses; more goes to pingora (requests) or
 /// is an upstream error (responses).
@@ -67,7 +67,7 @@ pub struct FastH1 {
 
 /// Idle upstream connections by address. foldhash rather than SipHash: the keys are the proxy's own
 /// upstream addresses, and SipHash showed in the request path's profile.
-type IdleConns = HashMap<SocketAddr, Vec<(TcpStream, Instant)>, foldhash::fast::RandomState>;
+type IdleConns = HashMap<SocketAddr, Vec<(Upstream, Instant)>, foldhash::fast::RandomState>;
 
 /// Buffers one client connection reuses from request to request.
 #[derive(Default)]
@@ -92,7 +92,7 @@ impl FastH1 {
         }
     }
 
-    fn take_idle(&self, addr: SocketAddr, max_idle: Duration) -> Option<TcpStream> {
+    fn take_idle(&self, addr: SocketAddr, max_idle: Duration) -> Option<Upstream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let conns = idle.get_mut(&addr)?;
         while let Some((conn, since)) = conns.pop() {
@@ -103,7 +103,7 @@ impl FastH1 {
         None
     }
 
-    fn put_idle(&self, addr: SocketAddr, conn: TcpStream) {
+    fn put_idle(&self, addr: SocketAddr, conn: Upstream) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let conns = idle.entry(addr).or_default();
         if conns.len() < MAX_IDLE_PER_UPSTREAM {
@@ -572,13 +572,24 @@ impl FastH1 {
             let reused = pooled.is_some();
             let mut conn = match pooled.take() {
                 Some(c) => c,
-                None => match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
-                    Ok(Ok(c)) => {
-                        let _ = c.set_nodelay(true);
-                        c
+                None => {
+                    let tls = if peer.is_tls() {
+                        // A TLS upstream without a client configuration is never tried in clear.
+                        let Some(config) = self.service.upstream_tls(ctx) else {
+                            return Exchange::ConnectFailed;
+                        };
+                        Some(TlsTo {
+                            config,
+                            name: peer.sni(),
+                        })
+                    } else {
+                        None
+                    };
+                    match Upstream::connect(addr, tls, connect_timeout).await {
+                        Some(c) => c,
+                        None => return Exchange::ConnectFailed,
                     }
-                    _ => return Exchange::ConnectFailed,
-                },
+                }
             };
             resp.clear();
             match self.request_response(&mut conn, request, resp, io, client).await {
@@ -677,7 +688,7 @@ impl FastH1 {
     /// the client. `Ok(None)`: the upstream failed (closed, timed out, malformed); `Err`: the client did.
     async fn request_response(
         &self,
-        conn: &mut TcpStream,
+        conn: &mut Upstream,
         request: &[u8],
         resp: &mut Vec<u8>,
         io: Duration,

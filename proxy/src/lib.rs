@@ -39,6 +39,7 @@ pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;
+mod upstream;
 
 pub use node::{Listener, NodeOptions, ProxyNode, RouteTable};
 pub use server::{ProxyServer, ServerOptions, StartError};

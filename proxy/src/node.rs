@@ -78,6 +78,9 @@ pub struct RouteTable {
     pub hsts: Option<Arc<str>>,
     /// Longest TLS handshake accepted.
     pub handshake_timeout: Duration,
+    /// The rustls configuration for hops to other regions (`[tls.hops]`), for the fast path's own
+    /// upstream connections (pingora's engine reads the same material from each peer).
+    pub hop_client: Option<Arc<meridian_tls::rustls::ClientConfig>>,
     /// Requests in flight in the local region at the other proxy instances (their last reports).
     pub others_in_flight: u32,
 }
@@ -121,6 +124,8 @@ pub struct ProxyNode {
     pub(crate) in_flight_gauge: prometheus::IntGauge,
     pub(crate) duration: prometheus::Histogram,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The hop material last loaded, with the fingerprint of the settings and files it came from.
+    hop: Mutex<Option<(u64, Arc<HopPeerTls>)>>,
     stopped: AtomicBool,
     stop_notify: tokio::sync::Notify,
 }
@@ -161,6 +166,7 @@ impl ProxyNode {
             in_flight_gauge,
             duration,
             tasks: Mutex::new(Vec::new()),
+            hop: Mutex::new(None),
             stopped: AtomicBool::new(false),
             stop_notify: tokio::sync::Notify::new(),
         })
@@ -207,6 +213,8 @@ impl ProxyNode {
         let settings = config.proxy().clone();
         let local = topology.region_index(&self.options.region);
         let mut reachable = RegionSet::default();
+        let hops = config.tls().and_then(|t| t.hops.as_ref());
+        let hop = hops.and_then(|h| self.hop_material(h));
         let peers: Vec<Option<Arc<HttpPeer>>> = config
             .regions()
             .iter()
@@ -216,10 +224,21 @@ impl ProxyNode {
                 if Some(i) == local.map(RegionIndex::get) {
                     return None;
                 }
+                // With [tls.hops], a region is reached over mutual TLS or not at all: never in clear
+                // because its certificates did not load.
+                let mut peer = match (hops, &hop) {
+                    (None, _) => HttpPeer::new(addr, false, String::new()),
+                    (Some(_), None) => return None,
+                    (Some(_), Some(h)) => {
+                        let mut p = HttpPeer::new(addr, true, meridian_tls::hop_server_name(&r.id));
+                        p.options.ca = Some(h.ca.clone());
+                        p.client_cert_key = Some(h.cert_key.clone());
+                        p
+                    }
+                };
                 if let Some(ri) = topology.region_index(&r.id) {
                     reachable.insert(ri);
                 }
-                let mut peer = HttpPeer::new(addr, false, String::new());
                 let connect = Duration::from_millis(u64::from(settings.connect_timeout_ms));
                 let io = Duration::from_millis(u64::from(settings.upstream_timeout_ms));
                 peer.options.connection_timeout = Some(connect);
@@ -321,6 +340,7 @@ impl ProxyNode {
         };
         let tls = config.tls();
         RouteTable {
+            hop_client: hop.map(|h| h.client.clone()),
             snapshot,
             local,
             states_local_drained,
@@ -472,10 +492,80 @@ impl ProxyNode {
         self.geo.load_full()
     }
 
+    /// The hop material of `hops`, loaded again only when the settings or a file changed (tables are
+    /// rebuilt at every snapshot; the files are small). A failure is logged and keeps the last good
+    /// material; with none, `None` (the other regions are then not reachable at all).
+    fn hop_material(&self, hops: &meridian_config::HopTls) -> Option<Arc<HopPeerTls>> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        hops.hash(&mut h);
+        for f in [&hops.ca, &hops.cert, &hops.key] {
+            std::fs::read(f).ok().hash(&mut h);
+        }
+        let fingerprint = h.finish();
+        let mut cached = self.hop.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((f, m)) = cached.as_ref()
+            && *f == fingerprint
+        {
+            return Some(m.clone());
+        }
+        let loaded = meridian_tls::HopMaterial::load(hops)
+            .map_err(|e| e.to_string())
+            .and_then(|m| HopPeerTls::new(&m).map_err(|e| e.to_string()));
+        match loaded {
+            Ok(m) => {
+                let m = Arc::new(m);
+                *cached = Some((fingerprint, m.clone()));
+                Some(m)
+            }
+            Err(e) => {
+                tracing::error!(
+                    "region {}: the hop TLS material does not load ({e}); {}",
+                    self.options.region,
+                    if cached.is_some() {
+                        "the last good material stays in use"
+                    } else {
+                        "requests cannot be spilled to other regions"
+                    }
+                );
+                cached.as_ref().map(|(_, m)| m.clone())
+            }
+        }
+    }
+
     /// Locates a client (for the slow path).
     pub(crate) fn locate(&self, ip: IpAddr) -> meridian_steer::ClientLocation {
         let (country, continent, coords) = self.geo.load().locate(ip).parts();
         meridian_steer::ClientLocation::new(country, continent, coords)
+    }
+}
+
+/// The hop material in the forms the two HTTP engines take: pingora's peer options and the fast path's
+/// rustls client configuration.
+pub(crate) struct HopPeerTls {
+    ca: Arc<pingora::protocols::tls::CaType>,
+    cert_key: Arc<pingora::utils::tls::CertKey>,
+    client: Arc<meridian_tls::rustls::ClientConfig>,
+}
+
+impl HopPeerTls {
+    fn new(m: &meridian_tls::HopMaterial) -> Result<Self, meridian_tls::rustls::Error> {
+        use pingora::utils::tls::{WrappedX509, parse_x509};
+        let ca: Vec<WrappedX509> = m
+            .ca_certificates()
+            .iter()
+            .map(|c| WrappedX509::new(c.to_vec(), parse_x509))
+            .collect();
+        let (chain, key) = m.chain_and_key();
+        let cert_key = pingora::utils::tls::CertKey::new(
+            chain.iter().map(|c| c.to_vec()).collect(),
+            key.secret_der().to_vec(),
+        );
+        Ok(Self {
+            ca: Arc::from(ca),
+            cert_key: Arc::new(cert_key),
+            client: Arc::new(m.client_config()?),
+        })
     }
 }
 

@@ -221,6 +221,8 @@ pub struct RequestCtx {
     counted_local: bool,
     responded: bool,
     body_seen: u64,
+    /// An upgrade (WebSocket): idle and lifetime limits instead of the request ones, no body size limit.
+    upgrade: bool,
 }
 
 impl Drop for RequestCtx {
@@ -317,6 +319,15 @@ impl RegionService {
         } else {
             format!("https://{host}:{port}{target}")
         })
+    }
+
+    /// The rustls client configuration for the current attempt's upstream, when it is reached over TLS
+    /// (another region's proxy, with `[tls.hops]`).
+    pub(crate) fn upstream_tls(&self, ctx: &RequestCtx) -> Option<Arc<meridian_tls::rustls::ClientConfig>> {
+        match ctx.attempt {
+            Some(Attempt::Remote(_)) => ctx.table.as_ref()?.hop_client.clone(),
+            _ => None,
+        }
     }
 
     /// The `Strict-Transport-Security` value for answers on this listener (HTTPS with HSTS configured).
@@ -629,6 +640,7 @@ impl ProxyHttp for RegionService {
             counted_local: false,
             responded: false,
             body_seen: 0,
+            upgrade: false,
         }
     }
 
@@ -653,7 +665,20 @@ impl ProxyHttp for RegionService {
             return Ok(true);
         }
         match self.admit(session.req_header(), peer, ctx) {
-            Ok(()) => Ok(false),
+            Ok(()) => {
+                if session.is_upgrade_req()
+                    && let Some(t) = &ctx.table
+                {
+                    // Residency, drains and spills were decided above, at the upgrade, as for any
+                    // request; what follows is a long-lived tunnel with its own limits.
+                    ctx.upgrade = true;
+                    let idle =
+                        std::time::Duration::from_millis(u64::from(t.settings.websocket_idle_timeout_ms));
+                    session.set_read_timeout(Some(idle));
+                    session.set_write_timeout(Some(idle));
+                }
+                Ok(false)
+            }
             Err(r) => answer(session, r.status, self.node.region(), r.reason, r.body, r.close).await,
         }
     }
@@ -665,6 +690,9 @@ impl ProxyHttp for RegionService {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx.upgrade {
+            return self.tunnel_lifetime(ctx);
+        }
         if let Some(b) = body {
             ctx.body_seen += b.len() as u64;
             if let Some(t) = &ctx.table
@@ -679,7 +707,18 @@ impl ProxyHttp for RegionService {
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         match self.next_peer(session.req_header(), ctx) {
-            Ok(peer) => Ok(Box::new(HttpPeer::clone(&peer))),
+            Ok(peer) => {
+                let mut peer = Box::new(HttpPeer::clone(&peer));
+                if ctx.upgrade
+                    && let Some(t) = &ctx.table
+                {
+                    let idle =
+                        std::time::Duration::from_millis(u64::from(t.settings.websocket_idle_timeout_ms));
+                    peer.options.read_timeout = Some(idle);
+                    peer.options.write_timeout = Some(idle);
+                }
+                Ok(peer)
+            }
             Err(code) => Error::e_explain(ErrorType::HTTPStatus(code), "no upstream left to try"),
         }
     }
@@ -760,6 +799,19 @@ impl ProxyHttp for RegionService {
         let idempotent = session.req_header().idempotent();
         e.set_retry(idempotent && !session.as_ref().retry_buffer_truncated());
         e
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if ctx.upgrade {
+            self.tunnel_lifetime(ctx)?;
+        }
+        Ok(None)
     }
 
     /// pingora's mapping, except that a client too slow to send its request (head or body) gets `408`
@@ -911,6 +963,19 @@ impl RegionService {
             }
             None => {}
         }
+    }
+
+    /// An upgraded connection past `proxy.websocket-max-lifetime-ms` ends at its next octet.
+    fn tunnel_lifetime(&self, ctx: &RequestCtx) -> Result<()> {
+        let limit = ctx
+            .table
+            .as_ref()
+            .map_or(0, |t| t.settings.websocket_max_lifetime_ms);
+        if limit > 0 && ctx.start.elapsed() > std::time::Duration::from_millis(u64::from(limit)) {
+            self.refuse_metric("websocket-lifetime");
+            return Error::e_explain(ErrorType::ConnectionClosed, "websocket lifetime over");
+        }
+        Ok(())
     }
 
     fn ejected(&self, ctx: &RequestCtx) {

@@ -164,9 +164,9 @@ impl ProxyMetrics {
             ),
             tls_handshakes: counter(
                 "meridian_proxy_tls_handshakes_total",
-                "TLS handshakes on the proxy's listeners, by listener (https, hop) and result (ok, failed: \
+                "TLS handshakes on the proxy's listeners, by listener (https, hop) and result (ok; failed: \
                  garbage, no shared protocol or a rejected client certificate; timeout: not finished within \
-                 tls.handshake-timeout-ms)",
+                 tls.handshake-timeout-ms; closed: the client left before sending anything)",
                 &["region", "listener", "result"],
             ),
             in_flight: IntGaugeVec::new(

@@ -110,6 +110,12 @@ async fn serve(mut stream: TcpStream, region: String, hits: Arc<AtomicU64>, dela
                 .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.trim().to_owned())
         };
+        if header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+            let key = header("sec-websocket-key").unwrap_or_default();
+            let rest = buf[head_end..].to_vec();
+            websocket_echo(stream, &key, &region, rest).await;
+            return;
+        }
         let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
         while buf.len() < head_end + length {
             match stream.read(&mut chunk).await {
@@ -143,6 +149,124 @@ async fn serve(mut stream: TcpStream, region: String, hits: Arc<AtomicU64>, dela
             return;
         }
     }
+}
+
+/// `Sec-WebSocket-Accept` for a key (RFC 6455 §4.2.2): base64 of the SHA-1 of the key and the GUID.
+pub fn websocket_accept(key: &str) -> String {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
+    );
+    base64(digest.as_ref())
+}
+
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Accepts a WebSocket upgrade and echoes every text or binary message, prefixed with `REGION:` so a
+/// client sees which region's origin answered; answers a close with a close.
+async fn websocket_echo(mut stream: TcpStream, key: &str, region: &str, mut buf: Vec<u8>) {
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+         sec-websocket-accept: {}\r\nx-origin-region: {region}\r\n\r\n",
+        websocket_accept(key)
+    );
+    if stream.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut chunk = [0u8; 4096];
+    loop {
+        // One frame: FIN/opcode, mask bit and length, the masking key, the payload (RFC 6455 §5.2).
+        let frame = loop {
+            if let Some(f) = parse_frame(&buf) {
+                break f;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if buf.len() > 1 << 20 {
+                return;
+            }
+        };
+        let (opcode, payload, used) = frame;
+        buf.drain(..used);
+        let reply = match opcode {
+            0x8 => {
+                let _ = stream.write_all(&frame_bytes(0x8, &payload)).await;
+                return;
+            }
+            0x9 => frame_bytes(0xA, &payload),
+            0x1 | 0x2 => {
+                let mut p = format!("{region}:").into_bytes();
+                p.extend_from_slice(&payload);
+                frame_bytes(opcode, &p)
+            }
+            _ => continue,
+        };
+        if stream.write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A complete frame at the start of `buf`: (opcode, unmasked payload, octets used).
+fn parse_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
+    let (b0, b1) = (*buf.first()?, *buf.get(1)?);
+    let masked = b1 & 0x80 != 0;
+    let (len, mut at) = match b1 & 0x7f {
+        126 => (usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])), 4),
+        127 => (
+            usize::try_from(u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)).ok()?,
+            10,
+        ),
+        n => (usize::from(n), 2),
+    };
+    let mask = if masked {
+        let m: [u8; 4] = buf.get(at..at + 4)?.try_into().ok()?;
+        at += 4;
+        Some(m)
+    } else {
+        None
+    };
+    let data = buf.get(at..at + len)?;
+    let payload = match mask {
+        Some(m) => data.iter().enumerate().map(|(i, b)| b ^ m[i % 4]).collect(),
+        None => data.to_vec(),
+    };
+    Some((b0 & 0x0f, payload, at + len))
+}
+
+/// An unmasked final frame (server to client).
+fn frame_bytes(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => out.push(n as u8),
+        n if n <= 0xffff => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+    out
 }
 
 /// A response read by [`request`].

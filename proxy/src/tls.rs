@@ -77,8 +77,24 @@ pub(crate) async fn handshake(
             return None;
         }
     };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut l4 = *l4;
+    // A connection closed before its first octet (a TCP health check, a port scan, a load balancer's
+    // probe) is no failed handshake: counted apart, so the failure rate means what it says.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, l4.try_peek(&mut first)).await {
+        Ok(Ok(true)) => {}
+        Ok(_) => {
+            count("closed");
+            return None;
+        }
+        Err(_) => {
+            count("timeout");
+            return None;
+        }
+    }
     let acceptor = Acceptor::from_server_config(config);
-    match tokio::time::timeout(timeout, acceptor.tls_handshake(*l4)).await {
+    match tokio::time::timeout_at(deadline, acceptor.tls_handshake(l4)).await {
         Ok(Ok(tls)) => {
             count("ok");
             Some(Box::new(tls))

@@ -310,6 +310,27 @@ fn s_client(edge: &Edge, args: &[&str]) -> String {
     )
 }
 
+/// The WebSocket client (python3-websockets): `url` through `addr`; its output lines.
+pub(crate) fn websocket(url: &str, addr: SocketAddr, extra: &[&str]) -> Vec<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/clients/ws_echo.py");
+    let out = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args([url, &addr.to_string()])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "websocket client: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 fn metric(edge: &Edge, line_start: &str) -> f64 {
     let (_, body) = http_get(edge.metrics, "/metrics");
     body.lines()
@@ -443,7 +464,41 @@ fn https_clients_get_the_certificate_of_their_name_over_h2_and_http_1_1() {
             "meridian_proxy_tls_handshakes_total{listener=\"https\",region=\"waw\",result=\"ok\"}"
         ) >= 8.0
     );
+
+    // WebSocket over TLS through the proxy to the origin (residency and spills decided at the upgrade).
+    let url = format!("wss://api.gslb.example:{}/chat", edge.https.port());
+    let lines = websocket(
+        &url,
+        edge.https,
+        &["--ca", ca.to_str().unwrap(), "hello", "again"],
+    );
+    assert_eq!(lines, ["waw:hello", "waw:again"]);
     drop(edge);
+}
+
+#[test]
+fn websockets_close_after_their_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    pki.leaf("api", "ec", "ca", "api ecdsa", &["api.gslb.example"]);
+    pki.leaf("www", "ec", "ca", "www ecdsa", &["www.gslb.example"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let origin = rt.block_on(Origin::start("waw")).unwrap();
+    let text = config(origin.addr, &tls_section(&pki, "plain-http = \"serve\"")).replace(
+        "schema-version = 1\n",
+        "schema-version = 1\n[proxy]\nwebsocket-idle-timeout-ms = 700\n",
+    );
+    let edge = start_edge(dir.path(), &text);
+    let url = format!("ws://api.gslb.example:{}/chat", edge.http.port());
+    // Messages keep the tunnel open past the idle timeout; silence closes it.
+    let lines = websocket(&url, edge.http, &["--idle", "3", "a", "b", "c"]);
+    assert_eq!(lines, ["waw:a", "waw:b", "waw:c", "CLOSED"]);
+    let lines = websocket(&url, edge.http, &["--idle", "0.3", "x"]);
+    assert_eq!(lines, ["waw:x", "OPEN"]);
 }
 
 #[test]
