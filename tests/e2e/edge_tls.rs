@@ -171,7 +171,7 @@ impl Pki {
     }
 }
 
-fn config(origin: SocketAddr, tls: &str) -> String {
+pub(crate) fn config(origin: SocketAddr, tls: &str) -> String {
     format!(
         r#"schema-version = 1
 [regions.waw]

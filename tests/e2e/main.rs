@@ -11,6 +11,7 @@ mod dns;
 mod edge_tls;
 mod explain;
 mod health;
+mod hops;
 mod operators;
 mod proxy;
 mod support;
