@@ -189,6 +189,9 @@ enum Read {
     Gone,
     /// Something pingora must judge: hand the connection over with what was read.
     HandOver,
+    /// Part of a head came, then nothing for the client timeout: answered `408` and closed here (a
+    /// hand-over would start pingora's own, longer, wait again).
+    TimedOut,
 }
 
 async fn read_head(
@@ -223,10 +226,9 @@ async fn read_head(
         };
         match read {
             Ok(Ok(n)) if n > 0 => {}
-            _ => {
-                // Closed or idle with a partial head: pingora answers it (400/408) or closes.
-                return if start == 0 { Read::Gone } else { Read::HandOver };
-            }
+            Err(_) if start > 0 => return Read::TimedOut,
+            // Closed (or idle before a request began): nothing to answer.
+            _ => return Read::Gone,
         }
     }
 }
@@ -355,6 +357,24 @@ impl ServerApp for FastH1 {
                 Read::Head => {}
                 Read::Gone => return None,
                 Read::HandOver => return self.hand_over(stream, &buf, shutdown).await,
+                Read::TimedOut => {
+                    let mut client = Client {
+                        stream: &mut stream,
+                        timeout,
+                        shutdown,
+                    };
+                    client
+                        .write(
+                            b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    let node = self.service.node();
+                    node.metrics
+                        .refused
+                        .with_label_values(&[node.region(), "request-timeout"])
+                        .inc();
+                    return None;
+                }
             }
             let Some(head) = fast_shape(&buf) else {
                 return self.hand_over(stream, &buf, shutdown).await;

@@ -638,3 +638,48 @@ fn a_certificate_reload_under_load_fails_no_request_and_a_broken_file_keeps_the_
     assert_eq!(status, 200);
     drop(edge.process);
 }
+
+#[test]
+fn every_request_gets_an_answer_or_a_clean_close_within_the_client_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    pki.leaf("api", "ec", "ca", "api ecdsa", &["api.gslb.example"]);
+    pki.leaf("www", "ec", "ca", "www ecdsa", &["www.gslb.example"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let origin = rt.block_on(Origin::start("waw")).unwrap();
+    let text = config(origin.addr, &tls_section(&pki, "plain-http = \"serve\"")).replace(
+        "schema-version = 1\n",
+        "schema-version = 1\n[proxy]\nclient-timeout-ms = 1000\n",
+    );
+    let edge = start_edge(dir.path(), &text);
+    let exchange = |bytes: &[u8]| {
+        let start = Instant::now();
+        let mut s = TcpStream::connect(edge.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        (String::from_utf8_lossy(&all).into_owned(), start.elapsed())
+    };
+    let host = "Host: api.gslb.example\r\n";
+    // A GET with a body is forwarded whole and answered.
+    let (out, _) = exchange(
+        format!("GET /g HTTP/1.1\r\n{host}Content-Length: 5\r\nConnection: close\r\n\r\nhello").as_bytes(),
+    );
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    // Requests that stop half-way: 408 and a close once the client timeout (1 s) is over, not a hang.
+    for partial in [
+        format!("GET /g HTTP/1.1\r\n{host}Content-Length: 5\r\n\r\nhel"),
+        format!("GET /g HTTP/1.1\r\n{host}Content-Length: 5\r\n\r\n"),
+        format!("POST /p HTTP/1.1\r\n{host}Content-Length: 5\r\n\r\nhe"),
+        format!("GET /g HTTP/1.1\r\n{host}"),
+    ] {
+        let (out, took) = exchange(partial.as_bytes());
+        assert!(out.starts_with("HTTP/1.1 408"), "{partial:?}: {out}");
+        assert!(took < Duration::from_secs(4), "{partial:?}: {took:?}");
+    }
+}

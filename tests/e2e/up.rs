@@ -154,6 +154,26 @@ fn runs_the_whole_system_and_stops_on_sigint() {
         "{head}"
     );
     assert!(body.contains("served by region waw"), "{body}");
+    // A GET with a body reaches the demo origin and is answered.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            "-X",
+            "GET",
+            "-d",
+            "hello",
+            "-H",
+            "Host: meet.gslb.example",
+        ])
+        .arg(format!("http://{waw}/"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("served by region waw"),
+        "{out:?}"
+    );
 
     // HTTPS: the banner's own curl command (trusting the demo CA it made in the data directory) works,
     // over HTTP/2.
