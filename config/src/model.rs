@@ -521,6 +521,17 @@ pub struct ServiceProxy {
     pub balance: Balance,
     /// Active and passive backend health.
     pub checks: BackendChecks,
+    /// TLS to the backends (`None`: plain HTTP).
+    pub backend_tls: Option<BackendTls>,
+}
+
+/// TLS from the proxy to a service's backends, with the backends' certificates verified.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BackendTls {
+    /// PEM file of the CA(s) the backends' certificates must chain to (`None`: the system's roots).
+    pub ca: Option<PathBuf>,
+    /// The name sent as SNI and required in the backends' certificates (`None`: the service's hostname).
+    pub server_name: Option<String>,
 }
 
 impl ServiceProxy {
@@ -539,6 +550,7 @@ impl Default for ServiceProxy {
             backends: Vec::new(),
             balance: Balance::RoundRobin,
             checks: BackendChecks::default(),
+            backend_tls: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use indexmap::IndexMap;
 
-use crate::model::{Affinity, BackendChecks, Balance, Cidr, ProxySettings, ServiceProxy};
+use crate::model::{Affinity, BackendChecks, BackendTls, Balance, Cidr, ProxySettings, ServiceProxy};
 use crate::names::path_key;
 use crate::raw::{RawProxy, RawServiceProxy};
 use crate::validate::Checker;
@@ -270,10 +270,47 @@ pub(crate) fn check_service_proxy(
             100..=3_600_000,
         ),
     };
+    let backend_tls = match raw.backend_tls {
+        Some(true) => {
+            let ca = raw.backend_ca.as_ref().and_then(|ca| {
+                if ca.starts_with('/') {
+                    Some(std::path::PathBuf::from(ca))
+                } else {
+                    c.err(
+                        format!("{pp}.backend-ca"),
+                        format!("{ca:?} is not an absolute path (every node reads it on its own disk)"),
+                    );
+                    None
+                }
+            });
+            let server_name = raw.backend_server_name.clone();
+            if let Some(n) = &server_name
+                && crate::DomainName::parse(n).is_err()
+            {
+                c.err(
+                    format!("{pp}.backend-server-name"),
+                    format!("{n:?} is not a DNS name"),
+                );
+            }
+            Some(BackendTls { ca, server_name })
+        }
+        _ => {
+            for (field, set) in [
+                ("backend-ca", raw.backend_ca.is_some()),
+                ("backend-server-name", raw.backend_server_name.is_some()),
+            ] {
+                if set {
+                    c.err(format!("{pp}.{field}"), "only applies with backend-tls = true");
+                }
+            }
+            None
+        }
+    };
     ServiceProxy {
         backends: out_backends,
         balance,
         checks,
+        backend_tls,
     }
 }
 

@@ -58,6 +58,9 @@ pub(crate) struct RawServiceProxy {
     pub(crate) health_fall: Option<i64>,
     pub(crate) eject_after_failures: Option<i64>,
     pub(crate) eject_for_ms: Option<i64>,
+    pub(crate) backend_tls: Option<bool>,
+    pub(crate) backend_ca: Option<String>,
+    pub(crate) backend_server_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -269,6 +269,7 @@ impl ProxyNode {
                     &s.proxy.balance,
                     &s.proxy.checks,
                     &settings,
+                    s.proxy.backend_tls.as_ref(),
                 );
                 let pool = match pools.remove(&key) {
                     Some(p) => Some(p),
@@ -279,6 +280,7 @@ impl ProxyNode {
                         &s.proxy.balance,
                         &s.proxy.checks,
                         &settings,
+                        s.proxy.backend_tls.as_ref(),
                     ) {
                         Ok(p) => {
                             let p = Arc::new(p);

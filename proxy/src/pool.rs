@@ -16,7 +16,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use meridian_config::{BackendChecks, Balance, ProxySettings};
+use meridian_config::{BackendChecks, BackendTls, Balance, ProxySettings};
 use pingora::http::RequestHeader;
 use pingora::lb::health_check::{HealthObserve, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::{Consistent, RoundRobin};
@@ -131,6 +131,16 @@ pub struct Pool {
     checks: BackendChecks,
     health: HealthFlags,
     turn: AtomicUsize,
+    /// The fast path's rustls configuration for these backends (`None`: plain HTTP).
+    pub(crate) tls_client: Option<Arc<meridian_tls::rustls::ClientConfig>>,
+}
+
+/// TLS to a pool's backends in the forms the two engines take: pingora's peer options (name, CA) and
+/// the fast path's client configuration.
+struct BackendTlsPeer {
+    name: String,
+    ca: Option<Arc<pingora::protocols::tls::CaType>>,
+    client: Arc<meridian_tls::rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -152,6 +162,7 @@ pub struct PoolKey {
     balance: String,
     checks: String,
     timeouts: (u32, u32),
+    tls: Option<BackendTls>,
 }
 
 impl PoolKey {
@@ -163,6 +174,7 @@ impl PoolKey {
         balance: &Balance,
         checks: &BackendChecks,
         settings: &ProxySettings,
+        tls: Option<&BackendTls>,
     ) -> Self {
         Self {
             service: service.to_owned(),
@@ -171,12 +183,15 @@ impl PoolKey {
             balance: format!("{balance:?}"),
             checks: format!("{checks:?}"),
             timeouts: (settings.connect_timeout_ms, settings.upstream_timeout_ms),
+            tls: tls.cloned(),
         }
     }
 }
 
 impl Pool {
-    /// A pool over `backends` (at least one), health-checked with `checks` against `hostname`.
+    /// A pool over `backends` (at least one), health-checked with `checks` against `hostname`, reached
+    /// over TLS when `tls` says so (the CA file is read here: pools are built when the configuration
+    /// changes, never per request).
     pub fn new(
         service: &str,
         hostname: &str,
@@ -184,12 +199,38 @@ impl Pool {
         balance: &Balance,
         checks: &BackendChecks,
         settings: &ProxySettings,
+        tls: Option<&BackendTls>,
     ) -> std::io::Result<Self> {
         let timeout = Duration::from_millis(u64::from(checks.timeout_ms));
+        let tls = match tls {
+            None => None,
+            Some(t) => {
+                let client = meridian_tls::backend_client(t.ca.as_deref()).map_err(std::io::Error::other)?;
+                let ca: Option<Arc<pingora::protocols::tls::CaType>> = (!client.ca.is_empty()).then(|| {
+                    let list: Vec<pingora::utils::tls::WrappedX509> = client
+                        .ca
+                        .iter()
+                        .map(|c| {
+                            pingora::utils::tls::WrappedX509::new(c.to_vec(), pingora::utils::tls::parse_x509)
+                        })
+                        .collect();
+                    Arc::from(list)
+                });
+                Some(BackendTlsPeer {
+                    name: t.server_name.clone().unwrap_or_else(|| hostname.to_owned()),
+                    ca,
+                    client: client.config,
+                })
+            }
+        };
         let flags = HealthFlags::new(backends);
         let health: Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> = match &checks.path {
             Some(path) => {
-                let mut hc = HttpHealthCheck::new(hostname, false);
+                let mut hc = HttpHealthCheck::new(hostname, tls.is_some());
+                if let Some(t) = &tls {
+                    hc.peer_template.sni = t.name.clone();
+                    hc.peer_template.options.ca = t.ca.clone();
+                }
                 let mut req = RequestHeader::build("GET", path.as_bytes(), None)
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
                 req.insert_header("Host", hostname)
@@ -232,7 +273,14 @@ impl Pool {
         let slots = backends
             .iter()
             .map(|&addr| {
-                let mut peer = HttpPeer::new(addr, false, String::new());
+                let mut peer = match &tls {
+                    None => HttpPeer::new(addr, false, String::new()),
+                    Some(t) => {
+                        let mut p = HttpPeer::new(addr, true, t.name.clone());
+                        p.options.ca = t.ca.clone();
+                        p
+                    }
+                };
                 peer.options.connection_timeout = Some(connect);
                 peer.options.total_connection_timeout = Some(connect);
                 peer.options.read_timeout = Some(io);
@@ -261,6 +309,7 @@ impl Pool {
             checks: checks.clone(),
             health: flags,
             turn: AtomicUsize::new(0),
+            tls_client: tls.map(|t| t.client),
         })
     }
 
@@ -434,6 +483,7 @@ mod tests {
             &balance,
             &checks,
             &ProxySettings::default(),
+            None,
         )
         .unwrap()
     }

@@ -326,7 +326,8 @@ impl RegionService {
     pub(crate) fn upstream_tls(&self, ctx: &RequestCtx) -> Option<Arc<meridian_tls::rustls::ClientConfig>> {
         match ctx.attempt {
             Some(Attempt::Remote(_)) => ctx.table.as_ref()?.hop_client.clone(),
-            _ => None,
+            Some(Attempt::Local(_)) => ctx.pool()?.tls_client.clone(),
+            None => None,
         }
     }
 

@@ -683,3 +683,90 @@ fn every_request_gets_an_answer_or_a_clean_close_within_the_client_timeout() {
         assert!(took < Duration::from_secs(4), "{partial:?}: {took:?}");
     }
 }
+
+/// A Python HTTPS origin on a free port, answering as `name` with `cert` and `key`.
+fn tls_origin(cert: &Path, key: &Path, name: &str) -> (SocketAddr, Interrupted) {
+    let port = free_tcp_port();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/clients/tls_origin.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(port.to_string())
+        .args([cert, key])
+        .arg(name)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "READY");
+    (format!("127.0.0.1:{port}").parse().unwrap(), Interrupted(child))
+}
+
+#[test]
+fn backends_over_tls_are_verified_against_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    pki.leaf("api", "ec", "ca", "api ecdsa", &["api.gslb.example"]);
+    pki.leaf("www", "ec", "ca", "www ecdsa", &["www.gslb.example"]);
+    let (ocert, okey) = pki.leaf("origin", "rsa", "inter", "origin", &["api.gslb.example"]);
+    let other = tempfile::tempdir().unwrap();
+    let rogue = Pki::new(other.path());
+    let (rcert, rkey) = rogue.leaf("origin", "ec", "ca", "rogue", &["api.gslb.example"]);
+    let (good, _good_process) = tls_origin(&ocert, &okey, "tls-origin");
+    let (bad, _bad_process) = tls_origin(&rcert, &rkey, "rogue-origin");
+    let ca = pki.ca().display().to_string();
+    let text = config(good, &tls_section(&pki, "plain-http = \"serve\""))
+        .replacen(
+            "[services.api.backends]",
+            &format!(
+                "[services.api.proxy]\nbackend-tls = true\nbackend-ca = \"{ca}\"\n[services.api.backends]"
+            ),
+            1,
+        )
+        .replacen(
+            &format!("[services.www.backends]\nwaw = [\"{good}\"]"),
+            &format!(
+                "[services.www.proxy]\nbackend-tls = true\nbackend-ca = \"{ca}\"\n\
+                 backend-server-name = \"api.gslb.example\"\n[services.www.backends]\nwaw = [\"{bad}\"]"
+            ),
+            1,
+        );
+    let edge = start_edge(dir.path(), &text);
+    // Both engines (a GET on the fast path, a POST through pingora) reach the origin over verified TLS.
+    for method in ["GET", "POST"] {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "5",
+                "-X",
+                method,
+                "-H",
+                "Host: api.gslb.example",
+            ])
+            .args(if method == "POST" {
+                &["-d", "x=1"][..]
+            } else {
+                &[][..]
+            })
+            .arg(format!("http://{}/path", edge.http))
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(body.contains("origin=tls-origin"), "{method}: {body}");
+        assert!(body.contains(&format!("method={method}")), "{body}");
+    }
+    // A backend whose certificate is not from the configured CA is never sent the request.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-H", "Host: www.gslb.example"])
+        .arg(format!("http://{}/", edge.http))
+        .output()
+        .unwrap();
+    let code = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(code == "502" || code == "503", "{code}");
+}

@@ -75,6 +75,16 @@ fn validity(out: &mut Findings, path: &str, c: &LoadedCert, now: i64, warn_days:
 /// Reads every TLS file `config` names and checks it at time `now` (Unix seconds).
 pub fn check(config: &Config, now: i64) -> Findings {
     let mut out = Findings::default();
+    for s in config.services() {
+        if let Some(ca) = s.proxy.backend_tls.as_ref().and_then(|t| t.ca.as_ref())
+            && let Err(e) = crate::backends::backend_client(Some(ca))
+        {
+            out.errors.push(Problem {
+                path: format!("services.{}.proxy.backend-ca", s.name),
+                message: e.to_string(),
+            });
+        }
+    }
     let Some(tls) = config.tls() else {
         return out;
     };

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backends;
 pub mod certs;
 pub mod check;
 pub mod demo;
@@ -18,6 +19,7 @@ pub mod edge;
 pub mod hops;
 pub mod metrics;
 
+pub use backends::{BackendClient, backend_client};
 pub use certs::{CertError, LoadedCert};
 pub use check::{Findings, check};
 pub use edge::{CertSet, EDGE_ALPN, EdgeTls, Reload};
