@@ -16,9 +16,9 @@ Scenarios, the targets taking turns within each round and the order rotated each
   SNI "127.0.0.1", which neither server matches: both serve their default (only) certificate.
 - `new-full`: `wrk -t1 -c32 -H 'Connection: close'`: every request on a new connection, and every connection
   a full handshake. wrk keeps the TLS session of a closed connection and offers it on the next one
-  (SSL_clear keeps it), so both servers would resume by ticket; a 20-line LD_PRELOAD shim (compiled here
-  with gcc) drops the session before each reconnect and counts, from inside wrk, how many handshakes were
-  resumed (must be 0 here).
+  (SSL_clear keeps it), so both servers would resume by ticket; a 30-line LD_PRELOAD shim (compiled here
+  with gcc, SHIM below) drops the session before each new handshake and counts, from inside wrk, how many
+  handshakes were resumed (0 here; the table shows the counts).
 - `new-resumed`: the same without the shim: wrk's own behaviour, TLS 1.3 resumption by session ticket
   (PSK with (EC)DHE: no certificate, no signature, still a key exchange). For reference.
 - `h2`: `h2load -t1 -c32 -m10` over TLS with ALPN h2, `:authority: bench.gslb.example`.
@@ -61,9 +61,9 @@ PORTS = {"origin": 18181, "nginx": 18191, "meridian": 18193, "meridian-http": 18
 TARGETS = ("meridian", "nginx")
 SCENARIOS = ("keepalive", "new-full", "new-resumed", "h2")
 
-# LD_PRELOAD for wrk: counts, at each reconnect, whether the closing connection's handshake was resumed, and
-# with NOSESS_DROP=1 drops the session so that the next handshake is a full one. Writes "full resumed" to
-# $NOSESS_OUT at exit.
+# LD_PRELOAD for wrk: counts, for each connection wrk closes, whether its handshake was resumed, and with
+# NOSESS_DROP=1 drops the session kept from the previous connection before each new handshake, so that every
+# handshake is a full one. Writes "full resumed" to $NOSESS_OUT at exit.
 SHIM = r"""
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -72,20 +72,24 @@ SHIM = r"""
 typedef struct ssl_st SSL;
 typedef struct ssl_session_st SSL_SESSION;
 int SSL_session_reused(const SSL *s);
+int SSL_in_before(const SSL *s);
+int SSL_set_session(SSL *s, SSL_SESSION *session);
 static long full, resumed;
-static int (*real_clear)(SSL *);
-static int (*real_set_session)(SSL *, SSL_SESSION *);
-static int drop(void) { const char *d = getenv("NOSESS_DROP"); return d && d[0] == '1'; }
-int SSL_set_session(SSL *s, SSL_SESSION *sess) {
-    if (!real_set_session) real_set_session = dlsym(RTLD_NEXT, "SSL_set_session");
-    return (sess && drop()) ? 1 : real_set_session(s, sess);
+static int (*real_set_fd)(SSL *, int);
+static int (*real_shutdown)(SSL *);
+/* wrk calls SSL_set_fd before every SSL_connect attempt; before a handshake starts, drop the session that
+   SSL_clear kept from the previous connection. */
+int SSL_set_fd(SSL *s, int fd) {
+    if (!real_set_fd) real_set_fd = dlsym(RTLD_NEXT, "SSL_set_fd");
+    const char *d = getenv("NOSESS_DROP");
+    if (d && d[0] == '1' && SSL_in_before(s)) SSL_set_session(s, NULL);
+    return real_set_fd(s, fd);
 }
-int SSL_clear(SSL *s) {
-    if (!real_clear) real_clear = dlsym(RTLD_NEXT, "SSL_clear");
+/* wrk calls SSL_shutdown once per connection it closes, after its handshake. */
+int SSL_shutdown(SSL *s) {
+    if (!real_shutdown) real_shutdown = dlsym(RTLD_NEXT, "SSL_shutdown");
     if (SSL_session_reused(s)) resumed++; else full++;
-    int r = real_clear(s);
-    if (drop()) real_set_session(s, NULL);
-    return r;
+    return real_shutdown(s);
 }
 __attribute__((destructor)) static void report(void) {
     const char *out = getenv("NOSESS_OUT");

@@ -193,3 +193,28 @@ fn the_proxy_knows_no_dns_nor_probing_and_uses_no_openssl() {
         );
     }
 }
+
+#[test]
+fn tls_material_is_rustls_only_and_knows_no_server() {
+    let deps = normal_dependencies("meridian-tls");
+    assert!(deps.contains(&"rustls".to_owned()), "{deps:?}");
+    for forbidden in [
+        "meridian-proxy",
+        "meridian-dns",
+        "meridian-store",
+        "meridian-probe",
+        "pingora-core",
+        "hickory-proto",
+        "tokio",
+        "openssl",
+        "openssl-sys",
+        "boring",
+        "aws-lc-rs",
+        "aws-lc-sys",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == forbidden),
+            "meridian-tls depends on {forbidden}: {deps:?}"
+        );
+    }
+}
