@@ -33,6 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tls import wait_quiet  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "bench.gslb.example"
 PORTS = {"origin": 18081, "nginx": 18091, "haproxy": 18092, "meridian": 18093, "pingora": 18094, "tokio": 18095}
@@ -180,7 +183,6 @@ def main():
         plain(argparse.Namespace(rounds=args.rounds or 3, seconds=args.seconds or 10,
                                  connections=args.connections, meridian=args.meridian))
     if "tls" in parts:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
         import tls
         argv = ["--connections", str(args.connections)]
         for flag, value in (("--rounds", args.rounds), ("--seconds", args.seconds), ("--idle", args.idle),
@@ -223,6 +225,7 @@ def plain(args):
             results = {n: [] for n in TARGETS + ("origin",)}
             for r in range(args.rounds):
                 for name in TARGETS[r % len(TARGETS):] + TARGETS[:r % len(TARGETS)]:
+                    wait_quiet()  # a build or test suite beside a turn takes CPU from one side
                     before = cpu_seconds(procs[name].pid)
                     rps, p99, errors = wrk(PORTS[name], args.seconds, args.connections)
                     cpu = (cpu_seconds(procs[name].pid) - before) / args.seconds

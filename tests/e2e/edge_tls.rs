@@ -391,6 +391,41 @@ fn https_clients_get_the_certificate_of_their_name_over_h2_and_http_1_1() {
         }
     }
 
+    // HTTP/1.1 over TLS on one keep-alive connection: a GET (fast path), a POST (handed to pingora with
+    // the octets already read put back), then a GET again (back on the fast path).
+    let port = edge.https.port();
+    let handshakes = "meridian_proxy_tls_handshakes_total{listener=\"https\",region=\"waw\",result=\"ok\"}";
+    let (before, handed_before) = (
+        metric(&edge, handshakes),
+        metric(&edge, "meridian_proxy_handed_over_total{region=\"waw\"}"),
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "--http1.1", "--cacert", pki.ca().to_str().unwrap()])
+        .args(["--resolve", &format!("api.gslb.example:{port}:127.0.0.1")])
+        .arg(format!("https://api.gslb.example:{port}/one"))
+        .args(["--next", "--http1.1", "-X", "POST", "-d", "x=1"])
+        .args(["--cacert", pki.ca().to_str().unwrap()])
+        .args(["--resolve", &format!("api.gslb.example:{port}:127.0.0.1")])
+        .arg(format!("https://api.gslb.example:{port}/two"))
+        .args(["--next", "--http1.1", "--cacert", pki.ca().to_str().unwrap()])
+        .args(["--resolve", &format!("api.gslb.example:{port}:127.0.0.1")])
+        .arg(format!("https://api.gslb.example:{port}/three"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("region=waw").count(), 3, "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).is_empty(), "{out:?}");
+    assert_eq!(
+        metric(&edge, handshakes),
+        before + 1.0,
+        "one connection for the three"
+    );
+    assert_eq!(
+        metric(&edge, "meridian_proxy_handed_over_total{region=\"waw\"}"),
+        handed_before + 1.0,
+        "the POST was handed over"
+    );
+
     // SNI picks the certificate; an unknown name or none gets the default (the RSA one).
     let out = s_client(
         &edge,
