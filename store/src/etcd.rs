@@ -1,13 +1,24 @@
 //! The etcd back end (production), on `etcd-client`.
 //!
 //! Connection handling: several endpoints, optional TLS and user/password authentication, a request
-//! timeout on every call, and lazy (re)connection — a node started while etcd is unreachable still starts
-//! (and serves its cached snapshot); gRPC reconnects underneath. Watches use progress requests to prove
-//! liveness: a watch that hears nothing, not even progress, within its interval reports the store
-//! unavailable instead of waiting forever on a half-open connection.
+//! deadline on every call, and lazy (re)connection — a node started while etcd is unreachable still starts
+//! (and serves its cached snapshot). Watches use progress requests to prove liveness: a watch that hears
+//! nothing, not even progress, within its interval reports the store unavailable instead of waiting
+//! forever on a half-open connection.
+//!
+//! **Failover between members.** `etcd-client`'s balanced channel sends requests to every endpoint in
+//! turn, dead ones included (its issues #12 and #39): with one member of three down, a third of the calls
+//! fail. etcd's client design asks clients to fail over instead. So this store keeps one client per
+//! member, sends each call to the member that last answered, and on a failure that says nothing was done
+//! (unreachable, timed out, no leader, leader changed) tries the next member, until the call's deadline;
+//! a member that failed is skipped for [`MEMBER_PENALTY`] so later calls do not wait on it again.
+//! Every operation is safe to repeat: reads; puts and deletes of a given value; compare-and-swap
+//! transactions (a repeat of one that was in fact applied fails its compare, and the caller sees a
+//! conflict, never a double write); lease grants (an orphan expires with its TTL) and keep-alives.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use etcd_client::{
@@ -49,10 +60,24 @@ impl EtcdOptions {
     }
 }
 
+/// How long a member that failed a call is passed over (unless every member is).
+pub const MEMBER_PENALTY: Duration = Duration::from_secs(2);
+
+/// One endpoint, with its own connection.
+struct Member {
+    endpoint: String,
+    client: Mutex<Option<Client>>,
+    /// Milliseconds since the store's epoch until which the member is passed over (0: not).
+    down_until_ms: AtomicU64,
+}
+
 /// The etcd store.
 pub struct EtcdStore {
     options: EtcdOptions,
-    client: Mutex<Option<Client>>,
+    members: Vec<Member>,
+    /// The member that answered last: calls go there first.
+    preferred: AtomicUsize,
+    epoch: Instant,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -68,14 +93,44 @@ impl EtcdStore {
         if options.endpoints.is_empty() {
             return Err(StoreError::Invalid("no etcd endpoints given".to_owned()));
         }
+        let members = options
+            .endpoints
+            .iter()
+            .map(|e| Member {
+                endpoint: e.clone(),
+                client: Mutex::new(None),
+                down_until_ms: AtomicU64::new(0),
+            })
+            .collect();
         Ok(Self {
             options,
-            client: Mutex::new(None),
+            members,
+            preferred: AtomicUsize::new(0),
+            epoch: Instant::now(),
         })
     }
 
-    async fn client(&self) -> Result<Client> {
-        let mut guard = self.client.lock().await;
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The order to try members in: the preferred one first, then the others in turn, members passed
+    /// over (recently failed) last.
+    fn order(&self) -> Vec<usize> {
+        let n = self.members.len();
+        let first = self.preferred.load(Ordering::Relaxed) % n;
+        let now = self.now_ms();
+        let (mut up, mut down): (Vec<usize>, Vec<usize>) = (0..n)
+            .map(|k| (first + k) % n)
+            .partition(|&i| self.members[i].down_until_ms.load(Ordering::Relaxed) <= now);
+        down.sort_by_key(|&i| self.members[i].down_until_ms.load(Ordering::Relaxed));
+        up.append(&mut down);
+        up
+    }
+
+    async fn client(&self, member: usize) -> Result<Client> {
+        let m = &self.members[member];
+        let mut guard = m.client.lock().await;
         if let Some(c) = guard.as_ref() {
             return Ok(c.clone());
         }
@@ -103,38 +158,81 @@ impl EtcdStore {
             }
             opts = opts.with_tls(tls);
         }
-        let connect = Client::connect(self.options.endpoints.clone(), Some(opts));
-        let client = tokio::time::timeout(
-            self.options.connect_timeout + self.options.request_timeout,
-            connect,
-        )
-        .await
-        .map_err(|_| {
-            StoreError::Unavailable(format!(
-                "connecting to {} timed out",
-                self.options.endpoints.join(",")
-            ))
-        })?
-        .map_err(map_err)?;
+        let connect = Client::connect([m.endpoint.clone()], Some(opts));
+        let client = tokio::time::timeout(self.options.connect_timeout, connect)
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("connecting to {} timed out", m.endpoint)))?
+            .map_err(map_err)?;
         *guard = Some(client.clone());
         Ok(client)
     }
 
-    /// Runs a request under the request timeout.
-    async fn call<T, F>(&self, f: impl FnOnce(Client) -> F) -> Result<T>
+    /// Runs a request within the request deadline, failing over between members (see the module
+    /// documentation). One attempt gets at most half the deadline while another member is left to try,
+    /// so one member that does not answer at all cannot use up the whole call.
+    async fn call<T, F>(&self, f: impl Fn(Client) -> F) -> Result<T>
     where
         F: Future<Output = Result<T, etcd_client::Error>>,
     {
-        let client = self.client().await?;
-        tokio::time::timeout(self.options.request_timeout, f(client))
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable(format!(
-                    "etcd request timed out after {:?}",
-                    self.options.request_timeout
-                ))
-            })?
-            .map_err(map_err)
+        let deadline = Instant::now() + self.options.request_timeout;
+        let mut last = None;
+        for round in 0.. {
+            for (k, i) in self.order().into_iter().enumerate() {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                let left = deadline - now;
+                let others = self.members.len() - k - 1;
+                let budget = if others > 0 { left / 2 } else { left };
+                let attempt = async {
+                    let client = self.client(i).await?;
+                    f(client).await.map_err(map_err)
+                };
+                let outcome = tokio::time::timeout(budget, attempt).await.unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable(format!(
+                        "{} did not answer within {budget:?}",
+                        self.members[i].endpoint
+                    )))
+                });
+                match outcome {
+                    Ok(v) => {
+                        self.preferred.store(i, Ordering::Relaxed);
+                        self.members[i].down_until_ms.store(0, Ordering::Relaxed);
+                        return Ok(v);
+                    }
+                    Err(e) if e.is_retryable() => {
+                        let until = self.now_ms() + MEMBER_PENALTY.as_millis() as u64;
+                        self.members[i].down_until_ms.store(until, Ordering::Relaxed);
+                        // A broken connection is made anew next time.
+                        if let Ok(mut c) = self.members[i].client.try_lock() {
+                            *c = None;
+                        }
+                        tracing::debug!(member = %self.members[i].endpoint, error = %e, "etcd member failed a call; trying another");
+                        last = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            // Every member failed quickly (an election in progress): wait a little, then go round again.
+            let pause = Duration::from_millis(50 * (round + 1).min(4));
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        }
+        Err(match last {
+            Some(StoreError::Unavailable(m)) => StoreError::Unavailable(format!(
+                "no etcd member answered within {:?} ({}); last error: {m}",
+                self.options.request_timeout,
+                self.options.endpoints.join(",")
+            )),
+            Some(e) => e,
+            None => StoreError::Unavailable(format!(
+                "etcd request timed out after {:?}",
+                self.options.request_timeout
+            )),
+        })
     }
 }
 
@@ -248,14 +346,22 @@ impl WatchStream for EtcdWatch {
 impl KvStore for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let key = key.to_owned();
-        let resp = self.call(|mut c| async move { c.get(key, None).await }).await?;
+        let resp = self
+            .call(|mut c| {
+                let key = key.clone();
+                async move { c.get(key, None).await }
+            })
+            .await?;
         Ok(resp.kvs().first().map(convert))
     }
 
     async fn list(&self, prefix: &str) -> Result<Listing> {
         let prefix = prefix.to_owned();
         let resp = self
-            .call(|mut c| async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await })
+            .call(|mut c| {
+                let prefix = prefix.clone();
+                async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+            })
             .await?;
         Ok(Listing {
             kvs: resp.kvs().iter().map(convert).collect(),
@@ -267,7 +373,10 @@ impl KvStore for EtcdStore {
         let key = key.to_owned();
         let opts = lease.map(|l| PutOptions::new().with_lease(l));
         let resp = self
-            .call(|mut c| async move { c.put(key, value, opts).await })
+            .call(|mut c| {
+                let (key, value, opts) = (key.clone(), value.clone(), opts.clone());
+                async move { c.put(key, value, opts).await }
+            })
             .await
             .map_err(|e| match lease {
                 Some(l) => naming_lease(l)(e),
@@ -279,7 +388,10 @@ impl KvStore for EtcdStore {
     async fn delete(&self, key: &str) -> Result<Revision> {
         let key = key.to_owned();
         let resp = self
-            .call(|mut c| async move { c.delete(key, None).await })
+            .call(|mut c| {
+                let key = key.clone();
+                async move { c.delete(key, None).await }
+            })
             .await?;
         Ok(resp.header().map_or(0, |h| h.revision()))
     }
@@ -299,7 +411,12 @@ impl KvStore for EtcdStore {
             })
             .collect();
         let txn = Txn::new().when(compares).and_then(ops);
-        let resp = self.call(|mut c| async move { c.txn(txn).await }).await?;
+        let resp = self
+            .call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         Ok(TxnResult {
             succeeded: resp.succeeded(),
             revision: resp.header().map_or(0, |h| h.revision()),
@@ -348,7 +465,10 @@ impl KvStore for EtcdStore {
             .with_start_revision(from)
             .with_progress_notify();
         let stream = self
-            .call(|mut c| async move { c.watch(prefix, Some(opts)).await })
+            .call(|mut c| {
+                let (prefix, opts) = (prefix.clone(), opts.clone());
+                async move { c.watch(prefix, Some(opts)).await }
+            })
             .await?;
         Ok(Box::new(EtcdWatch {
             stream,

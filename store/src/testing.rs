@@ -135,3 +135,161 @@ impl Drop for EtcdServer {
         self.kill();
     }
 }
+
+/// One member of an [`EtcdCluster`].
+struct ClusterMember {
+    name: String,
+    client_url: String,
+    peer_url: String,
+    child: Option<Child>,
+}
+
+/// A real etcd cluster of several members on loopback (Debian's `etcd`), each on its own ports and
+/// data directory, stopped by PID when dropped.
+pub struct EtcdCluster {
+    members: Vec<ClusterMember>,
+    dir: tempfile::TempDir,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members and waits until every one serves.
+    ///
+    /// # Panics
+    /// If `etcd` is not installed or the cluster does not come up within 30 s.
+    pub fn start(n: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+        let members: Vec<ClusterMember> = (0..n)
+            .map(|i| ClusterMember {
+                name: format!("m{i}"),
+                client_url: format!("http://127.0.0.1:{}", free_port()),
+                peer_url: format!("http://127.0.0.1:{}", free_port()),
+                child: None,
+            })
+            .collect();
+        let mut cluster = Self { members, dir };
+        for i in 0..n {
+            cluster.spawn(i, "new");
+        }
+        for i in 0..n {
+            cluster.wait_ready(i);
+        }
+        cluster
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn spawn(&mut self, i: usize, state: &str) {
+        let initial = self.initial_cluster();
+        let data = self.dir.path().join(&self.members[i].name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{}.log", self.members[i].name)))
+            .unwrap_or_else(|e| panic!("cannot create the etcd log file: {e}"));
+        let m = &mut self.members[i];
+        let child = Command::new("etcd")
+            .args(["--name", &m.name, "--data-dir"])
+            .arg(data)
+            .args([
+                "--listen-client-urls",
+                &m.client_url,
+                "--advertise-client-urls",
+                &m.client_url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &m.peer_url,
+                "--initial-advertise-peer-urls",
+                &m.peer_url,
+            ])
+            .args(["--initial-cluster", &initial, "--initial-cluster-state", state])
+            .args(["--initial-cluster-token", "meridian-test"])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start etcd ({e}): run scripts/install-deps (apt-get install etcd-server)")
+            });
+        m.child = Some(child);
+    }
+
+    fn wait_ready(&mut self, i: usize) {
+        let url = format!("{}/health", self.members[i].client_url);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(out) = Command::new("curl")
+                .args(["-sf", "--max-time", "1", &url])
+                .output()
+                && out.status.success()
+                && String::from_utf8_lossy(&out.stdout).contains("true")
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("etcd member {i} did not become healthy within 30 s");
+    }
+
+    /// The members' client URLs.
+    pub fn client_urls(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    /// The member that is the raft leader now, as its members see it (`None`: no leader, or no answer).
+    pub fn leader(&self) -> Option<usize> {
+        for m in self.members.iter().filter(|m| m.child.is_some()) {
+            let Ok(out) = Command::new("curl")
+                .args(["-sf", "--max-time", "1", "-X", "POST", "-d", "{}"])
+                .arg(format!("{}/v3/maintenance/status", m.client_url))
+                .output()
+            else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let field = |name: &str| {
+                let at = text.find(&format!("\"{name}\":\""))? + name.len() + 4;
+                Some(text[at..].split('"').next()?.to_owned())
+            };
+            let (Some(me), Some(leader)) = (field("member_id"), field("leader")) else {
+                continue;
+            };
+            if me == leader {
+                return self.members.iter().position(|x| x.client_url == m.client_url);
+            }
+            // Ask the leader itself to say so (member ids are only known to the cluster).
+        }
+        None
+    }
+
+    /// Kills member `i` (SIGKILL, by PID); its data stays for [`EtcdCluster::restart`].
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `i` again with its data, and waits until it serves.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i, "existing");
+        self.wait_ready(i);
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
