@@ -278,6 +278,20 @@ impl EtcdCluster {
         }
     }
 
+    /// Starts every member that is down again, and returns as soon as the cluster serves (a member
+    /// reports healthy, which takes a quorum): the moment "the store answers again".
+    pub fn restart_all(&mut self) {
+        let down: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].child.is_none())
+            .collect();
+        for &i in &down {
+            self.spawn(i, "existing");
+        }
+        if let Some(&first) = down.first() {
+            self.wait_ready(first);
+        }
+    }
+
     /// Starts member `i` again with its data, and waits until it serves.
     pub fn restart(&mut self, i: usize) {
         self.kill(i);

@@ -43,7 +43,9 @@ pub struct WatcherOptions {
     pub cache_file: Option<PathBuf>,
     /// A watch that hears nothing for this long asks for progress; twice this, and it is considered lost.
     pub progress_interval: Duration,
-    /// Longest wait between reconnection attempts (backoff starts at 50 ms and doubles).
+    /// Longest wait between reconnection attempts (backoff starts at 50 ms and doubles). Short on
+    /// purpose: a change made right after the store comes back must reach every node within this (plus
+    /// one round trip); an attempt is one request per node.
     pub max_backoff: Duration,
     /// Where to register the watcher's metrics (`None`: not exported).
     pub registry: Option<Registry>,
@@ -52,7 +54,7 @@ pub struct WatcherOptions {
 }
 
 impl WatcherOptions {
-    /// Defaults: progress every second, backoff up to 2 s, health re-aggregated every 250 ms, no cache
+    /// Defaults: progress every second, backoff up to 200 ms, health re-aggregated every 250 ms, no cache
     /// file, no metrics.
     pub fn new(keys: Keys) -> Self {
         Self {
@@ -60,7 +62,7 @@ impl WatcherOptions {
             bootstrap: None,
             cache_file: None,
             progress_interval: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_millis(200),
             registry: None,
             health_tick: Duration::from_millis(250),
         }
@@ -422,6 +424,10 @@ fn record_health(m: &Metrics, old: Option<&HealthView>, new: &HealthView) {
 struct Backoff {
     next: Duration,
     max: Duration,
+    /// When the last warning was logged in this outage (one every 30 s, not one per attempt).
+    warned: Option<std::time::Instant>,
+    /// Attempts that failed since then.
+    quiet: u32,
 }
 
 impl Backoff {
@@ -432,6 +438,24 @@ impl Backoff {
 
     fn reset(&mut self) {
         self.next = Duration::from_millis(50);
+        if self.warned.take().is_some() && self.quiet > 0 {
+            tracing::info!(failed_attempts = self.quiet, "state store reachable again");
+        }
+        self.quiet = 0;
+    }
+
+    /// Whether this failure is worth a log line: the first of an outage, then one every 30 s.
+    fn should_warn(&mut self) -> bool {
+        match self.warned {
+            Some(t) if t.elapsed() < Duration::from_secs(30) => {
+                self.quiet += 1;
+                false
+            }
+            _ => {
+                self.warned = Some(std::time::Instant::now());
+                true
+            }
+        }
     }
 }
 
@@ -445,6 +469,8 @@ async fn run(store: Arc<dyn KvStore>, options: WatcherOptions, shared: Arc<Share
     let mut backoff = Backoff {
         next: Duration::from_millis(50),
         max: options.max_backoff,
+        warned: None,
+        quiet: 0,
     };
     let mut publisher = Publisher {
         shared: shared.clone(),
@@ -474,7 +500,9 @@ async fn run(store: Arc<dyn KvStore>, options: WatcherOptions, shared: Arc<Share
             Ok(l) => l,
             Err(e) => {
                 shared.mark_disconnected();
-                tracing::warn!(store = %store.describe(), error = %e, "cannot list the state store; serving the last snapshot");
+                if backoff.should_warn() {
+                    tracing::warn!(store = %store.describe(), error = %e, "cannot list the state store; serving the last snapshot");
+                }
                 backoff.wait().await;
                 continue 'relist;
             }
@@ -491,7 +519,9 @@ async fn run(store: Arc<dyn KvStore>, options: WatcherOptions, shared: Arc<Share
                 Err(StoreError::Compacted { .. }) => continue 'relist,
                 Err(e) => {
                     shared.mark_disconnected();
-                    tracing::warn!(error = %e, "cannot watch the state store; retrying");
+                    if backoff.should_warn() {
+                        tracing::warn!(error = %e, "cannot watch the state store; retrying");
+                    }
                     backoff.wait().await;
                     continue;
                 }
@@ -526,7 +556,9 @@ async fn run(store: Arc<dyn KvStore>, options: WatcherOptions, shared: Arc<Share
                     }
                     Err(e) => {
                         shared.mark_disconnected();
-                        tracing::warn!(error = %e, revision = builder.revision(), "state store watch lost; resuming");
+                        if backoff.should_warn() {
+                            tracing::warn!(error = %e, revision = builder.revision(), "state store watch lost; resuming");
+                        }
                         backoff.wait().await;
                         break;
                     }

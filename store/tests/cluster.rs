@@ -139,3 +139,56 @@ async fn writes_right_after_the_leader_is_killed_succeed_once_a_new_one_is_elect
     eprintln!("first write after killing the leader: {took:?}");
     every_call_succeeds(&store, "leader-down").await;
 }
+
+/// With the default options, a watcher that lost the whole store picks up a change made right after the
+/// store answers again within a few hundred milliseconds (the reconnect backoff is capped at 200 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_a_change_reaches_the_watcher_within_a_few_hundred_milliseconds() {
+    use std::sync::Arc;
+    let mut cluster = EtcdCluster::start(3);
+    let store: Arc<dyn KvStore> = Arc::new(store(&cluster));
+    let keys = meridian_store::Keys::new(meridian_store::DEFAULT_PREFIX).unwrap();
+    let watcher = meridian_store::SnapshotWatcher::spawn(
+        store.clone(),
+        meridian_store::WatcherOptions::new(keys.clone()),
+    );
+    let key = format!("{}mark", keys.prefix());
+    store.put(&key, b"1".to_vec(), None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !watcher.is_connected() {
+        assert!(Instant::now() < deadline, "the watcher never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut worst = Duration::ZERO;
+    for trial in 0..3 {
+        for i in 0..3 {
+            cluster.kill(i);
+        }
+        // Long enough for the backoff to reach its cap and the watch to be declared lost.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            !watcher.is_connected(),
+            "trial {trial}: still connected with every member down"
+        );
+        let mut revisions = watcher.revisions();
+        // Blocking (it waits for every member to serve): off the async workers.
+        tokio::task::block_in_place(|| cluster.restart_all());
+        let written = Instant::now();
+        let rev = store
+            .put(&key, format!("{trial}").into_bytes(), None)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while *revisions.borrow_and_update() < rev {
+            assert!(
+                Instant::now() < deadline,
+                "trial {trial}: the change never arrived"
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(50), revisions.changed()).await;
+        }
+        let took = written.elapsed();
+        eprintln!("trial {trial}: change seen {took:?} after the write");
+        worst = worst.max(took);
+    }
+    assert!(worst < Duration::from_millis(600), "worst {worst:?}");
+}
