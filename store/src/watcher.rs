@@ -425,7 +425,7 @@ struct Backoff {
     next: Duration,
     max: Duration,
     /// When the last warning was logged in this outage (one every 30 s, not one per attempt).
-    warned: Option<std::time::Instant>,
+    warned: Option<Instant>,
     /// Attempts that failed since then.
     quiet: u32,
 }
@@ -452,7 +452,7 @@ impl Backoff {
                 false
             }
             _ => {
-                self.warned = Some(std::time::Instant::now());
+                self.warned = Some(Instant::now());
                 true
             }
         }
