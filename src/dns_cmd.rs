@@ -108,6 +108,14 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
         let state = state.clone();
         Arc::new(move || state.geo())
     };
+    let registration = crate::node::register(
+        &store,
+        &keys,
+        &watcher,
+        "dns",
+        None,
+        &crate::node::default_instance("dns"),
+    );
     let admin = args
         .admin
         .start(
@@ -137,7 +145,8 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
             .map(|a| format!(", admin API on {}", a.url()))
             .unwrap_or_default(),
     );
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    crate::node::stop_signal().await?;
     eprintln!("meridian dns: stopping");
+    registration.stop().await;
     Ok(ExitCode::SUCCESS)
 }

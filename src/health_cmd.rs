@@ -86,6 +86,14 @@ pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
     let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
     let config_file = bootstrap_config.as_deref().zip(args.config.as_deref());
     let geo = Arc::new(crate::geo::open_geoip(config_file, args.geoip.as_deref())?);
+    let registration = crate::node::register(
+        &store,
+        &keys,
+        &watcher,
+        "health",
+        Some(&args.vantage),
+        &crate::node::default_instance("health"),
+    );
     let admin = args
         .admin
         .start(
@@ -107,7 +115,10 @@ pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
     }
     let (config, _follow) = tokio::select! {
         c = follow_config(watcher.clone()) => c,
-        _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        _ = crate::node::stop_signal() => {
+            registration.stop().await;
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     let mut prober_options = ProberOptions::new(&args.vantage, keys);
     prober_options.lease_ttl = Duration::from_millis(args.lease_ttl_ms);
@@ -127,8 +138,9 @@ pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
         args.vantage,
         store.describe()
     );
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    crate::node::stop_signal().await?;
     eprintln!("meridian health: stopping");
+    registration.stop().await;
     if let Err(e) = prober.stop().await {
         // The lease expires by itself: the opinions go then instead of now.
         eprintln!("meridian health: could not revoke the lease ({e}); it will expire");

@@ -15,6 +15,7 @@ mod explain;
 mod geo;
 mod health_cmd;
 mod metrics_http;
+mod node;
 mod ops_cmd;
 mod proxy_cmd;
 mod simulate;

@@ -526,11 +526,76 @@ fn status_text(s: &Value) -> String {
         let _ = writeln!(out, "\nactive drills:");
         out.push_str(&drills_table(drills));
     }
+    out.push_str(&nodes_text(&s["nodes"]));
     if let Some(p) = s["problems"].as_array().filter(|p| !p.is_empty()) {
         let _ = writeln!(out, "\nproblems in the store (skipped):");
         for x in p {
             let _ = writeln!(out, "  {}", x.as_str().unwrap_or(""));
         }
+    }
+    out
+}
+
+/// The registered nodes, those that lag or went silent first, each said in a sentence an operator can act
+/// on ("dns in bhs (dns-bhs-1) serves revision 412, the store is at 415, 3.0 s stale").
+fn nodes_text(nodes: &Value) -> String {
+    let mut out = String::new();
+    if let Some(e) = nodes["error"].as_str() {
+        let _ = writeln!(out, "\nnodes: cannot read the registrations: {e}");
+        return out;
+    }
+    let Some(list) = nodes["list"].as_array() else {
+        return out;
+    };
+    let store = nodes["store_revision"].as_i64().unwrap_or(0);
+    let _ = writeln!(out, "\nnodes ({}; store at revision {store}):", list.len());
+    let mut rows: Vec<&Value> = list.iter().collect();
+    let rank = |n: &Value| match n["state"].as_str() {
+        Some("silent") => 0,
+        Some("lagging") => 1,
+        _ => 2,
+    };
+    rows.sort_by_key(|n| {
+        (
+            rank(n),
+            n["role"].as_str().unwrap_or("").to_owned(),
+            n["region"].as_str().unwrap_or("").to_owned(),
+        )
+    });
+    for n in rows {
+        let role = n["role"].as_str().unwrap_or("?");
+        let place = n["region"]
+            .as_str()
+            .map(|r| format!(" in {r}"))
+            .unwrap_or_default();
+        let what = format!(
+            "{role}{place} ({}, v{})",
+            n["instance"].as_str().unwrap_or("?"),
+            n["version"].as_str().unwrap_or("?")
+        );
+        let line = match n["state"].as_str() {
+            Some("silent") => format!(
+                "SILENT   {what}: no report for {} (last served revision {})",
+                human_ms(n["report_age_ms"].as_u64().unwrap_or(0)),
+                n["revision"]
+            ),
+            Some("lagging") => format!(
+                "LAGGING  {what} serves revision {}, the store is at {store}, {} stale{}",
+                n["revision"],
+                human_ms(n["staleness_ms"].as_u64().unwrap_or(0)),
+                if n["connected"] == true {
+                    ""
+                } else {
+                    " (disconnected from the store)"
+                }
+            ),
+            _ => format!(
+                "ok       {what} serves revision {}, {} stale",
+                n["revision"],
+                human_ms(n["staleness_ms"].as_u64().unwrap_or(0))
+            ),
+        };
+        let _ = writeln!(out, "  {line}");
     }
     out
 }

@@ -63,15 +63,6 @@ pub(crate) struct ProxyArgs {
     store: StoreArgs,
 }
 
-fn default_instance() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty() && !h.contains('/'))
-        .unwrap_or_else(|| "proxy".to_owned());
-    format!("{host}-{}", std::process::id())
-}
-
 pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     if !(args.grace_period.is_finite() && (0.0..=300.0).contains(&args.grace_period)) {
         bail!("--grace-period: must be 0 to 300 seconds");
@@ -82,7 +73,10 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     if args.capacity == Some(0) {
         bail!("--capacity: must be at least 1");
     }
-    let instance = args.instance.clone().unwrap_or_else(default_instance);
+    let instance = args
+        .instance
+        .clone()
+        .unwrap_or_else(|| crate::node::default_instance("proxy"));
     if instance.is_empty() || instance.contains('/') {
         bail!("--instance {instance:?}: must be non-empty and contain no '/'");
     }
@@ -110,6 +104,7 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     let geo = Arc::new(open_geoip(config_file, args.geoip.as_deref())?);
     let store = args.store.open()?;
     let keys = args.store.keys()?;
+    let keys_for_registration = keys.clone();
     let registry = prometheus::Registry::new();
     let mut options = WatcherOptions::new(keys.clone());
     options.bootstrap = bootstrap;
@@ -132,6 +127,14 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     );
     let bootstrap = bootstrap_copy;
     node.start(Some(store.clone()));
+    let registration = crate::node::register(
+        &store,
+        &keys_for_registration,
+        &watcher,
+        "proxy",
+        Some(&args.region),
+        &instance,
+    );
     let mut listeners = vec![Listener {
         node: node.clone(),
         addr: args.listen,
@@ -188,12 +191,7 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
             .map(|m| format!(", metrics on http://{m}/metrics"))
             .unwrap_or_default(),
     );
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
-    }
+    crate::node::stop_signal().await?;
     eprintln!(
         "meridian proxy: stopping (waiting up to {:.1} s for requests in flight)",
         grace.as_secs_f64()
@@ -202,6 +200,7 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     if left > 0 {
         eprintln!("meridian proxy: {left} request(s) still in flight at the end of the grace period");
     }
+    registration.stop().await;
     eprintln!("meridian proxy: stopped");
     Ok(ExitCode::SUCCESS)
 }

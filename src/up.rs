@@ -344,9 +344,18 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         geoip: geo_watch,
         ca: demo_pki.as_ref().map(|p| p.ca.clone()),
     };
+    let registration = crate::node::register(
+        &store,
+        &keys,
+        &watcher,
+        "up",
+        None,
+        &crate::node::default_instance("up"),
+    );
     banner(&source, &store.describe(), &dns, &regions, &config, &cli);
-    shutdown_signal().await?;
+    crate::node::stop_signal().await?;
     eprintln!("meridian up: stopping");
+    registration.stop().await;
     let left = proxies.shutdown().await;
     if left > 0 {
         eprintln!("meridian up: {left} proxied request(s) still in flight at the end of the grace period");
@@ -410,17 +419,6 @@ fn ensure_token(path: &std::path::Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("creating the admin token file {}", path.display()))?;
     writeln!(f, "{token}").with_context(|| format!("writing {}", path.display()))?;
     Ok(path.to_path_buf())
-}
-
-/// Waits for Ctrl-C (SIGINT) or SIGTERM: both stop everything cleanly.
-async fn shutdown_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
 }
 
 /// The proxy address of the `i`th region: consecutive ports from `first`, or a free port when `first` is 0.

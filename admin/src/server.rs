@@ -81,7 +81,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn get_status(State(ctx): State<Arc<AdminContext>>) -> ApiResult {
     let snap = ops::snapshot(&ctx)?;
-    Ok(axum::Json(status::status(&ctx, &snap, now_ms())))
+    let now = now_ms();
+    let mut doc = status::status(&ctx, &snap, now);
+    doc["nodes"] = status::nodes(&ctx, now).await;
+    Ok(axum::Json(doc))
 }
 
 async fn get_regions(State(ctx): State<Arc<AdminContext>>) -> ApiResult {

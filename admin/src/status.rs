@@ -1,5 +1,6 @@
-//! Status documents, read from the node's snapshot (no store access): per region health per vantage,
-//! weight, load against capacity, drains, active drills, and the snapshot's staleness.
+//! Status documents, read from the node's snapshot: per region health per vantage, weight, load against
+//! capacity, drains, active drills, and the snapshot's staleness; plus the registered nodes, the one part
+//! read from the store on request ([`nodes`]: an operator's call, never a hot path).
 
 use meridian_steer::{DrillMode, Health, Topology};
 use meridian_store::schema::DrillDoc;
@@ -181,4 +182,54 @@ pub(crate) fn status(ctx: &AdminContext, snapshot: &Snapshot, now_ms: u64) -> Va
         "drills": drills(snapshot, now_ms, false),
         "problems": snapshot.problems,
     })
+}
+
+/// A node whose last report is older than this has gone silent.
+pub(crate) const SILENT_AFTER_MS: u64 = 3_000;
+/// A node whose watcher has not heard from the store for this long lags.
+pub(crate) const LAGGING_AFTER_MS: u64 = 3_000;
+
+/// The registered nodes (`nodes/...`) and the store's revision, read from the store; each node with its
+/// state: `ok`, `lagging` (its snapshot has not been confirmed by the store for 3 s, or it is
+/// disconnected) or `silent` (no report for 3 s; it disappears when its lease expires).
+pub(crate) async fn nodes(ctx: &AdminContext, now_ms: u64) -> Value {
+    let listing = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        ctx.store.list(&ctx.keys.nodes_prefix()),
+    )
+    .await;
+    let listing = match listing {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => return json!({ "error": e.to_string() }),
+        Err(_) => return json!({ "error": "the store did not answer within 1 s" }),
+    };
+    let list: Vec<Value> = listing
+        .kvs
+        .iter()
+        .filter_map(|kv| meridian_store::schema::decode::<meridian_store::schema::NodeReport>(&kv.value).ok())
+        .map(|n| {
+            let age = now_ms.saturating_sub(n.reported_at_ms);
+            let state = if age > SILENT_AFTER_MS {
+                "silent"
+            } else if !n.connected || n.staleness_ms > LAGGING_AFTER_MS {
+                "lagging"
+            } else {
+                "ok"
+            };
+            json!({
+                "role": n.role,
+                "region": n.region,
+                "instance": n.instance,
+                "version": n.version,
+                "revision": n.revision,
+                "behind": listing.revision.saturating_sub(n.revision),
+                "staleness_ms": n.staleness_ms,
+                "connected": n.connected,
+                "report_age_ms": age,
+                "up_ms": now_ms.saturating_sub(n.started_at_ms),
+                "state": state,
+            })
+        })
+        .collect();
+    json!({ "store_revision": listing.revision, "list": list })
 }

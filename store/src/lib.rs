@@ -4,7 +4,8 @@
 //! Owns: the key-value contract ([`KvStore`]) and its two back ends — [`EtcdStore`] (production) and
 //! [`EmbeddedStore`] (one machine) —, the key layout and value schema under a prefix (`docs/state-schema.md`),
 //! the desired configuration edited by compare-and-swap with an audit trail, and the [`SnapshotWatcher`]
-//! that turns the store into immutable [`Snapshot`]s swapped atomically.
+//! that turns the store into immutable [`Snapshot`]s swapped atomically, and every node's registration
+//! ([`NodeRegistration`]).
 //!
 //! Must not be on any hot path: DNS queries and proxied requests read a `Snapshot`, never the store.
 //! Depends on the model (`meridian-config`) and the steering engine's state types (`meridian-steer`), never
@@ -18,6 +19,7 @@ pub mod embedded;
 pub mod etcd;
 pub mod kv;
 pub mod lease;
+pub mod nodes;
 pub mod schema;
 pub mod snapshot;
 #[cfg(feature = "testing")]
@@ -29,6 +31,7 @@ pub use embedded::EmbeddedStore;
 pub use etcd::{EtcdOptions, EtcdStore};
 pub use kv::*;
 pub use lease::LeaseKeeper;
+pub use nodes::{NodeIdentity, NodeRegistration};
 pub use schema::{DEFAULT_PREFIX, Keys};
 pub use snapshot::{ConfigSource, Snapshot, SnapshotBuilder};
 pub use watcher::{SnapshotWatcher, WatcherOptions};

@@ -53,6 +53,9 @@ pub enum KeyKind<'a> {
     },
     /// `audit/...`: an operator change record.
     Audit,
+    /// `nodes/ROLE/INSTANCE`: a running node's registration (leased; read by `meridian status`, never by
+    /// a decision).
+    Node,
     /// Anything else under the prefix (reported, ignored).
     Unknown,
 }
@@ -108,6 +111,16 @@ impl Keys {
         format!("{}health/{target}/{vantage}", self.prefix)
     }
 
+    /// A node's registration: `nodes/ROLE/INSTANCE`.
+    pub fn node(&self, role: &str, instance: &str) -> String {
+        format!("{}nodes/{role}/{instance}", self.prefix)
+    }
+
+    /// Where node registrations live.
+    pub fn nodes_prefix(&self) -> String {
+        format!("{}nodes/", self.prefix)
+    }
+
     /// A proxy instance's load report.
     pub fn load(&self, region: &str, instance: &str) -> String {
         format!("{}load/{region}/{instance}", self.prefix)
@@ -149,6 +162,7 @@ impl Keys {
                 instance: i,
             },
             ["audit", _] => KeyKind::Audit,
+            ["nodes", role, instance] if !role.is_empty() && !instance.is_empty() => KeyKind::Node,
             _ => KeyKind::Unknown,
         }
     }
@@ -272,6 +286,34 @@ pub struct LoadReport {
     /// Backends of the region (all services) that the instance can send requests to now.
     #[serde(default)]
     pub healthy_backends: Option<u32>,
+}
+
+/// `nodes/ROLE/INSTANCE`: a running node says what it is and how current its state is, every second,
+/// under its lease (a node that dies vanishes when the lease expires; one whose reports stop while its
+/// lease lives shows as silent).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// Document schema version.
+    pub schema: u32,
+    /// `dns`, `proxy`, `health` or `up`.
+    pub role: String,
+    /// The region it serves (proxies), or its vantage point (probers); none for DNS and `up`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The instance name (unique per role).
+    pub instance: String,
+    /// The Meridian version it runs.
+    pub version: String,
+    /// The store revision its snapshot is in sync with.
+    pub revision: i64,
+    /// Milliseconds since its watcher last heard from the store.
+    pub staleness_ms: u64,
+    /// Whether its watcher is connected to the store.
+    pub connected: bool,
+    /// When it started, ms since the epoch.
+    pub started_at_ms: u64,
+    /// When this report was written, ms since the epoch.
+    pub reported_at_ms: u64,
 }
 
 /// Latency quantiles, in milliseconds.

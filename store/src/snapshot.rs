@@ -126,8 +126,12 @@ impl SnapshotBuilder {
         self.revision = revision;
     }
 
-    /// Applies watch events.
-    pub fn apply(&mut self, events: Vec<Event>, revision: Revision) {
+    /// Applies watch events; `false` when none of them can change a snapshot (only audit records and
+    /// node registrations, which no decision reads): the caller need not build a new one.
+    pub fn apply(&mut self, events: Vec<Event>, revision: Revision) -> bool {
+        let relevant = events
+            .iter()
+            .any(|e| !matches!(self.keys.classify(&e.kv.key), KeyKind::Audit | KeyKind::Node));
         for e in events {
             match e.kind {
                 EventKind::Put => self.insert(e.kv),
@@ -137,6 +141,7 @@ impl SnapshotBuilder {
             }
         }
         self.revision = self.revision.max(revision);
+        relevant
     }
 
     /// Confirms the builder is in sync up to `revision` (progress).
@@ -151,8 +156,8 @@ impl SnapshotBuilder {
 
     fn insert(&mut self, kv: KeyValue) {
         let doc = match self.keys.classify(&kv.key) {
-            // The audit log only grows and no decision reads it: not kept in memory.
-            KeyKind::Audit => return,
+            // The audit log only grows and no decision reads it, nor node registrations: not kept.
+            KeyKind::Audit | KeyKind::Node => return,
             KeyKind::Config => decode(&kv.value).map(Doc::Config),
             KeyKind::Weight(_) => decode(&kv.value).map(Doc::Weight),
             KeyKind::Drain(_) => decode(&kv.value).map(Doc::Drain),

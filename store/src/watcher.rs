@@ -541,8 +541,9 @@ async fn run(store: Arc<dyn KvStore>, options: WatcherOptions, shared: Arc<Share
                 };
                 match message {
                     Ok(WatchMessage::Events { revision, events }) => {
-                        builder.apply(events, revision);
-                        publisher.publish(&mut builder);
+                        if builder.apply(events, revision) {
+                            publisher.publish(&mut builder);
+                        }
                         shared.mark_synced(builder.revision());
                         backoff.reset();
                     }

@@ -12,6 +12,7 @@ mod edge_tls;
 mod explain;
 mod health;
 mod hops;
+mod nodes;
 mod operators;
 mod proxy;
 mod support;
