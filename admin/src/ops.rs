@@ -279,19 +279,52 @@ async fn commit(ctx: &AdminContext, w: Write<'_>, now_ms: u64) -> Result<Value, 
             before: target.as_ref().map_or(Value::Null, stored_json),
             after: after_doc,
         };
+        // The audit key is unique to this attempt and written in the same transaction: whether it
+        // exists says whether the change was applied, when the store's answer was lost.
+        let audit_key = ctx.keys.audit(now_ms, nonce());
         ops.push(TxnOp::Put {
-            key: ctx.keys.audit(now_ms, nonce()),
+            key: audit_key.clone(),
             value: encode(&audit),
             lease: None,
         });
-        let result = ctx.store.txn(compares, ops).await?;
-        if result.succeeded {
-            ctx.watcher.wait_for(result.revision, REFLECT_WAIT).await;
-            return Ok(json!({
-                "revision": result.revision,
+        let applied = |revision: i64| {
+            json!({
+                "revision": revision,
                 "what": w.what,
                 "forced": violations,
-            }));
+            })
+        };
+        let result = match ctx.store.txn(compares, ops).await {
+            Ok(r) => r,
+            Err(e) if e.is_retryable() => {
+                // The store failed over between members and still gave no answer in time: the change
+                // may have been applied by an attempt whose answer was lost. Look before saying.
+                return match ctx.store.get(&audit_key).await {
+                    Ok(Some(kv)) => {
+                        ctx.watcher.wait_for(kv.mod_revision, REFLECT_WAIT).await;
+                        Ok(applied(kv.mod_revision))
+                    }
+                    Ok(None) => Err(ApiError::unavailable(format!(
+                        "{}: the state store did not answer ({e}); nothing was written",
+                        w.what
+                    ))),
+                    Err(_) => Err(ApiError::unavailable(format!(
+                        "{}: the state store did not answer ({e}); whether the change was applied is \
+                         unknown: it is in the audit log (GET /v1/audit) if it was",
+                        w.what
+                    ))),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if result.succeeded {
+            ctx.watcher.wait_for(result.revision, REFLECT_WAIT).await;
+            return Ok(applied(result.revision));
+        }
+        // A repeat (after a lost answer) of an attempt that was in fact applied fails its compare: ours.
+        if let Some(kv) = ctx.store.get(&audit_key).await? {
+            ctx.watcher.wait_for(kv.mod_revision, REFLECT_WAIT).await;
+            return Ok(applied(kv.mod_revision));
         }
         let now = ctx.store.get(&w.key).await?;
         if now.as_ref().map_or(0, |kv| kv.mod_revision) != target_rev {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod architecture;
+mod cluster;
 mod config_check;
 mod config_store;
 mod dns;
