@@ -9,7 +9,7 @@ it are kept). With `--only`, the rows of the benchmarks run are replaced and the
 "(earlier run, DATE)".
 
 Usage: bench/run [--only steer,propagation,dns,proxy,tls,health,drill] [--no-write]
-Everything runs on loopback, bounded in time (the whole suite takes about 12 minutes on 2 cores).
+Everything runs on loopback, bounded in time (the whole suite takes about 20 minutes on 2 cores).
 """
 
 import argparse
@@ -40,7 +40,7 @@ BENCHES = {
     "proxy": ("L7 proxy vs nginx and HAProxy (wrk, one pinned worker each)",
               ["python3", "bench/proxy/run.py", "--only", "plain", "--rounds", "5", "--seconds", "8"], 480),
     "tls": ("HTTPS edge vs nginx (wrk and h2load over TLS, new connections, 10,000 idle connections)",
-            ["python3", "bench/proxy/run.py", "--only", "tls", "--rounds", "3", "--seconds", "5"], 480),
+            ["python3", "bench/proxy/run.py", "--only", "tls", "--rounds", "5", "--seconds", "5"], 720),
     "health": ("endpoint death → region down → DNS answer moved (3 probers)",
                [str(EXAMPLES / "health_failover"), "10"], 240),
     "drill": ("`drill start` → DNS answer changed (admin API, real DNS server)",

@@ -89,8 +89,9 @@ impl Current {
     async fn read(ctx: &AdminContext) -> Result<Self, ApiError> {
         let snapshot = snapshot(ctx)?;
         let prefix = ctx.keys.prefix();
-        let overrides = ctx.store.list(&format!("{prefix}overrides/")).await?;
-        let drills = ctx.store.list(&format!("{prefix}drills/")).await?;
+        // Both at once: each is a round trip to the etcd leader, perhaps across the WAN.
+        let (o, d) = (format!("{prefix}overrides/"), format!("{prefix}drills/"));
+        let (overrides, drills) = tokio::try_join!(ctx.store.list(&o), ctx.store.list(&d))?;
         Ok(Self {
             snapshot,
             overrides,
@@ -217,8 +218,9 @@ fn reason(meta: &ChangeMeta, required: bool) -> Result<String, ApiError> {
 async fn commit(ctx: &AdminContext, w: Write<'_>, now_ms: u64) -> Result<Value, ApiError> {
     let who = author(w.meta);
     for _ in 0..ATTEMPTS {
-        let current = Current::read(ctx).await?;
-        let target = ctx.store.get(&w.key).await?;
+        let (current, target) = tokio::try_join!(Current::read(ctx), async {
+            ctx.store.get(&w.key).await.map_err(ApiError::from)
+        })?;
         let target_rev = target.as_ref().map_or(0, |kv| kv.mod_revision);
         match (&target, &w.must_exist) {
             (None, Some(e)) => return Err(e.clone()),

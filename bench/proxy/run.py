@@ -257,8 +257,9 @@ def plain(args):
     b = med["pingora"]
     # The same-round ratios show the spread the medians hide.
     for peer in ("nginx", "haproxy"):
-        per_round = [f"{a[0] / p[0]:.2f}" for a, p in zip(results["meridian"], results[peer])]
-        print(f"Meridian / {peer} throughput per round: {', '.join(per_round)}")
+        per_round = [a[0] / p[0] for a, p in zip(results["meridian"], results[peer])]
+        print(f"Meridian / {peer} throughput per round: {', '.join(f'{x:.2f}' for x in per_round)} "
+              f"(median {statistics.median(per_round):.2f})")
     for peer in ("nginx", "haproxy"):
         p = med[peer]
         print(f"\nMeridian / {peer}: throughput {m[0] / p[0]:.2f}x, p99 {m[1] / p[1]:.2f}x "
