@@ -137,7 +137,11 @@ impl EtcdStore {
         let mut opts = ConnectOptions::new()
             .with_timeout(self.options.request_timeout)
             .with_connect_timeout(self.options.connect_timeout)
-            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
+            // A member cut off from the leader must not keep a watch alive with its own, frozen revision
+            // (its progress answers would say "in sync"): requests and watches require a leader, so a
+            // partitioned member fails them and the call moves on (or the node knows it is cut off).
+            .with_require_leader(true);
         if let Some((user, password)) = &self.options.auth {
             opts = opts.with_user(user.clone(), password.clone());
         }
