@@ -6,6 +6,28 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Waits until the etcd at `client_url` reports itself healthy (serving means answering `/health`, not
+/// merely accepting connections); `false` after `within`, or as soon as `alive` says the process is gone.
+fn healthy_within(client_url: &str, within: Duration, mut alive: impl FnMut() -> bool) -> bool {
+    let url = format!("{client_url}/health");
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if !alive() {
+            return false;
+        }
+        if let Ok(out) = Command::new("curl")
+            .args(["-sf", "--max-time", "1", &url])
+            .output()
+            && out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("true")
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 /// A running etcd.
 pub struct EtcdServer {
     child: Option<Child>,
@@ -83,27 +105,24 @@ impl EtcdServer {
     }
 
     fn wait_ready(&mut self) {
-        let addr = self.client_url.trim_start_matches("http://").to_owned();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
+        let url = self.client_url.clone();
+        let mut exited = None;
+        let child = &mut self.child;
+        let ok = healthy_within(&url, Duration::from_secs(20), || {
+            if let Some(c) = child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
             {
-                panic!("etcd exited during start-up ({status}); log: {}", self.log());
+                exited = Some(status);
+                return false;
             }
-            // Serving means answering the version endpoint, not merely accepting connections.
-            if let Ok(out) = Command::new("curl")
-                .args(["-sf", "--max-time", "1"])
-                .arg(format!("http://{addr}/health"))
-                .output()
-                && out.status.success()
-                && String::from_utf8_lossy(&out.stdout).contains("true")
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            true
+        });
+        if let Some(status) = exited {
+            panic!("etcd exited during start-up ({status}); log: {}", self.log());
         }
-        panic!("etcd did not become healthy within 20 s; log: {}", self.log());
+        if !ok {
+            panic!("etcd did not become healthy within 20 s; log: {}", self.log());
+        }
     }
 
     fn log(&self) -> String {
@@ -223,20 +242,9 @@ impl EtcdCluster {
     }
 
     fn wait_ready(&mut self, i: usize) {
-        let url = format!("{}/health", self.members[i].client_url);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(out) = Command::new("curl")
-                .args(["-sf", "--max-time", "1", &url])
-                .output()
-                && out.status.success()
-                && String::from_utf8_lossy(&out.stdout).contains("true")
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if !healthy_within(&self.members[i].client_url, Duration::from_secs(30), || true) {
+            panic!("etcd member {i} did not become healthy within 30 s");
         }
-        panic!("etcd member {i} did not become healthy within 30 s");
     }
 
     /// The members' client URLs.

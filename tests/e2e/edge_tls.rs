@@ -357,11 +357,43 @@ default = true
     )
 }
 
-#[test]
-fn https_clients_get_the_certificate_of_their_name_over_h2_and_http_1_1() {
+/// What most tests start from: a CA with ECDSA leaves for api ("CN=`api_cn`") and www ("CN=www ecdsa"), a
+/// runtime and the region's origin.
+struct Setup {
+    dir: tempfile::TempDir,
+    pki: Pki,
+    _rt: tokio::runtime::Runtime,
+    origin: Origin,
+}
+
+fn setup(api_cn: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
-    pki.leaf("api", "ec", "ca", "api ecdsa", &["api.gslb.example"]);
+    pki.leaf("api", "ec", "ca", api_cn, &["api.gslb.example"]);
+    pki.leaf("www", "ec", "ca", "www ecdsa", &["www.gslb.example"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let origin = rt.block_on(Origin::start("waw")).unwrap();
+    Setup {
+        dir,
+        pki,
+        _rt: rt,
+        origin,
+    }
+}
+
+#[test]
+fn https_clients_get_the_certificate_of_their_name_over_h2_and_http_1_1() {
+    let Setup {
+        dir,
+        pki,
+        _rt,
+        origin,
+    } = setup("api ecdsa");
+    // www: an RSA leaf under the RSA intermediate (its chain carries the intermediate), with a wildcard.
     pki.leaf(
         "www",
         "rsa",
@@ -369,12 +401,6 @@ fn https_clients_get_the_certificate_of_their_name_over_h2_and_http_1_1() {
         "www rsa",
         &["www.gslb.example", "*.rsa.example"],
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let origin = rt.block_on(Origin::start("waw")).unwrap();
     let edge = start_edge(dir.path(), &config(origin.addr, &tls_section(&pki, "")));
 
     // HTTP/1.1 and HTTP/2, each verified against the CA: the ECDSA leaf, and the RSA leaf whose chain
@@ -513,16 +539,12 @@ fn https_clients_get_the_certificate_of_their_name_over_h2_and_http_1_1() {
 
 #[test]
 fn websockets_close_after_their_idle_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
-    pki.leaf("api", "ec", "ca", "api ecdsa", &["api.gslb.example"]);
-    pki.leaf("www", "ec", "ca", "www ecdsa", &["www.gslb.example"]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let origin = rt.block_on(Origin::start("waw")).unwrap();
+    let Setup {
+        dir,
+        pki,
+        _rt,
+        origin,
+    } = setup("api ecdsa");
     let text = config(origin.addr, &tls_section(&pki, "plain-http = \"serve\"")).replace(
         "schema-version = 1\n",
         "schema-version = 1\n[proxy]\nwebsocket-idle-timeout-ms = 700\n",
@@ -538,16 +560,12 @@ fn websockets_close_after_their_idle_timeout() {
 
 #[test]
 fn tls_garbage_and_stalled_handshakes_end_within_the_handshake_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
-    pki.leaf("api", "ec", "ca", "api ecdsa", &["api.gslb.example"]);
-    pki.leaf("www", "ec", "ca", "www ecdsa", &["www.gslb.example"]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let origin = rt.block_on(Origin::start("waw")).unwrap();
+    let Setup {
+        dir,
+        pki,
+        _rt,
+        origin,
+    } = setup("api ecdsa");
     let edge = start_edge(dir.path(), &config(origin.addr, &tls_section(&pki, "")));
 
     // A client that connects and says nothing: closed once the 500 ms handshake timeout is over.
@@ -595,17 +613,13 @@ fn tls_garbage_and_stalled_handshakes_end_within_the_handshake_timeout() {
 
 #[test]
 fn a_certificate_reload_under_load_fails_no_request_and_a_broken_file_keeps_the_old_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
-    pki.leaf("api", "ec", "ca", "api one", &["api.gslb.example"]);
-    pki.leaf("www", "ec", "ca", "www ecdsa", &["www.gslb.example"]);
+    let Setup {
+        dir,
+        pki,
+        _rt,
+        origin,
+    } = setup("api one");
     let (next_cert, next_key) = pki.leaf("next", "ec", "ca", "api two", &["api.gslb.example"]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let origin = rt.block_on(Origin::start("waw")).unwrap();
     let edge = start_edge(
         dir.path(),
         &config(origin.addr, &tls_section(&pki, "reload-interval-ms = 200")),
@@ -676,16 +690,12 @@ fn a_certificate_reload_under_load_fails_no_request_and_a_broken_file_keeps_the_
 
 #[test]
 fn every_request_gets_an_answer_or_a_clean_close_within_the_client_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
-    pki.leaf("api", "ec", "ca", "api ecdsa", &["api.gslb.example"]);
-    pki.leaf("www", "ec", "ca", "www ecdsa", &["www.gslb.example"]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let origin = rt.block_on(Origin::start("waw")).unwrap();
+    let Setup {
+        dir,
+        pki,
+        _rt,
+        origin,
+    } = setup("api ecdsa");
     let text = config(origin.addr, &tls_section(&pki, "plain-http = \"serve\"")).replace(
         "schema-version = 1\n",
         "schema-version = 1\n[proxy]\nclient-timeout-ms = 1000\n",
@@ -743,10 +753,7 @@ fn tls_origin(cert: &Path, key: &Path, name: &str) -> (SocketAddr, Interrupted) 
 
 #[test]
 fn backends_over_tls_are_verified_against_the_configured_ca() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
-    pki.leaf("api", "ec", "ca", "api ecdsa", &["api.gslb.example"]);
-    pki.leaf("www", "ec", "ca", "www ecdsa", &["www.gslb.example"]);
+    let Setup { dir, pki, .. } = setup("api ecdsa");
     let (ocert, okey) = pki.leaf("origin", "rsa", "inter", "origin", &["api.gslb.example"]);
     let other = tempfile::tempdir().unwrap();
     let rogue = Pki::new(other.path());

@@ -26,18 +26,7 @@ fn field_of(files: &CertificateFiles, e: &CertError) -> &'static str {
 }
 
 fn date(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    meridian_config::calendar::utc_date(u64::try_from(unix).unwrap_or(0))
 }
 
 fn validity(out: &mut Findings, path: &str, c: &LoadedCert, now: i64, warn_days: u32) {
@@ -131,16 +120,4 @@ pub fn check(config: &Config, now: i64) -> Findings {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::date;
-
-    #[test]
-    fn dates_are_civil() {
-        assert_eq!(date(0), "1970-01-01");
-        assert_eq!(date(951_782_400), "2000-02-29");
-        assert_eq!(date(1_796_601_600), "2026-12-07");
-    }
 }
