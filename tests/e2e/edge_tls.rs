@@ -812,3 +812,40 @@ fn backends_over_tls_are_verified_against_the_configured_ca() {
     let code = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(code == "502" || code == "503", "{code}");
 }
+
+#[test]
+fn sighup_reloads_the_certificates_at_once() {
+    let Setup {
+        dir,
+        pki,
+        _rt,
+        origin,
+    } = setup("api one");
+    let (next_cert, next_key) = pki.leaf("next", "ec", "ca", "api two", &["api.gslb.example"]);
+    // The files are looked at once an hour only: what follows is SIGHUP's doing.
+    let edge = start_edge(
+        dir.path(),
+        &config(origin.addr, &tls_section(&pki, "reload-interval-ms = 3600000")),
+    );
+    let subject = |edge: &Edge| s_client(edge, &["-servername", "api.gslb.example"]);
+    assert!(subject(&edge).contains("CN = api one"));
+    std::fs::copy(&next_key, dir.path().join("api.key")).unwrap();
+    std::fs::copy(&next_cert, dir.path().join("api.pem")).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        subject(&edge).contains("CN = api one"),
+        "reloaded without being asked"
+    );
+    Command::new("kill")
+        .args(["-HUP", &edge.process.0.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !subject(&edge).contains("CN = api two") {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload the certificates"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
