@@ -20,6 +20,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -124,7 +126,12 @@ impl ProxyServer {
                 format!("meridian proxy {} ({})", l.node.region(), l.kind.label()),
                 FastH1::new(region, pingora_proxy, l.kind.clone()),
             );
-            service.add_tcp(&l.addr.to_string());
+            // No L4 read buffer: pingora's default is 64 KiB per accepted connection, zero-filled, so all
+            // resident — most of an idle connection's memory (bench/RESULTS.md, issue 19). Both engines
+            // read into their own buffers; the throughput did not change without it.
+            service.add_listener(
+                ListenerConfig::tcp(l.addr.to_string()).l4_buffer(L4BufferSettings::new(0, 1460)),
+            );
             server.add_service(service);
         }
         let (stop, rx) = watch::channel(false);
