@@ -4,7 +4,7 @@
 //! `cargo run --release -p meridian-bench --example dns_respond -- GEOIP.mmdb QUERIES.bin [ROUNDS]`
 //! (bench/dns/run leaves both in bench/out/cache). Prints ns per query for what a UDP worker does (the
 //! fast path with the worker's decision memo, `respond_with_memo`), for the fast path deciding every
-//! query (`respond`), and for the general path (`answer`).
+//! query (`respond`), and for the general path (`respond_general`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use meridian_config::Config;
-use meridian_dns::{DecisionMemo, FixedState, Transport, answer, respond, respond_with_memo};
+use meridian_dns::{DecisionMemo, FixedState, Transport, respond, respond_general, respond_with_memo};
 use meridian_geoip::GeoDb;
 
 fn main() {
@@ -69,7 +69,7 @@ fn main() {
         }
         let t = Instant::now();
         for q in &queries {
-            std::hint::black_box(answer(&ctx, q, src, Transport::Udp));
+            std::hint::black_box(respond_general(&ctx, q, src, Transport::Udp));
         }
         let general = t.elapsed().as_nanos() as f64 / queries.len() as f64;
         println!(

@@ -1,31 +1,42 @@
 //! The authoritative GeoDNS server (`meridian dns`): zones from the configuration, steered A/AAAA answers
 //! from the state snapshot, on UDP and TCP.
 //!
-//! Owns: turning a DNS request into a response ([`respond`], pure over a snapshot), the zones compiled for
-//! answering ([`ZoneIndex`]), and the sockets ([`server`]). Protocol parsing and encoding are hickory's
-//! (`hickory-proto`); steering is `meridian-steer`'s; state comes from a `meridian-store` snapshot, read
-//! with one atomic load per query — never from the store itself.
+//! Owns: turning a DNS request into a response ([`respond()`], pure over a [`Context`]: the snapshot, its
+//! zones, the GeoIP database and the time), the zones compiled for answering ([`ZoneIndex`]), and the
+//! sockets ([`server`]). Protocol parsing and encoding are hickory's (`hickory-proto`), but for the fast
+//! path's own; steering is `meridian-steer`'s; state comes from a `meridian-store` snapshot, read with one
+//! atomic load per query — never from the store itself.
 //!
 //! Must not depend on: pingora or the proxy, health probing.
 //!
-//! Modules: [`mod@answer`] (the general path and the shared steering step), `fast` (the fast path),
-//! `memo` (a worker's memo of decisions per client location),
-//! [`rrl`] (response rate limiting), [`metrics`], [`server`] (sockets, GeoIP reload). Operator's view:
-//! docs/dns.md.
+//! Modules, each using only those listed after it: `respond` (the entry point: [`respond()`],
+//! [`respond_with_memo`], [`respond_general`]; the fast and the general path, each as its steps), `resolve`
+//! (the general path's answer over hickory's `Message`), `memo` (a worker's memo of decisions per client
+//! location, [`DecisionMemo`]), `decide` (steering a client: the one decision every path and the memo
+//! use), `write` (writing responses: the fast path's wire answer, encoding and truncation), `request`
+//! (reading requests: the fast path's shape, ECS checks), `context` (what answering reads: [`Context`],
+//! [`FixedState`], [`Transport`]), `info` (what it did: [`AnswerInfo`], [`Reason`]), `zone`
+//! ([`ZoneIndex`]). Around them: [`server`] (sockets, GeoIP reload), [`rrl`] (response rate limiting),
+//! [`metrics`]. Operator's view: docs/dns.md.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod answer;
-mod fast;
+mod context;
+mod decide;
+mod info;
 mod memo;
 pub mod metrics;
+mod request;
+mod resolve;
+mod respond;
 pub mod rrl;
 pub mod server;
+mod write;
 mod zone;
 
-pub use answer::{
-    AnswerInfo, Context, FixedState, MAX_UDP_PAYLOAD, Reason, Transport, answer, respond, respond_with_memo,
-};
+pub use context::{Context, FixedState, MAX_UDP_PAYLOAD, Transport};
+pub use info::{AnswerInfo, Reason};
 pub use memo::DecisionMemo;
+pub use respond::{respond, respond_general, respond_with_memo};
 pub use zone::ZoneIndex;

@@ -14,19 +14,24 @@
 //! promises; `memo_changes_no_answer` (tests/fast_path.rs) checks that answers with and without the memo
 //! are byte for byte the same, across snapshot, database and drill changes.
 //!
+//! Built on [`crate::decide`] (the memo depends on the decision, never the other way round): it only
+//! chooses whether to decide; what it remembers is `decide`'s own decision.
+//!
 //! Must not: be shared between threads (each worker owns one: no locks, no atomics per query), or grow
 //! beyond one entry per (service, location value) of the database.
 //!
 //! [`RegionStates::unchanged_until`]: meridian_steer::RegionStates::unchanged_until
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use meridian_geoip::{GeoDb, LocationId};
 use meridian_steer::ServiceIndex;
 use meridian_store::Snapshot;
 
-use crate::answer::{Context, Steered};
+use crate::context::Context;
+use crate::decide::{self, Steered};
 
 /// Decisions of one worker, by service and location (see the module documentation).
 ///
@@ -149,9 +154,30 @@ impl DecisionMemo {
             && (self.from_ms..self.until_ms).contains(&ctx.now_ms)
     }
 
+    /// [`decide::steer_client`], through the memo: locates the client by its location id, and reads the
+    /// location itself and decides only when the memo has no decision for it. Clients without a location
+    /// id (IPv6) are decided every time.
+    pub(crate) fn steer_client(
+        &mut self,
+        ctx: &Context<'_>,
+        service: ServiceIndex,
+        ecs: Option<(IpAddr, u8)>,
+        src: IpAddr,
+    ) -> (Steered, Option<u8>) {
+        let client_ip = decide::client_ip(ecs, src);
+        let Some((id, prefix_len)) = ctx.geo.locate_id(client_ip) else {
+            return decide::steer_client(ctx, service, ecs, src);
+        };
+        let steered = self.recall_or(ctx, service, id, || {
+            let location = ctx.geo.location(id).map_or((None, None, None), |l| l.parts());
+            decide::decide(ctx, service, client_ip, location)
+        });
+        (steered, decide::scope(ecs, &steered, prefix_len, client_ip))
+    }
+
     /// The decision for a client of `service` at location `id`: from the memo when it holds one, else
     /// from `decide` (remembered unless it depends on the request hash).
-    pub(crate) fn decide(
+    fn recall_or(
         &mut self,
         ctx: &Context<'_>,
         service: ServiceIndex,

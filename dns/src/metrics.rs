@@ -18,7 +18,7 @@ use meridian_steer::{RegionIndex, ServiceIndex, Topology};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Bucket, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType};
 
-use crate::answer::{AnswerInfo, Reason};
+use crate::info::{AnswerInfo, Reason};
 
 /// Workers flush their counts at least this often.
 pub const FLUSH_EVERY_MS: u64 = 250;

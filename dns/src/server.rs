@@ -1,4 +1,4 @@
-//! Sockets: UDP and TCP listeners feeding [`crate::answer::respond`], with the snapshot read once per
+//! Sockets: UDP and TCP listeners feeding [`crate::respond()`], with the snapshot read once per
 //! batch of packets.
 //!
 //! UDP: one socket per worker thread, all bound to the same address with `SO_REUSEPORT` so the kernel
@@ -30,11 +30,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::answer::{AnswerInfo, Context, Transport, answerable, header_only, respond_inner};
-use crate::fast;
+use crate::context::{Context, Transport};
+use crate::info::AnswerInfo;
 use crate::memo::DecisionMemo;
 use crate::metrics::{DnsMetrics, Recorder};
+use crate::request::{answerable, client_address};
+use crate::respond::respond_in;
 use crate::rrl::{RateLimiter, ResponseKind, RrlConfig, Verdict, slip_response};
+use crate::write::header_only;
 use crate::zone::ZoneIndex;
 
 /// How long a TCP connection may stay idle between queries.
@@ -270,7 +273,7 @@ fn respond_or_unconfigured(
     out: &mut Vec<u8>,
 ) -> AnswerInfo {
     match ctx {
-        Some(ctx) => respond_inner(ctx, memo, request, src, transport, out),
+        Some(ctx) => respond_in(ctx, memo, request, src, transport, out),
         None => {
             out.clear();
             if !answerable(request) {
@@ -480,7 +483,7 @@ fn serve_udp(socket: Socket, state: Arc<DnsState>, stop: Arc<AtomicBool>) {
                     if let Some(peer) = peers[i] {
                         worker
                             .clients
-                            .push(fast::client_address(&bufs[i][..lens[i]], peer.ip()));
+                            .push(client_address(&bufs[i][..lens[i]], peer.ip()));
                     }
                 }
                 c.geo.warm(&worker.clients);

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
 use meridian_config::Config;
-use meridian_dns::{FixedState, Transport, answer, respond};
+use meridian_dns::{FixedState, Transport, respond, respond_general};
 use meridian_geoip::GeoDb;
 use meridian_store::Snapshot;
 use proptest::prelude::*;
@@ -193,7 +193,7 @@ proptest! {
         let request = wire(&q);
         let mut out = Vec::new();
         let info = respond(&ctx, &request, src, transport, &mut out);
-        let (general, general_info) = answer(&ctx, &request, src, transport);
+        let (general, general_info) = respond_general(&ctx, &request, src, transport);
         prop_assert_eq!(&out, &general.unwrap_or_default(), "responses differ for {:?}", q);
         if info.fast {
             prop_assert_eq!(info.rcode, general_info.rcode);
@@ -562,7 +562,7 @@ fn memo_changes_no_answer_across_time_snapshots_and_databases() {
 }
 
 /// The common query, answered from the memo into a buffer the server reuses, allocates nothing: the hot
-/// path's promise (fast.rs), checked rather than believed.
+/// path's promise (dns/src/respond.rs), checked rather than believed.
 #[test]
 fn memoised_fast_answers_do_not_allocate() {
     let f = fixture();
