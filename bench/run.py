@@ -52,6 +52,16 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
+def stop(proc):
+    """SIGTERM first, so that a benchmark stops the servers it started (bench/proxy's do), then SIGKILL."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def run_one(name: str) -> tuple[list[dict], str | None]:
     _, cmd, limit = BENCHES[name]
     if not Path(cmd[0]).exists() and not cmd[0].startswith("python"):
@@ -73,11 +83,11 @@ def run_one(name: str) -> tuple[list[dict], str | None]:
                 else:
                     sys.stderr.write(line)
                 if time.monotonic() - started > limit:
-                    proc.kill()
+                    stop(proc)
                     return figures, f"stopped after its {limit} s limit"
             code = proc.wait(timeout=max(1, limit - (time.monotonic() - started)))
         except subprocess.TimeoutExpired:
-            proc.kill()
+            stop(proc)
             return figures, f"stopped after its {limit} s limit"
     if code != 0:
         return figures, f"exited with status {code} (see bench/out/{name}.log)"

@@ -13,6 +13,7 @@ what pingora's HTTP pipeline costs here (Meridian hands it the requests its fast
 `tokio` is a plain tokio HTTP/1.1 forwarder (proxy/examples/raw_tokio.rs), what the kernel and the
 runtime cost with no HTTP framework. Reported: median req/s and p99
 over the rounds, and Meridian's ratios to each peer; errors and non-2xx responses are counted and must be 0.
+Each turn first waits for a quiet machine (tls.wait_quiet): a build beside a turn takes CPU from one side.
 
 Usage: bench/proxy/run [--only plain,tls] [--rounds N] [--seconds S] [--connections C] [--meridian BINARY]
 `--only plain` is the benchmark above; `--only tls` is the HTTPS edge against nginx (bench/proxy/tls.py, see
@@ -34,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tls import wait_quiet  # noqa: E402
+from tls import child_signals, on_signals, wait_quiet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "bench.gslb.example"
@@ -124,7 +125,7 @@ waw = ["127.0.0.1:{PORTS['origin']}"]
 
 
 def start(cmd, cpu):
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=child_signals)
     subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(p.pid)], stdout=subprocess.DEVNULL, check=False)
     return p
 
@@ -167,6 +168,7 @@ def cpu_seconds(pid):
 
 
 def main():
+    on_signals()
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="plain,tls", help="plain (HTTP/1.1 vs nginx and HAProxy), tls (HTTPS vs nginx)")
     ap.add_argument("--rounds", type=int, help="rounds (default 3)")

@@ -23,9 +23,11 @@ Scenarios, the targets taking turns within each round and the order rotated each
   (PSK with (EC)DHE: no certificate, no signature, still a key exchange). For reference.
 - `h2`: `h2load -t1 -c32 -m10` over TLS with ALPN h2, `:authority: bench.gslb.example`.
 Reported per scenario: the median over the rounds of the rate, p99 (wrk) or mean (h2load) latency, errors,
-the server's CPU (all its processes and threads) and the load generator's, and the rate per server
-CPU-second (the figure that still compares the servers when the load generator, which verifies a
-signature per full handshake, is the bottleneck).
+the server's CPU (all its processes and threads) and the load generator's, the rate per server CPU-second
+(the figure that still compares the servers when the load generator, which verifies a signature per full
+handshake, is the bottleneck), and the CPU anything else used during the turn (noise; each turn first
+waits for a quiet machine). Ratios Meridian / nginx are the median of the per-round ratios: the two turns
+of a round are adjacent in time, so their ratio is the least disturbed by the VM's drift.
 
 Memory: for each server and each protocol, a fresh server process; a small Python asyncio client on CPU 1
 opens 20 connections with one request each and closes them (warm-up), reads the server's RSS (all its
@@ -36,7 +38,9 @@ idle connection = (RSS after - RSS before) / connections open, both after the ha
 request; the server's open descriptors confirm the connections are held.
 
 Usage: bench/proxy/run --only tls [--rounds N] [--seconds S] [--connections C] [--idle N] [--meridian BINARY]
-   or: python3 bench/proxy/tls.py (same flags). Needs nginx, wrk, h2load (nghttp2-client), gcc, openssl.
+   or: python3 bench/proxy/tls.py (same flags, and --scenarios keepalive,new-full,new-resumed,h2 to run some;
+   --scenarios none --idle 10000 measures memory only). Needs nginx, wrk, h2load (nghttp2-client), gcc, openssl,
+   and an open-file hard limit of at least idle + 2,000.
 Everything listens on 127.0.0.1; every process started is stopped by PID; the temp dir is removed.
 """
 
@@ -282,7 +286,8 @@ class Servers:
             cmd = [str(self.meridian), "proxy", "--region", "waw", "--listen", f"127.0.0.1:{PORTS['meridian-http']}",
                    "--https-listen", f"127.0.0.1:{PORTS['meridian']}", "--config", str(d / "meridian.toml"),
                    "--data-dir", str(d / f"data-{time.monotonic_ns()}"), "--threads", "1", "--grace-period", "0"]
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(d / f"{name}.stderr", "ab"))
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(d / f"{name}.stderr", "ab"),
+                             preexec_fn=child_signals)
         self.procs[name] = p
         wait_port(PORTS[name])
         time.sleep(0.3)
@@ -317,6 +322,7 @@ def wrk(port, seconds, conns, close=False, shim=None, drop=False, out=None):
     env = dict(os.environ)
     if shim:
         env.update(LD_PRELOAD=str(shim), NOSESS_DROP="1" if drop else "0", NOSESS_OUT=str(out))
+        Path(out).unlink(missing_ok=True)
     text = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", text)
@@ -521,7 +527,20 @@ def memory(servers, name, alpn, count, d):
     return r
 
 
+def on_signals():
+    """SIGTERM (bench/run at a time limit) and SIGINT end the run through the `finally` that stops every
+    process started; a shell that started this in the background may have left SIGINT ignored."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def child_signals():
+    # The servers stop on SIGINT (meridian) or SIGTERM (nginx): undo an inherited "ignore SIGINT".
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def main(argv=None):
+    on_signals()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
@@ -542,7 +561,10 @@ def main(argv=None):
         meridian = Path(os.environ["CARGO_TARGET_DIR"]) / "release" / "meridian"
     if args.meridian:
         meridian = Path(args.meridian)
-    scenarios = [s for s in args.scenarios.split(",") if s]
+    scenarios = [s for s in args.scenarios.split(",") if s and s != "none"]
+    unknown = set(scenarios) - set(SCENARIOS)
+    if unknown:
+        ap.error(f"--scenarios: unknown {', '.join(sorted(unknown))} ({', '.join(SCENARIOS)}, or none)")
     # 10,000 client connections and as many server sockets: servers inherit this limit.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < args.idle + 2000:
