@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod calendar;
+mod checker;
 mod country;
 mod country_table;
 mod model;

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 
 use indexmap::IndexMap;
 
+use crate::checker::Checker;
 use crate::model::{Affinity, BackendChecks, BackendTls, Balance, Cidr, ProxySettings, ServiceProxy};
 use crate::names::path_key;
 use crate::raw::{RawProxy, RawServiceProxy};
-use crate::validate::Checker;
 
 /// Upper bound on backends of one service in one region.
 pub const MAX_BACKENDS_PER_REGION: usize = 256;
