@@ -8,11 +8,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use meridian_config::Config;
 use meridian_dns::rrl::RrlConfig;
-use meridian_dns::server::{DnsOptions, DnsServer, DnsState};
-use meridian_store::{SnapshotWatcher, WatcherOptions};
+use meridian_dns::server::DnsOptions;
 
 use crate::admin_args::AdminServeArgs;
-use crate::geo::{geoip_path, open_geoip};
+use crate::geo::open_watched_geoip;
+use crate::node::Node;
+use crate::roles::Dns;
 use crate::store_args::StoreArgs;
 
 /// Arguments of `meridian dns`.
@@ -57,9 +58,7 @@ pub(crate) struct DnsArgs {
 }
 
 pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
-    if !(args.geoip_check_interval.is_finite() && args.geoip_check_interval > 0.0) {
-        anyhow::bail!("--geoip-check-interval: must be a positive number of seconds");
-    }
+    crate::geo::check_interval(args.geoip_check_interval)?;
     if args.udp_workers == Some(0) {
         anyhow::bail!("--udp-workers: must be at least 1");
     }
@@ -70,26 +69,19 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let config_file = bootstrap.as_deref().zip(args.config.as_deref());
-    let geo = open_geoip(config_file, args.geoip.as_deref())?;
-    let geo_file = geoip_path(config_file, args.geoip.as_deref());
-    let store = args.store.open()?;
-    let registry = prometheus::Registry::new();
-    let mut options = WatcherOptions::new(args.store.keys()?);
-    options.bootstrap = bootstrap;
-    options.cache_file = args.cache_file.clone();
-    options.registry = Some(registry.clone());
-    let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
-    let keys = args.store.keys()?;
+    let (geo, geo_watch) = open_watched_geoip(config_file, args.geoip.as_deref(), args.geoip_check_interval)?;
+    let node = Node::open(
+        &args.store,
+        bootstrap,
+        args.cache_file.clone(),
+        prometheus::Registry::new(),
+    )?;
     let rrl = RrlConfig {
         rate: args.rrl_rate,
         burst: args.rrl_burst,
         slip: args.rrl_slip,
         ..RrlConfig::default()
     };
-    let state = DnsState::new(watcher.clone(), geo, rrl);
-    registry
-        .register(state.metrics().collector())
-        .context("registering DNS metrics")?;
     let mut dns_options = DnsOptions {
         rrl,
         ..DnsOptions::default()
@@ -97,45 +89,41 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = args.udp_workers {
         dns_options.udp_workers = n;
     }
-    let server = DnsServer::bind(args.listen, state.clone(), &dns_options)
-        .await
-        .with_context(|| format!("cannot listen on {} (UDP and TCP)", args.listen))?;
+    let Dns { state, server } = crate::roles::start_dns(
+        &node,
+        args.listen,
+        &dns_options,
+        geo,
+        geo_watch.as_ref(),
+        format!("cannot listen on {} (UDP and TCP)", args.listen),
+    )
+    .await?;
     let metrics = match args.metrics_listen {
-        Some(addr) => Some(crate::metrics_http::serve(addr, registry).await?.0),
+        Some(addr) => Some(crate::metrics_http::serve(addr, node.registry.clone()).await?.0),
         None => None,
     };
     let geo_source: meridian_admin::GeoSource = {
         let state = state.clone();
         Arc::new(move || state.geo())
     };
-    let registration = crate::node::register(
-        &store,
-        &keys,
-        &watcher,
-        "dns",
-        None,
-        &crate::node::default_instance("dns"),
-    );
+    let registration = node.register("dns", None, &crate::node::default_instance("dns"));
     let admin = args
         .admin
         .start(
-            store.clone(),
-            keys,
-            watcher,
+            node.store.clone(),
+            node.keys.clone(),
+            node.watcher.clone(),
             geo_source,
             format!("meridian dns on {}", server.udp),
             args.store.embedded_dir().as_deref(),
         )
         .await?;
-    if let Some(path) = &geo_file {
-        crate::geo::watch_geoip(&state, path.clone(), args.geoip_check_interval)?;
-    }
     eprintln!(
         "meridian dns: serving on {} (UDP, {} workers) and {} (TCP), state from {}, GeoIP {}{}{}",
         server.udp,
         dns_options.udp_workers,
         server.tcp,
-        store.describe(),
+        node.store.describe(),
         state.geo().description(),
         metrics
             .map(|m| format!(", metrics on http://{m}/metrics"))

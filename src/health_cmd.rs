@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use meridian_config::Config;
-use meridian_probe::{Prober, ProberOptions, follow_config};
-use meridian_store::{SnapshotWatcher, WatcherOptions};
+use meridian_probe::follow_config;
 use prometheus::Registry;
 
 use crate::admin_args::AdminServeArgs;
 use crate::metrics_http;
+use crate::node::Node;
+use crate::roles::ProberPlan;
 use crate::store_args::StoreArgs;
 
 /// Arguments of `meridian health`.
@@ -77,19 +78,10 @@ pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("--metrics-listen: cannot listen on {addr}"))?;
         eprintln!("meridian health: metrics on http://{bound}/metrics");
     }
-    let store = args.store.open()?;
-    let keys = args.store.keys()?;
-    let mut options = WatcherOptions::new(keys.clone());
-    options.bootstrap = bootstrap.clone();
-    let bootstrap_config = bootstrap;
-    options.registry = Some(registry.clone());
-    let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
-    let config_file = bootstrap_config.as_deref().zip(args.config.as_deref());
+    let node = Node::open(&args.store, bootstrap.clone(), None, registry)?;
+    let config_file = bootstrap.as_deref().zip(args.config.as_deref());
     let geo = Arc::new(crate::geo::open_geoip(config_file, args.geoip.as_deref())?);
-    let registration = crate::node::register(
-        &store,
-        &keys,
-        &watcher,
+    let registration = node.register(
         "health",
         Some(&args.vantage),
         &crate::node::default_instance("health"),
@@ -97,9 +89,9 @@ pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
     let admin = args
         .admin
         .start(
-            store.clone(),
-            keys.clone(),
-            watcher.clone(),
+            node.store.clone(),
+            node.keys.clone(),
+            node.watcher.clone(),
             Arc::new(move || geo.clone()),
             format!("meridian health --vantage {}", args.vantage),
             args.store.embedded_dir().as_deref(),
@@ -108,42 +100,45 @@ pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
     if let Some(a) = &admin {
         eprintln!("meridian health: admin API on {}", a.url());
     }
-    if watcher.snapshot().is_none() {
+    if node.watcher.snapshot().is_none() {
         eprintln!(
             "meridian health: no --config and none in the store yet: waiting for `meridian config apply`"
         );
     }
     let (config, _follow) = tokio::select! {
-        c = follow_config(watcher.clone()) => c,
+        c = follow_config(node.watcher.clone()) => c,
         _ = crate::node::stop_signal() => {
             registration.stop().await;
             return Ok(ExitCode::SUCCESS);
         }
     };
-    let mut prober_options = ProberOptions::new(&args.vantage, keys);
-    prober_options.lease_ttl = Duration::from_millis(args.lease_ttl_ms);
-    prober_options.max_concurrent = args.max_concurrent.max(1);
-    prober_options.registry = Some(registry);
     let checks: usize = config
         .borrow()
         .regions()
         .iter()
         .map(|r| r.health_checks.len())
         .sum();
-    let prober = Prober::start(store.clone(), prober_options, config)
+    let plan = ProberPlan {
+        vantages: vec![args.vantage.clone()],
+        lease_ttl: Some(Duration::from_millis(args.lease_ttl_ms)),
+        max_concurrent: Some(args.max_concurrent.max(1)),
+    };
+    let probers = crate::roles::start_probers(&node, &config, &plan)
         .await
-        .with_context(|| format!("cannot take a lease in {}", store.describe()))?;
+        .with_context(|| format!("cannot take a lease in {}", node.store.describe()))?;
     eprintln!(
         "meridian health: vantage {} probing {checks} check(s), publishing to {}",
         args.vantage,
-        store.describe()
+        node.store.describe()
     );
     crate::node::stop_signal().await?;
     eprintln!("meridian health: stopping");
     registration.stop().await;
-    if let Err(e) = prober.stop().await {
-        // The lease expires by itself: the opinions go then instead of now.
-        eprintln!("meridian health: could not revoke the lease ({e}); it will expire");
+    for prober in probers {
+        if let Err(e) = prober.stop().await {
+            // The lease expires by itself: the opinions go then instead of now.
+            eprintln!("meridian health: could not revoke the lease ({e}); it will expire");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -18,6 +18,7 @@ mod metrics_http;
 mod node;
 mod ops_cmd;
 mod proxy_cmd;
+mod roles;
 mod simulate;
 mod store_args;
 mod tls_edge;

@@ -1,11 +1,67 @@
-//! What every long-running role (`dns`, `proxy`, `health`, `up`) shares: its instance name, its
-//! registration in the store (`nodes/ROLE/INSTANCE`, shown by `meridian status`), and the signals that
-//! stop it (SIGINT from a terminal, SIGTERM from systemd).
+//! What every long-running command (`dns`, `proxy`, `health`, `up`) shares: the store it reads and the
+//! snapshots of it, its metrics registry ([`Node`]), its instance name, its registration in the store
+//! (`nodes/ROLE/INSTANCE`, shown by `meridian status`), and the signals that stop it (SIGINT from a
+//! terminal, SIGTERM from systemd).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use meridian_store::{Keys, KvStore, NodeIdentity, NodeRegistration, SnapshotWatcher};
+use meridian_config::Config;
+use meridian_store::{Keys, KvStore, NodeIdentity, NodeRegistration, SnapshotWatcher, WatcherOptions};
+use prometheus::Registry;
+
+use crate::store_args::StoreArgs;
+
+/// What the roles of one process share, one of each whatever roles it runs: the state store, its key
+/// layout, the snapshots of it, and the Prometheus registry every part registers its metrics with.
+pub(crate) struct Node {
+    pub(crate) store: Arc<dyn KvStore>,
+    pub(crate) keys: Keys,
+    pub(crate) watcher: Arc<SnapshotWatcher>,
+    pub(crate) registry: Registry,
+}
+
+impl Node {
+    /// Opens the store `args` names and starts watching it (the watcher's metrics in `registry`).
+    /// `bootstrap`: the configuration served while the store holds none; `cache_file`: where the last
+    /// synced state is kept, to serve from after a restart during a store outage.
+    pub(crate) fn open(
+        args: &StoreArgs,
+        bootstrap: Option<Arc<Config>>,
+        cache_file: Option<PathBuf>,
+        registry: Registry,
+    ) -> anyhow::Result<Self> {
+        let store = args.open()?;
+        let keys = args.keys()?;
+        let mut options = WatcherOptions::new(keys.clone());
+        options.bootstrap = bootstrap;
+        options.cache_file = cache_file;
+        options.registry = Some(registry.clone());
+        let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
+        Ok(Self {
+            store,
+            keys,
+            watcher,
+            registry,
+        })
+    }
+
+    /// Registers this node in the store; stop the returned registration on the way out (its key goes at
+    /// once).
+    pub(crate) fn register(&self, role: &str, region: Option<&str>, instance: &str) -> NodeRegistration {
+        NodeRegistration::start(
+            self.store.clone(),
+            &self.keys,
+            self.watcher.clone(),
+            NodeIdentity {
+                role: role.to_owned(),
+                region: region.map(str::to_owned),
+                instance: instance.to_owned(),
+            },
+        )
+    }
+}
 
 /// `HOSTNAME-PID`: unique per machine and process.
 pub(crate) fn default_instance(fallback: &str) -> String {
@@ -15,27 +71,6 @@ pub(crate) fn default_instance(fallback: &str) -> String {
         .filter(|h| !h.is_empty() && !h.contains('/'))
         .unwrap_or_else(|| fallback.to_owned());
     format!("{host}-{}", std::process::id())
-}
-
-/// Registers this node; stop the returned registration on the way out (its key goes at once).
-pub(crate) fn register(
-    store: &Arc<dyn KvStore>,
-    keys: &Keys,
-    watcher: &Arc<SnapshotWatcher>,
-    role: &str,
-    region: Option<&str>,
-    instance: &str,
-) -> NodeRegistration {
-    NodeRegistration::start(
-        store.clone(),
-        keys,
-        watcher.clone(),
-        NodeIdentity {
-            role: role.to_owned(),
-            region: region.map(str::to_owned),
-            instance: instance.to_owned(),
-        },
-    )
 }
 
 /// Waits for SIGINT (Ctrl-C) or SIGTERM: both stop a node cleanly.

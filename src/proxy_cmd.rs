@@ -1,6 +1,7 @@
 //! `meridian proxy --region ID`: the HTTP entry point of a region, serving until interrupted (SIGINT or
 //! SIGTERM: listeners close, requests in flight finish within `--grace-period`, the load report's lease
-//! is revoked).
+//! is revoked). A GeoIP database file is followed without a restart (every `--geoip-check-interval`
+//! seconds, and on SIGHUP), as `meridian dns` follows its own.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,12 +11,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use meridian_config::Config;
-use meridian_proxy::{
-    ListenKind, Listener, NodeOptions, ProxyMetrics, ProxyNode, ProxyServer, ServerOptions,
-};
-use meridian_store::{SnapshotWatcher, WatcherOptions};
+use meridian_proxy::ServerOptions;
 
-use crate::geo::open_geoip;
+use crate::geo::open_watched_geoip;
+use crate::node::Node;
+use crate::roles::{ProxyGeo, ProxyPlan, RegionListeners};
 use crate::store_args::StoreArgs;
 
 /// Arguments of `meridian proxy`.
@@ -40,9 +40,13 @@ pub(crate) struct ProxyArgs {
     /// Configuration to serve while the store holds none (the store's, once applied, wins).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// GeoIP database (default: the configuration's, else the bundled DB-IP Lite country database).
+    /// GeoIP database (default: the configuration's, else the bundled DB-IP Lite country database). A file
+    /// is watched: a new version is loaded without a restart (also on SIGHUP).
     #[arg(long, value_name = "FILE")]
     geoip: Option<PathBuf>,
+    /// How often to check the GeoIP database file for a new version.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    geoip_check_interval: f64,
     /// Seconds a shutdown waits for requests in flight (0 to 300).
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     grace_period: f64,
@@ -73,6 +77,7 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     if args.capacity == Some(0) {
         bail!("--capacity: must be at least 1");
     }
+    crate::geo::check_interval(args.geoip_check_interval)?;
     let instance = args
         .instance
         .clone()
@@ -101,77 +106,59 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let config_file = bootstrap.as_deref().zip(args.config.as_deref());
-    let geo = Arc::new(open_geoip(config_file, args.geoip.as_deref())?);
-    let store = args.store.open()?;
-    let keys = args.store.keys()?;
-    let keys_for_registration = keys.clone();
-    let registry = prometheus::Registry::new();
-    let mut options = WatcherOptions::new(keys.clone());
-    options.bootstrap = bootstrap;
-    options.cache_file = args.cache_file.clone();
-    options.registry = Some(registry.clone());
-    let bootstrap_copy = options.bootstrap.clone();
-    let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
-    let metrics = ProxyMetrics::new();
-    metrics.register(&registry).context("registering proxy metrics")?;
-    let node = ProxyNode::new(
-        NodeOptions {
-            region: args.region.clone(),
+    let (geo, geo_watch) = open_watched_geoip(config_file, args.geoip.as_deref(), args.geoip_check_interval)?;
+    let geo = Arc::new(geo);
+    let node = Node::open(
+        &args.store,
+        bootstrap.clone(),
+        args.cache_file.clone(),
+        prometheus::Registry::new(),
+    )?;
+    let registration = node.register("proxy", Some(&args.region), &instance);
+    let https = match args.https_listen {
+        Some(addr) => {
+            let edge =
+                crate::tls_edge::start_edge(node.watcher.clone(), bootstrap.as_deref(), None, &node.registry)
+                    .context("--https-listen")?;
+            Some((addr, edge))
+        }
+        None => None,
+    };
+    let hop = match args.hop_listen {
+        Some(addr) => {
+            let hops = crate::tls_edge::hops_of(&node.watcher, bootstrap.as_deref(), None);
+            let config = crate::tls_edge::hop_server(hops.as_ref()).context("--hop-listen")?;
+            Some((addr, config))
+        }
+        None => None,
+    };
+    let geo_description = match &geo_watch {
+        Some(w) => format!("{}, {}", geo.description(), w.describe()),
+        None => geo.description().to_owned(),
+    };
+    let grace = Duration::from_secs_f64(args.grace_period);
+    let server = crate::roles::start_proxies(
+        &node,
+        ProxyPlan {
+            regions: vec![RegionListeners {
+                region: args.region.clone(),
+                http: args.listen,
+                https,
+                hop,
+            }],
             instance: instance.clone(),
             capacity: args.capacity,
-            keys,
-        },
-        watcher.clone(),
-        geo.clone(),
-        metrics,
-    );
-    let bootstrap = bootstrap_copy;
-    node.start(Some(store.clone()));
-    let registration = crate::node::register(
-        &store,
-        &keys_for_registration,
-        &watcher,
-        "proxy",
-        Some(&args.region),
-        &instance,
-    );
-    let mut listeners = vec![Listener {
-        node: node.clone(),
-        addr: args.listen,
-        kind: ListenKind::Http {
-            https_port: args.https_listen.map(|a| a.port()),
-        },
-    }];
-    if let Some(addr) = args.https_listen {
-        let edge = crate::tls_edge::start_edge(watcher.clone(), bootstrap.as_deref(), None, &registry)
-            .context("--https-listen")?;
-        listeners.push(Listener {
-            node: node.clone(),
-            addr,
-            kind: ListenKind::Https(edge),
-        });
-    }
-    if let Some(addr) = args.hop_listen {
-        let hops = crate::tls_edge::hops_of(&watcher, bootstrap.as_deref(), None);
-        let config = crate::tls_edge::hop_server(hops.as_ref()).context("--hop-listen")?;
-        listeners.push(Listener {
-            node: node.clone(),
-            addr,
-            kind: ListenKind::Hop(config),
-        });
-    }
-    let grace = Duration::from_secs_f64(args.grace_period);
-    let server = ProxyServer::start(
-        listeners,
-        &ServerOptions {
-            threads: args.threads,
-            grace,
-            ..ServerOptions::default()
+            server: ServerOptions {
+                threads: args.threads,
+                grace,
+                ..ServerOptions::default()
+            },
+            geo: ProxyGeo::Own(geo, geo_watch),
         },
     )
     .await?;
     let metrics_addr = match args.metrics_listen {
-        Some(addr) => Some(crate::metrics_http::serve(addr, registry).await?.0),
+        Some(addr) => Some(crate::metrics_http::serve(addr, node.registry.clone()).await?.0),
         None => None,
     };
     eprintln!(
@@ -185,8 +172,8 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
             .map(|a| format!(", hops (mutual TLS) on {a}"))
             .unwrap_or_default(),
         args.threads,
-        store.describe(),
-        geo.description(),
+        node.store.describe(),
+        geo_description,
         metrics_addr
             .map(|m| format!(", metrics on http://{m}/metrics"))
             .unwrap_or_default(),

@@ -7,6 +7,9 @@
 //! `examples/meridian.toml`, built in) is adapted to the machine — every region's health checks and
 //! backends point at its demo origin on loopback — and applied to the store (audited) when it differs from
 //! what is stored. Operator state (weights, drains, drills) persists in the data directory across runs.
+//! The DNS server, the proxies and the probers are started by the functions `meridian dns`, `meridian
+//! proxy` and `meridian health` use (`roles`), over one [`Node`]; the proxies follow the DNS server's GeoIP
+//! database.
 //!
 //! Every listening address is bound before anything is announced, so a port already taken is a clear
 //! error naming it, and nothing is left half-started. Ctrl-C stops everything: probers revoke their lease,
@@ -22,11 +25,13 @@ use anyhow::{Context, bail};
 use meridian_config::Config;
 use meridian_dns::rrl::RrlConfig;
 use meridian_dns::server::{DnsOptions, DnsServer, DnsState};
-use meridian_probe::{Prober, ProberOptions, follow_config};
-use meridian_store::{ApplyOutcome, SnapshotWatcher, WatcherOptions, apply_config};
+use meridian_probe::follow_config;
+use meridian_store::{ApplyOutcome, apply_config};
 use prometheus::Registry;
 
 use crate::demo_origin::DemoOrigin;
+use crate::node::Node;
+use crate::roles::{ProberPlan, ProxyGeo, ProxyPlan, RegionListeners};
 use crate::store_args::StoreArgs;
 
 /// The reference deployment, served when no `--config` is given.
@@ -101,9 +106,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     if !(args.grace_period.is_finite() && (0.0..=300.0).contains(&args.grace_period)) {
         bail!("--grace-period {}: 0 to 300 seconds", args.grace_period);
     }
-    if !(args.geoip_check_interval.is_finite() && args.geoip_check_interval > 0.0) {
-        bail!("--geoip-check-interval: must be a positive number of seconds");
-    }
+    crate::geo::check_interval(args.geoip_check_interval)?;
     let (source, text) = match &args.config {
         Some(p) => (
             p.display().to_string(),
@@ -133,8 +136,129 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
                 args.admin_listen
             )
         })?;
+    let regions = region_runs(args, &original).await?;
+    let data_dir = args
+        .store
+        .embedded_dir()
+        .unwrap_or_else(crate::store_args::default_data_dir);
+    // The operator's [tls] if the configuration has one, else the demo CA's certificates.
+    let demo_pki = match original.tls() {
+        Some(_) => None,
+        None => Some(demo_certificates(&original, &regions, &data_dir)?),
+    };
+    let hops = demo_pki.is_some() || original.tls().is_some_and(|t| t.hops.is_some());
+    let local = localize(&text, &regions, demo_pki.as_ref(), hops)
+        .context("adapting the configuration to this machine")?;
+    let config = Arc::new(
+        Config::from_toml_str(&local).context("the configuration adapted to this machine is invalid")?,
+    );
+
+    let node = Node::open(&args.store, Some(config.clone()), None, registry.clone())?;
+
+    // --geoip, else the configuration's GeoIP database (relative to its file), else the bundled one.
+    let geo_choice = (Some(&original).zip(args.config.as_deref()), args.geoip.as_deref());
+    let (geo, geo_watch) =
+        crate::geo::open_watched_geoip(geo_choice.0, geo_choice.1, args.geoip_check_interval)?;
+    let dns = crate::roles::start_dns(
+        &node,
+        args.dns_listen,
+        &DnsOptions {
+            rrl: RrlConfig::default(),
+            udp_workers: 1,
+        },
+        geo,
+        geo_watch.as_ref(),
+        format!(
+            "--dns-listen {}: cannot listen (UDP and TCP); is the port taken?",
+            args.dns_listen
+        ),
+    )
+    .await?;
+
+    // Every region's proxy serves HTTPS; hop listeners when [tls.hops] encrypts spilled requests.
+    let edge = crate::tls_edge::start_edge(node.watcher.clone(), Some(&config), Some(&config), &registry)?;
+    let hop_server = match crate::tls_edge::hops_of(&node.watcher, None, Some(&config)) {
+        Some(h) => Some(crate::tls_edge::hop_server(Some(&h))?),
+        None => None,
+    };
+    let plan = ProxyPlan {
+        regions: regions
+            .iter()
+            .map(|r| RegionListeners {
+                region: r.id.clone(),
+                http: r.proxy,
+                https: Some((r.https, edge.clone())),
+                hop: hop_server.as_ref().map(|h| (r.hop, h.clone())),
+            })
+            .collect(),
+        instance: "up".to_owned(),
+        capacity: None,
+        server: meridian_proxy::ServerOptions {
+            grace: std::time::Duration::from_secs_f64(args.grace_period),
+            ..meridian_proxy::ServerOptions::default()
+        },
+        // The proxies locate clients with the database the DNS server has: they follow its reloads.
+        geo: ProxyGeo::Dns(dns.state.clone()),
+    };
+    let proxies = crate::roles::start_proxies(&node, plan)
+        .await
+        .context("starting the regional proxies (--proxy-ip, --proxy-port)")?;
+
+    let token_file = data_dir.join(crate::admin_args::TOKEN_FILE_NAME);
+    let admin = serve_admin(admin_listener, &node, &dns.state, &token_file).await?;
+
+    // Everything is bound: only now is the configuration written to the store.
+    apply(&node, &local, &source).await?;
+
+    let (config_rx, _follow) = follow_config(node.watcher.clone()).await;
+    let plan = ProberPlan {
+        vantages: (1..=args.probers).map(|i| format!("up-{i}")).collect(),
+        lease_ttl: None,
+        max_concurrent: None,
+    };
+    let probers = crate::roles::start_probers(&node, &config_rx, &plan).await?;
+
+    let geoip = match &geo_watch {
+        Some(w) => format!("{}, {}", dns.state.geo().description(), w.describe()),
+        None => dns.state.geo().description().to_owned(),
+    };
+    let cli = Cli {
+        admin: admin.url(),
+        token_file,
+        metrics: metrics.0,
+        probers: args.probers,
+        geoip,
+        ca: demo_pki.as_ref().map(|p| p.ca.clone()),
+    };
+    let registration = node.register("up", None, &crate::node::default_instance("up"));
+    banner(
+        &source,
+        &node.store.describe(),
+        &dns.server,
+        &regions,
+        &config,
+        &cli,
+    );
+    crate::node::stop_signal().await?;
+    eprintln!("meridian up: stopping");
+    registration.stop().await;
+    let left = proxies.shutdown().await;
+    if left > 0 {
+        eprintln!("meridian up: {left} proxied request(s) still in flight at the end of the grace period");
+    }
+    for p in probers {
+        let _ = p.stop().await;
+    }
+    drop(dns);
+    drop(admin);
+    eprintln!("meridian up: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every region's addresses (proxy, HTTPS, hop listener) and its demo origin, started.
+async fn region_runs(args: &UpArgs, config: &Config) -> anyhow::Result<Vec<RegionRun>> {
     let mut regions = Vec::new();
-    for (i, r) in original.regions().iter().enumerate() {
+    for (i, r) in config.regions().iter().enumerate() {
         let proxy = proxy_address(args.proxy_ip, args.proxy_port, i).context("--proxy-port")?;
         let https = proxy_address(args.proxy_ip, args.https_port, i).context("--https-port")?;
         let hop = proxy_address(args.proxy_ip, 0, i)?;
@@ -150,131 +274,29 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
             hop,
         });
     }
-    let data_dir = args
-        .store
-        .embedded_dir()
-        .unwrap_or_else(crate::store_args::default_data_dir);
-    // The operator's [tls] if the configuration has one, else the demo CA's certificates.
-    let demo_pki = match original.tls() {
-        Some(_) => None,
-        None => {
-            let mut names: Vec<String> = original
-                .services()
-                .iter()
-                .map(|s| s.hostname.to_string().trim_end_matches('.').to_owned())
-                .collect();
-            for z in original.zones() {
-                names.push(format!("*.{}", z.origin.to_string().trim_end_matches('.')));
-            }
-            let ids: Vec<String> = regions.iter().map(|r| r.id.clone()).collect();
-            let dir = data_dir.join("tls");
-            Some(
-                meridian_tls::demo::ensure(&dir, &names, &ids)
-                    .with_context(|| format!("making the demo CA's certificates in {}", dir.display()))?,
-            )
-        }
-    };
-    let hops = demo_pki.is_some() || original.tls().is_some_and(|t| t.hops.is_some());
-    let local = localize(&text, &regions, demo_pki.as_ref(), hops)
-        .context("adapting the configuration to this machine")?;
-    let config = Arc::new(
-        Config::from_toml_str(&local).context("the configuration adapted to this machine is invalid")?,
-    );
+    Ok(regions)
+}
 
-    let store = args.store.open()?;
-    let keys = args.store.keys()?;
-    let mut options = WatcherOptions::new(keys.clone());
-    options.bootstrap = Some(config.clone());
-    options.registry = Some(registry.clone());
-    let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
-
-    // --geoip, else the configuration's GeoIP database (relative to its file), else the bundled one.
-    let geo_choice = (Some(&original).zip(args.config.as_deref()), args.geoip.as_deref());
-    let geo = crate::geo::open_geoip(geo_choice.0, geo_choice.1)?;
-    let geo_file = crate::geo::geoip_path(geo_choice.0, geo_choice.1);
-    let rrl = RrlConfig::default();
-    let dns_state = DnsState::new(watcher.clone(), geo, rrl);
-    registry
-        .register(dns_state.metrics().collector())
-        .context("registering DNS metrics")?;
-    let dns_options = DnsOptions { rrl, udp_workers: 1 };
-    let dns = DnsServer::bind(args.dns_listen, dns_state.clone(), &dns_options)
-        .await
-        .with_context(|| {
-            format!(
-                "--dns-listen {}: cannot listen (UDP and TCP); is the port taken?",
-                args.dns_listen
-            )
-        })?;
-
-    let proxy_metrics = meridian_proxy::ProxyMetrics::new();
-    proxy_metrics
-        .register(&registry)
-        .context("registering proxy metrics")?;
-    let edge = crate::tls_edge::start_edge(watcher.clone(), Some(&config), Some(&config), &registry)?;
-    let hop_server = match crate::tls_edge::hops_of(&watcher, None, Some(&config)) {
-        Some(h) => Some(crate::tls_edge::hop_server(Some(&h))?),
-        None => None,
-    };
-    let mut listeners = Vec::new();
-    let mut nodes = Vec::new();
-    for r in &regions {
-        let node = meridian_proxy::ProxyNode::new(
-            meridian_proxy::NodeOptions {
-                region: r.id.clone(),
-                instance: "up".to_owned(),
-                capacity: None,
-                keys: keys.clone(),
-            },
-            watcher.clone(),
-            dns_state.geo(),
-            proxy_metrics.clone(),
-        );
-        node.start(Some(store.clone()));
-        nodes.push(node.clone());
-        listeners.push(meridian_proxy::Listener {
-            node: node.clone(),
-            addr: r.proxy,
-            kind: meridian_proxy::ListenKind::Http {
-                https_port: Some(r.https.port()),
-            },
-        });
-        listeners.push(meridian_proxy::Listener {
-            node: node.clone(),
-            addr: r.https,
-            kind: meridian_proxy::ListenKind::Https(edge.clone()),
-        });
-        if let Some(hop) = &hop_server {
-            listeners.push(meridian_proxy::Listener {
-                node,
-                addr: r.hop,
-                kind: meridian_proxy::ListenKind::Hop(hop.clone()),
-            });
-        }
-    }
-    let proxies = meridian_proxy::ProxyServer::start(
-        listeners,
-        &meridian_proxy::ServerOptions {
-            grace: std::time::Duration::from_secs_f64(args.grace_period),
-            ..meridian_proxy::ServerOptions::default()
-        },
-    )
-    .await
-    .context("starting the regional proxies (--proxy-ip, --proxy-port)")?;
-
-    let token_file = data_dir.join(crate::admin_args::TOKEN_FILE_NAME);
+/// The admin API on `listener`, over the node's state, with the DNS server's GeoIP database for explain
+/// and the bearer token in `token_file` (made if missing).
+async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    node: &Node,
+    dns: &Arc<DnsState>,
+    token_file: &std::path::Path,
+) -> anyhow::Result<meridian_admin::AdminServer> {
     let auth =
-        meridian_admin::Auth::token_file(&ensure_token(&token_file)?).map_err(|e| anyhow::anyhow!("{e}"))?;
+        meridian_admin::Auth::token_file(&ensure_token(token_file)?).map_err(|e| anyhow::anyhow!("{e}"))?;
     let geo_source: meridian_admin::GeoSource = {
-        let state = dns_state.clone();
+        let state = dns.clone();
         Arc::new(move || state.geo())
     };
-    let admin = meridian_admin::serve(
-        admin_listener,
+    meridian_admin::serve(
+        listener,
         meridian_admin::AdminContext {
-            store: store.clone(),
-            keys: keys.clone(),
-            watcher: watcher.clone(),
+            store: node.store.clone(),
+            keys: node.keys.clone(),
+            watcher: node.watcher.clone(),
             geo: geo_source,
             auth,
             tls: None,
@@ -282,11 +304,35 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         },
     )
     .await
-    .map_err(|e| anyhow::anyhow!("--admin-listen: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("--admin-listen: {e}"))
+}
 
-    // Everything is bound: only now is the configuration written to the store.
+/// The demo CA's certificates for the configuration's hostnames (and a wildcard per zone) and the hop
+/// certificates of its regions, in DATA_DIR/tls (made on first use, kept after).
+fn demo_certificates(
+    config: &Config,
+    regions: &[RegionRun],
+    data_dir: &std::path::Path,
+) -> anyhow::Result<meridian_tls::demo::DemoPki> {
+    let mut names: Vec<String> = config
+        .services()
+        .iter()
+        .map(|s| s.hostname.to_string().trim_end_matches('.').to_owned())
+        .collect();
+    for z in config.zones() {
+        names.push(format!("*.{}", z.origin.to_string().trim_end_matches('.')));
+    }
+    let ids: Vec<String> = regions.iter().map(|r| r.id.clone()).collect();
+    let dir = data_dir.join("tls");
+    meridian_tls::demo::ensure(&dir, &names, &ids)
+        .with_context(|| format!("making the demo CA's certificates in {}", dir.display()))
+}
+
+/// Writes the configuration `local` to the node's store (with an audit record) unless it is already there.
+async fn apply(node: &Node, local: &str, source: &str) -> anyhow::Result<()> {
+    let store = &node.store;
     let author = format!("meridian up ({})", crate::config_cmd::default_author());
-    match apply_config(store.as_ref(), &keys, &local, None, &author, now_ms())
+    match apply_config(store.as_ref(), &node.keys, local, None, &author, now_ms())
         .await
         .with_context(|| format!("applying the configuration to {}", store.describe()))?
     {
@@ -298,75 +344,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
             bail!("the stored configuration changed while `meridian up` was applying its own; run it again")
         }
     }
-
-    // The proxies locate clients with the database the DNS server has: they follow its reloads.
-    let mut geo_changes = dns_state.geo_changes();
-    tokio::spawn(async move {
-        while geo_changes.changed().await.is_ok() {
-            let geo = geo_changes.borrow_and_update().clone();
-            for node in &nodes {
-                node.set_geo(geo.clone());
-            }
-        }
-    });
-    let geo_watch = match &geo_file {
-        Some(path) => {
-            crate::geo::watch_geoip(&dns_state, path.clone(), args.geoip_check_interval)?;
-            format!(
-                "{}, file watched (every {} s, and on SIGHUP)",
-                dns_state.geo().description(),
-                args.geoip_check_interval
-            )
-        }
-        None => dns_state.geo().description().to_owned(),
-    };
-
-    let (config_rx, _follow) = follow_config(watcher.clone()).await;
-    let mut probers = Vec::new();
-    for i in 1..=args.probers {
-        let mut o = ProberOptions::new(&format!("up-{i}"), keys.clone());
-        // One set of probe metrics (they are labelled by vantage; a registry takes a family once).
-        if i == 1 {
-            o.registry = Some(registry.clone());
-        }
-        probers.push(
-            Prober::start(store.clone(), o, config_rx.clone())
-                .await
-                .with_context(|| format!("starting prober up-{i}"))?,
-        );
-    }
-
-    let cli = Cli {
-        admin: admin.url(),
-        token_file,
-        metrics: metrics.0,
-        probers: args.probers,
-        geoip: geo_watch,
-        ca: demo_pki.as_ref().map(|p| p.ca.clone()),
-    };
-    let registration = crate::node::register(
-        &store,
-        &keys,
-        &watcher,
-        "up",
-        None,
-        &crate::node::default_instance("up"),
-    );
-    banner(&source, &store.describe(), &dns, &regions, &config, &cli);
-    crate::node::stop_signal().await?;
-    eprintln!("meridian up: stopping");
-    registration.stop().await;
-    let left = proxies.shutdown().await;
-    if left > 0 {
-        eprintln!("meridian up: {left} proxied request(s) still in flight at the end of the grace period");
-    }
-    for p in probers {
-        let _ = p.stop().await;
-    }
-    drop(dns);
-    drop(admin);
-    eprintln!("meridian up: stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The HTTP side of the running system, for the banner: metrics, the admin API and how the CLI reaches it.

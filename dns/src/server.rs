@@ -197,30 +197,7 @@ impl DnsState {
         nudge: Arc<tokio::sync::Notify>,
     ) -> JoinHandle<()> {
         let state = self.clone();
-        tokio::spawn(async move {
-            let mut seen = file_identity(&path);
-            loop {
-                let forced = tokio::select! {
-                    _ = tokio::time::sleep(interval) => false,
-                    _ = nudge.notified() => true,
-                };
-                let now = file_identity(&path);
-                if now.is_none() || (now == seen && !forced) {
-                    continue;
-                }
-                seen = now;
-                let (p, s) = (path.clone(), state.clone());
-                // Reading and indexing 100 MB takes a while: off the async workers.
-                let result = tokio::task::spawn_blocking(move || s.reload_geo(&p)).await;
-                match result {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "GeoIP database not reloaded; keeping the current one")
-                    }
-                    Err(e) => tracing::error!(error = %e, "GeoIP reload task failed"),
-                }
-            }
-        })
+        follow_geo_file(path, interval, nudge, move |p| state.reload_geo(p))
     }
 
     /// Answers one UDP datagram into `out` (empty: send nothing), rate limiting the response.
@@ -312,6 +289,48 @@ fn response_kind<'a>(response: &[u8], scratch: &'a mut Vec<u8>) -> ResponseKind<
         qname_lower: scratch,
         qtype,
     }
+}
+
+/// Calls `reload` with `path` whenever the file there changes (size, modification time or inode), checking
+/// every `interval`; or at once when `nudge` is notified (SIGHUP). `reload` runs off the async workers
+/// (reading and indexing 100 MB takes a while); a failure is logged (whoever reloads keeps its current
+/// database) and the next change is tried again. [`DnsState::watch_geo_file`] is this with
+/// [`DnsState::reload_geo`]; other users of a GeoIP database (the proxies of `meridian proxy`) pass their own.
+pub fn follow_geo_file<F>(
+    path: PathBuf,
+    interval: Duration,
+    nudge: Arc<tokio::sync::Notify>,
+    reload: F,
+) -> JoinHandle<()>
+where
+    F: Fn(&Path) -> Result<(), meridian_geoip::GeoIpError> + Send + Sync + 'static,
+{
+    let reload = Arc::new(reload);
+    // The version there now is the one in use (it was loaded just before): a change from here on is seen
+    // even if it comes before the task first runs.
+    let mut seen = file_identity(&path);
+    tokio::spawn(async move {
+        loop {
+            let forced = tokio::select! {
+                _ = tokio::time::sleep(interval) => false,
+                _ = nudge.notified() => true,
+            };
+            let now = file_identity(&path);
+            if now.is_none() || (now == seen && !forced) {
+                continue;
+            }
+            seen = now;
+            let (p, r) = (path.clone(), reload.clone());
+            let result = tokio::task::spawn_blocking(move || r(&p)).await;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "GeoIP database not reloaded; keeping the current one")
+                }
+                Err(e) => tracing::error!(error = %e, "GeoIP reload task failed"),
+            }
+        }
+    })
 }
 
 fn file_identity(path: &Path) -> Option<(u64, SystemTime, u64)> {

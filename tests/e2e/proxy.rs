@@ -1,5 +1,6 @@
 //! `meridian proxy` as real processes: two regions' proxies in front of loopback origins; the local
-//! origin dies and requests cross to the other region; SIGINT stops a proxy within its grace period.
+//! origin dies and requests cross to the other region; SIGINT stops a proxy within its grace period; a new
+//! GeoIP database file moves a decision without a restart.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -182,4 +183,146 @@ fn refuses_an_unknown_region_and_a_taken_port() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Virginia and Warsaw, with a residency rule keeping Polish clients in EU-jurisdiction regions: where a
+/// client is located decides whether Virginia's proxy serves it or relays it to Warsaw.
+fn residency_config(origins: [SocketAddr; 2], proxies: [SocketAddr; 2]) -> String {
+    format!(
+        r#"schema-version = 1
+[proxy]
+trusted-proxies = ["127.0.0.1/32"]
+
+[regions.vin]
+name = "Virginia"
+lat = 38.95
+lon = -77.45
+country = "US"
+jurisdictions = ["us"]
+ipv4 = ["192.0.2.1"]
+capacity = 100
+proxy-address = "{}"
+
+[regions.waw]
+name = "Warsaw"
+lat = 52.23
+lon = 21.01
+country = "PL"
+jurisdictions = ["eu"]
+ipv4 = ["192.0.2.2"]
+capacity = 100
+proxy-address = "{}"
+
+[residency.gdpr]
+country-groups = ["EEA"]
+jurisdiction = "eu"
+
+[zones."gslb.example"]
+ns = ["ns1.gslb.example."]
+[zones."gslb.example".soa]
+mname = "ns1.gslb.example."
+rname = "hostmaster.gslb.example."
+[[zones."gslb.example".records]]
+name = "ns1"
+type = "A"
+data = "203.0.113.53"
+
+[services.api]
+hostname = "api.gslb.example"
+policy = "nearest"
+regions = ["vin", "waw"]
+residency = ["gdpr"]
+
+[services.api.backends]
+vin = ["{}"]
+waw = ["{}"]
+"#,
+        proxies[0], proxies[1], origins[0], origins[1]
+    )
+}
+
+/// A GeoIP database placing 8.8.8.0/24 (the client the requests name in X-Forwarded-For) in `country`.
+fn country_db(country: &'static str) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Cc {
+        country_code: &'static str,
+    }
+    let mut w = mmdb_writer::Writer::new("dbip-country");
+    w.insert(
+        "8.8.8.0/24".parse::<ipnet::IpNet>().unwrap(),
+        &Cc {
+            country_code: country,
+        },
+    )
+    .unwrap();
+    w.to_bytes().unwrap()
+}
+
+#[test]
+fn a_new_geoip_file_moves_proxy_decisions_without_a_restart() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let vin_origin = rt.block_on(Origin::start("vin")).unwrap();
+    let waw_origin = rt.block_on(Origin::start("waw")).unwrap();
+    let p_vin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+    let p_waw: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("meridian.toml");
+    std::fs::write(
+        &file,
+        residency_config([vin_origin.addr, waw_origin.addr], [p_vin, p_waw]),
+    )
+    .unwrap();
+    let db = dir.path().join("geo.mmdb");
+    std::fs::write(&db, country_db("US")).unwrap();
+    let _vin = Interrupted(
+        proxy("vin", p_vin, &file, &dir.path().join("d1"))
+            .arg("--geoip")
+            .arg(&db)
+            .args(["--geoip-check-interval", "0.2"])
+            .spawn()
+            .unwrap(),
+    );
+    let _waw = Interrupted(
+        proxy("waw", p_waw, &file, &dir.path().join("d2"))
+            .spawn()
+            .unwrap(),
+    );
+    wait_until_serving(p_vin);
+    wait_until_serving(p_waw);
+    let client = [("x-forwarded-for", "8.8.8.8")];
+
+    // A client in the US by this database: Virginia serves it.
+    let r = rt.block_on(get(p_vin, "api.gslb.example", &client)).unwrap();
+    assert_eq!(
+        (r.status, r.header("x-meridian-region")),
+        (200, Some("vin")),
+        "{r:?}"
+    );
+
+    // Written aside and renamed over, as deployment tools do: now the client is in Poland, and residency
+    // sends it to Warsaw through Virginia's proxy, without a restart.
+    let new = dir.path().join("geo.mmdb.new");
+    std::fs::write(&new, country_db("PL")).unwrap();
+    std::fs::rename(&new, &db).unwrap();
+    let start = Instant::now();
+    loop {
+        let r = rt.block_on(get(p_vin, "api.gslb.example", &client)).unwrap();
+        if r.header("x-meridian-region") == Some("waw") {
+            assert_eq!(
+                (r.status, r.header("x-meridian-reason")),
+                (200, Some("residency")),
+                "{r:?}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the proxy kept the old database: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
