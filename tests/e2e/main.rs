@@ -14,7 +14,6 @@ mod edge_tls;
 mod explain;
 mod health;
 mod hops;
-mod lab;
 mod nodes;
 mod operators;
 mod proxy;
