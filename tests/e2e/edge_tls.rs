@@ -576,7 +576,7 @@ fn tls_garbage_and_stalled_handshakes_end_within_the_handshake_timeout() {
     assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
     let waited = start.elapsed();
     assert!(
-        waited >= Duration::from_millis(400) && waited < Duration::from_secs(3),
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(8),
         "{waited:?}"
     );
 
@@ -591,7 +591,7 @@ fn tls_garbage_and_stalled_handshakes_end_within_the_handshake_timeout() {
         let _ = s.write_all(&garbage);
         let mut all = Vec::new();
         let _ = s.read_to_end(&mut all);
-        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+        assert!(start.elapsed() < Duration::from_secs(8), "{:?}", start.elapsed());
         assert!(!String::from_utf8_lossy(&all).contains("HTTP/1.1 200"));
     }
     assert!(
@@ -725,7 +725,7 @@ fn every_request_gets_an_answer_or_a_clean_close_within_the_client_timeout() {
     ] {
         let (out, took) = exchange(partial.as_bytes());
         assert!(out.starts_with("HTTP/1.1 408"), "{partial:?}: {out}");
-        assert!(took < Duration::from_secs(4), "{partial:?}: {took:?}");
+        assert!(took < Duration::from_secs(10), "{partial:?}: {took:?}");
     }
 }
 
