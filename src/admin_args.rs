@@ -220,21 +220,3 @@ fn violation_text(v: &serde_json::Value) -> String {
         Err(_) => v.to_string(),
     }
 }
-
-/// `user@host`, for the audit log.
-pub(crate) fn author() -> String {
-    let user = std::env::var("MERIDIAN_AUTHOR")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    if user.contains('@') {
-        return user;
-    }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
-    if host.is_empty() {
-        user
-    } else {
-        format!("{user}@{host}")
-    }
-}

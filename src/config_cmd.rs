@@ -153,7 +153,8 @@ pub(crate) struct ApplyArgs {
     /// `config diff` showed you). Without it, the revision read just before applying.
     #[arg(long, value_name = "REVISION")]
     expect_revision: Option<i64>,
-    /// Who is applying, for the audit log [default: $USER@hostname].
+    /// Who is applying, for the audit log [default: $MERIDIAN_AUTHOR, else USER@HOSTNAME; see
+    /// docs/operations.md].
     #[arg(long, value_name = "NAME")]
     author: Option<String>,
     /// Validate and show the diff, write nothing.
@@ -188,7 +189,7 @@ pub(crate) async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         eprintln!("dry run: {} is valid; nothing was written", args.file.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let author = args.author.clone().unwrap_or_else(default_author);
+    let author = args.author.clone().unwrap_or_else(crate::author::author);
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -232,17 +233,5 @@ pub(crate) async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
         Err(e) => Err(e.into()),
-    }
-}
-
-pub(crate) fn default_author() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
-    if host.is_empty() {
-        user
-    } else {
-        format!("{user}@{host}")
     }
 }

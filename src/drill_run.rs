@@ -16,13 +16,14 @@ use anyhow::{Context, anyhow, bail};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RData, RecordType};
+use meridian_admin::api::{ChangeMeta, DrillStarted, DrillStopped};
 use meridian_admin::client::{AdminClient, get_header};
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::admin_args::{AdminConnArgs, author};
-use crate::ops_cmd::{DrillSpec, call, human_ms, parse_duration};
+use crate::admin_args::AdminConnArgs;
+use crate::author::author;
+use crate::ops_cmd::{DrillSpec, call, call_as, human_ms, parse_duration};
 
 /// Sample clients (address in the bundled database's country) when no --client is given.
 const SAMPLES: &[(&str, &str)] = &[
@@ -280,14 +281,14 @@ async fn observe_all<F: Future<Output = T>, T>(futures: impl Iterator<Item = F>)
 }
 
 async fn stop(client: &AdminClient, id: &str, why: &str) -> anyhow::Result<()> {
-    call(
-        client,
-        "DELETE",
-        &format!("/v1/drills/{id}"),
-        Some(&json!({ "author": author(), "reason": why })),
-    )
-    .await
-    .map(|_| ())
+    let body = ChangeMeta {
+        author: Some(author()),
+        reason: Some(why.to_owned()),
+        ..ChangeMeta::default()
+    };
+    call_as::<_, DrillStopped>(client, "DELETE", &format!("/v1/drills/{id}"), &body)
+        .await
+        .map(|_| ())
 }
 
 pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -387,13 +388,13 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let t0 = Instant::now();
-    let started = call(&client, "POST", "/v1/drills", Some(&args.spec.body())).await?;
-    let id = started["id"].as_str().unwrap_or_default().to_owned();
+    let started: DrillStarted = call_as(&client, "POST", "/v1/drills", &args.spec.body()).await?;
+    let id = started.id;
     println!(
         "\ndrill {id} started: {} {} (expires in {} whatever happens to this command); watching clients move...",
         args.spec.mode,
         region,
-        human_ms(started["drill"]["remaining_ms"].as_u64().unwrap_or(0))
+        human_ms(started.drill.remaining_ms)
     );
 
     let interrupted = async {

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod admin_args;
+mod author;
 mod config_cmd;
 mod demo_origin;
 mod dns_cmd;

@@ -8,10 +8,17 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
+use meridian_admin::api::{
+    Applied, ChangeMeta, DrillList, DrillStarted, DrillStopped, DrillView, SetWeight, StartDrill,
+};
 use meridian_admin::client::AdminClient;
-use serde_json::{Value, json};
+use meridian_admin::safety::Violation;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
-use crate::admin_args::{AdminConnArgs, author, explain_error};
+use crate::admin_args::{AdminConnArgs, explain_error};
+use crate::author::author;
 
 /// `meridian status`.
 #[derive(Args)]
@@ -41,15 +48,13 @@ pub(crate) struct ChangeArgs {
 }
 
 impl ChangeArgs {
-    fn meta(&self) -> Value {
-        let mut m = json!({ "author": author(), "force": self.force });
-        if let Some(r) = &self.reason {
-            m["reason"] = json!(r);
+    fn meta(&self) -> ChangeMeta {
+        ChangeMeta {
+            author: Some(author()),
+            reason: self.reason.clone(),
+            expect_revision: self.expect_revision,
+            force: self.force,
         }
-        if let Some(e) = self.expect_revision {
-            m["expect_revision"] = json!(e);
-        }
-        m
     }
 }
 
@@ -120,19 +125,19 @@ pub(crate) struct DrillSpec {
 }
 
 impl DrillSpec {
-    pub(crate) fn body(&self) -> Value {
-        let mut b = json!({
-            "region": self.region,
-            "mode": self.mode,
-            "duration_ms": self.duration.as_millis() as u64,
-            "reason": self.reason,
-            "author": author(),
-            "force": self.force,
-        });
-        if let Some(id) = &self.id {
-            b["id"] = json!(id);
+    pub(crate) fn body(&self) -> StartDrill {
+        StartDrill {
+            region: self.region.clone(),
+            mode: self.mode.clone(),
+            duration_ms: self.duration.as_millis() as u64,
+            id: self.id.clone(),
+            meta: ChangeMeta {
+                author: Some(author()),
+                reason: Some(self.reason.clone()),
+                expect_revision: None,
+                force: self.force,
+            },
         }
-        b
     }
 }
 
@@ -228,6 +233,19 @@ pub(crate) async fn call(
         .map_err(|e| explain_error(e, client))
 }
 
+/// A request with one of the API's typed bodies, its answer read as the API's typed answer.
+pub(crate) async fn call_as<B: Serialize, R: DeserializeOwned>(
+    client: &AdminClient,
+    method: &str,
+    path: &str,
+    body: &B,
+) -> anyhow::Result<R> {
+    client
+        .send_as(method, path, body)
+        .await
+        .map_err(|e| explain_error(e, client))
+}
+
 fn check_region_id(id: &str) -> anyhow::Result<()> {
     if id.is_empty()
         || !id
@@ -240,7 +258,7 @@ fn check_region_id(id: &str) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn region(cmd: &RegionCommand) -> anyhow::Result<ExitCode> {
-    let (method, region, suffix, body, conn, verb) = match cmd {
+    let (region, change, conn) = match cmd {
         RegionCommand::SetWeight {
             region,
             weight,
@@ -250,71 +268,52 @@ pub(crate) async fn region(cmd: &RegionCommand) -> anyhow::Result<ExitCode> {
             if *weight > meridian_config::MAX_WEIGHT {
                 bail!("weight {weight}: at most {}", meridian_config::MAX_WEIGHT);
             }
-            if change.reason.is_none() {
-                bail!("--reason TEXT is required (it goes to the audit log)");
-            }
-            let mut b = change.meta();
-            b["weight"] = json!(weight);
+            (region, change, conn)
+        }
+        RegionCommand::ClearWeight { region, change, conn }
+        | RegionCommand::Drain { region, change, conn }
+        | RegionCommand::Undrain { region, change, conn } => (region, change, conn),
+    };
+    if matches!(cmd, RegionCommand::SetWeight { .. } | RegionCommand::Drain { .. }) && change.reason.is_none()
+    {
+        bail!("--reason TEXT is required (it goes to the audit log)");
+    }
+    check_region_id(region)?;
+    let client = conn.client()?;
+    let path = |suffix: &str| format!("/v1/regions/{region}/{suffix}");
+    let meta = change.meta();
+    let (r, verb): (Applied, String) = match cmd {
+        RegionCommand::SetWeight { weight, .. } => {
+            let body = SetWeight {
+                weight: *weight,
+                meta,
+            };
             (
-                "PUT",
-                region,
-                "weight",
-                b,
-                conn,
+                call_as(&client, "PUT", &path("weight"), &body).await?,
                 format!("weight of {region} set to {weight}"),
             )
         }
-        RegionCommand::ClearWeight { region, change, conn } => (
-            "DELETE",
-            region,
-            "weight",
-            change.meta(),
-            conn,
+        RegionCommand::ClearWeight { .. } => (
+            call_as(&client, "DELETE", &path("weight"), &meta).await?,
             format!("{region} is back to its configured weight"),
         ),
-        RegionCommand::Drain { region, change, conn } => {
-            if change.reason.is_none() {
-                bail!("--reason TEXT is required (it goes to the audit log)");
-            }
-            (
-                "PUT",
-                region,
-                "drain",
-                change.meta(),
-                conn,
-                format!("{region} drained"),
-            )
-        }
-        RegionCommand::Undrain { region, change, conn } => (
-            "DELETE",
-            region,
-            "drain",
-            change.meta(),
-            conn,
+        RegionCommand::Drain { .. } => (
+            call_as(&client, "PUT", &path("drain"), &meta).await?,
+            format!("{region} drained"),
+        ),
+        RegionCommand::Undrain { .. } => (
+            call_as(&client, "DELETE", &path("drain"), &meta).await?,
             format!("{region} undrained"),
         ),
     };
-    check_region_id(region)?;
-    let client = conn.client()?;
-    let r = call(
-        &client,
-        method,
-        &format!("/v1/regions/{region}/{suffix}"),
-        Some(&body),
-    )
-    .await?;
-    print_forced(&r);
-    println!("{verb} (revision {})", r["revision"]);
+    print_forced(&r.forced);
+    println!("{verb} (revision {})", r.revision);
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_forced(r: &Value) {
-    if let Some(v) = r["forced"].as_array().filter(|v| !v.is_empty()) {
-        for x in v {
-            let text = serde_json::from_value::<meridian_admin::safety::Violation>(x.clone())
-                .map_or_else(|_| x.to_string(), |v| v.to_string());
-            eprintln!("warning: forced past a safety check: {text}");
-        }
+fn print_forced(forced: &[Violation]) {
+    for v in forced {
+        eprintln!("warning: forced past a safety check: {v}");
     }
 }
 
@@ -323,41 +322,40 @@ pub(crate) async fn drill(cmd: &DrillCommand) -> anyhow::Result<ExitCode> {
         DrillCommand::Start { spec, conn } => {
             check_region_id(&spec.region)?;
             let client = conn.client()?;
-            let r = call(&client, "POST", "/v1/drills", Some(&spec.body())).await?;
-            print_forced(&r);
-            let d = &r["drill"];
+            let r: DrillStarted = call_as(&client, "POST", "/v1/drills", &spec.body()).await?;
+            print_forced(&r.applied.forced);
+            let d = &r.drill;
             println!(
                 "drill {} started: {} {} for {} (until expiry at {}, whatever happens to this command)",
-                r["id"].as_str().unwrap_or("?"),
-                d["mode"].as_str().unwrap_or("?"),
-                d["region"].as_str().unwrap_or("?"),
-                human_ms(d["remaining_ms"].as_u64().unwrap_or(0)),
-                d["expires_at_ms"],
+                r.id,
+                d.mode,
+                d.region,
+                human_ms(d.remaining_ms),
+                d.expires_at_ms,
             );
             Ok(ExitCode::SUCCESS)
         }
         DrillCommand::List { all, json, conn } => {
             let client = conn.client()?;
             let path = if *all { "/v1/drills?all=true" } else { "/v1/drills" };
-            let r = call(&client, "GET", path, None).await?;
             if *json {
+                let r = call(&client, "GET", path, None).await?;
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                print!(
-                    "{}",
-                    drills_table(r["drills"].as_array().map_or(&[][..], Vec::as_slice))
-                );
+                let r: DrillList = client.get_as(path).await.map_err(|e| explain_error(e, &client))?;
+                print!("{}", drills_table(&r.drills));
             }
             Ok(ExitCode::SUCCESS)
         }
         DrillCommand::Stop { id, reason, conn } => {
             let client = conn.client()?;
-            let mut body = json!({ "author": author() });
-            if let Some(r) = reason {
-                body["reason"] = json!(r);
-            }
-            let r = call(&client, "DELETE", &format!("/v1/drills/{id}"), Some(&body)).await?;
-            println!("drill {id} stopped (revision {})", r["revision"]);
+            let body = ChangeMeta {
+                author: Some(author()),
+                reason: reason.clone(),
+                ..ChangeMeta::default()
+            };
+            let r: DrillStopped = call_as(&client, "DELETE", &format!("/v1/drills/{id}"), &body).await?;
+            println!("drill {id} stopped (revision {})", r.applied.revision);
             Ok(ExitCode::SUCCESS)
         }
         DrillCommand::Run(args) => crate::drill_run::run(args).await,
@@ -374,7 +372,7 @@ pub(crate) fn human_ms(ms: u64) -> String {
     }
 }
 
-fn drills_table(drills: &[Value]) -> String {
+fn drills_table(drills: &[DrillView]) -> String {
     if drills.is_empty() {
         return "no drills\n".to_owned();
     }
@@ -385,20 +383,15 @@ fn drills_table(drills: &[Value]) -> String {
         "id", "region", "mode", "ends in", "by"
     );
     for d in drills {
-        let ends = if d["active"] == true {
-            human_ms(d["remaining_ms"].as_u64().unwrap_or(0))
+        let ends = if d.active {
+            human_ms(d.remaining_ms)
         } else {
             "expired".to_owned()
         };
         let _ = writeln!(
             out,
             "{:<32} {:<8} {:<12} {:<10} {:<20} {}",
-            d["id"].as_str().unwrap_or("?"),
-            d["region"].as_str().unwrap_or("?"),
-            d["mode"].as_str().unwrap_or("?"),
-            ends,
-            d["author"].as_str().unwrap_or(""),
-            d["reason"].as_str().unwrap_or(""),
+            d.id, d.region, d.mode, ends, d.author, d.reason,
         );
     }
     out
@@ -521,10 +514,10 @@ fn status_text(s: &Value) -> String {
             state.join("; ")
         );
     }
-    let drills = s["drills"].as_array().map_or(&[][..], Vec::as_slice);
+    let drills: Vec<DrillView> = serde_json::from_value(s["drills"].clone()).unwrap_or_default();
     if !drills.is_empty() {
         let _ = writeln!(out, "\nactive drills:");
-        out.push_str(&drills_table(drills));
+        out.push_str(&drills_table(&drills));
     }
     out.push_str(&nodes_text(&s["nodes"]));
     if let Some(p) = s["problems"].as_array().filter(|p| !p.is_empty()) {

@@ -331,7 +331,7 @@ fn demo_certificates(
 /// Writes the configuration `local` to the node's store (with an audit record) unless it is already there.
 async fn apply(node: &Node, local: &str, source: &str) -> anyhow::Result<()> {
     let store = &node.store;
-    let author = format!("meridian up ({})", crate::config_cmd::default_author());
+    let author = format!("meridian up ({})", crate::author::author());
     match apply_config(store.as_ref(), &node.keys, local, None, &author, now_ms())
         .await
         .with_context(|| format!("applying the configuration to {}", store.describe()))?

@@ -1,6 +1,8 @@
-//! The admin API's wire format (version 1): request bodies and the error document, shared by the server
-//! and the client so they cannot drift. Responses are built as JSON values by the server and read as such
-//! by the client (`docs/admin-api.md` describes every field).
+//! The admin API's wire format (version 1): request bodies, the answers of writes (weights, drains,
+//! drills, the configuration) and of the drill list, and the error document — shared by the server and
+//! the client (the `meridian` CLI) so they cannot drift. The larger read documents (status, regions,
+//! explain, the stored configuration, the audit log) are built as JSON values by the server and read as
+//! such by the client (`docs/admin-api.md` describes every field).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -113,11 +115,14 @@ impl From<meridian_store::StoreError> for ApiError {
 #[serde(default, deny_unknown_fields)]
 pub struct ChangeMeta {
     /// Who (`alice@ops1`); recorded in the audit log and the document.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
     /// Why; recorded too.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Apply only if the key did not change after this store revision (the `revision` of the status you
     /// read); otherwise 409 with the current value.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expect_revision: Option<i64>,
     /// Apply even if a safety check refuses.
     pub force: bool,
@@ -145,7 +150,7 @@ pub struct StartDrill {
     /// How long it lasts, in milliseconds (at most 72 hours).
     pub duration_ms: u64,
     /// Its identifier (default: `REGION-MODE-STARTMS`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Author, reason, guards.
     #[serde(flatten)]
@@ -164,6 +169,96 @@ pub struct PutConfig {
     /// Who.
     #[serde(default)]
     pub author: Option<String>,
+    /// Apply even if a safety check refuses (the audit record lists what was forced).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The answer to a write of a weight, a drain or a drill (`200`, `201` for a drill start).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The store revision of the change.
+    pub revision: i64,
+    /// What was done, as the audit log says it (`region set-weight fra 50`).
+    pub what: String,
+    /// The safety refusals overridden with `force` (empty unless forced).
+    pub forced: Vec<Violation>,
+}
+
+/// A drill as the API shows it (`GET /v1/drills`, status, the answer to a drill start).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillView {
+    /// Its identifier.
+    pub id: String,
+    /// The region drilled.
+    pub region: String,
+    /// `down`, `drain` or `capacity=PCT`.
+    pub mode: String,
+    /// Start, ms since the epoch.
+    pub started_at_ms: u64,
+    /// End, ms since the epoch.
+    pub expires_at_ms: u64,
+    /// Until the end, as of the answer (0 once expired).
+    pub remaining_ms: u64,
+    /// Whether it acts now.
+    pub active: bool,
+    /// Who started it.
+    pub author: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The answer to `POST /v1/drills` (201).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillStarted {
+    /// The drill's identifier.
+    pub id: String,
+    /// Revision, what, forced.
+    #[serde(flatten)]
+    pub applied: Applied,
+    /// The drill as started.
+    pub drill: DrillView,
+}
+
+/// The answer to `DELETE /v1/drills/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillStopped {
+    /// The drill's identifier.
+    pub id: String,
+    /// Revision, what, forced.
+    #[serde(flatten)]
+    pub applied: Applied,
+}
+
+/// `GET /v1/drills[?all=true]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillList {
+    /// The snapshot's store revision.
+    pub revision: i64,
+    /// The node's time when it answered.
+    pub now_ms: u64,
+    /// Active drills (and expired ones with `all`).
+    pub drills: Vec<DrillView>,
+}
+
+/// The answer to `PUT /v1/config`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+pub enum ConfigApplied {
+    /// Written.
+    Applied {
+        /// The configuration's new revision.
+        revision: i64,
+        /// The revision it replaced (none: the store had no configuration).
+        previous_revision: Option<i64>,
+        /// The safety refusals overridden with `force` (empty unless forced).
+        forced: Vec<Violation>,
+    },
+    /// The store already held exactly this text; nothing was written.
+    Unchanged {
+        /// Its revision.
+        revision: i64,
+    },
 }
 
 /// The longest drill (Route 53 ARC's zonal shifts stop at 72 hours too).

@@ -12,6 +12,8 @@ use hyper::Request;
 use hyper::http::uri::{Scheme, Uri};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -208,6 +210,32 @@ impl AdminClient {
     /// `GET path` (`/v1/status`).
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
         self.send("GET", path, None).await
+    }
+
+    /// `GET path`, its answer read as `R` (one of the answers in [`crate::api`]).
+    pub async fn get_as<R: DeserializeOwned>(&self, path: &str) -> Result<R, ClientError> {
+        let value = self.get(path).await?;
+        self.typed(path, value)
+    }
+
+    /// A request with a body of one of [`crate::api`]'s request types, its answer read as `R`.
+    pub async fn send_as<B: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<R, ClientError> {
+        let body =
+            serde_json::to_value(body).map_err(|e| ClientError::Setup(format!("request body: {e}")))?;
+        let value = self.send(method, path, Some(&body)).await?;
+        self.typed(path, value)
+    }
+
+    fn typed<R: DeserializeOwned>(&self, path: &str, value: Value) -> Result<R, ClientError> {
+        serde_json::from_value(value).map_err(|e| ClientError::Protocol {
+            url: self.target.display.clone(),
+            detail: format!("the answer to {path} is not what this version reads: {e}"),
+        })
     }
 
     /// A request with an optional JSON body; the JSON answer, or the API's error.

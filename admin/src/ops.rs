@@ -1,6 +1,8 @@
 //! The writes the API makes: region weights, drains, drills, the configuration. Each one is validated,
-//! checked for safety against the current state (the store's overrides and drills, the snapshot's health
-//! and load), and committed by compare-and-swap in one store transaction with its audit record.
+//! checked for safety against the current state (the store's overrides and drills laid over the
+//! snapshot's health and load by `meridian_store::overlay_operator_state`, as every snapshot is built;
+//! for a new configuration, laid over its own regions), and committed by compare-and-swap in one store
+//! transaction with its audit record.
 //!
 //! The transaction compares the changed key at the revision read (so a concurrent edit of the same thing
 //! is a conflict, never a lost update) and every other region's weight and drain key at the revisions the
@@ -10,16 +12,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_steer::{Drill, DrillMode, RegionStates, Topology};
+use meridian_config::Config;
+use meridian_steer::{RegionStates, Topology};
 use meridian_store::schema::{
-    AuditRecord, DOC_SCHEMA, DrainOverride, DrillDoc, DrillModeDoc, KeyKind, WeightOverride, decode, encode,
+    AuditRecord, DOC_SCHEMA, DrainOverride, DrillDoc, DrillModeDoc, WeightOverride, decode, encode,
 };
-use meridian_store::{ApplyOutcome, Compare, ConfigDocError, KeyValue, Listing, Revision, Snapshot, TxnOp};
+use meridian_store::{
+    ApplyOptions, ApplyOutcome, Compare, ConfigDocError, KeyValue, Listing, OperatorDoc, Revision, Snapshot,
+    StoredConfig, TxnOp, overlay_operator_state,
+};
 use serde_json::{Value, json};
 
 use crate::AdminContext;
-use crate::api::{ApiError, ChangeMeta, MAX_DRILL_MS, PutConfig, SetWeight, StartDrill};
-use crate::safety::introduced;
+use crate::api::{
+    ApiError, Applied, ChangeMeta, ConfigApplied, DrillStarted, DrillStopped, MAX_DRILL_MS, PutConfig,
+    StartDrill,
+};
+use crate::safety::{introduced, introduced_across};
 
 /// etcd refuses transactions with more than 128 compares (`--max-txn-ops`).
 const MAX_COMPARES: usize = 120;
@@ -53,103 +62,105 @@ fn check_region(topology: &Topology, id: &str) -> Result<(), ApiError> {
         .ok_or_else(|| unknown_region(topology, id))
 }
 
-/// What to do to the target key.
-enum Edit {
-    Put(Vec<u8>),
-    Delete,
-}
-
-/// One change to one key.
+/// One change to one key: a weight override, a drain or a drill, written or removed.
 struct Write<'a> {
     key: String,
-    edit: Edit,
+    /// The key's document after the change; `None`: the key is deleted.
+    doc: Option<OperatorDoc>,
     /// For the audit record and messages: `region drain waw`.
     what: String,
     meta: &'a ChangeMeta,
-    /// The document after the change, for the audit record (null when deleted).
-    after: Value,
     /// 404 if the key is absent (stopping a drill).
     must_exist: Option<ApiError>,
     /// 409 if the key exists (starting a drill with a taken id).
     must_not_exist: bool,
-    /// The change's effect on region states, for the safety check.
-    effect: &'a (dyn Fn(&Topology, &mut RegionStates) + Sync),
     /// Extra keys to delete in the same transaction (expired drills).
     cleanup: Vec<String>,
 }
 
-/// What the store holds that decides region usability.
-struct Current {
-    snapshot: Arc<Snapshot>,
-    overrides: Listing,
-    drills: Listing,
+/// The stored form of an operator document, and its JSON for the audit record.
+fn stored_form(doc: &OperatorDoc) -> (Vec<u8>, Value) {
+    fn both<T: serde::Serialize>(d: &T) -> (Vec<u8>, Value) {
+        (encode(d), serde_json::to_value(d).unwrap_or(Value::Null))
+    }
+    match doc {
+        OperatorDoc::Weight { doc, .. } => both(doc),
+        OperatorDoc::Drain { doc, .. } => both(doc),
+        OperatorDoc::Drill { doc, .. } => both(doc),
+    }
 }
 
-impl Current {
+/// The store's weight overrides, drains and drills: what decides region usability besides health.
+struct OperatorState {
+    overrides: Listing,
+    /// Every weight override, drain and drill in the store, decoded, with its key (those that do not
+    /// decode are left out, as snapshots leave them out).
+    docs: Vec<(String, OperatorDoc)>,
+}
+
+impl OperatorState {
     async fn read(ctx: &AdminContext) -> Result<Self, ApiError> {
-        let snapshot = snapshot(ctx)?;
         let prefix = ctx.keys.prefix();
         // Both at once: each is a round trip to the etcd leader, perhaps across the WAN.
         let (o, d) = (format!("{prefix}overrides/"), format!("{prefix}drills/"));
         let (overrides, drills) = tokio::try_join!(ctx.store.list(&o), ctx.store.list(&d))?;
-        Ok(Self {
-            snapshot,
-            overrides,
-            drills,
-        })
+        let docs = overrides
+            .kvs
+            .iter()
+            .chain(&drills.kvs)
+            .filter_map(|kv| Some((kv.key.clone(), OperatorDoc::from_kv(&ctx.keys, kv)?.ok()?)))
+            .collect();
+        Ok(Self { overrides, docs })
     }
 
-    /// Region states as the store has them now: the snapshot's health and load, the store's overrides
-    /// and drills (the snapshot may be a few milliseconds behind them).
-    fn states(&self, ctx: &AdminContext) -> RegionStates {
-        let topology = &self.snapshot.topology;
-        let config = topology.config();
-        let mut states = self.snapshot.states.clone();
-        for region in config.regions() {
-            if let Some(s) = topology.region_index(&region.id).and_then(|i| states.get_mut(i)) {
-                s.drained = false;
-                s.weight = region.weight;
-                s.drills.clear();
-            }
-        }
-        for kv in &self.overrides.kvs {
-            match ctx.keys.classify(&kv.key) {
-                KeyKind::Weight(r) => {
-                    if let (Ok(w), Some(s)) = (
-                        decode::<WeightOverride>(&kv.value),
-                        topology.region_index(r).and_then(|i| states.get_mut(i)),
-                    ) && w.weight <= meridian_config::MAX_WEIGHT
-                    {
-                        s.weight = w.weight;
-                    }
-                }
-                KeyKind::Drain(r) => {
-                    if let (Ok(_), Some(s)) = (
-                        decode::<DrainOverride>(&kv.value),
-                        topology.region_index(r).and_then(|i| states.get_mut(i)),
-                    ) {
-                        s.drained = true;
-                    }
-                }
-                _ => {}
-            }
-        }
-        for kv in &self.drills.kvs {
-            if let (KeyKind::Drill(id), Ok(d)) = (ctx.keys.classify(&kv.key), decode::<DrillDoc>(&kv.value))
-                && let Some(s) = topology.region_index(&d.region).and_then(|i| states.get_mut(i))
-            {
-                s.drills.push(Drill {
-                    id: id.to_owned(),
-                    mode: steer_mode(d.mode),
-                    expires_at_ms: d.expires_at_ms,
-                });
-            }
-        }
+    /// The operator documents with the keys in `removed` gone and `added` in.
+    fn docs_with<'a>(
+        &'a self,
+        removed: &'a [&str],
+        added: Option<&'a OperatorDoc>,
+    ) -> impl Iterator<Item = &'a OperatorDoc> {
+        self.docs
+            .iter()
+            .filter(move |(key, _)| !removed.contains(&key.as_str()))
+            .map(|(_, doc)| doc)
+            .chain(added)
+    }
+
+    /// Region states as the store has them now — `snapshot`'s health and load, the store's weights,
+    /// drains and drills (the snapshot may be a few milliseconds behind them) — with the keys in `removed`
+    /// gone and `added` in.
+    fn states(&self, snapshot: &Snapshot, removed: &[&str], added: Option<&OperatorDoc>) -> RegionStates {
+        let mut states = snapshot.states.clone();
+        overlay_operator_state(&snapshot.topology, &mut states, self.docs_with(removed, added));
         states
     }
 
-    /// Compares pinning every region's weight and drain key at what was read (absent: 0).
-    fn guards(&self, ctx: &AdminContext, except: &str) -> Vec<Compare> {
+    /// Region states under another configuration's `topology`: its regions with their configured weights
+    /// and capacities, the health and load `seen` (the snapshot in force, if any) has for each by region
+    /// id, and the store's weights, drains and drills (those of regions it does not have are skipped, as
+    /// snapshots skip them).
+    fn states_under(&self, topology: &Topology, seen: Option<&Snapshot>) -> RegionStates {
+        let mut states = RegionStates::initial(topology.config());
+        if let Some(snap) = seen {
+            for region in topology.config().regions() {
+                if let (Some(new), Some(old)) = (
+                    topology.region_index(&region.id).and_then(|i| states.get_mut(i)),
+                    snap.topology
+                        .region_index(&region.id)
+                        .and_then(|i| snap.states.get(i)),
+                ) {
+                    new.health = old.health;
+                    new.in_flight = old.in_flight;
+                }
+            }
+        }
+        overlay_operator_state(topology, &mut states, self.docs_with(&[], None));
+        states
+    }
+
+    /// Compares pinning the weight and drain key of every region of `topology` at what was read (absent:
+    /// 0), but `except`.
+    fn guards(&self, ctx: &AdminContext, topology: &Topology, except: &str) -> Vec<Compare> {
         let present = |key: &str| -> Revision {
             self.overrides
                 .kvs
@@ -158,7 +169,7 @@ impl Current {
                 .map_or(0, |kv| kv.mod_revision)
         };
         let mut out = Vec::new();
-        for region in self.snapshot.topology.config().regions() {
+        for region in topology.config().regions() {
             for key in [ctx.keys.drain(&region.id), ctx.keys.weight(&region.id)] {
                 if key != except {
                     out.push(Compare {
@@ -174,16 +185,6 @@ impl Current {
             out.truncate(MAX_COMPARES);
         }
         out
-    }
-}
-
-pub(crate) fn steer_mode(mode: DrillModeDoc) -> DrillMode {
-    match mode {
-        DrillModeDoc::Down => DrillMode::Down,
-        DrillModeDoc::Drain => DrillMode::Drain,
-        DrillModeDoc::Capacity { percent } => DrillMode::Capacity {
-            percent: percent.min(100),
-        },
     }
 }
 
@@ -215,10 +216,22 @@ fn reason(meta: &ChangeMeta, required: bool) -> Result<String, ApiError> {
     Ok(r.to_owned())
 }
 
-async fn commit(ctx: &AdminContext, w: Write<'_>, now_ms: u64) -> Result<Value, ApiError> {
+async fn commit(ctx: &AdminContext, w: Write<'_>, now_ms: u64) -> Result<Applied, ApiError> {
     let who = author(w.meta);
+    let (stored, after_json) = match &w.doc {
+        Some(doc) => {
+            let (bytes, json) = stored_form(doc);
+            (Some(bytes), json)
+        }
+        None => (None, Value::Null),
+    };
+    // What the store holds after the change, besides the key: expired drills removed too.
+    let removed: Vec<&str> = std::iter::once(w.key.as_str())
+        .chain(w.cleanup.iter().map(String::as_str))
+        .collect();
     for _ in 0..ATTEMPTS {
-        let (current, target) = tokio::try_join!(Current::read(ctx), async {
+        let snap = snapshot(ctx)?;
+        let (current, target) = tokio::try_join!(OperatorState::read(ctx), async {
             ctx.store.get(&w.key).await.map_err(ApiError::from)
         })?;
         let target_rev = target.as_ref().map_or(0, |kv| kv.mod_revision);
@@ -243,11 +256,9 @@ async fn commit(ctx: &AdminContext, w: Write<'_>, now_ms: u64) -> Result<Value, 
                 stored_json(kv),
             ));
         }
-        let topology = current.snapshot.topology.clone();
-        let before = current.states(ctx);
-        let mut after = before.clone();
-        (w.effect)(&topology, &mut after);
-        let violations = introduced(&topology, &before, &after, now_ms);
+        let before = current.states(&snap, &[], None);
+        let after = current.states(&snap, &removed, w.doc.as_ref());
+        let violations = introduced(&snap.topology, &before, &after, now_ms);
         if !violations.is_empty() && !w.meta.force {
             return Err(ApiError::refused(&violations));
         }
@@ -255,19 +266,19 @@ async fn commit(ctx: &AdminContext, w: Write<'_>, now_ms: u64) -> Result<Value, 
             key: w.key.clone(),
             mod_revision: target_rev,
         }];
-        compares.extend(current.guards(ctx, &w.key));
-        let mut ops = vec![match &w.edit {
-            Edit::Put(value) => TxnOp::Put {
+        compares.extend(current.guards(ctx, &snap.topology, &w.key));
+        let mut ops = vec![match &stored {
+            Some(value) => TxnOp::Put {
                 key: w.key.clone(),
                 value: value.clone(),
                 lease: None,
             },
-            Edit::Delete => TxnOp::Delete { key: w.key.clone() },
+            None => TxnOp::Delete { key: w.key.clone() },
         }];
         for key in &w.cleanup {
             ops.push(TxnOp::Delete { key: key.clone() });
         }
-        let mut after_doc = w.after.clone();
+        let mut after_doc = after_json.clone();
         if !violations.is_empty()
             && let Value::Object(o) = &mut after_doc
         {
@@ -289,12 +300,10 @@ async fn commit(ctx: &AdminContext, w: Write<'_>, now_ms: u64) -> Result<Value, 
             value: encode(&audit),
             lease: None,
         });
-        let applied = |revision: i64| {
-            json!({
-                "revision": revision,
-                "what": w.what,
-                "forced": violations,
-            })
+        let applied = |revision: i64| Applied {
+            revision,
+            what: w.what.clone(),
+            forced: violations.clone(),
         };
         let result = match ctx.store.txn(compares, ops).await {
             Ok(r) => r,
@@ -340,13 +349,14 @@ async fn commit(ctx: &AdminContext, w: Write<'_>, now_ms: u64) -> Result<Value, 
         }
         // Another region's override moved under the safety check: check again.
     }
-    Err(ApiError::conflict(
-        format!(
-            "{}: the state kept changing; nothing was written, try again",
-            w.what
-        ),
+    Err(kept_changing(&w.what))
+}
+
+fn kept_changing(what: &str) -> ApiError {
+    ApiError::conflict(
+        format!("{what}: the state kept changing; nothing was written, try again"),
         Value::Null,
-    ))
+    )
 }
 
 /// Distinguishes audit records written in the same millisecond.
@@ -356,79 +366,89 @@ fn nonce() -> u64 {
     (u64::from(std::process::id()) << 32) | (COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff)
 }
 
-pub(crate) async fn set_weight(ctx: &AdminContext, region: &str, body: SetWeight) -> Result<Value, ApiError> {
+/// The four writes of a region's override keys.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RegionChange {
+    /// `PUT /v1/regions/{id}/weight`.
+    SetWeight(u32),
+    /// `DELETE /v1/regions/{id}/weight`.
+    ClearWeight,
+    /// `PUT /v1/regions/{id}/drain`.
+    Drain,
+    /// `DELETE /v1/regions/{id}/drain`.
+    Undrain,
+}
+
+/// A region's weight or drain written or removed: validated (known region, weight in range, a reason
+/// where one is required), then committed like every write.
+pub(crate) async fn region_change(
+    ctx: &AdminContext,
+    region: &str,
+    change: RegionChange,
+    meta: &ChangeMeta,
+) -> Result<Applied, ApiError> {
     let now_ms = crate::now_ms();
     let snap = snapshot(ctx)?;
     check_region(&snap.topology, region)?;
-    if body.weight > meridian_config::MAX_WEIGHT {
+    if let RegionChange::SetWeight(weight) = change
+        && weight > meridian_config::MAX_WEIGHT
+    {
         return Err(ApiError::bad_request(format!(
-            "weight {} is above the maximum {}",
-            body.weight,
+            "weight {weight} is above the maximum {}",
             meridian_config::MAX_WEIGHT
         )));
     }
-    let reason = reason(&body.meta, true)?;
-    let doc = WeightOverride {
-        schema: DOC_SCHEMA,
-        weight: body.weight,
-        author: author(&body.meta),
-        reason,
-        at_ms: now_ms,
-    };
-    let weight = body.weight;
-    let id = region.to_owned();
-    let effect = move |t: &Topology, s: &mut RegionStates| {
-        if let Some(st) = t.region_index(&id).and_then(|i| s.get_mut(i)) {
-            st.weight = weight;
-        }
-    };
-    commit(
-        ctx,
-        Write {
-            key: ctx.keys.weight(region),
-            after: serde_json::to_value(&doc).unwrap_or(Value::Null),
-            edit: Edit::Put(encode(&doc)),
-            what: format!("region set-weight {region} {weight}"),
-            meta: &body.meta,
-            must_exist: None,
-            must_not_exist: false,
-            effect: &effect,
-            cleanup: Vec::new(),
-        },
-        now_ms,
-    )
-    .await
-}
-
-pub(crate) async fn clear_weight(
-    ctx: &AdminContext,
-    region: &str,
-    meta: ChangeMeta,
-) -> Result<Value, ApiError> {
-    let now_ms = crate::now_ms();
-    let snap = snapshot(ctx)?;
-    check_region(&snap.topology, region)?;
-    let reason = reason(&meta, false)?;
-    let id = region.to_owned();
-    let effect = move |t: &Topology, s: &mut RegionStates| {
-        if let (Some(r), Some(st)) = (
-            t.config().region(&id),
-            t.region_index(&id).and_then(|i| s.get_mut(i)),
-        ) {
-            st.weight = r.weight;
-        }
+    let adds = matches!(change, RegionChange::SetWeight(_) | RegionChange::Drain);
+    let reason = reason(meta, adds)?;
+    let region = region.to_owned();
+    let (key, doc, what) = match change {
+        RegionChange::SetWeight(weight) => (
+            ctx.keys.weight(&region),
+            Some(OperatorDoc::Weight {
+                doc: WeightOverride {
+                    schema: DOC_SCHEMA,
+                    weight,
+                    author: author(meta),
+                    reason,
+                    at_ms: now_ms,
+                },
+                region: region.clone(),
+            }),
+            format!("region set-weight {region} {weight}"),
+        ),
+        RegionChange::ClearWeight => (
+            ctx.keys.weight(&region),
+            None,
+            with_reason(format!("region clear-weight {region}"), &reason),
+        ),
+        RegionChange::Drain => (
+            ctx.keys.drain(&region),
+            Some(OperatorDoc::Drain {
+                doc: DrainOverride {
+                    schema: DOC_SCHEMA,
+                    author: author(meta),
+                    reason,
+                    at_ms: now_ms,
+                },
+                region: region.clone(),
+            }),
+            format!("region drain {region}"),
+        ),
+        RegionChange::Undrain => (
+            ctx.keys.drain(&region),
+            None,
+            with_reason(format!("region undrain {region}"), &reason),
+        ),
     };
     commit(
         ctx,
         Write {
-            key: ctx.keys.weight(region),
-            edit: Edit::Delete,
-            what: with_reason(format!("region clear-weight {region}"), &reason),
-            meta: &meta,
-            after: Value::Null,
+            key,
+            doc,
+            what,
+            meta,
             must_exist: None,
             must_not_exist: false,
-            effect: &effect,
             cleanup: Vec::new(),
         },
         now_ms,
@@ -442,69 +462,6 @@ fn with_reason(what: String, reason: &str) -> String {
     } else {
         format!("{what}: {reason}")
     }
-}
-
-pub(crate) async fn drain(ctx: &AdminContext, region: &str, meta: ChangeMeta) -> Result<Value, ApiError> {
-    let now_ms = crate::now_ms();
-    let snap = snapshot(ctx)?;
-    check_region(&snap.topology, region)?;
-    let doc = DrainOverride {
-        schema: DOC_SCHEMA,
-        author: author(&meta),
-        reason: reason(&meta, true)?,
-        at_ms: now_ms,
-    };
-    let id = region.to_owned();
-    let effect = move |t: &Topology, s: &mut RegionStates| {
-        if let Some(st) = t.region_index(&id).and_then(|i| s.get_mut(i)) {
-            st.drained = true;
-        }
-    };
-    commit(
-        ctx,
-        Write {
-            key: ctx.keys.drain(region),
-            after: serde_json::to_value(&doc).unwrap_or(Value::Null),
-            edit: Edit::Put(encode(&doc)),
-            what: format!("region drain {region}"),
-            meta: &meta,
-            must_exist: None,
-            must_not_exist: false,
-            effect: &effect,
-            cleanup: Vec::new(),
-        },
-        now_ms,
-    )
-    .await
-}
-
-pub(crate) async fn undrain(ctx: &AdminContext, region: &str, meta: ChangeMeta) -> Result<Value, ApiError> {
-    let now_ms = crate::now_ms();
-    let snap = snapshot(ctx)?;
-    check_region(&snap.topology, region)?;
-    let reason = reason(&meta, false)?;
-    let id = region.to_owned();
-    let effect = move |t: &Topology, s: &mut RegionStates| {
-        if let Some(st) = t.region_index(&id).and_then(|i| s.get_mut(i)) {
-            st.drained = false;
-        }
-    };
-    commit(
-        ctx,
-        Write {
-            key: ctx.keys.drain(region),
-            edit: Edit::Delete,
-            what: with_reason(format!("region undrain {region}"), &reason),
-            meta: &meta,
-            after: Value::Null,
-            must_exist: None,
-            must_not_exist: false,
-            effect: &effect,
-            cleanup: Vec::new(),
-        },
-        now_ms,
-    )
-    .await
 }
 
 /// Parses `down`, `drain`, `capacity=PCT` (also `capacity:PCT`).
@@ -546,7 +503,7 @@ fn valid_id(id: &str) -> bool {
         && id.as_bytes()[0].is_ascii_alphanumeric()
 }
 
-pub(crate) async fn start_drill(ctx: &AdminContext, body: StartDrill) -> Result<Value, ApiError> {
+pub(crate) async fn start_drill(ctx: &AdminContext, body: StartDrill) -> Result<DrillStarted, ApiError> {
     let now_ms = crate::now_ms();
     let snap = snapshot(ctx)?;
     check_region(&snap.topology, &body.region)?;
@@ -596,105 +553,147 @@ pub(crate) async fn start_drill(ctx: &AdminContext, body: StartDrill) -> Result<
         author: author(&body.meta),
         reason,
     };
-    let (region, expires, drill_id) = (body.region.clone(), doc.expires_at_ms, id.clone());
-    let effect = move |t: &Topology, s: &mut RegionStates| {
-        if let Some(st) = t.region_index(&region).and_then(|i| s.get_mut(i)) {
-            st.drills.push(Drill {
-                id: drill_id.clone(),
-                mode: steer_mode(mode),
-                expires_at_ms: expires,
-            });
-        }
-    };
-    let mut result = commit(
+    let drill = crate::status::drill_view(&id, &doc, now_ms);
+    let applied = commit(
         ctx,
         Write {
             key: ctx.keys.drill(&id),
-            after: serde_json::to_value(&doc).unwrap_or(Value::Null),
-            edit: Edit::Put(encode(&doc)),
             what: format!("drill start {id} ({} {})", mode_text(mode), body.region),
+            doc: Some(OperatorDoc::Drill { id: id.clone(), doc }),
             meta: &body.meta,
             must_exist: None,
             must_not_exist: true,
-            effect: &effect,
             cleanup,
         },
         now_ms,
     )
     .await?;
-    if let Value::Object(o) = &mut result {
-        o.insert("id".into(), json!(id));
-        o.insert("drill".into(), crate::status::drill_json(&id, &doc, now_ms));
-    }
-    Ok(result)
+    Ok(DrillStarted { id, applied, drill })
 }
 
-pub(crate) async fn stop_drill(ctx: &AdminContext, id: &str, meta: ChangeMeta) -> Result<Value, ApiError> {
+pub(crate) async fn stop_drill(
+    ctx: &AdminContext,
+    id: &str,
+    meta: ChangeMeta,
+) -> Result<DrillStopped, ApiError> {
     let now_ms = crate::now_ms();
     snapshot(ctx)?;
     let reason = reason(&meta, false)?;
-    let effect = |_: &Topology, _: &mut RegionStates| {};
-    let mut result = commit(
+    let applied = commit(
         ctx,
         Write {
             key: ctx.keys.drill(id),
-            edit: Edit::Delete,
+            doc: None,
             what: with_reason(format!("drill stop {id}"), &reason),
             meta: &meta,
-            after: Value::Null,
             must_exist: Some(ApiError::not_found("unknown-drill", format!("no drill {id:?}"))),
             must_not_exist: false,
-            effect: &effect,
             cleanup: Vec::new(),
         },
         now_ms,
     )
     .await?;
-    if let Value::Object(o) = &mut result {
-        o.insert("id".into(), json!(id));
-    }
-    Ok(result)
+    Ok(DrillStopped {
+        id: id.to_owned(),
+        applied,
+    })
 }
 
-pub(crate) async fn put_config(ctx: &AdminContext, body: PutConfig) -> Result<Value, ApiError> {
-    let who = body.author.clone().unwrap_or_else(|| "admin-api".to_owned());
-    let outcome = meridian_store::apply_config(
-        ctx.store.as_ref(),
-        &ctx.keys,
-        &body.toml,
-        body.expect_revision,
-        &who,
-        crate::now_ms(),
-    )
-    .await
-    .map_err(|e| match e {
+fn config_error(e: ConfigDocError) -> ApiError {
+    match e {
         ConfigDocError::Store(s) => ApiError::from(s),
         ConfigDocError::Invalid(e) => {
             ApiError::bad_request(format!("the configuration is invalid; nothing was applied:\n{e}"))
         }
         ConfigDocError::Unreadable(m) => ApiError::internal(m),
-    })?;
-    match outcome {
-        ApplyOutcome::Applied { revision, previous } => {
-            ctx.watcher.wait_for(revision, REFLECT_WAIT).await;
-            Ok(json!({
-                "outcome": "applied",
-                "revision": revision,
-                "previous_revision": previous.map(|p| p.revision),
-            }))
-        }
-        ApplyOutcome::Unchanged { revision } => Ok(json!({ "outcome": "unchanged", "revision": revision })),
-        ApplyOutcome::Conflict { expected, current } => Err(ApiError::conflict(
-            format!(
-                "the stored configuration is at revision {}, not {expected}; nothing was applied",
-                current.as_ref().map_or(0, |c| c.revision)
-            ),
-            current.map_or(
-                Value::Null,
-                |c| json!({ "revision": c.revision, "toml": c.doc.toml, "author": c.doc.author }),
-            ),
-        )),
     }
+}
+
+fn config_conflict(expected: Revision, current: Option<StoredConfig>) -> ApiError {
+    ApiError::conflict(
+        format!(
+            "the stored configuration is at revision {}, not {expected}; nothing was applied",
+            current.as_ref().map_or(0, |c| c.revision)
+        ),
+        current.map_or(
+            Value::Null,
+            |c| json!({ "revision": c.revision, "toml": c.doc.toml, "author": c.doc.author }),
+        ),
+    )
+}
+
+/// `PUT /v1/config`: validated, checked for safety like every other write — the region states the new
+/// configuration gives (its regions, services and residency rules, with the health the snapshot has and
+/// the store's weights, drains and drills) against the states now under the configuration in force —,
+/// then compare-and-swap on the configuration key and every region's weight and drain key, with its audit
+/// record (listing what was forced, if anything).
+pub(crate) async fn put_config(ctx: &AdminContext, body: PutConfig) -> Result<ConfigApplied, ApiError> {
+    let now_ms = crate::now_ms();
+    let who = body.author.clone().unwrap_or_else(|| "admin-api".to_owned());
+    let config = Config::from_toml_str(&body.toml).map_err(|e| config_error(ConfigDocError::Invalid(e)))?;
+    let topology = Topology::new(Arc::new(config));
+    for _ in 0..ATTEMPTS {
+        let stored = meridian_store::read_config(ctx.store.as_ref(), &ctx.keys)
+            .await
+            .map_err(config_error)?;
+        let stored_rev = stored.as_ref().map_or(0, |c| c.revision);
+        let expected = body.expect_revision.unwrap_or(stored_rev);
+        if expected != stored_rev {
+            return Err(config_conflict(expected, stored));
+        }
+        if let Some(c) = stored.as_ref().filter(|c| c.doc.toml == body.toml) {
+            return Ok(ConfigApplied::Unchanged { revision: c.revision });
+        }
+        // The states now are those under the stored configuration: this node's snapshot must have it.
+        ctx.watcher.wait_for(stored_rev, REFLECT_WAIT).await;
+        let snap = ctx.watcher.snapshot();
+        let current = OperatorState::read(ctx).await?;
+        let after = current.states_under(&topology, snap.as_deref());
+        let violations = match &snap {
+            Some(snap) => {
+                let before = current.states(snap, &[], None);
+                introduced_across(&snap.topology, &before, &topology, &after, now_ms)
+            }
+            // No configuration anywhere yet: this node serves nothing, every guarantee is new.
+            None => crate::safety::violations(&topology, &after, now_ms),
+        };
+        if !violations.is_empty() && !body.force {
+            return Err(ApiError::refused(&violations));
+        }
+        let options = ApplyOptions {
+            guards: current.guards(ctx, &topology, &ctx.keys.config()),
+            forced: (!violations.is_empty()).then(|| json!(violations)),
+        };
+        let outcome = meridian_store::apply_config_with(
+            ctx.store.as_ref(),
+            &ctx.keys,
+            &body.toml,
+            Some(expected),
+            &who,
+            now_ms,
+            &options,
+        )
+        .await
+        .map_err(config_error)?;
+        match outcome {
+            ApplyOutcome::Applied { revision, previous } => {
+                ctx.watcher.wait_for(revision, REFLECT_WAIT).await;
+                return Ok(ConfigApplied::Applied {
+                    revision,
+                    previous_revision: previous.map(|p| p.revision),
+                    forced: violations,
+                });
+            }
+            ApplyOutcome::Unchanged { revision } => return Ok(ConfigApplied::Unchanged { revision }),
+            // The configuration did not move: a region's weight or drain did, under the safety check.
+            ApplyOutcome::Conflict { expected, current }
+                if current.as_ref().map_or(0, |c| c.revision) == expected => {}
+            ApplyOutcome::Conflict { expected, current } => {
+                return Err(config_conflict(expected, current));
+            }
+        }
+    }
+    Err(kept_changing("config apply"))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Safety checks on operator changes, pure: given the topology and the region states before and after a
-//! change (weight, drain, drill), which guarantees would the change break?
+//! change (weight, drain, drill; or a new configuration, with its own topology), which guarantees would
+//! the change break?
 //!
 //! - **Residency**: a service's residency rule must keep at least one usable region carrying the rule's
 //!   jurisdiction, or the clients it covers get no answer at all (residency fails closed).
@@ -113,8 +114,23 @@ pub fn introduced(
     after: &RegionStates,
     now_ms: u64,
 ) -> Vec<Violation> {
-    let old = violations(topology, before, now_ms);
-    violations(topology, after, now_ms)
+    introduced_across(topology, before, topology, after, now_ms)
+}
+
+/// The guarantees a change of configuration breaks: those `after` breaks under the new topology and
+/// `before` did not under the old one. Violations name services, rules and jurisdictions, not region
+/// indices, so they compare across configurations: a service that loses its last region of a residency
+/// rule's jurisdiction (removed from its list, or from the configuration) introduces a violation; one
+/// that was already without one does not.
+pub fn introduced_across(
+    old_topology: &Topology,
+    before: &RegionStates,
+    new_topology: &Topology,
+    after: &RegionStates,
+    now_ms: u64,
+) -> Vec<Violation> {
+    let old = violations(old_topology, before, now_ms);
+    violations(new_topology, after, now_ms)
         .into_iter()
         .filter(|v| !old.contains(v))
         .collect()

@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::api::{ApiError, ChangeMeta, PutConfig, SetWeight, StartDrill};
+use crate::api::{ApiError, ChangeMeta, DrillList, PutConfig, SetWeight, StartDrill};
+use crate::ops::RegionChange;
 use crate::{AdminContext, Auth, now_ms, ops, status};
 
 impl IntoResponse for ApiError {
@@ -39,6 +40,13 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult = Result<axum::Json<Value>, ApiError>;
+
+/// A typed answer (`crate::api`) as the JSON document sent.
+fn typed<T: serde::Serialize>(answer: &T) -> ApiResult {
+    serde_json::to_value(answer)
+        .map(axum::Json)
+        .map_err(|e| ApiError::internal(format!("encoding the answer: {e}")))
+}
 
 /// Parses a JSON body; an empty body is `T::default()` when `empty` gives one.
 fn body<T: DeserializeOwned>(bytes: &Bytes, empty: Option<T>) -> Result<T, ApiError> {
@@ -104,7 +112,7 @@ async fn get_region(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>
 
 async fn put_weight(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
     let b: SetWeight = body(&bytes, None)?;
-    ops::set_weight(&ctx, &id, b).await.map(axum::Json)
+    typed(&ops::region_change(&ctx, &id, RegionChange::SetWeight(b.weight), &b.meta).await?)
 }
 
 async fn delete_weight(
@@ -113,12 +121,12 @@ async fn delete_weight(
     bytes: Bytes,
 ) -> ApiResult {
     let meta: ChangeMeta = body(&bytes, Some(ChangeMeta::default()))?;
-    ops::clear_weight(&ctx, &id, meta).await.map(axum::Json)
+    typed(&ops::region_change(&ctx, &id, RegionChange::ClearWeight, &meta).await?)
 }
 
 async fn put_drain(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
     let meta: ChangeMeta = body(&bytes, None)?;
-    ops::drain(&ctx, &id, meta).await.map(axum::Json)
+    typed(&ops::region_change(&ctx, &id, RegionChange::Drain, &meta).await?)
 }
 
 async fn delete_drain(
@@ -127,7 +135,7 @@ async fn delete_drain(
     bytes: Bytes,
 ) -> ApiResult {
     let meta: ChangeMeta = body(&bytes, Some(ChangeMeta::default()))?;
-    ops::undrain(&ctx, &id, meta).await.map(axum::Json)
+    typed(&ops::region_change(&ctx, &id, RegionChange::Undrain, &meta).await?)
 }
 
 async fn list_drills(
@@ -136,17 +144,18 @@ async fn list_drills(
 ) -> ApiResult {
     let snap = ops::snapshot(&ctx)?;
     let all = q.get("all").is_some_and(|v| v == "true" || v == "1");
-    Ok(axum::Json(json!({
-        "revision": snap.revision,
-        "now_ms": now_ms(),
-        "drills": status::drills(&snap, now_ms(), all),
-    })))
+    let now = now_ms();
+    typed(&DrillList {
+        revision: snap.revision,
+        now_ms: now,
+        drills: status::drills(&snap, now, all),
+    })
 }
 
 async fn post_drill(State(ctx): State<Arc<AdminContext>>, bytes: Bytes) -> Result<Response, ApiError> {
     let b: StartDrill = body(&bytes, None)?;
-    let v = ops::start_drill(&ctx, b).await?;
-    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+    let v = typed(&ops::start_drill(&ctx, b).await?)?;
+    Ok((StatusCode::CREATED, v).into_response())
 }
 
 async fn get_drill(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>) -> ApiResult {
@@ -156,7 +165,7 @@ async fn get_drill(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>)
         .iter()
         .find(|(i, _)| *i == id)
         .map(|(i, d)| {
-            axum::Json(json!({ "revision": snap.revision, "drill": status::drill_json(i, d, now) }))
+            axum::Json(json!({ "revision": snap.revision, "drill": status::drill_view(i, d, now) }))
         })
         .ok_or_else(|| ApiError::not_found("unknown-drill", format!("no drill {id:?}")))
 }
@@ -167,7 +176,7 @@ async fn delete_drill(
     bytes: Bytes,
 ) -> ApiResult {
     let meta: ChangeMeta = body(&bytes, Some(ChangeMeta::default()))?;
-    ops::stop_drill(&ctx, &id, meta).await.map(axum::Json)
+    typed(&ops::stop_drill(&ctx, &id, meta).await?)
 }
 
 async fn get_explain(
@@ -225,7 +234,7 @@ async fn get_config(State(ctx): State<Arc<AdminContext>>) -> ApiResult {
 
 async fn put_config(State(ctx): State<Arc<AdminContext>>, bytes: Bytes) -> ApiResult {
     let b: PutConfig = body(&bytes, None)?;
-    ops::put_config(&ctx, b).await.map(axum::Json)
+    typed(&ops::put_config(&ctx, b).await?)
 }
 
 async fn get_audit(

@@ -8,6 +8,7 @@ use meridian_store::{ConfigSource, Snapshot};
 use serde_json::{Value, json};
 
 use crate::AdminContext;
+use crate::api::DrillView;
 use crate::ops::mode_text;
 use crate::safety::usable;
 
@@ -20,27 +21,26 @@ pub(crate) fn health_name(h: Health) -> &'static str {
 }
 
 /// A drill as the API shows it.
-pub(crate) fn drill_json(id: &str, d: &DrillDoc, now_ms: u64) -> Value {
-    let active = now_ms < d.expires_at_ms;
-    json!({
-        "id": id,
-        "region": d.region,
-        "mode": mode_text(d.mode),
-        "started_at_ms": d.started_at_ms,
-        "expires_at_ms": d.expires_at_ms,
-        "remaining_ms": d.expires_at_ms.saturating_sub(now_ms),
-        "active": active,
-        "author": d.author,
-        "reason": d.reason,
-    })
+pub(crate) fn drill_view(id: &str, d: &DrillDoc, now_ms: u64) -> DrillView {
+    DrillView {
+        id: id.to_owned(),
+        region: d.region.clone(),
+        mode: mode_text(d.mode),
+        started_at_ms: d.started_at_ms,
+        expires_at_ms: d.expires_at_ms,
+        remaining_ms: d.expires_at_ms.saturating_sub(now_ms),
+        active: now_ms < d.expires_at_ms,
+        author: d.author.clone(),
+        reason: d.reason.clone(),
+    }
 }
 
-pub(crate) fn drills(snapshot: &Snapshot, now_ms: u64, all: bool) -> Vec<Value> {
+pub(crate) fn drills(snapshot: &Snapshot, now_ms: u64, all: bool) -> Vec<DrillView> {
     snapshot
         .drills
         .iter()
         .filter(|(_, d)| all || now_ms < d.expires_at_ms)
-        .map(|(id, d)| drill_json(id, d, now_ms))
+        .map(|(id, d)| drill_view(id, d, now_ms))
         .collect()
 }
 
@@ -103,11 +103,11 @@ pub(crate) fn region(snapshot: &Snapshot, topology: &Topology, id: &str, now_ms:
         .iter()
         .find(|(r, _)| r == id)
         .map(|(_, d)| json!({ "author": d.author, "reason": d.reason, "at_ms": d.at_ms }));
-    let drills: Vec<Value> = snapshot
+    let drills: Vec<DrillView> = snapshot
         .drills
         .iter()
         .filter(|(_, d)| d.region == id && now_ms < d.expires_at_ms)
-        .map(|(i, d)| drill_json(i, d, now_ms))
+        .map(|(i, d)| drill_view(i, d, now_ms))
         .collect();
     Some(json!({
         "id": config.id,

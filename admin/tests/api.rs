@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use meridian_admin::api::{ConfigApplied, PutConfig};
 use meridian_admin::client::{AdminClient, ClientError};
 use meridian_admin::{AdminContext, AdminServer, Auth, serve};
 use meridian_config::Config;
@@ -601,6 +602,112 @@ async fn config_get_and_put(store: Arc<dyn KvStore>) {
     assert_eq!(same["outcome"], "unchanged");
 }
 
+/// `PUT /v1/config` passes the safety checks every other write passes: a configuration that takes the
+/// last usable EU region away from a residency rule, or the last usable region from a service, given the
+/// operators' drains, is refused unless forced; a forced one is recorded as such.
+async fn config_changes_are_checked_for_safety(store: Arc<dyn KvStore>) {
+    let n = node(store).await;
+    let put = |toml: &str, force: bool| {
+        let (c, toml) = (n.client.clone(), toml.to_owned());
+        async move {
+            c.send_as::<_, ConfigApplied>(
+                "PUT",
+                "/v1/config",
+                &PutConfig {
+                    toml,
+                    expect_revision: None,
+                    author: Some("alice".into()),
+                    force,
+                },
+            )
+            .await
+        }
+    };
+    // fra is left as the only usable EU region (each drain leaves it, so none is refused).
+    for r in ["waw", "sbg", "gra"] {
+        n.client
+            .send(
+                "PUT",
+                &format!("/v1/regions/{r}/drain"),
+                Some(&json!({"reason": "maintenance"})),
+            )
+            .await
+            .unwrap();
+    }
+    let example = std::fs::read_to_string(EXAMPLE).unwrap();
+    let meet = r#"regions = ["waw", "fra", "lon", "sbg", "gra", "bhs", "vin", "hil"]
+residency = ["gdpr"]
+unknown-location = ["fra", "vin"]"#;
+    assert!(example.contains(meet));
+    // A valid configuration (meet keeps EU regions) without fra for meet: its GDPR clients would get no
+    // answer. Refused, nothing written.
+    let without_fra = example.replace(
+        meet,
+        r#"regions = ["waw", "lon", "sbg", "gra", "bhs", "vin", "hil"]
+residency = ["gdpr"]
+unknown-location = ["waw", "vin"]"#,
+    );
+    let gdpr =
+        json!({"kind": "residency-without-region", "service": "meet", "rule": "gdpr", "jurisdiction": "eu"});
+    let (s, code, e) = api_error(
+        n.client
+            .send("PUT", "/v1/config", Some(&json!({"toml": without_fra})))
+            .await,
+    );
+    assert_eq!((s, code.as_str()), (422, "refused"), "{e}");
+    assert_eq!(e["violations"], json!([gdpr]), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("use force"), "{e}");
+    let (s, code, _) = api_error(n.client.get("/v1/config").await);
+    assert_eq!((s, code.as_str()), (404, "no-config"), "nothing was written");
+
+    // Forced: applied, and the answer and the audit record say what was forced.
+    let r = put(&without_fra, true).await.unwrap();
+    let ConfigApplied::Applied { revision, forced, .. } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(serde_json::to_value(&forced).unwrap(), json!([gdpr]));
+    let got = n.client.get("/v1/config").await.unwrap();
+    assert_eq!(got["toml"], without_fra);
+    assert_eq!(got["revision"], revision);
+    let audit = n.client.get("/v1/audit?limit=1").await.unwrap();
+    let record = &audit["records"][0];
+    assert_eq!(record["what"], "config apply", "{record}");
+    assert_eq!(record["who"], "alice", "{record}");
+    assert_eq!(record["after"]["forced"], json!([gdpr]), "{record}");
+    assert_eq!(record["after"]["toml"], without_fra);
+
+    // Already broken: an unrelated change is not blocked; the same text again is unchanged.
+    let ttl = without_fra.replace("ttl = 30", "ttl = 31");
+    let r = put(&ttl, false).await.unwrap();
+    assert!(
+        matches!(&r, ConfigApplied::Applied { forced, .. } if forced.is_empty()),
+        "{r:?}"
+    );
+    assert!(matches!(
+        put(&ttl, false).await.unwrap(),
+        ConfigApplied::Unchanged { .. }
+    ));
+
+    // Drains count under the new configuration: files = [waw], waw drained, has no usable region.
+    let files = r#"regions = ["waw", "fra"]
+ttl = 60"#;
+    assert!(ttl.contains(files));
+    let only_waw = ttl.replace(files, "regions = [\"waw\"]\nttl = 60");
+    let (s, _, e) = api_error(put(&only_waw, false).await.map(|r| json!(r)));
+    assert_eq!(s, 422, "{e}");
+    assert_eq!(
+        e["violations"],
+        json!([{"kind": "no-usable-region", "service": "files"}]),
+        "{e}"
+    );
+    // Once waw is back, it is fine.
+    n.client
+        .send("DELETE", "/v1/regions/waw/drain", None)
+        .await
+        .unwrap();
+    put(&only_waw, false).await.unwrap();
+}
+
 macro_rules! battery {
     ($backend:ident) => {
         mod $backend {
@@ -650,6 +757,12 @@ macro_rules! battery {
             async fn config_get_and_put() {
                 let (s, _g) = super::$backend();
                 super::config_get_and_put(s).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn config_changes_are_checked_for_safety() {
+                let (s, _g) = super::$backend();
+                super::config_changes_are_checked_for_safety(s).await;
             }
         }
     };
@@ -711,6 +824,18 @@ async fn insecure_no_auth_is_loopback_only() {
     // No configuration anywhere yet: 503, not a crash.
     let (s, _, e) = api_error(c.get("/v1/status").await);
     assert_eq!(s, 503, "{e}");
+    // The first configuration can come through the API (checked for safety against nothing served).
+    let toml = std::fs::read_to_string(EXAMPLE).unwrap();
+    let r = c
+        .send("PUT", "/v1/config", Some(&json!({"toml": toml})))
+        .await
+        .unwrap();
+    assert_eq!(
+        (&r["outcome"], &r["forced"]),
+        (&json!("applied"), &json!([])),
+        "{r}"
+    );
+    assert_eq!(c.get("/v1/status").await.unwrap()["config"]["source"], "store");
     assert!(Auth::token("short").is_err());
     assert!(Auth::token("has a space in the middle!").is_err());
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use meridian_admin::safety::{Violation, introduced, usable, violations};
+use meridian_admin::safety::{Violation, introduced, introduced_across, usable, violations};
 use meridian_config::{Config, CountryCode};
 use meridian_steer::{
     ClientLocation, Drill, DrillMode, Health, Mode, Query, RegionState, RegionStates, Topology, steer,
@@ -138,4 +138,52 @@ fn expired_drills_and_capacity_drills_leave_a_region_usable() {
     assert!(usable(&s, NOW - 1));
     s.health = Health::Down;
     assert!(!usable(&s, NOW));
+}
+
+/// A configuration change is judged like any other: the violations its states break under the new
+/// topology that the current states did not break under the old one.
+#[test]
+fn a_configuration_that_removes_the_last_usable_eu_region_of_a_service_introduces_a_violation() {
+    let old = topology();
+    let text = std::fs::read_to_string(EXAMPLE).unwrap();
+    let meet = r#"regions = ["waw", "fra", "lon", "sbg", "gra", "bhs", "vin", "hil"]
+residency = ["gdpr"]
+unknown-location = ["fra", "vin"]"#;
+    assert!(text.contains(meet));
+    // Still valid: waw, sbg and gra are EU regions. But they are drained.
+    let without_fra = text.replace(
+        meet,
+        r#"regions = ["waw", "lon", "sbg", "gra", "bhs", "vin", "hil"]
+residency = ["gdpr"]
+unknown-location = ["waw", "vin"]"#,
+    );
+    let new = Topology::new(Arc::new(Config::from_toml_str(&without_fra).unwrap()));
+    let drained = |t: &Topology| {
+        let mut s = RegionStates::initial(t.config());
+        for r in ["waw", "sbg", "gra"] {
+            s.get_mut(t.region_index(r).unwrap()).unwrap().drained = true;
+        }
+        s
+    };
+    let (before, after) = (drained(&old), drained(&new));
+    assert!(violations(&old, &before, NOW).is_empty());
+    let gdpr = Violation::ResidencyWithoutRegion {
+        service: "meet".into(),
+        rule: "gdpr".into(),
+        jurisdiction: "eu".into(),
+    };
+    assert_eq!(introduced_across(&old, &before, &new, &after, NOW), [gdpr]);
+    // Already broken under the old configuration: not introduced again.
+    assert!(introduced_across(&new, &after, &new, &after, NOW).is_empty());
+    // Nothing drained: the new configuration breaks nothing.
+    let (fresh_old, fresh_new) = (
+        RegionStates::initial(old.config()),
+        RegionStates::initial(new.config()),
+    );
+    assert!(introduced_across(&old, &fresh_old, &new, &fresh_new, NOW).is_empty());
+    // The same topology on both sides is `introduced`.
+    assert_eq!(
+        introduced_across(&old, &fresh_old, &old, &before, NOW),
+        introduced(&old, &fresh_old, &before, NOW)
+    );
 }

@@ -68,6 +68,19 @@ pub async fn read_config(store: &dyn KvStore, keys: &Keys) -> Result<Option<Stor
     }))
 }
 
+/// What else an apply checks and records, besides the compare-and-swap on the configuration key (the
+/// admin API's safety checks: [`apply_config_with`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ApplyOptions {
+    /// Other keys that must still be at these revisions (0: absent), in the same transaction: the state
+    /// the caller's checks read. If one moved, nothing is written and the outcome is a
+    /// [`ApplyOutcome::Conflict`] whose `current` is still at `expected`.
+    pub guards: Vec<Compare>,
+    /// Recorded in the audit record as `after.forced` when present: the safety refusals the author
+    /// overrode.
+    pub forced: Option<serde_json::Value>,
+}
+
 /// Validates `toml` and writes it if the stored configuration is still at `expected` (`None`: whatever
 /// is stored now, read just before — the window for a lost update is then one round trip; callers that
 /// showed the operator a diff pass the revision they diffed against).
@@ -78,6 +91,29 @@ pub async fn apply_config(
     expected: Option<Revision>,
     author: &str,
     now_ms: u64,
+) -> Result<ApplyOutcome, ConfigDocError> {
+    apply_config_with(
+        store,
+        keys,
+        toml,
+        expected,
+        author,
+        now_ms,
+        &ApplyOptions::default(),
+    )
+    .await
+}
+
+/// [`apply_config`], with `options`' guards in the transaction and its forced violations in the audit
+/// record.
+pub async fn apply_config_with(
+    store: &dyn KvStore,
+    keys: &Keys,
+    toml: &str,
+    expected: Option<Revision>,
+    author: &str,
+    now_ms: u64,
+    options: &ApplyOptions,
 ) -> Result<ApplyOutcome, ConfigDocError> {
     Config::from_toml_str(toml).map_err(ConfigDocError::Invalid)?;
     let current = read_config(store, keys).await?;
@@ -106,7 +142,10 @@ pub async fn apply_config(
             serde_json::Value::Null,
             |c| serde_json::json!({ "revision": c.revision, "toml": c.doc.toml }),
         ),
-        after: serde_json::json!({ "toml": toml }),
+        after: match &options.forced {
+            Some(forced) => serde_json::json!({ "toml": toml, "forced": forced }),
+            None => serde_json::json!({ "toml": toml }),
+        },
     };
     let ops = vec![
         TxnOp::Put {
@@ -120,15 +159,12 @@ pub async fn apply_config(
             lease: None,
         },
     ];
-    let result = store
-        .txn(
-            vec![Compare {
-                key: keys.config(),
-                mod_revision: expected,
-            }],
-            ops,
-        )
-        .await?;
+    let mut compares = vec![Compare {
+        key: keys.config(),
+        mod_revision: expected,
+    }];
+    compares.extend(options.guards.iter().cloned());
+    let result = store.txn(compares, ops).await?;
     if result.succeeded {
         Ok(ApplyOutcome::Applied {
             revision: result.revision,

@@ -4,8 +4,9 @@
 //! Owns: the key-value contract ([`KvStore`]) and its two back ends — [`EtcdStore`] (production) and
 //! [`EmbeddedStore`] (one machine) —, the key layout and value schema under a prefix (`docs/state-schema.md`),
 //! the desired configuration edited by compare-and-swap with an audit trail, and the [`SnapshotWatcher`]
-//! that turns the store into immutable [`Snapshot`]s swapped atomically, and every node's registration
-//! ([`NodeRegistration`]).
+//! that turns the store into immutable [`Snapshot`]s swapped atomically, every node's registration
+//! ([`NodeRegistration`]), and what operator state (weights, drains, drills) does to region states
+//! ([`overlay_operator_state`]: one rule for snapshots and for the admin API's safety checks).
 //!
 //! Must not be on any hot path: DNS queries and proxied requests read a `Snapshot`, never the store.
 //! Depends on the model (`meridian-config`) and the steering engine's state types (`meridian-steer`), never
@@ -20,18 +21,22 @@ pub mod etcd;
 pub mod kv;
 pub mod lease;
 pub mod nodes;
+pub mod operator;
 pub mod schema;
 pub mod snapshot;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod watcher;
 
-pub use config_doc::{ApplyOutcome, ConfigDocError, StoredConfig, apply_config, read_config};
+pub use config_doc::{
+    ApplyOptions, ApplyOutcome, ConfigDocError, StoredConfig, apply_config, apply_config_with, read_config,
+};
 pub use embedded::EmbeddedStore;
 pub use etcd::{EtcdOptions, EtcdStore};
 pub use kv::*;
 pub use lease::LeaseKeeper;
 pub use nodes::{NodeIdentity, NodeRegistration};
+pub use operator::{OperatorDoc, overlay_operator_state};
 pub use schema::{DEFAULT_PREFIX, Keys};
 pub use snapshot::{ConfigSource, Snapshot, SnapshotBuilder};
 pub use watcher::{SnapshotWatcher, WatcherOptions};

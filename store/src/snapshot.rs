@@ -16,9 +16,10 @@ use std::sync::Arc;
 
 use meridian_config::Config;
 use meridian_health::{HealthView, Opinion, RegionOpinions, State, aggregate};
-use meridian_steer::{Drill, DrillMode, Health, RegionStates, Topology};
+use meridian_steer::{Health, RegionStates, Topology};
 
 use crate::kv::{Event, EventKind, KeyValue, Revision};
+use crate::operator::{OperatorDoc, overlay_operator_state};
 use crate::schema::*;
 
 /// Where a snapshot's configuration came from.
@@ -71,10 +72,9 @@ pub struct Snapshot {
 #[derive(Clone, Debug)]
 enum Doc {
     Config(ConfigDoc),
-    Weight(WeightOverride),
-    Drain(DrainOverride),
+    /// A weight override, a drain or a drill.
+    Operator(OperatorDoc),
     BackendDrain(DrainOverride),
-    Drill(DrillDoc),
     Health(HealthObservation),
     Load(LoadReport),
 }
@@ -159,10 +159,13 @@ impl SnapshotBuilder {
             // The audit log only grows and no decision reads it, nor node registrations: not kept.
             KeyKind::Audit | KeyKind::Node => return,
             KeyKind::Config => decode(&kv.value).map(Doc::Config),
-            KeyKind::Weight(_) => decode(&kv.value).map(Doc::Weight),
-            KeyKind::Drain(_) => decode(&kv.value).map(Doc::Drain),
+            kind @ (KeyKind::Weight(_) | KeyKind::Drain(_) | KeyKind::Drill(_)) => {
+                match OperatorDoc::decode(kind, &kv.value) {
+                    Some(doc) => doc.map(Doc::Operator),
+                    None => Err("document does not match its key".to_owned()),
+                }
+            }
             KeyKind::BackendDrain { .. } => decode(&kv.value).map(Doc::BackendDrain),
-            KeyKind::Drill(_) => decode(&kv.value).map(Doc::Drill),
             KeyKind::Health { .. } => decode(&kv.value).map(Doc::Health),
             KeyKind::Load { .. } => decode(&kv.value).map(Doc::Load),
             KeyKind::Unknown => Err("unknown key (not part of schema 1)".to_owned()),
@@ -187,6 +190,14 @@ impl SnapshotBuilder {
         let mut load_sum: BTreeMap<&str, (u32, Option<u32>)> = BTreeMap::new();
         let mut opinions: BTreeMap<&str, Vec<Opinion>> = BTreeMap::new();
 
+        // Weights, drains and drills: the rule the admin API's safety checks apply too. One outcome per
+        // operator document, in the entries' order (the order of the loop below, which reports them).
+        let operator_docs = self.entries.values().filter_map(|e| match &e.doc {
+            Ok(Doc::Operator(d)) => Some(d),
+            _ => None,
+        });
+        let mut outcomes = overlay_operator_state(&topology, &mut states, operator_docs).into_iter();
+
         for (key, entry) in &self.entries {
             let doc = match &entry.doc {
                 Ok(d) => d,
@@ -207,24 +218,24 @@ impl SnapshotBuilder {
             };
             match (kind, doc) {
                 (KeyKind::Config, Doc::Config(_)) => {}
-                (KeyKind::Weight(region), Doc::Weight(w)) => {
-                    if w.weight > meridian_config::MAX_WEIGHT {
-                        problems.push(format!(
-                            "{key}: weight {} is above {}",
-                            w.weight,
-                            meridian_config::MAX_WEIGHT
-                        ));
-                    } else if let Some(s) =
-                        region_index(region, &mut problems).and_then(|i| states.get_mut(i))
-                    {
-                        s.weight = w.weight;
-                        weights.push((region.to_owned(), w.clone()));
-                    }
-                }
-                (KeyKind::Drain(region), Doc::Drain(d)) => {
-                    if let Some(s) = region_index(region, &mut problems).and_then(|i| states.get_mut(i)) {
-                        s.drained = true;
-                        drains.push((region.to_owned(), d.clone()));
+                (_, Doc::Operator(op)) => {
+                    let applied = match outcomes.next() {
+                        Some(Err(why)) => {
+                            problems.push(format!("{key}: {why}"));
+                            false
+                        }
+                        _ => true,
+                    };
+                    match op {
+                        OperatorDoc::Weight { region, doc } if applied => {
+                            weights.push((region.clone(), doc.clone()));
+                        }
+                        OperatorDoc::Drain { region, doc } if applied => {
+                            drains.push((region.clone(), doc.clone()));
+                        }
+                        // Listed even when its region is unknown (status shows it).
+                        OperatorDoc::Drill { id, doc } => drills.push((id.clone(), doc.clone())),
+                        _ => {}
                     }
                 }
                 (KeyKind::BackendDrain { service, backend }, Doc::BackendDrain(d)) => {
@@ -235,23 +246,6 @@ impl SnapshotBuilder {
                             "{key}: unknown service {service:?} in the current configuration"
                         ));
                     }
-                }
-                (KeyKind::Drill(id), Doc::Drill(d)) => {
-                    if let Some(s) = region_index(&d.region, &mut problems).and_then(|i| states.get_mut(i)) {
-                        let mode = match d.mode {
-                            DrillModeDoc::Down => DrillMode::Down,
-                            DrillModeDoc::Drain => DrillMode::Drain,
-                            DrillModeDoc::Capacity { percent } => DrillMode::Capacity {
-                                percent: percent.min(100),
-                            },
-                        };
-                        s.drills.push(Drill {
-                            id: id.to_owned(),
-                            mode,
-                            expires_at_ms: d.expires_at_ms,
-                        });
-                    }
-                    drills.push((id.to_owned(), d.clone()));
                 }
                 (KeyKind::Health { target, vantage }, Doc::Health(h)) => {
                     if region_index(target, &mut problems).is_some() {

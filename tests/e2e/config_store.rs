@@ -3,7 +3,7 @@
 use meridian_store::testing::EtcdServer;
 use meridian_store::{EmbeddedStore, Keys, KvStore};
 
-use crate::support::{example, run, stderr, stdout};
+use crate::support::{example, meridian, run, stderr, stdout};
 
 fn example_text() -> String {
     std::fs::read_to_string(example()).unwrap()
@@ -150,6 +150,43 @@ fn on_the_embedded_store() {
             stderr(&out)
         );
     });
+}
+
+/// Without --author: `$MERIDIAN_AUTHOR`, else the OS user at the host — named even when `$USER` is unset.
+#[test]
+fn the_default_author_is_never_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let apply = |file: &std::path::Path, author: Option<&str>| {
+        let mut c = meridian();
+        c.args(["config", "apply"])
+            .arg(file)
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("USER")
+            .env_remove("MERIDIAN_AUTHOR");
+        if let Some(a) = author {
+            c.env("MERIDIAN_AUTHOR", a);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    apply(&example(), None);
+    let changed = dir.path().join("changed.toml");
+    std::fs::write(&changed, example_text().replace("ttl = 60", "ttl = 90")).unwrap();
+    apply(&changed, Some("release-bot"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let authors = rt.block_on(async { audit_authors(&EmbeddedStore::open(&data).unwrap()).await });
+    assert_eq!(authors.len(), 2, "{authors:?}");
+    assert!(
+        !authors[0].is_empty() && !authors[0].starts_with("unknown"),
+        "{authors:?}"
+    );
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    if !host.trim().is_empty() {
+        assert!(authors[0].ends_with(&format!("@{}", host.trim())), "{authors:?}");
+    }
+    assert_eq!(authors[1], "release-bot");
 }
 
 #[test]
