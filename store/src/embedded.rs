@@ -137,13 +137,24 @@ impl EmbeddedStore {
             .write(true)
             .open(&lock_path)
             .map_err(|e| storage(&lock_path, "open", &e))?;
-        lock.try_lock().map_err(|_| {
-            StoreError::Storage(format!(
+        // A lock can outlive its holder by a moment: a process that just exited, or a child forked (to exec
+        // a tool) while the lock's descriptor was open shares it until its exec closes it. Try for half a
+        // second before calling the directory taken.
+        let mut locked = lock.try_lock().is_ok();
+        for _ in 0..50 {
+            if locked {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            locked = lock.try_lock().is_ok();
+        }
+        if !locked {
+            return Err(StoreError::Storage(format!(
                 "data directory {} is in use by another Meridian process (lock file {})",
                 dir.display(),
                 lock_path.display()
-            ))
-        })?;
+            )));
+        }
         let mut inner = Inner::new(Some(Persistence { dir: dir.to_owned() }));
         let path = dir.join(STATE_FILE);
         match fs::read(&path) {
