@@ -19,50 +19,11 @@ struct Hops {
     key: String,
 }
 
+/// The two-region deployment of the proxy tests, its proxies' addresses being their hop listeners, with
+/// `[tls]`: the hop certificate serves as the edge's too (no HTTPS listener runs here).
 fn config(origins: [SocketAddr; 2], hop_listeners: [SocketAddr; 2], hops: &Hops) -> String {
     format!(
-        r#"schema-version = 1
-[proxy]
-trusted-proxies = ["127.0.0.1/32"]
-
-[regions.waw]
-name = "Warsaw"
-lat = 52.23
-lon = 21.01
-country = "PL"
-jurisdictions = ["eu"]
-ipv4 = ["192.0.2.1"]
-capacity = 100
-proxy-address = "{}"
-
-[regions.fra]
-name = "Frankfurt"
-lat = 50.11
-lon = 8.68
-country = "DE"
-jurisdictions = ["eu"]
-ipv4 = ["192.0.2.2"]
-capacity = 100
-proxy-address = "{}"
-
-[zones."gslb.example"]
-ns = ["ns1.gslb.example."]
-[zones."gslb.example".soa]
-mname = "ns1.gslb.example."
-rname = "hostmaster.gslb.example."
-[[zones."gslb.example".records]]
-name = "ns1"
-type = "A"
-data = "203.0.113.53"
-
-[services.api]
-hostname = "api.gslb.example"
-policy = "nearest"
-regions = ["waw", "fra"]
-[services.api.backends]
-waw = ["{}"]
-fra = ["{}"]
-
+        r#"{}
 [tls]
 [[tls.certificates]]
 cert = "{}"
@@ -72,10 +33,7 @@ ca = "{}"
 cert = "{}"
 key = "{}"
 "#,
-        hop_listeners[0],
-        hop_listeners[1],
-        origins[0],
-        origins[1],
+        crate::proxy::config(origins, hop_listeners),
         hops.cert,
         hops.key,
         hops.ca,

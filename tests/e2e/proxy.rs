@@ -10,7 +10,8 @@ use meridian_proxy::testing::{Origin, get};
 
 use crate::support::{Interrupted, free_tcp_port, http_get, stderr};
 
-fn config(origins: [SocketAddr; 2], proxies: [SocketAddr; 2]) -> String {
+/// Two regions' proxies (waw, fra) in front of one origin each, `api.gslb.example` served by both.
+pub(crate) fn config(origins: [SocketAddr; 2], proxies: [SocketAddr; 2]) -> String {
     format!(
         r#"schema-version = 1
 [proxy]
