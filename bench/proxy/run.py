@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tls import child_signals, on_signals, wait_quiet  # noqa: E402
+from tls import child_signals, meridian_config, on_signals, wait_quiet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "bench.gslb.example"
@@ -98,30 +98,7 @@ backend be
   http-reuse safe
   server o1 127.0.0.1:{PORTS['origin']}
 """)
-    (d / "meridian.toml").write_text(f"""schema-version = 1
-[regions.waw]
-name = "Warsaw"
-lat = 52.23
-lon = 21.01
-country = "PL"
-ipv4 = ["192.0.2.1"]
-capacity = 1000000
-[zones."gslb.example"]
-ns = ["ns1.gslb.example."]
-[zones."gslb.example".soa]
-mname = "ns1.gslb.example."
-rname = "hostmaster.gslb.example."
-[[zones."gslb.example".records]]
-name = "ns1"
-type = "A"
-data = "203.0.113.53"
-[services.bench]
-hostname = "{HOST}"
-policy = "nearest"
-regions = ["waw"]
-[services.bench.backends]
-waw = ["127.0.0.1:{PORTS['origin']}"]
-""")
+    (d / "meridian.toml").write_text(meridian_config(PORTS["origin"]))
 
 
 def start(cmd, cpu):

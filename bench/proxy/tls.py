@@ -174,6 +174,35 @@ def busy_seconds():
     return (v[0] + v[1] + v[2] + v[7]) / os.sysconf("SC_CLK_TCK")
 
 
+def meridian_config(origin_port, extra=""):
+    """The benchmarks' deployment: one region whose proxy serves HOST from the origin on `origin_port`,
+    and `extra` TOML (the HTTPS benchmark's [proxy] and [tls])."""
+    return f"""schema-version = 1
+[regions.waw]
+name = "Warsaw"
+lat = 52.23
+lon = 21.01
+country = "PL"
+ipv4 = ["192.0.2.1"]
+capacity = 1000000
+[zones."gslb.example"]
+ns = ["ns1.gslb.example."]
+[zones."gslb.example".soa]
+mname = "ns1.gslb.example."
+rname = "hostmaster.gslb.example."
+[[zones."gslb.example".records]]
+name = "ns1"
+type = "A"
+data = "203.0.113.53"
+[services.bench]
+hostname = "{HOST}"
+policy = "nearest"
+regions = ["waw"]
+[services.bench.backends]
+waw = ["127.0.0.1:{origin_port}"]
+{extra}"""
+
+
 def wait_quiet(threshold=0.10, limit=900):
     """Waits until the machine is quiet: this is a shared 2-CPU machine, and a compiler or a test suite
     running beside a turn takes CPU from whichever side it lands on. Returns the seconds waited."""
@@ -237,37 +266,14 @@ http {{
   }}
 }}
 """)
-    (d / "meridian.toml").write_text(f"""schema-version = 1
-[regions.waw]
-name = "Warsaw"
-lat = 52.23
-lon = 21.01
-country = "PL"
-ipv4 = ["192.0.2.1"]
-capacity = 1000000
-[zones."gslb.example"]
-ns = ["ns1.gslb.example."]
-[zones."gslb.example".soa]
-mname = "ns1.gslb.example."
-rname = "hostmaster.gslb.example."
-[[zones."gslb.example".records]]
-name = "ns1"
-type = "A"
-data = "203.0.113.53"
-[services.bench]
-hostname = "{HOST}"
-policy = "nearest"
-regions = ["waw"]
-[services.bench.backends]
-waw = ["127.0.0.1:{PORTS['origin']}"]
-[proxy]
+    (d / "meridian.toml").write_text(meridian_config(PORTS["origin"], f"""[proxy]
 client-timeout-ms = 300000
 [tls]
 plain-http = "serve"
 [[tls.certificates]]
 cert = "{d}/cert.pem"
 key = "{d}/key.pem"
-""")
+"""))
 
 
 class Servers:
