@@ -668,8 +668,8 @@ impl FastH1 {
             .iter()
             .any(|h| h.name.eq_ignore_ascii_case(REGION_HEADER));
         let keep_client = framing != Framing::UntilClose && !head.close && !client.stopping();
+        let hsts = self.service.hsts(ctx);
         let (region, reason) = self.service.response_marks(ctx, named);
-        let hsts = self.service.hsts();
         out.clear();
         out.extend_from_slice(b"HTTP/1.1 ");
         push_status(out, status);

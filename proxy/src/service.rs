@@ -332,11 +332,11 @@ impl RegionService {
     }
 
     /// The `Strict-Transport-Security` value for answers on this listener (HTTPS with HSTS configured).
-    pub(crate) fn hsts(&self) -> Option<Arc<str>> {
+    pub(crate) fn hsts(&self, ctx: &RequestCtx) -> Option<Arc<str>> {
         if self.scheme != Scheme::Https {
             return None;
         }
-        self.node.table()?.hsts.clone()
+        ctx.table.as_ref()?.hsts.clone()
     }
 
     /// Decides whether a request from `peer` is forwarded: fills `ctx` (client, route, plan) and returns
@@ -750,7 +750,7 @@ impl ProxyHttp for RegionService {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(hsts) = self.hsts() {
+        if let Some(hsts) = self.hsts(ctx) {
             resp.insert_header("strict-transport-security", hsts.as_ref())?;
         }
         let (region, reason) = self.response_marks(ctx, resp.headers.contains_key(REGION_HEADER));

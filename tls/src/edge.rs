@@ -37,6 +37,10 @@ pub struct CertSet {
 impl CertSet {
     /// Loads every certificate of `settings`. All or nothing: the errors of every file that failed.
     pub fn load(settings: &TlsSettings) -> Result<Self, Vec<CertError>> {
+        // Taken before the files are read: a file replaced while they are read then differs from the
+        // fingerprint at the next look, and is loaded then (taken after, the set would carry the new
+        // file's fingerprint with the old file's certificate, and never reload it).
+        let fingerprint = fingerprint(settings);
         let mut certs = Vec::new();
         let mut errors = Vec::new();
         for files in &settings.certificates {
@@ -64,7 +68,7 @@ impl CertSet {
             exact,
             wildcard,
             default: settings.default_certificate,
-            fingerprint: fingerprint(settings),
+            fingerprint,
         })
     }
 

@@ -7,7 +7,6 @@
 //! [`hop_server_name`]). A certificate may name several regions (the demo CA of `meridian up` issues one
 //! for all); in a real deployment each region's proxies get their own.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use meridian_config::{HopTls, Problem};
@@ -80,7 +79,7 @@ impl HopMaterial {
             },
             message: e.to_string(),
         })?;
-        let chain = read_chain(&hops.cert).map_err(|e| cert_err(&hops.cert, e))?;
+        let chain = leaf.key.cert.clone();
         let key = read_key(&hops.key).map_err(|e| HopError {
             field: "tls.hops.key",
             message: e.to_string(),
@@ -149,12 +148,5 @@ impl HopMaterial {
     /// This node's chain and key.
     pub fn chain_and_key(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         (self.chain.clone(), self.key.clone_key())
-    }
-}
-
-fn cert_err(path: &Path, e: CertError) -> HopError {
-    HopError {
-        field: "tls.hops.cert",
-        message: format!("{}: {e}", path.display()),
     }
 }
