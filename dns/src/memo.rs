@@ -156,7 +156,7 @@ impl DecisionMemo {
 
     /// [`decide::steer_client`], through the memo: locates the client by its location id, and reads the
     /// location itself and decides only when the memo has no decision for it. Clients without a location
-    /// id (IPv6) are decided every time.
+    /// id (a database whose indexes could not be built) are decided every time.
     pub(crate) fn steer_client(
         &mut self,
         ctx: &Context<'_>,

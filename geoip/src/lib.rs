@@ -8,13 +8,15 @@
 //! non-routable addresses are "unknown location" without a lookup.
 //!
 //! Must not depend on: the steering engine, the state store or any server. It reads one file (or the bundled
-//! bytes) when opened and is a pure in-memory lookup afterwards.
+//! bytes) when opened and is a pure in-memory lookup afterwards: two flat indexes (`v4index`, `v6index`)
+//! answer every lookup, and a database read from a file is dropped once they are built.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod special;
 mod v4index;
+mod v6index;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -78,7 +80,12 @@ impl AsRef<[u8]> for Bytes {
 
 /// An open GeoIP database.
 pub struct GeoDb {
-    reader: Reader<Bytes>,
+    /// The database's tree: kept only when the indexes could not be built, or when it costs no memory of
+    /// its own (the bundled bytes) or a test wants it as the reference (`from_vec`). Why: once both
+    /// indexes exist no lookup reads it, and a city database's 100+ MB would stay resident for nothing.
+    reader: Option<Reader<Bytes>>,
+    /// When the database was built (Unix seconds), from its metadata.
+    build_epoch: u64,
     description: String,
     /// Interpreted records by data-section offset. Why: a city database's records are large maps (names
     /// in several languages) and most of a lookup's time went to decoding and skipping through them, while
@@ -87,6 +94,9 @@ pub struct GeoDb {
     decoded: [Mutex<HashMap<usize, Option<GeoLocation>>>; CACHE_SHARDS],
     /// IPv4 answers, flattened (see `v4index`); `None` if the database has no IPv4 data to index.
     v4: Option<v4index::V4Index>,
+    /// IPv6 answers, flattened (see `v6index`); `None` for an IPv4-only database or when the IPv4 index
+    /// is missing (the location values are the IPv4 index's).
+    v6: Option<v6index::V6Index>,
     /// Unique among the databases this process opened: what a [`LocationId`] is relative to.
     instance: u64,
 }
@@ -238,10 +248,15 @@ impl GeoDb {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_bytes(Bytes::Owned(bytes), path.display().to_string())
+        let mut db = Self::from_bytes(Bytes::Owned(bytes), path.display().to_string())?;
+        if db.v4.is_some() && (db.v6.is_some() || db.ip_version() == 4) {
+            db.reader = None;
+        }
+        Ok(db)
     }
 
-    /// A database from bytes in memory (tests build small ones with `mmdb-writer`).
+    /// A database from bytes in memory (tests build small ones with `mmdb-writer`). Keeps the tree, so
+    /// that [`GeoDb::locate_in_tree`] can serve as the reference the indexes are tested against.
     pub fn from_vec(bytes: Vec<u8>, origin: &str) -> Result<Self, GeoIpError> {
         Self::from_bytes(Bytes::Owned(bytes), origin.to_owned())
     }
@@ -258,66 +273,170 @@ impl GeoDb {
             m.ip_version,
             meridian_config::calendar::utc_date(m.build_epoch)
         );
+        let build_epoch = m.build_epoch;
         let mut db = Self {
-            reader,
+            reader: Some(reader),
+            build_epoch,
             description,
             decoded: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             v4: None,
+            v6: None,
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
         };
-        db.v4 = db.build_v4_index();
+        if let Some(reader) = &db.reader {
+            (db.v4, db.v6) = build_indexes(reader).map_or((None, None), |(v4, v6)| (Some(v4), v6));
+        }
         Ok(db)
     }
 
-    /// Walks every IPv4 network of the database once. `None` when the database cannot be walked (then
-    /// lookups walk the tree).
-    fn build_v4_index(&self) -> Option<v4index::V4Index> {
-        let all: ipnetwork::IpNetwork = "0.0.0.0/0".parse().ok()?;
-        let mut networks = Vec::new();
-        // Records are decoded once each (by data offset) and interpreted values interned: the walk's
-        // memory is 12 octets per network, not a decoded record per network.
-        let mut by_offset: HashMap<usize, u32> = HashMap::new();
-        let mut values = Vec::new();
-        let mut interned: HashMap<v4index::ValueKey, u32> = HashMap::new();
-        for item in self
-            .reader
-            .within(all, maxminddb::WithinOptions::default())
-            .ok()?
-        {
-            let result = item.ok()?;
-            let ipnetwork::IpNetwork::V4(net) = result.network().ok()? else {
-                continue;
-            };
-            let value = match result.offset() {
-                None => v4index::NONE,
-                Some(offset) => *by_offset.entry(offset).or_insert_with(|| {
-                    let decoded = result.decode::<Record<'_>>().ok().flatten();
-                    match decoded.as_ref().and_then(interpret) {
-                        None => v4index::NONE,
-                        Some(l) => *interned.entry(v4index::key(&l)).or_insert_with(|| {
-                            values.push(l);
-                            (values.len() - 1) as u32
-                        }),
-                    }
-                }),
-            };
-            networks.push((u32::from(net.network()), u32::from(net.broadcast()), value));
-        }
-        drop(by_offset);
-        drop(interned);
-        let holes: Vec<(u32, u32)> = special::V4
-            .iter()
-            .map(|(net, len)| {
-                let first = u32::from(*net);
-                (
-                    first,
-                    first | (u32::MAX.checked_shr(u32::from(*len)).unwrap_or(0)),
-                )
-            })
-            .collect();
-        Some(v4index::V4Index::build(networks, values, &holes))
+    /// The database's IP version (4 or 6), from its metadata (6 once the tree is dropped: only asked before).
+    fn ip_version(&self) -> u16 {
+        self.reader.as_ref().map_or(6, |r| r.metadata().ip_version)
     }
+}
 
+/// Records are decoded once each (by data offset) and their interpretations interned: a walk's memory is
+/// a few octets per network, not a decoded record per network.
+struct Interner {
+    by_offset: HashMap<usize, u32>,
+    interned: HashMap<v4index::ValueKey, u32>,
+    values: Vec<GeoLocation>,
+}
+
+impl Interner {
+    fn value(&mut self, result: &maxminddb::LookupResult<'_, Bytes>) -> u32 {
+        let Some(offset) = result.offset() else {
+            return v4index::NONE;
+        };
+        let (interned, values) = (&mut self.interned, &mut self.values);
+        *self.by_offset.entry(offset).or_insert_with(|| {
+            let decoded = result.decode::<Record<'_>>().ok().flatten();
+            match decoded.as_ref().and_then(interpret) {
+                None => v4index::NONE,
+                Some(l) => *interned.entry(v4index::key(&l)).or_insert_with(|| {
+                    values.push(l);
+                    (values.len() - 1) as u32
+                }),
+            }
+        })
+    }
+}
+
+/// Walks every network of the database once: the IPv4 index, and for an IPv6 database the IPv6 index
+/// over the same location values. `None` when the IPv4 part cannot be walked (then lookups walk the
+/// tree); no IPv6 index when the IPv6 part cannot (IPv6 lookups walk the tree).
+fn build_indexes(reader: &Reader<Bytes>) -> Option<(v4index::V4Index, Option<v6index::V6Index>)> {
+    let mut interner = Interner {
+        by_offset: HashMap::new(),
+        interned: HashMap::new(),
+        values: Vec::new(),
+    };
+    let v4_networks = walk_v4(reader, &mut interner)?;
+    let v6 = if reader.metadata().ip_version == 6 {
+        build_v6_index(reader, &mut interner)
+    } else {
+        None
+    };
+    let values = std::mem::take(&mut interner.values);
+    drop(interner);
+    let v4 = build_v4_index(v4_networks, values);
+    Some((v4, v6))
+}
+
+/// The database's IPv4 networks as `(first, last, value)`.
+fn walk_v4(reader: &Reader<Bytes>, interner: &mut Interner) -> Option<Vec<(u32, u32, u32)>> {
+    let all: ipnetwork::IpNetwork = "0.0.0.0/0".parse().ok()?;
+    let mut networks = Vec::new();
+    for item in reader.within(all, maxminddb::WithinOptions::default()).ok()? {
+        let result = item.ok()?;
+        let ipnetwork::IpNetwork::V4(net) = result.network().ok()? else {
+            continue;
+        };
+        let value = interner.value(&result);
+        networks.push((u32::from(net.network()), u32::from(net.broadcast()), value));
+    }
+    Some(networks)
+}
+
+/// The IPv6 index: every IPv6 network outside the IPv4 subtree and its aliases, and which of the
+/// prefixes databases alias to the IPv4 data (IPv4-compatible `::/96`, Teredo `2001::/32`, 6to4
+/// `2002::/16`) this one does. `None` when the walk fails.
+fn build_v6_index(reader: &Reader<Bytes>, interner: &mut Interner) -> Option<v6index::V6Index> {
+    let all: ipnetwork::IpNetwork = "::/0".parse().ok()?;
+    let has_v4_root = reader_has_v4_root(reader);
+    let mut builder = v6index::V6Builder::new();
+    for item in reader.within(all, maxminddb::WithinOptions::default()).ok()? {
+        let result = item.ok()?;
+        let ipnetwork::IpNetwork::V6(net) = result.network().ok()? else {
+            continue; // the IPv4 subtree: the IPv4 index has it
+        };
+        let first = u128::from(net.network());
+        if has_v4_root && first <= u128::from(u32::MAX) {
+            continue; // inside the IPv4 subtree: the `::/96` alias below
+        }
+        let value = interner.value(&result);
+        builder.push_network(first, u128::from(net.broadcast()), value);
+    }
+    let mut aliases = Vec::new();
+    for (prefix, len) in [("::", 96u8), ("2001::", 32), ("2002::", 16)] {
+        let Ok(net) = format!("{prefix}/{len}").parse::<ipnetwork::IpNetwork>() else {
+            continue;
+        };
+        let first_of = |options| {
+            reader
+                .within(net, options)
+                .ok()
+                .and_then(|mut it| it.next())
+                .is_some()
+        };
+        // An alias: the tree node at the prefix is the IPv4 root, which a plain walk skips and a walk
+        // including aliases enters. `::/96` is the IPv4 root itself in a database with IPv4 data.
+        let own = first_of(maxminddb::WithinOptions::default());
+        let aliased = first_of(maxminddb::WithinOptions::default().include_aliased_networks());
+        let is_alias = if len == 96 { has_v4_root } else { !own && aliased };
+        if is_alias && let Ok(IpAddr::V6(a)) = prefix.parse::<IpAddr>() {
+            aliases.push((u128::from(a), len));
+        }
+    }
+    let holes: Vec<(u128, u128)> = special::V6
+        .iter()
+        .map(|(net, len)| {
+            let first = u128::from(*net);
+            (first, first | !v6index::mask128(*len))
+        })
+        .collect();
+    builder.finish(&holes, aliases)
+}
+
+/// Whether an IPv6 database keeps IPv4 data in a subtree at `::/96` (every MaxMind-format writer
+/// does when it has IPv4 networks): a walk of `0.0.0.0/0` then yields IPv4 networks.
+fn reader_has_v4_root(reader: &Reader<Bytes>) -> bool {
+    let Ok(all) = "0.0.0.0/0".parse::<ipnetwork::IpNetwork>() else {
+        return false;
+    };
+    reader
+        .within(all, maxminddb::WithinOptions::default())
+        .ok()
+        .and_then(|mut it| it.next())
+        .is_some_and(|r| matches!(r.ok().map(|r| r.network()), Some(Ok(ipnetwork::IpNetwork::V4(_)))))
+}
+
+/// The IPv4 index over the walked networks, with the non-routable blocks as holes.
+fn build_v4_index(networks: Vec<(u32, u32, u32)>, values: Vec<GeoLocation>) -> v4index::V4Index {
+    let holes: Vec<(u32, u32)> = special::V4
+        .iter()
+        .map(|(net, len)| {
+            let first = u32::from(*net);
+            (
+                first,
+                first | (u32::MAX.checked_shr(u32::from(*len)).unwrap_or(0)),
+            )
+        })
+        .collect();
+    v4index::V4Index::build(networks, values, &holes)
+}
+
+impl GeoDb {
     /// Ranges in the IPv4 index (0: no index).
     pub fn ipv4_ranges(&self) -> usize {
         self.v4.as_ref().map_or(0, v4index::V4Index::len)
@@ -325,7 +444,17 @@ impl GeoDb {
 
     /// When the database was built (Unix seconds).
     pub fn build_epoch(&self) -> u64 {
-        self.reader.metadata().build_epoch
+        self.build_epoch
+    }
+
+    /// Ranges in the IPv6 index (0: no index).
+    pub fn ipv6_ranges(&self) -> usize {
+        self.v6.as_ref().map_or(0, v6index::V6Index::len)
+    }
+
+    /// Whether the database's tree is still in memory (see [`GeoDb::open`]).
+    pub fn keeps_tree(&self) -> bool {
+        self.reader.is_some()
     }
 
     /// Where the database came from, its type and build time.
@@ -363,8 +492,8 @@ impl GeoDb {
     }
 
     /// The id of an address's location value and the prefix length [`GeoDb::locate`] would give, when
-    /// the lookup can name one cheaply: unknown (non-routable) addresses, and IPv4 addresses in the index.
-    /// `None` otherwise (IPv6 lookups walk the tree). It reads only the index: a caller that keeps what
+    /// the lookup can name one cheaply: unknown (non-routable) addresses, and addresses in the indexes.
+    /// `None` otherwise (no index: lookups walk the tree). It reads only the index: a caller that keeps what
     /// it derives per id (see [`LocationId`]) asks for the location itself, [`GeoDb::location`], only
     /// when it has nothing kept.
     pub fn locate_id(&self, ip: IpAddr) -> Option<(LocationId, u8)> {
@@ -391,14 +520,32 @@ impl GeoDb {
         std::hint::black_box(index.touch(v4));
     }
 
-    /// The IPv4 index's id and prefix for a canonical, routable address (`None`: not IPv4, or no index).
+    /// The indexes' id and prefix for a canonical, routable address (`None`: no index for its family).
     fn indexed(&self, ip: IpAddr) -> Option<(LocationId, u8)> {
-        let (IpAddr::V4(a), Some(index)) = (ip, &self.v4) else {
-            return None;
-        };
-        let (value, prefix_len) = index.locate(u32::from(a));
-        let id = if value == v4index::NONE { 0 } else { value + 1 };
-        Some((LocationId(id), prefix_len))
+        let id = |value: u32| LocationId(if value == v4index::NONE { 0 } else { value + 1 });
+        let v4 = self.v4.as_ref()?;
+        match ip {
+            IpAddr::V4(a) => {
+                let (value, prefix_len) = v4.locate(u32::from(a));
+                Some((id(value), prefix_len))
+            }
+            IpAddr::V6(a) => match self.v6.as_ref()?.locate(u128::from(a)) {
+                v6index::Located6::Value { value, prefix_len } => Some((id(value), prefix_len)),
+                v6index::Located6::Alias { v4: a, len } => {
+                    // Never an unknown-by-rule block: the IPv4 address inside an alias is looked up
+                    // as the tree would, in the IPv4 data (holes included, as "not in database").
+                    // An unknown one answers for itself only: the IPv4 index's empty ranges may
+                    // span blocks that are non-routable in IPv6 (`::/96` holds `::` and `::1`).
+                    let (value, prefix_len) = v4.locate(a);
+                    let prefix_len = if value == v4index::NONE {
+                        128
+                    } else {
+                        len + prefix_len
+                    };
+                    Some((id(value), prefix_len))
+                }
+            },
+        }
     }
 
     /// The location an id stands for (`None`: unknown).
@@ -407,7 +554,8 @@ impl GeoDb {
         self.v4.as_ref()?.value(value).copied()
     }
 
-    /// Locates by walking the database tree (IPv6, and the reference the IPv4 index is tested against).
+    /// Locates by walking the database tree: the reference the indexes are tested against, and the
+    /// lookup when they could not be built. "Not in database" when the tree was dropped (see `reader`).
     #[doc(hidden)]
     pub fn locate_in_tree(&self, ip: IpAddr) -> Located {
         let ip = ip.to_canonical();
@@ -418,7 +566,7 @@ impl GeoDb {
             };
         }
         let max = if ip.is_ipv4() { 32 } else { 128 };
-        let Ok(result) = self.reader.lookup(ip) else {
+        let Some(Ok(result)) = self.reader.as_ref().map(|r| r.lookup(ip)) else {
             return Located {
                 location: Err(UnknownReason::NotInDatabase),
                 prefix_len: max,

@@ -2,8 +2,10 @@
 //! with the same *interpretation* (country, continent, coordinates), adjacent equal ranges merged.
 //!
 //! Why: walking a city database's tree costs a cache miss per level (~20 levels over 100 MB) and was most
-//! of a DNS answer's time. Here a lookup is one read in a table with an entry per /24 (64 MiB; the answer
-//! itself when one range covers the /24, else where to start a short scan) and one read of the value. Merging gives a second benefit: every address in a
+//! of a DNS answer's time. Here a lookup is one read in a table with an entry per /20 (4 MiB; the answer
+//! itself when one range covers the /20, else where to start a short search) and one read of the value.
+//! (An entry per /24 was tried: 64 MiB for no gain measurable on the wire, and the server's memory grew
+//! past gdnsd's; bench/RESULTS.md.) Merging gives a second benefit: every address in a
 //! merged range gets the same answer, so the ECS scope can be the widest CIDR around the address inside
 //! its range (what gdnsd does), not just the database network — fewer cache entries at resolvers.
 //!
@@ -28,19 +30,22 @@ pub(crate) struct V4Index {
     ranges: Vec<(u32, u32)>,
     /// Distinct interpretations.
     values: Vec<GeoLocation>,
-    /// One entry per /24 (16 Mi entries, 64 MiB): either the answer itself, when one range covers the
-    /// whole /24 (the common case: one read, no search), or the index of the range holding its first
-    /// address (a short scan within the /24 follows). See [`Entry24`].
-    by_24: Vec<u32>,
+    /// One entry per block of [`BLOCK_BITS`] addresses (/20: 1 Mi entries, 4 MiB): either the answer
+    /// itself, when one range covers the whole block (the common case: one read, no search), or the
+    /// index of the range holding its first address (a short search follows). See [`Entry`].
+    blocks: Vec<u32>,
 }
 
-/// Encoding of a `by_24` entry. Direct (bit 31 set): value in bits 0–23 ([`DIRECT_NONE`] for none) and
-/// the ECS prefix in bits 24–29 (at most 24, the same for every address of the /24: the widest block
-/// around an address inside its range contains the whole /24 when it is /24 or wider). Otherwise: a range
-/// index.
-struct Entry24;
+/// Addresses per `blocks` entry, as a number of low bits: /20 blocks.
+const BLOCK_BITS: u32 = 12;
 
-impl Entry24 {
+/// Encoding of a `blocks` entry. Direct (bit 31 set): value in bits 0–23 ([`DIRECT_NONE`] for none) and
+/// the ECS prefix in bits 24–29 (at most 20, the same for every address of the block: the widest block
+/// around an address inside its range contains the whole /20 when it is /20 or wider). Otherwise: a range
+/// index.
+struct Entry;
+
+impl Entry {
     const DIRECT: u32 = 1 << 31;
     const VALUE_MASK: u32 = (1 << 24) - 1;
     const DIRECT_NONE: u32 = Self::VALUE_MASK;
@@ -103,12 +108,12 @@ impl V4Index {
             value_of,
             values,
             ranges: Vec::new(),
-            by_24: Vec::new(),
+            blocks: Vec::new(),
         };
         for &(first, last) in holes {
             index.punch(first, last);
         }
-        index.by_24 = index.build_by_24();
+        index.blocks = index.build_blocks();
         index.ranges = index
             .starts
             .iter()
@@ -120,12 +125,12 @@ impl V4Index {
         index
     }
 
-    /// The `by_24` table, from `starts`/`value_of` (one pass over the /24s and the ranges together).
-    fn build_by_24(&self) -> Vec<u32> {
-        let mut table = Vec::with_capacity(1 << 24);
-        let mut i = 0usize; // range holding the current /24's first address
-        for block in 0u32..1 << 24 {
-            let first = block << 8;
+    /// The `blocks` table, from `starts`/`value_of` (one pass over the blocks and the ranges together).
+    fn build_blocks(&self) -> Vec<u32> {
+        let mut table = Vec::with_capacity(1 << (32 - BLOCK_BITS));
+        let mut i = 0usize; // range holding the current block's first address
+        for block in 0u32..1 << (32 - BLOCK_BITS) {
+            let first = block << BLOCK_BITS;
             while self.starts.get(i + 1).is_some_and(|&s| s <= first) {
                 i += 1;
             }
@@ -134,15 +139,11 @@ impl V4Index {
                 .get(i + 1)
                 .map_or(u64::from(u32::MAX), |n| u64::from(*n) - 1);
             let value = self.value_of[i];
-            let encodable = value == NONE || value < Entry24::DIRECT_NONE;
-            if end >= u64::from(first) + 255 && encodable {
+            let encodable = value == NONE || value < Entry::DIRECT_NONE;
+            if end >= u64::from(first) + (1 << BLOCK_BITS) - 1 && encodable {
                 let prefix = widest_prefix(u64::from(first), u64::from(self.starts[i]), end);
-                let v = if value == NONE {
-                    Entry24::DIRECT_NONE
-                } else {
-                    value
-                };
-                table.push(Entry24::DIRECT | (u32::from(prefix) << 24) | v);
+                let v = if value == NONE { Entry::DIRECT_NONE } else { value };
+                table.push(Entry::DIRECT | (u32::from(prefix) << 24) | v);
             } else {
                 table.push(i as u32);
             }
@@ -187,21 +188,23 @@ impl V4Index {
     /// The location value of `ip` (an index into the values, or [`NONE`]) and the widest prefix around
     /// it with the same location.
     pub(crate) fn locate(&self, ip: u32) -> (u32, u8) {
-        let entry = self.by_24[(ip >> 8) as usize];
-        if entry & Entry24::DIRECT != 0 {
-            let value = entry & Entry24::VALUE_MASK;
-            let value = if value == Entry24::DIRECT_NONE {
-                NONE
-            } else {
-                value
-            };
+        let entry = self.blocks[(ip >> BLOCK_BITS) as usize];
+        if entry & Entry::DIRECT != 0 {
+            let value = entry & Entry::VALUE_MASK;
+            let value = if value == Entry::DIRECT_NONE { NONE } else { value };
             return (value, ((entry >> 24) & 0x3f) as u8);
         }
-        // Several ranges share this /24: at most 256, usually two or three; scan from the first.
-        let mut i = entry as usize;
-        while self.ranges.get(i + 1).is_some_and(|&(s, _)| s <= ip) {
-            i += 1;
+        // Several ranges share this block: usually a few, up to thousands in dense city data. Gallop
+        // from the first (reads in the same cache lines for the common few), then search the last step.
+        let first = entry as usize;
+        let mut step = 1;
+        let mut lo = first;
+        while self.ranges.get(lo + step).is_some_and(|&(s, _)| s <= ip) {
+            lo += step;
+            step *= 2;
         }
+        let hi = (lo + step).min(self.ranges.len());
+        let i = lo + self.ranges[lo..hi].partition_point(|&(s, _)| s <= ip) - 1;
         let (start, value) = self.ranges[i];
         let end = self
             .ranges
@@ -210,12 +213,12 @@ impl V4Index {
         (value, widest_prefix(u64::from(ip), u64::from(start), end))
     }
 
-    /// Reads the `by_24` entries of these addresses, in one tight loop, and returns something derived
+    /// Reads the `blocks` entries of these addresses, in one tight loop, and returns something derived
     /// from them (for the caller to keep opaque). Why: each read is a cache miss (a random place in
-    /// 64 MiB); issued together they overlap, where a lookup per answer would wait for each in turn.
+    /// 4 MiB); issued together they overlap, where a lookup per answer would wait for each in turn.
     pub(crate) fn touch(&self, ips: impl Iterator<Item = u32>) -> u32 {
         ips.fold(0, |acc, ip| {
-            acc ^ self.by_24.get((ip >> 8) as usize).copied().unwrap_or(0)
+            acc ^ self.blocks.get((ip >> BLOCK_BITS) as usize).copied().unwrap_or(0)
         })
     }
 
@@ -252,6 +255,49 @@ fn widest_prefix(ip: u64, start: u64, end: u64) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A block holding thousands of ranges (dense city data) is searched right: every address against a
+    /// naive scan of the ranges.
+    #[test]
+    fn crowded_blocks_find_their_range() {
+        let base = 0x5000_0000u32; // 80.0.0.0, a /20 block and the next
+        let mut networks = Vec::new();
+        let mut first = base;
+        let mut n = 0u32;
+        while first < base + (1 << 13) {
+            let size = 1 + (n * 7919) % 5; // 1 to 5 addresses
+            networks.push((first, first + size - 1, n % 3));
+            first += size;
+            n += 1;
+        }
+        let values = vec![
+            GeoLocation {
+                country: None,
+                continent: None,
+                coordinates: None
+            };
+            3
+        ];
+        let index = V4Index::build(networks.clone(), values, &[]);
+        for &(first, last, value) in &networks {
+            for ip in first..=last {
+                let (v, prefix) = index.locate(ip);
+                assert_eq!(v, value, "{ip:#x}");
+                // Every address inside the announced prefix has the same value (naive reference).
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                let naive = |a: u32| {
+                    networks
+                        .iter()
+                        .find(|n| n.0 <= a && a <= n.1)
+                        .map_or(NONE, |n| n.2)
+                };
+                for other in (ip & mask)..=(ip | !mask) {
+                    assert_eq!(naive(other), value, "{other:#x} inside /{prefix} of {ip:#x}");
+                }
+            }
+        }
+        assert!(index.len() > 1000);
+    }
 
     #[test]
     fn widest_prefix_fits_the_range() {

@@ -217,6 +217,78 @@ fn bundled_database_locates_real_networks() {
     assert!(db.description().contains("DB-IP"));
 }
 
+/// The IPv6 index against the database tree, on the bundled database: as for IPv4 below, over the
+/// routable IPv6 space, the IPv4-mapped space and the prefixes databases alias to IPv4 (6to4, Teredo).
+mod ipv6_index {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::Ipv6Addr;
+    use std::sync::OnceLock;
+
+    fn bundled() -> &'static GeoDb {
+        static DB: OnceLock<GeoDb> = OnceLock::new();
+        DB.get_or_init(|| GeoDb::bundled().unwrap())
+    }
+
+    /// Addresses where the data is: global unicast (2000::/3), 6to4, Teredo, IPv4-compatible, anywhere.
+    fn address() -> impl Strategy<Value = u128> {
+        prop_oneof![
+            4 => any::<u128>().prop_map(|a| (a >> 3) | (1u128 << 125)),
+            1 => any::<u128>().prop_map(|a| (0x2002u128 << 112) | (a >> 16)),
+            1 => any::<u128>().prop_map(|a| (0x2001_0000u128 << 96) | (a >> 32)),
+            1 => any::<u32>().prop_map(u128::from),
+            1 => any::<u128>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+        #[test]
+        fn index_agrees_with_the_tree(a in address(), probes in prop::collection::vec(any::<u128>(), 8)) {
+            let db = bundled();
+            let addr = IpAddr::V6(Ipv6Addr::from(a));
+            let fast = db.locate(addr);
+            let tree = db.locate_in_tree(addr);
+            prop_assert_eq!(fast.location, tree.location, "{}", addr);
+            // (Not for unknown answers: the tree's empty network may span a non-routable block, which
+            // the index keeps apart.)
+            prop_assert!(fast.location.is_err() || fast.prefix_len <= tree.prefix_len, "{}: index /{} narrower than the tree's /{}", addr, fast.prefix_len, tree.prefix_len);
+            let mask = u128::MAX.checked_shl(128 - u32::from(fast.prefix_len)).unwrap_or(0);
+            let base = a & mask;
+            let mut inside: Vec<u128> = probes.iter().map(|p| base | (p & !mask)).collect();
+            inside.extend([base, base | !mask]);
+            for p in inside {
+                let other = IpAddr::V6(Ipv6Addr::from(p));
+                prop_assert_eq!(db.locate_in_tree(other).location, tree.location, "{} within /{} of {}", other, fast.prefix_len, addr);
+            }
+        }
+    }
+
+    /// A database opened from a file keeps no tree, and answers as the same database with its tree.
+    #[test]
+    fn a_file_database_drops_its_tree_and_answers_the_same() {
+        let dir = std::env::temp_dir().join(format!("meridian-geoip-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("country.mmdb");
+        std::fs::write(&path, include_bytes!("../../data/dbip-country-lite.mmdb")).unwrap();
+        let file = GeoDb::open(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!file.keeps_tree(), "the indexes answer everything");
+        assert!(bundled().keeps_tree());
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        for _ in 0..20_000 {
+            let a = proptest::strategy::ValueTree::current(&address().new_tree(&mut runner).unwrap());
+            for addr in [IpAddr::V6(Ipv6Addr::from(a)), IpAddr::V4((a as u32).into())] {
+                assert_eq!(file.locate(addr), bundled().locate(addr), "{addr}");
+                assert_eq!(
+                    file.locate_id(addr).map(|(_, p)| p),
+                    bundled().locate_id(addr).map(|(_, p)| p)
+                );
+            }
+        }
+    }
+}
+
 /// The IPv4 index against the database tree, on the bundled database: the same location for every
 /// address, a prefix at least as wide as the tree's network, and every address inside that prefix
 /// located the same by the tree (so an ECS scope of that width is honest).
@@ -278,10 +350,13 @@ mod ipv4_index {
     }
 
     #[test]
-    fn ipv6_lookups_have_no_id_and_instances_differ() {
+    fn ipv6_lookups_have_ids_and_instances_differ() {
         let db = bundled();
         let unknown = meridian_geoip::LocationId::UNKNOWN;
-        assert_eq!(db.locate_id(ip("2a00:1450:4001::1")), None);
+        let (id, prefix_len) = db.locate_id(ip("2a00:1450:4001::1")).expect("indexed");
+        assert_eq!(db.location(id), db.locate(ip("2a00:1450:4001::1")).location.ok());
+        assert_eq!(prefix_len, db.locate(ip("2a00:1450:4001::1")).prefix_len);
+        assert!(db.ipv6_ranges() > 1000, "{} IPv6 ranges", db.ipv6_ranges());
         assert_eq!(db.locate_id(ip("::1")), Some((unknown, 128)));
         assert_eq!(db.locate_id(ip("10.0.0.1")), Some((unknown, 8)));
         assert_eq!(db.location(unknown), None);
