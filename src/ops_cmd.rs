@@ -520,6 +520,7 @@ fn status_text(s: &Value) -> String {
         out.push_str(&drills_table(&drills));
     }
     out.push_str(&nodes_text(&s["nodes"]));
+    out.push_str(&meridian_admin::latency::matrix_text(&s["latency"]));
     if let Some(p) = s["problems"].as_array().filter(|p| !p.is_empty()) {
         let _ = writeln!(out, "\nproblems in the store (skipped):");
         for x in p {

@@ -9,8 +9,9 @@ use std::net::IpAddr;
 use meridian_config::{Config, Policy};
 use meridian_geoip::{CoordinatesSource, GeoDb, Located, UnknownReason};
 use meridian_steer::{
-    Basis, ClientLocation, Decision, Health, Mode, NoAnswer, Point, Query, RegionIndex, RegionStates,
-    ResidencyNote, ServiceIndex, Skip, Status, Topology, answer_addresses, client_hash, steer,
+    Basis, ClientLocation, Decision, Health, LatencyOutcome, Measured, Mode, NoAnswer, Point, Query,
+    RegionIndex, RegionStates, ResidencyNote, ServiceIndex, Skip, Status, Topology, answer_addresses,
+    client_hash, latency_area, steer,
 };
 use serde_json::{Value, json};
 
@@ -65,6 +66,7 @@ pub fn explain(
         located,
         hash,
         decision,
+        now_ms,
     };
     Ok(Explanation {
         text: report.text(),
@@ -86,6 +88,7 @@ struct Report<'a> {
     located: Located,
     hash: u64,
     decision: Decision,
+    now_ms: u64,
 }
 
 /// One row of the candidate table.
@@ -177,6 +180,9 @@ impl Report<'_> {
                 if *near_tie {
                     why.push_str(", chosen by weight among regions within near-tie-km");
                 }
+                if let Some(l) = self.latency_reason(region) {
+                    why = l;
+                }
                 if let Some(from) = spilled_from {
                     why = format!(
                         "{} is over capacity and this client is in the share moved; next region with headroom",
@@ -243,6 +249,100 @@ impl Report<'_> {
                 (format!("skipped: {}", skip.label()), why)
             }
         }
+    }
+
+    /// This region's measured latency for the client's area, if the service steers by latency.
+    fn measured(&self, region: RegionIndex) -> Option<Measured> {
+        self.service_config().latency?;
+        let area = latency_area(&client_location(&self.located))?;
+        self.states
+            .latency()
+            .row(area)
+            .and_then(|row| row.get(region.get()).copied())
+            .filter(|m| m.samples > 0)
+    }
+
+    /// The latency column: estimate, samples and age, or why there is none.
+    fn latency_cell(&self, region: RegionIndex) -> String {
+        let Some(settings) = self.service_config().latency else {
+            return String::new();
+        };
+        match self.measured(region) {
+            None => "-".to_owned(),
+            Some(m) => {
+                let age = self.now_ms.saturating_sub(m.updated_at_ms) / 1000;
+                let few = if m.samples < settings.min_samples {
+                    " (few)"
+                } else {
+                    ""
+                };
+                format!("{:.1} ms n={} {age}s{few}", m.rtt_ms, m.samples)
+            }
+        }
+    }
+
+    /// Why latency put this region first, if it did.
+    fn latency_reason(&self, region: RegionIndex) -> Option<String> {
+        let note = self.decision.latency?;
+        let id = |r: Option<RegionIndex>| r.map_or("?", |r| self.topology.region_id(r));
+        let rtt = |r: Option<RegionIndex>| {
+            r.and_then(|r| self.measured(r))
+                .map_or("-".to_owned(), |m| format!("{:.1} ms", m.rtt_ms))
+        };
+        if note.explored == Some(region) {
+            let share = self.service_config().latency.map_or(0.0, |l| l.explore_share);
+            return Some(format!(
+                "exploring: this network is in the {:.1}% share that measures other regions (natural answer {})",
+                share * 100.0,
+                id(note.chosen)
+            ));
+        }
+        (note.outcome == LatencyOutcome::Faster && note.chosen == Some(region)).then(|| {
+            format!(
+                "measured faster: {} against {} for the nearest, {} (margin {:.1} ms)",
+                rtt(Some(region)),
+                rtt(note.nearest),
+                id(note.nearest),
+                note.margin_ms
+            )
+        })
+    }
+
+    /// The latency line of the report: what the step concluded and why.
+    fn latency_summary(&self) -> Option<String> {
+        let note = self.decision.latency?;
+        let settings = self.service_config().latency?;
+        let id = |r: Option<RegionIndex>| r.map_or("?", |r| self.topology.region_id(r));
+        let area = note.area.map_or("none".to_owned(), |a| a.to_string());
+        let outcome = match note.outcome {
+            LatencyOutcome::NoArea => {
+                "the client has no latency area (no country or coordinates): distance decides".to_owned()
+            }
+            LatencyOutcome::NotMeasured => format!(
+                "the nearest usable region, {}, has fewer than {} samples here: distance decides",
+                id(note.nearest),
+                settings.min_samples
+            ),
+            LatencyOutcome::WithinMargin => format!(
+                "no measured region beats the nearest, {}, by more than {:.1} ms: it stays",
+                id(note.nearest),
+                note.margin_ms
+            ),
+            LatencyOutcome::Faster => format!(
+                "{} is measured faster than the nearest, {}, by more than {:.1} ms",
+                id(note.chosen),
+                id(note.nearest),
+                note.margin_ms
+            ),
+        };
+        let explore = match note.explored {
+            Some(r) => format!("; this network explores {}", id(Some(r))),
+            None => format!(
+                "; exploration {:.1}% of networks (not this one)",
+                settings.explore_share * 100.0
+            ),
+        };
+        Some(format!("area {area}: {outcome}{explore}"))
     }
 
     fn mode(&self) -> &'static str {
@@ -379,6 +479,9 @@ impl Report<'_> {
             self.mode(),
             self.mode_detail().map_or(String::new(), |d| format!(": {d}"))
         );
+        if let Some(l) = self.latency_summary() {
+            let _ = writeln!(out, "latency    {l}");
+        }
         let answer = answer_addresses(self.topology, self.service, &self.decision.chosen);
         if !chosen.is_empty() {
             let v4: Vec<String> = answer.ipv4.iter().map(ToString::to_string).collect();
@@ -386,9 +489,16 @@ impl Report<'_> {
             let _ = writeln!(out, "answer     A {}; AAAA {}", or_none(&v4), or_none(&v6));
         }
         let _ = writeln!(out);
+        // The latency column only for services that steer by latency (other reports are unchanged).
+        let with_latency = svc.latency.is_some();
+        let latency_head = if with_latency {
+            format!(" {:<24}", "latency")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "{:<8} {:<14} {:>9} {:<8} {:>6} {:>13}  {:<20} why",
+            "{:<8} {:<14} {:>9} {:<8} {:>6} {:>13}{latency_head}  {:<20} why",
             "region", "name", "distance", "health", "weight", "load", "verdict"
         );
         for row in self.rows() {
@@ -401,9 +511,14 @@ impl Report<'_> {
                 None => format!("-/{}", s.capacity),
             });
             let distance = row.distance_km.map_or("-".to_owned(), |d| format!("{d:.0} km"));
+            let latency = if with_latency {
+                format!(" {:<24}", self.latency_cell(row.region))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "{:<8} {:<14} {:>9} {:<8} {:>6} {:>13}  {:<20} {}",
+                "{:<8} {:<14} {:>9} {:<8} {:>6} {:>13}{latency}  {:<20} {}",
                 region.id, region.name, distance, health, weight, load, row.verdict, row.reason
             );
         }
@@ -450,6 +565,12 @@ impl Report<'_> {
                     "capacity": st.map(|s| s.capacity),
                     "verdict": status.map(|s| s.label()),
                     "rank": match status { Some(Status::Chosen { rank, .. }) => Some(rank + 1), _ => None },
+                    "latency": self.measured(row.region).map(|m| json!({
+                        "rtt_ms": f64::from(m.rtt_ms),
+                        "samples": m.samples,
+                        "age_ms": self.now_ms.saturating_sub(m.updated_at_ms),
+                        "enough_samples": svc.latency.is_some_and(|l| m.samples >= l.min_samples),
+                    })),
                     "reason": row.reason,
                 })
             })
@@ -476,6 +597,21 @@ impl Report<'_> {
                 "ipv6": answer.ipv6.iter().map(ToString::to_string).collect::<Vec<_>>(),
             },
             "candidates": candidates,
+            "latency": self.decision.latency.map(|n| json!({
+                "area": n.area.map(|a| a.to_string()),
+                "outcome": match n.outcome {
+                    LatencyOutcome::NoArea => "no-area",
+                    LatencyOutcome::NotMeasured => "not-measured",
+                    LatencyOutcome::WithinMargin => "within-margin",
+                    LatencyOutcome::Faster => "faster",
+                },
+                "nearest": n.nearest.map(|r| self.topology.region_id(r)),
+                "chosen": n.chosen.map(|r| self.topology.region_id(r)),
+                "margin_ms": n.margin_ms,
+                "explored": n.explored.map(|r| self.topology.region_id(r)),
+                "explore_share": svc.latency.map(|l| l.explore_share),
+                "summary": self.latency_summary(),
+            })),
         })
     }
 }

@@ -22,6 +22,7 @@
 pub mod api;
 pub mod client;
 pub mod explain;
+pub mod latency;
 mod ops;
 pub mod safety;
 mod server;

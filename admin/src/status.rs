@@ -181,6 +181,7 @@ pub(crate) fn status(ctx: &AdminContext, snapshot: &Snapshot, now_ms: u64) -> Va
         "services": services,
         "drills": drills(snapshot, now_ms, false),
         "problems": snapshot.problems,
+        "latency": crate::latency::matrix(snapshot, now_ms),
     })
 }
 

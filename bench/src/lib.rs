@@ -19,6 +19,11 @@ pub const EXAMPLE: &str = include_str!("../../examples/meridian.toml");
 /// with services `near` (nearest, GDPR residency, near-tie 100 km, spill at 0.8), `weighted` and `failover`
 /// over all of them.
 pub fn synthetic(n: usize) -> Result<Config, meridian_config::ConfigError> {
+    Config::from_toml_str(&synthetic_toml(n))
+}
+
+/// The text of [`synthetic`]'s deployment (to extend it, e.g. with `[services.near.latency]`).
+pub fn synthetic_toml(n: usize) -> String {
     let mut t = String::from("schema-version = 1\n");
     let golden = 137.507_764_f64;
     for i in 0..n {
@@ -44,7 +49,7 @@ pub fn synthetic(n: usize) -> Result<Config, meridian_config::ConfigError> {
          [services.weighted]\nhostname = \"weighted.b.example\"\npolicy = \"weighted\"\nregions = [{all}]\n\
          [services.failover]\nhostname = \"failover.b.example\"\npolicy = \"failover\"\nregions = [{all}]\n"
     );
-    Config::from_toml_str(&t)
+    t
 }
 
 /// A compiled topology and its initial states.

@@ -182,6 +182,24 @@ pub struct Service {
     pub unknown_location: Vec<String>,
     /// Backends behind the regions' L7 proxies, and how they are balanced and checked.
     pub proxy: ServiceProxy,
+    /// Steering by measured latency (`[services.NAME.latency]`, policy `nearest` only); `None`: distance
+    /// alone.
+    pub latency: Option<LatencySteering>,
+}
+
+/// How a `nearest` service uses the latency its proxies measure (`docs/latency.md`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LatencySteering {
+    /// Samples a (client area, region) estimate needs before it counts.
+    pub min_samples: u32,
+    /// A measured region must beat the nearest one by at least this many milliseconds...
+    pub margin_ms: f64,
+    /// ...and by at least this share of the nearest one's latency (0 to 1).
+    pub margin_share: f64,
+    /// Share of a client area's networks sent to another allowed region to measure it (0 to 0.2).
+    pub explore_share: f64,
+    /// How many of the next regions (in answer order after the chosen one) exploration may use.
+    pub explore_regions: usize,
 }
 
 /// Whether a residency rule restricts clients whose location is unknown.

@@ -166,6 +166,18 @@ pub(crate) struct RawService {
     #[serde(default)]
     pub(crate) backends: IndexMap<String, Vec<String>>,
     pub(crate) proxy: Option<RawServiceProxy>,
+    pub(crate) latency: Option<RawLatency>,
+}
+
+/// `[services.NAME.latency]`: steering by measured latency (`docs/latency.md`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawLatency {
+    pub(crate) min_samples: Option<i64>,
+    pub(crate) margin_ms: Option<f64>,
+    pub(crate) margin_percent: Option<f64>,
+    pub(crate) explore_percent: Option<f64>,
+    pub(crate) explore_regions: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

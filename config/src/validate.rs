@@ -12,6 +12,7 @@
 
 mod cross_checks;
 mod health;
+mod latency;
 mod regions;
 mod residency;
 mod services;

@@ -360,15 +360,19 @@ impl ServerApp for FastH1 {
                 let tls = handshake(config, stream, timeout, &node.metrics, node.region(), label).await?;
                 if is_h2(&tls) {
                     // HTTP/2 is pingora's: its server handles the streams, each through `RegionService`.
+                    // The handshake's round trips gave the kernel its estimate.
+                    if let Some(peer) = peer_ip(&tls) {
+                        node.sample_rtt(&tls, peer);
+                    }
                     return ServerApp::process_new(&self.proxy, tls, shutdown).await;
                 }
                 tls
             }
         };
-        let peer = stream
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let peer = peer_ip(&stream).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        // The round trip is sampled once per connection, after its first request (the kernel's estimate
+        // then rests on the handshake and a request/response exchange), or when it is handed over.
+        let mut sampled = false;
         // Small until a request needs more: an idle keep-alive connection holds this buffer, and its
         // response buffers only while a request is served (`Scratch`, from a per-thread pool).
         let mut buf = Vec::new();
@@ -382,7 +386,12 @@ impl ServerApp for FastH1 {
             match read_head(&mut stream, &mut buf, limit, timeout, shutdown).await {
                 Read::Head => {}
                 Read::Gone => return None,
-                Read::HandOver => return self.hand_over(stream, &buf, shutdown).await,
+                Read::HandOver => {
+                    if !sampled {
+                        self.service.node().sample_rtt(&stream, peer);
+                    }
+                    return self.hand_over(stream, &buf, shutdown).await;
+                }
                 Read::TimedOut => {
                     let mut client = Client {
                         stream: &mut stream,
@@ -403,6 +412,9 @@ impl ServerApp for FastH1 {
                 }
             }
             let Some(head) = fast_shape(&buf) else {
+                if !sampled {
+                    self.service.node().sample_rtt(&stream, peer);
+                }
                 return self.hand_over(stream, &buf, shutdown).await;
             };
             let len = head.len;
@@ -414,6 +426,10 @@ impl ServerApp for FastH1 {
             let mut scratch = Scratch::take();
             let keep = self.serve(&mut client, &head, peer, &mut scratch).await;
             scratch.give_back();
+            if !sampled {
+                sampled = true;
+                self.service.node().sample_rtt(&stream, peer);
+            }
             if !keep {
                 return None;
             }
@@ -512,6 +528,13 @@ impl FastH1 {
             },
         }
     }
+}
+
+/// The client's IP address, from the stream's socket digest.
+fn peer_ip(stream: &Stream) -> Option<IpAddr> {
+    stream
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
 }
 
 /// Appends a status code (three digits: httparse accepts no other) without the formatting machinery.

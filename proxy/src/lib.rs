@@ -30,6 +30,7 @@
 
 pub mod client;
 pub mod h1;
+pub mod latency;
 pub mod node;
 pub mod pool;
 pub mod route;

@@ -18,6 +18,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora_limits::rate::Rate;
 use tokio::task::JoinHandle;
 
+use crate::latency::{LatencySampler, PUBLISH_INTERVAL, connection_rtt_ms};
 use crate::pool::{Pool, PoolKey, spawn_health_checks};
 use crate::route::drained_copy;
 use crate::stats::{ProxyMetrics, Window};
@@ -83,6 +84,8 @@ pub struct RouteTable {
     pub hop_client: Option<Arc<meridian_tls::rustls::ClientConfig>>,
     /// Requests in flight in the local region at the other proxy instances (their last reports).
     pub others_in_flight: u32,
+    /// Some service steers by latency: client connections' round-trip times are sampled.
+    pub latency_on: bool,
 }
 
 impl RouteTable {
@@ -123,6 +126,8 @@ pub struct ProxyNode {
     pub(crate) limiter: Rate,
     pub(crate) in_flight_gauge: prometheus::IntGauge,
     pub(crate) duration: prometheus::Histogram,
+    /// Round-trip times of client connections, per client area (`crate::latency`).
+    latency: LatencySampler,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The hop material last loaded, with the fingerprint of the settings and files it came from.
     hop: Mutex<Option<(u64, Arc<HopPeerTls>)>>,
@@ -165,6 +170,7 @@ impl ProxyNode {
             limiter: Rate::new(Duration::from_secs(1)),
             in_flight_gauge,
             duration,
+            latency: LatencySampler::default(),
             tasks: Mutex::new(Vec::new()),
             hop: Mutex::new(None),
             stopped: AtomicBool::new(false),
@@ -356,6 +362,7 @@ impl ProxyNode {
                 tls.map_or(10_000, |t| t.handshake_timeout_ms),
             )),
             others_in_flight,
+            latency_on: config.services().iter().any(|s| s.latency.is_some()),
         }
     }
 
@@ -440,6 +447,13 @@ impl ProxyNode {
             }
         };
         let mut keeper = Some(keeper);
+        let latency_key = self
+            .options
+            .keys
+            .latency(&self.options.region, &self.options.instance);
+        let latency_every = (PUBLISH_INTERVAL.as_millis() / REPORT_INTERVAL.as_millis()).max(1) as u64;
+        let mut ticks = 0u64;
+        let mut published_areas = 0usize;
         let mut tick = tokio::time::interval(REPORT_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -455,6 +469,19 @@ impl ProxyNode {
             let Some(k) = keeper.as_ref() else { break };
             if let Err(e) = store.put(&key, encode(&report), Some(k.id())).await {
                 tracing::warn!(error = %e, key = %key, "cannot write the load report");
+            }
+            ticks += 1;
+            // The latency summary, under the same lease, every PUBLISH_INTERVAL; nothing while no
+            // service steers by latency and nothing was published (an emptied summary is written once).
+            if ticks.is_multiple_of(latency_every) {
+                let summary = self.latency.summary(now_ms());
+                let on = self.table().is_some_and(|t| t.latency_on);
+                if on && !summary.areas.is_empty() || published_areas > 0 {
+                    published_areas = summary.areas.len();
+                    if let Err(e) = store.put(&latency_key, encode(&summary), Some(k.id())).await {
+                        tracing::warn!(error = %e, key = %latency_key, "cannot write the latency summary");
+                    }
+                }
             }
         }
         if let Some(k) = keeper.take() {
@@ -532,6 +559,28 @@ impl ProxyNode {
                 );
                 cached.as_ref().map(|(_, m)| m.clone())
             }
+        }
+    }
+
+    /// The round-trip estimates of this proxy's client connections.
+    pub fn latency(&self) -> &LatencySampler {
+        &self.latency
+    }
+
+    /// Samples the round-trip time of a client connection from `peer` (once per connection), when some
+    /// service steers by latency and the client has a latency area.
+    pub(crate) fn sample_rtt(&self, stream: &pingora::protocols::Stream, peer: IpAddr) {
+        if !self.table.load().as_ref().is_some_and(|t| t.latency_on) {
+            return;
+        }
+        let Some(area) = self
+            .latency
+            .area_for(meridian_steer::latency_area(&self.locate(peer)))
+        else {
+            return;
+        };
+        if let Some(rtt_ms) = connection_rtt_ms(stream) {
+            self.latency.record(area, rtt_ms, now_ms());
         }
     }
 

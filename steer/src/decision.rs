@@ -23,6 +23,8 @@ pub struct Decision {
     /// Whether the request hash influenced the answer (a weighted choice, a near-tie, a spill draw). If not,
     /// every client at the same location gets the same answer — which lets DNS announce a wide ECS scope.
     pub depends_on_hash: bool,
+    /// What measured latency did (policy `nearest` with `[services.NAME.latency]`, normal mode only).
+    pub latency: Option<crate::LatencyNote>,
 }
 
 impl Decision {

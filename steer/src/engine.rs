@@ -12,6 +12,7 @@ use meridian_config::{Continent, Coordinates, CountryCode, MAX_REGIONS};
 use crate::decision::{Basis, Chosen, Decision, Mode, NoAnswer, ResidencyNote, Skip, Status, Verdict};
 use crate::geometry::Point;
 use crate::hash::{SPILL_SALT, rendezvous_key, rendezvous_lower_bound, unit};
+use crate::latency::{LatencyNote, LatencyOutcome, latency_step};
 use crate::state::{DrillMode, Health, RegionState};
 use crate::topology::{CompiledAllDown, CompiledPolicy, CompiledService, RegionList, RegionSet, TieAngle};
 use crate::{RegionIndex, RegionStates, ServiceIndex, Topology};
@@ -77,6 +78,8 @@ struct Candidate {
     weight: u32,
     /// `rank` holds a lower bound of the weighted key, not the key (see [`best_remaining`]).
     bound: bool,
+    /// In a near-tie group, ordered by weight (`apply_near_ties`).
+    tie: bool,
 }
 
 impl Candidate {
@@ -116,6 +119,7 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
             residency: ResidencyNote::NoRules,
             verdicts: Vec::new(),
             depends_on_hash: false,
+            latency: None,
         };
     };
     let client = query.client;
@@ -184,6 +188,7 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
             dot,
             weight,
             bound: matches!(keying, Keying::Weighted(_)),
+            tie: false,
         };
         match exclusion {
             None => {
@@ -224,10 +229,17 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
         residency,
         verdicts,
         depends_on_hash: matches!(keying, Keying::Weighted(_)),
+        latency: None,
     };
 
     if !usable.is_empty() {
         decision.depends_on_hash |= apply_near_ties(topology, &mut usable, tie_angle, query.request_hash);
+        if let (Some(settings), Keying::Distance(_)) = (&svc.latency, keying) {
+            let note = apply_latency(settings, states, client, &mut usable, query.request_hash);
+            // Exploration draws on the hash: any network of the area may be in its share.
+            decision.depends_on_hash |= settings.explore_share > 0.0 && note.area.is_some();
+            decision.latency = Some(note);
+        }
         // Utilisation costs two divisions; only the few candidates the spill logic looks at pay for it.
         let load = |r: RegionIndex| states.get(r).and_then(|s| utilisation(s, query.now_ms));
         pick(
@@ -436,8 +448,38 @@ fn apply_near_ties(topology: &Topology, cands: &mut [Candidate], tie_angle: TieA
     for c in cands.iter_mut().filter(|c| c.dot >= threshold) {
         let key = rendezvous_key(client, topology.regions[c.region.get()].seed, c.weight);
         c.rank = rank(0, key, c.region);
+        c.tie = true;
     }
     true
+}
+
+/// The latency step (`crate::latency`) over the usable candidates in their distance order: the region it
+/// puts first (and the explored one before it) move to the front, ahead of any near-tie group; the rest
+/// keep their order. Residency, drains, health and weights have already removed what they exclude.
+fn apply_latency(
+    settings: &meridian_config::LatencySteering,
+    states: &RegionStates,
+    client: &ClientLocation,
+    cands: &mut [Candidate],
+    request_hash: u64,
+) -> LatencyNote {
+    let mut order: ArrayVec<(u128, RegionIndex), MAX_REGIONS> =
+        cands.iter().map(|c| (c.rank, c.region)).collect();
+    order.sort_unstable();
+    let regions: ArrayVec<RegionIndex, MAX_REGIONS> = order.iter().map(|o| o.1).collect();
+    let note = latency_step(settings, states.latency(), client, &regions, request_hash);
+    // Group 0 with negative keys sorts before everything (near-tie keys are >= 0). Without a faster
+    // region the nearest one is already first; an explored region goes before it.
+    let faster = (note.outcome == LatencyOutcome::Faster)
+        .then_some(note.chosen)
+        .flatten();
+    for (r, key) in [(faster, -1.0), (note.explored, -2.0)] {
+        if let Some(c) = r.and_then(|r| cands.iter_mut().find(|c| c.region == r)) {
+            c.rank = rank(0, key, c.region);
+            c.tie = false;
+        }
+    }
+    note
 }
 
 /// Takes candidates best-first into the answer, moving a share of an overloaded region's clients.
@@ -473,7 +515,7 @@ fn pick(
                 rank,
                 spilled_from: from,
                 over_capacity: over(c),
-                near_tie: c.group() == 0,
+                near_tie: c.tie,
             };
         }
     };

@@ -25,6 +25,14 @@ impl Point {
         }
     }
 
+    /// Latitude and longitude, in degrees (for latency areas; not on the distance path).
+    pub fn lat_lon_degrees(&self) -> (f64, f64) {
+        (
+            self.z.clamp(-1.0, 1.0).asin().to_degrees(),
+            self.y.atan2(self.x).to_degrees(),
+        )
+    }
+
     /// Cosine of the central angle between two points: larger is nearer.
     #[inline]
     pub fn dot(&self, other: &Self) -> f64 {

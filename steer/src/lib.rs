@@ -19,6 +19,7 @@ mod decision;
 mod engine;
 mod geometry;
 pub mod hash;
+mod latency;
 mod state;
 mod topology;
 
@@ -29,5 +30,8 @@ pub use engine::{
 };
 pub use geometry::{EARTH_RADIUS_KM, Point, great_circle_km};
 pub use hash::client_hash;
+pub use latency::{
+    AREA_CELL_DEGREES, LatencyArea, LatencyMatrix, LatencyNote, LatencyOutcome, Measured, latency_area,
+};
 pub use state::{Drill, DrillMode, Health, RegionState, RegionStates};
 pub use topology::{RegionIndex, RegionSet, ServiceIndex, Topology};

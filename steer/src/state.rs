@@ -3,7 +3,11 @@
 //! A [`RegionStates`] is an immutable snapshot (the store's watcher builds a new one and swaps it in); it is
 //! indexed like the configuration's regions.
 
+use std::sync::Arc;
+
 use meridian_config::Config;
+
+use crate::LatencyMatrix;
 
 use crate::RegionIndex;
 
@@ -83,19 +87,32 @@ impl RegionState {
     }
 }
 
-/// The state of every region, indexed like the configuration's regions.
+/// The state of every region, indexed like the configuration's regions, and the latency the proxies
+/// measured (shared, not copied, between the copies a proxy makes).
 #[derive(Clone, Debug, PartialEq)]
-pub struct RegionStates(Vec<RegionState>);
+pub struct RegionStates(Vec<RegionState>, Arc<LatencyMatrix>);
 
 impl RegionStates {
-    /// Every region in its initial state.
+    /// Every region in its initial state, nothing measured.
     pub fn initial(config: &Config) -> Self {
-        Self(config.regions().iter().map(RegionState::initial).collect())
+        Self::from_vec(config.regions().iter().map(RegionState::initial).collect())
     }
 
-    /// From explicit states (indexed like the configuration's regions).
+    /// From explicit states (indexed like the configuration's regions), nothing measured.
     pub fn from_vec(states: Vec<RegionState>) -> Self {
-        Self(states)
+        let n = states.len();
+        Self(states, Arc::new(LatencyMatrix::new(n)))
+    }
+
+    /// The same states with this latency matrix.
+    pub fn with_latency(mut self, latency: Arc<LatencyMatrix>) -> Self {
+        self.1 = latency;
+        self
+    }
+
+    /// The latency the proxies measured, per (client area, region).
+    pub fn latency(&self) -> &Arc<LatencyMatrix> {
+        &self.1
     }
 
     /// The state of a region, if this snapshot has it.

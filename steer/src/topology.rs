@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use meridian_config::{Config, CountryCode, CountrySet, Policy, UnknownClients, WhenAllDown};
+use meridian_config::{
+    Config, CountryCode, CountrySet, LatencySteering, Policy, UnknownClients, WhenAllDown,
+};
 
 use crate::geometry::{EARTH_RADIUS_KM, Point};
 use crate::hash::region_seed;
@@ -168,6 +170,8 @@ pub(crate) struct CompiledService {
     pub(crate) spill_at: f64,
     pub(crate) when_all_down: CompiledAllDown,
     pub(crate) residency: Vec<CompiledRule>,
+    /// Steering by measured latency (policy `nearest` only).
+    pub(crate) latency: Option<LatencySteering>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -258,6 +262,7 @@ impl Topology {
                     spill_at: s.spill_at,
                     when_all_down,
                     residency,
+                    latency: s.latency.filter(|_| matches!(s.policy, Policy::Nearest { .. })),
                 }
             })
             .collect();

@@ -51,6 +51,13 @@ pub enum KeyKind<'a> {
         /// The proxy instance.
         instance: &'a str,
     },
+    /// `latency/REGION/INSTANCE`: a proxy's latency summary (leased by the proxy).
+    Latency {
+        /// The region.
+        region: &'a str,
+        /// The proxy instance.
+        instance: &'a str,
+    },
     /// `audit/...`: an operator change record.
     Audit,
     /// `nodes/ROLE/INSTANCE`: a running node's registration (leased; read by `meridian status`, never by
@@ -126,6 +133,11 @@ impl Keys {
         format!("{}load/{region}/{instance}", self.prefix)
     }
 
+    /// A proxy instance's latency summary (`docs/latency.md`).
+    pub fn latency(&self, region: &str, instance: &str) -> String {
+        format!("{}latency/{region}/{instance}", self.prefix)
+    }
+
     /// Prefix of the audit log (keys sort by time).
     pub fn audit_prefix(&self) -> String {
         format!("{}audit/", self.prefix)
@@ -158,6 +170,10 @@ impl Keys {
                 vantage: v,
             },
             ["load", r, i] if !r.is_empty() && !i.is_empty() => KeyKind::Load {
+                region: r,
+                instance: i,
+            },
+            ["latency", r, i] if !r.is_empty() && !i.is_empty() => KeyKind::Latency {
                 region: r,
                 instance: i,
             },
@@ -288,6 +304,33 @@ pub struct LoadReport {
     pub healthy_backends: Option<u32>,
 }
 
+/// `latency/REGION/INSTANCE`: the round-trip times one proxy instance measured on its client connections,
+/// per client area, under its lease (`docs/latency.md`). Bounded: at most [`MAX_LATENCY_AREAS`] areas, the
+/// ones with the most samples.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyReport {
+    /// Document schema version.
+    pub schema: u32,
+    /// When, ms since the epoch.
+    pub reported_at_ms: u64,
+    /// One entry per client area.
+    pub areas: Vec<AreaLatency>,
+}
+
+/// Areas in one [`LatencyReport`], at most.
+pub const MAX_LATENCY_AREAS: usize = 64;
+
+/// One client area's estimate in a [`LatencyReport`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AreaLatency {
+    /// The area (`PL@50,20`: country, then the south-west corner of its 10-degree cell).
+    pub area: String,
+    /// Decayed mean of the connections' TCP round-trip time, milliseconds.
+    pub rtt_ms: f64,
+    /// Decayed number of samples behind it.
+    pub samples: u32,
+}
+
 /// `nodes/ROLE/INSTANCE`: a running node says what it is and how current its state is, every second,
 /// under its lease (a node that dies vanishes when the lease expires; one whose reports stop while its
 /// lease lives shows as silent).
@@ -395,6 +438,13 @@ mod tests {
         assert_eq!(
             k.classify(&k.load("waw", "p1")),
             KeyKind::Load {
+                region: "waw",
+                instance: "p1"
+            }
+        );
+        assert_eq!(
+            k.classify(&k.latency("waw", "p1")),
+            KeyKind::Latency {
                 region: "waw",
                 instance: "p1"
             }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use meridian_config::Config;
 use meridian_health::{HealthView, Opinion, RegionOpinions, State, aggregate};
-use meridian_steer::{Health, RegionStates, Topology};
+use meridian_steer::{Health, LatencyArea, LatencyMatrix, Measured, RegionStates, Topology};
 
 use crate::kv::{Event, EventKind, KeyValue, Revision};
 use crate::operator::{OperatorDoc, overlay_operator_state};
@@ -56,6 +56,8 @@ pub struct Snapshot {
     pub observations: Vec<(String, String, HealthObservation)>,
     /// Every load report: (region, instance, report).
     pub loads: Vec<(String, String, LoadReport)>,
+    /// Every latency summary: (region, instance, report). Merged into `states.latency()` for steering.
+    pub latency_reports: Vec<(String, String, LatencyReport)>,
     /// Every drill document, active or expired: (id, drill).
     pub drills: Vec<(String, DrillDoc)>,
     /// Operator drains in force: (region, who and why).
@@ -77,6 +79,7 @@ enum Doc {
     BackendDrain(DrainOverride),
     Health(HealthObservation),
     Load(LoadReport),
+    Latency(LatencyReport),
 }
 
 #[derive(Clone, Debug)]
@@ -168,6 +171,7 @@ impl SnapshotBuilder {
             KeyKind::BackendDrain { .. } => decode(&kv.value).map(Doc::BackendDrain),
             KeyKind::Health { .. } => decode(&kv.value).map(Doc::Health),
             KeyKind::Load { .. } => decode(&kv.value).map(Doc::Load),
+            KeyKind::Latency { .. } => decode(&kv.value).map(Doc::Latency),
             KeyKind::Unknown => Err("unknown key (not part of schema 1)".to_owned()),
         };
         self.entries.insert(kv.key.clone(), Entry { kv, doc });
@@ -183,6 +187,8 @@ impl SnapshotBuilder {
         let mut states = RegionStates::initial(&config);
         let mut observations = Vec::new();
         let mut loads = Vec::new();
+        let mut latency_reports = Vec::new();
+        let mut latency = LatencyMatrix::new(config.regions().len());
         let mut drills = Vec::new();
         let mut drains = Vec::new();
         let mut weights = Vec::new();
@@ -267,6 +273,26 @@ impl SnapshotBuilder {
                     }
                     loads.push((region.to_owned(), instance.to_owned(), l.clone()));
                 }
+                (KeyKind::Latency { region, instance }, Doc::Latency(l)) => {
+                    if let Some(r) = region_index(region, &mut problems) {
+                        // A bad area is reported, the rest of the summary is used.
+                        for a in &l.areas {
+                            match a.area.parse::<LatencyArea>() {
+                                Ok(area) => latency.add(
+                                    area,
+                                    r,
+                                    Measured {
+                                        rtt_ms: a.rtt_ms as f32,
+                                        samples: a.samples,
+                                        updated_at_ms: l.reported_at_ms,
+                                    },
+                                ),
+                                Err(e) => problems.push(format!("{key}: {e}")),
+                            }
+                        }
+                    }
+                    latency_reports.push((region.to_owned(), instance.to_owned(), l.clone()));
+                }
                 _ => problems.push(format!("{key}: document does not match its key")),
             }
         }
@@ -298,6 +324,7 @@ impl SnapshotBuilder {
             }
         }
         self.health = health.clone();
+        let states = states.with_latency(Arc::new(latency));
         Some(Snapshot {
             revision: self.revision,
             topology,
@@ -306,6 +333,7 @@ impl SnapshotBuilder {
             health,
             observations,
             loads,
+            latency_reports,
             drills,
             drains,
             weights,

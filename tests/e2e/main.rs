@@ -14,6 +14,7 @@ mod edge_tls;
 mod explain;
 mod health;
 mod hops;
+mod latency;
 mod nodes;
 mod operators;
 mod proxy;

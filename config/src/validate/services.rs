@@ -71,6 +71,7 @@ pub(super) fn check_services(
         let unknown_location = check_unknown_location(c, &path, s, index, &regions);
         let proxy =
             crate::proxy_settings::check_service_proxy(c, &path, &s.backends, s.proxy.as_ref(), &regions);
+        let latency = super::latency::check_latency(c, &path, s);
         if let (Some(hostname), Some(zone), Some(policy)) = (hostname, zone, policy) {
             out.push(Service {
                 name: name.clone(),
@@ -86,6 +87,7 @@ pub(super) fn check_services(
                 residency,
                 unknown_location,
                 proxy,
+                latency,
             });
         }
     }

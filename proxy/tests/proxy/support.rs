@@ -32,6 +32,8 @@ pub(crate) struct Setup {
     pub(crate) capacity: u32,
     pub(crate) extra_proxy: &'static str,
     pub(crate) store: Option<Arc<dyn KvStore>>,
+    /// Appended to the configuration (more tables for the services).
+    pub(crate) extra_config: &'static str,
 }
 
 impl Default for Setup {
@@ -40,6 +42,7 @@ impl Default for Setup {
             capacity: 1000,
             extra_proxy: "",
             store: None,
+            extra_config: "",
         }
     }
 }
@@ -96,6 +99,7 @@ pub(crate) fn config_text(
     t.push_str(
         "[services.dnsonly]\nhostname = \"dnsonly.gslb.example\"\npolicy = \"nearest\"\nregions = [\"waw\", \"fra\", \"vin\"]\n",
     );
+    t.push_str(setup.extra_config);
     t
 }
 

@@ -1,0 +1,315 @@
+//! Measured latency as steering sees it: the client *area* a measurement is attributed to, the matrix of
+//! estimates per (area, region) that snapshots carry, and the latency step of policy `nearest` with
+//! `[services.NAME.latency]` (`docs/latency.md`).
+//!
+//! The area is a function of the client's location alone ([`latency_area`]): its country and the
+//! 10-degree cell of its coordinates. DNS computes it from the ECS address (or the resolver's), the proxy
+//! from the connection's peer address, both through the same GeoIP database and this one function, so a
+//! measurement lands where the decision will look for it. The step is pure: it reads the matrix in the
+//! states, the request hash (for exploration) and nothing else — no clock, no randomness, and the age of
+//! an estimate does not enter it (publishers expire their own estimates, and their lease removes them).
+
+use std::fmt;
+use std::str::FromStr;
+
+use arrayvec::ArrayVec;
+use meridian_config::{CountryCode, LatencySteering, MAX_REGIONS};
+
+use crate::ClientLocation;
+use crate::RegionIndex;
+use crate::hash::unit;
+
+/// Width of an area's cell, in degrees of latitude and longitude.
+pub const AREA_CELL_DEGREES: f64 = 10.0;
+
+/// Salt of the per-network exploration draw (independent of the weighted and spill draws).
+const EXPLORE_SALT: u64 = 0x4558_504c_4f52_4501;
+/// Salt of the choice among the regions a network may explore.
+const EXPLORE_PICK_SALT: u64 = 0x4558_504c_4f52_4502;
+
+/// Where clients are, for latency: a country and a 10-degree cell of the client's coordinates (a
+/// country-level database gives one cell per country; a city database splits large countries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LatencyArea {
+    country: CountryCode,
+    /// South-west corner of the cell, in whole cells (`floor(degrees / 10)`).
+    lat_cell: i8,
+    lon_cell: i8,
+}
+
+impl LatencyArea {
+    /// The area of a country and coordinates in degrees.
+    pub fn new(country: CountryCode, lat: f64, lon: f64) -> Self {
+        let cell = |d: f64, lo: f64, hi: f64| (d.clamp(lo, hi) / AREA_CELL_DEGREES).floor() as i8;
+        Self {
+            country,
+            lat_cell: cell(lat, -90.0, 89.999),
+            lon_cell: cell(lon, -180.0, 179.999),
+        }
+    }
+
+    /// The country.
+    pub fn country(&self) -> CountryCode {
+        self.country
+    }
+}
+
+/// `PL@50,20`: the country, then the south-west corner of the cell in degrees.
+impl fmt::Display for LatencyArea {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let deg = |c: i8| i32::from(c) * AREA_CELL_DEGREES as i32;
+        write!(
+            f,
+            "{}@{},{}",
+            self.country,
+            deg(self.lat_cell),
+            deg(self.lon_cell)
+        )
+    }
+}
+
+impl FromStr for LatencyArea {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a latency area (COUNTRY@LAT,LON, e.g. PL@50,20)");
+        let (country, cell) = s.split_once('@').ok_or_else(bad)?;
+        let (lat, lon) = cell.split_once(',').ok_or_else(bad)?;
+        let country = CountryCode::parse(country).ok_or_else(bad)?;
+        let deg = |v: &str, lo: i32, hi: i32| {
+            v.parse::<i32>()
+                .ok()
+                .filter(|d| (lo..hi).contains(d) && d % AREA_CELL_DEGREES as i32 == 0)
+        };
+        let (lat, lon) = (
+            deg(lat, -90, 90).ok_or_else(bad)?,
+            deg(lon, -180, 180).ok_or_else(bad)?,
+        );
+        Ok(Self::new(country, f64::from(lat), f64::from(lon)))
+    }
+}
+
+/// The area of a client: `None` without a country or coordinates (such clients are steered by distance
+/// or their `unknown-location` list, and their connections are not attributed).
+pub fn latency_area(client: &ClientLocation) -> Option<LatencyArea> {
+    let (country, point) = (client.country?, client.point?);
+    let (lat, lon) = point.lat_lon_degrees();
+    Some(LatencyArea::new(country, lat, lon))
+}
+
+/// One (area, region) estimate: the decayed mean round-trip time and the (decayed) number of samples
+/// behind it. `samples == 0`: nothing measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Measured {
+    /// Estimated TCP round-trip time, milliseconds.
+    pub rtt_ms: f32,
+    /// Samples behind it (decayed, summed over the region's proxies).
+    pub samples: u32,
+    /// When the newest report behind it was written, ms since the epoch (shown, never decided on).
+    pub updated_at_ms: u64,
+}
+
+/// Latency estimates per (area, region): what the proxies published, merged. Immutable once built.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LatencyMatrix {
+    regions: usize,
+    /// Sorted by area; each row indexed like the configuration's regions.
+    rows: Vec<(LatencyArea, Box<[Measured]>)>,
+}
+
+impl LatencyMatrix {
+    /// An empty matrix over `regions` regions.
+    pub fn new(regions: usize) -> Self {
+        Self {
+            regions,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds one proxy's estimate; estimates of several proxies of a region merge into their
+    /// sample-weighted mean (samples add up, the newest report time stays). Out-of-range regions and
+    /// estimates without samples are ignored.
+    pub fn add(&mut self, area: LatencyArea, region: RegionIndex, m: Measured) {
+        if region.get() >= self.regions || m.samples == 0 || !m.rtt_ms.is_finite() || m.rtt_ms < 0.0 {
+            return;
+        }
+        let row = match self.rows.binary_search_by_key(&area, |r| r.0) {
+            Ok(i) => &mut self.rows[i].1,
+            Err(i) => {
+                self.rows
+                    .insert(i, (area, vec![Measured::default(); self.regions].into()));
+                &mut self.rows[i].1
+            }
+        };
+        let cell = &mut row[region.get()];
+        let total = u64::from(cell.samples) + u64::from(m.samples);
+        cell.rtt_ms = ((f64::from(cell.rtt_ms) * f64::from(cell.samples)
+            + f64::from(m.rtt_ms) * f64::from(m.samples))
+            / total as f64) as f32;
+        cell.samples = u32::try_from(total).unwrap_or(u32::MAX);
+        cell.updated_at_ms = cell.updated_at_ms.max(m.updated_at_ms);
+    }
+
+    /// The estimates of an area, indexed like the configuration's regions.
+    pub fn row(&self, area: LatencyArea) -> Option<&[Measured]> {
+        self.rows
+            .binary_search_by_key(&area, |r| r.0)
+            .ok()
+            .map(|i| &*self.rows[i].1)
+    }
+
+    /// Every area with its estimates, in area order.
+    pub fn rows(&self) -> impl Iterator<Item = (LatencyArea, &[Measured])> {
+        self.rows.iter().map(|(a, r)| (*a, &**r))
+    }
+
+    /// Whether nothing is measured.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+/// What the latency step concluded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LatencyOutcome {
+    /// The client has no area (no country or coordinates): distance decided.
+    NoArea,
+    /// The nearest usable region has fewer than `min-samples` samples for the area: distance decided.
+    NotMeasured,
+    /// No measured region beats the nearest one by the margin: it stays.
+    WithinMargin,
+    /// A measured region beats the nearest one by more than the margin, and answers first.
+    Faster,
+}
+
+/// The latency step's part of a decision (policy `nearest` with `[services.NAME.latency]`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LatencyNote {
+    /// The client's area.
+    pub area: Option<LatencyArea>,
+    /// What decided.
+    pub outcome: LatencyOutcome,
+    /// The region distance alone would have answered first (after near-ties).
+    pub nearest: Option<RegionIndex>,
+    /// The region latency put first (the nearest one unless [`LatencyOutcome::Faster`]).
+    pub chosen: Option<RegionIndex>,
+    /// The margin a region had to win by, ms (0 when the nearest one was not measured).
+    pub margin_ms: f64,
+    /// This client's network is in the exploration share: this region answers first instead, so that
+    /// its latency gets measured.
+    pub explored: Option<RegionIndex>,
+}
+
+/// Which regions answer first: `order` is the usable regions in distance order (after near-ties);
+/// returns the note, whose `explored` (if any) answers first and `chosen` next. Pure: a function of
+/// the arguments.
+pub(crate) fn latency_step(
+    settings: &LatencySteering,
+    matrix: &LatencyMatrix,
+    client: &ClientLocation,
+    order: &[RegionIndex],
+    request_hash: u64,
+) -> LatencyNote {
+    let nearest = order.first().copied();
+    let mut note = LatencyNote {
+        area: latency_area(client),
+        outcome: LatencyOutcome::NoArea,
+        nearest,
+        chosen: nearest,
+        margin_ms: 0.0,
+        explored: None,
+    };
+    let (Some(area), Some(baseline)) = (note.area, nearest) else {
+        return note;
+    };
+    let row = matrix.row(area);
+    let measured = |r: RegionIndex| {
+        row.and_then(|row| row.get(r.get()))
+            .filter(|m| m.samples >= settings.min_samples)
+            .map(|m| f64::from(m.rtt_ms))
+    };
+    note.outcome = LatencyOutcome::NotMeasured;
+    if let Some(base_rtt) = measured(baseline) {
+        let margin = settings.margin_ms.max(settings.margin_share * base_rtt);
+        note.margin_ms = margin;
+        note.outcome = LatencyOutcome::WithinMargin;
+        // Regions that beat the nearest by more than the margin; the fastest of them sets a tie band of
+        // the same margin, and the nearest region within the band wins (near-equal regions do not
+        // alternate as their estimates wobble).
+        let faster: ArrayVec<(RegionIndex, f64), MAX_REGIONS> = order
+            .iter()
+            .filter_map(|&r| measured(r).map(|rtt| (r, rtt)))
+            .filter(|(_, rtt)| base_rtt - rtt > margin)
+            .collect();
+        if let Some(best) = faster.iter().map(|f| f.1).reduce(f64::min) {
+            note.chosen = faster.iter().find(|f| f.1 <= best + margin).map(|f| f.0);
+            note.outcome = LatencyOutcome::Faster;
+        }
+    }
+    if settings.explore_share > 0.0 && unit(request_hash, EXPLORE_SALT) <= settings.explore_share {
+        let others: ArrayVec<RegionIndex, MAX_REGIONS> = order
+            .iter()
+            .copied()
+            .filter(|r| Some(*r) != note.chosen)
+            .take(settings.explore_regions)
+            .collect();
+        if !others.is_empty() {
+            let k = (unit(request_hash, EXPLORE_PICK_SALT) * others.len() as f64) as usize;
+            note.explored = others.get(k.min(others.len() - 1)).copied();
+        }
+    }
+    note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn areas_print_and_parse() {
+        let pl = CountryCode::parse("PL").unwrap();
+        let a = LatencyArea::new(pl, 52.2, 21.0);
+        assert_eq!(a.to_string(), "PL@50,20");
+        assert_eq!("PL@50,20".parse::<LatencyArea>().unwrap(), a);
+        let us = LatencyArea::new(CountryCode::parse("US").unwrap(), 37.7, -122.4);
+        assert_eq!(us.to_string(), "US@30,-130");
+        assert_eq!(us.to_string().parse::<LatencyArea>().unwrap(), us);
+        for bad in [
+            "PL", "PL@5,20", "XX@50,20", "PL@50", "PL@90,0", "PL@0,180", "PL@a,b",
+        ] {
+            assert!(bad.parse::<LatencyArea>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_area_comes_from_the_location() {
+        let pl = CountryCode::parse("PL").unwrap();
+        let at =
+            |lat, lon| ClientLocation::new(Some(pl), None, Some(meridian_config::Coordinates { lat, lon }));
+        assert_eq!(
+            latency_area(&at(52.2, 21.0)),
+            Some(LatencyArea::new(pl, 52.2, 21.0))
+        );
+        assert_eq!(latency_area(&ClientLocation::new(Some(pl), None, None)), None);
+        assert_eq!(latency_area(&ClientLocation::UNKNOWN), None);
+    }
+
+    #[test]
+    fn proxies_merge_by_sample_weight() {
+        let mut m = LatencyMatrix::new(2);
+        let a = LatencyArea::new(CountryCode::parse("DE").unwrap(), 50.0, 8.0);
+        let r = RegionIndex(1);
+        let at = |rtt_ms, samples, updated_at_ms| Measured {
+            rtt_ms,
+            samples,
+            updated_at_ms,
+        };
+        m.add(a, r, at(10.0, 30, 5));
+        m.add(a, r, at(40.0, 10, 9));
+        m.add(a, RegionIndex(2), at(1.0, 10, 9));
+        m.add(a, RegionIndex(0), at(1.0, 0, 9));
+        let row = m.row(a).unwrap();
+        assert_eq!(row[1], at(17.5, 40, 9));
+        assert_eq!(row[0], Measured::default());
+        assert_eq!(m.rows().count(), 1);
+    }
+}
