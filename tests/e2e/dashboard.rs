@@ -393,10 +393,107 @@ fn the_dashboard_in_a_browser_follows_drills_and_explains_clients() {
         Duration::from_secs(3),
     );
 
-    // Nothing went wrong in the page but the refused explain request (the browser logs it).
+    // A drill started and stopped from the page.
+    browser.eval(
+        "document.getElementById('drill-region').value = 'bhs'; document.getElementById('drill-mode').value = 'drain'",
+        json!([]),
+    );
+    browser.type_into("#drill-minutes", "5");
+    browser.type_into("#drill-reason", "page drill");
+    browser.click("#drill-form button");
+    browser.click("#confirm-ok");
+    let drill = browser.wait_for(
+        "the page's drill on the map",
+        "const g = document.querySelector('#map g.region[data-region=bhs]'); return g && g.dataset.drill",
+        Duration::from_secs(3),
+    );
+    let listed = cli(&["drill", "list"]);
+    assert!(
+        listed.contains(drill.as_str().unwrap()) && listed.contains("drain"),
+        "{listed}"
+    );
+    browser.wait_for(
+        "the stop button",
+        "return !!document.querySelector('#regions tr[data-region=bhs] button:not(.drain-button)')",
+        Duration::from_secs(3),
+    );
+    browser.click("#regions tr[data-region=bhs] button:not(.drain-button)");
+    browser.click("#confirm-ok");
+    browser.wait_for(
+        "the page's drill stopped",
+        "const g = document.querySelector('#map g.region[data-region=bhs]'); return g && !g.dataset.drill",
+        Duration::from_secs(3),
+    );
+    browser.wait_for(
+        "the stopped drill in the history",
+        &format!(
+            "const td = document.querySelector('#drills tr[data-drill=\"{}\"] td:nth-child(5)'); return td && td.textContent.startsWith('stopped')",
+            drill.as_str().unwrap()
+        ),
+        Duration::from_secs(3),
+    );
+
+    // The safety check and force, as on the CLI: with sbg, gra and waw drained, draining fra would leave
+    // the EU residency rule of `meet` without a region (and `files` without any). The page shows the
+    // refusal, changes nothing, and offers force.
+    for r in ["sbg", "gra", "waw"] {
+        cli(&["region", "drain", r, "--reason", "safety test"]);
+    }
+    browser.wait_for(
+        "three drains on the map",
+        "return document.querySelectorAll('#map g.region.drained').length === 3",
+        Duration::from_secs(3),
+    );
+    browser.click("#regions tr[data-region=fra] button.drain-button");
+    browser.type_into("#confirm-reason", "one too many");
+    browser.click("#confirm-ok");
+    let refusal = browser.wait_for(
+        "the refusal",
+        "return document.getElementById('confirm-error').textContent",
+        Duration::from_secs(3),
+    );
+    let refusal = refusal.as_str().unwrap();
+    assert!(
+        refusal.contains("refused") && refusal.contains("gdpr") && refusal.contains("Nothing was changed"),
+        "{refusal}"
+    );
+    assert_eq!(
+        browser.eval(
+            "return document.getElementById('confirm-force').hidden",
+            json!([])
+        ),
+        json!(false)
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        browser.eval(
+            "return document.querySelectorAll('#map g.region.drained').length",
+            json!([])
+        ),
+        json!(3),
+        "nothing was changed"
+    );
+    browser.screenshot(&artifacts().join("refused.png"));
+    browser.click("#confirm-force");
+    browser.wait_for(
+        "the forced drain",
+        "return document.querySelector('#map g.region[data-region=fra]').classList.contains('drained')",
+        Duration::from_secs(3),
+    );
+    browser.wait_for(
+        "the forced drain in the audit log",
+        "return [...document.querySelectorAll('#audit td')].some(td => td.textContent.startsWith('region drain fra'))",
+        Duration::from_secs(3),
+    );
+
+    // Nothing went wrong in the page but the two refused requests (the browser logs them).
     let errors = severe(browser.console());
     assert!(
-        errors.len() == 1 && errors[0].contains("/v1/explain?") && errors[0].contains("400"),
+        errors.len() == 2
+            && errors[0].contains("/v1/explain?")
+            && errors[0].contains("400")
+            && errors[1].contains("/v1/regions/fra/drain")
+            && errors[1].contains("422"),
         "console errors: {errors:?}"
     );
 }

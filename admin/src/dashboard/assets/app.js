@@ -244,15 +244,16 @@ function drawRegionTable() {
 // The drill history: drills the store still holds (active, or expired and not yet cleaned up) and every
 // drill the audit log remembers (a stopped drill's document is removed; its audit records stay).
 function drillHistory(drills, records) {
-  const rows = new Map();
-  for (const d of drills) {
-    rows.set(d.id, { id: d.id, region: d.region, mode: d.mode, started: d.started_at_ms, author: d.author, reason: d.reason,
-      active: d.active, ends: d.active ? "in " + fmtDuration(d.remaining_ms) : fmtTime(d.expires_at_ms), drill: d });
-  }
   const stops = new Map();
   for (const a of records) {
-    const m = /^drill stop (\S+)/.exec(a.what || "");
+    const m = /^drill stop ([^\s:]+)/.exec(a.what || "");
     if (m && !stops.has(m[1])) stops.set(m[1], a.at_ms);
+  }
+  const rows = new Map();
+  for (const d of drills) {
+    const stopped = !d.active && stops.get(d.id);
+    rows.set(d.id, { id: d.id, region: d.region, mode: d.mode, started: d.started_at_ms, author: d.author, reason: d.reason,
+      active: d.active, ends: d.active ? "in " + fmtDuration(d.remaining_ms) : stopped ? "stopped " + fmtTime(stopped) : fmtTime(d.expires_at_ms), drill: d });
   }
   for (const a of records) {
     const m = /^drill start (\S+)/.exec(a.what || "");
