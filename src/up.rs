@@ -82,6 +82,9 @@ pub(crate) struct UpArgs {
     /// How often to check the GeoIP database file for a new version.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     geoip_check_interval: f64,
+    /// Webhook notifications: which events go to which webhooks (docs/dashboard.md). Checked at start.
+    #[arg(long, value_name = "FILE")]
+    notify: Option<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -117,6 +120,16 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     // Validate the operator's file as written first: its problems name its own paths.
     let original =
         Config::from_toml_str(&text).with_context(|| format!("{source}: invalid configuration"))?;
+
+    let notifications = match &args.notify {
+        Some(p) => Some(
+            meridian_config::notifications::Notifications::from_file(p).map_err(|problems| {
+                let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                anyhow::anyhow!("--notify {}: invalid:\n  {}", p.display(), list.join("\n  "))
+            })?,
+        ),
+        None => None,
+    };
 
     // Listeners first: a taken port fails here, before anything is announced or written.
     let registry = Registry::new();
@@ -206,6 +219,20 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
 
     let token_file = data_dir.join(crate::admin_args::TOKEN_FILE_NAME);
     let admin = serve_admin(admin_listener, &node, &dns.state, &token_file).await?;
+
+    let _notifier = match &notifications {
+        Some(n) => Some(
+            meridian_admin::notify::start(
+                n,
+                node.watcher.clone(),
+                Some(rrl_counter(&registry)),
+                &registry,
+                "meridian up",
+            )
+            .map_err(|e| anyhow::anyhow!("--notify: {e}"))?,
+        ),
+        None => None,
+    };
 
     // Everything is bound: only now is the configuration written to the store.
     apply(&node, &local, &source).await?;
@@ -305,6 +332,21 @@ async fn serve_admin(
     )
     .await
     .map_err(|e| anyhow::anyhow!("--admin-listen: {e}"))
+}
+
+/// The DNS server's count of rate-limited responses, read from the metrics registry (the notifier's RRL
+/// signal: a gather every 250 ms, far from any hot path).
+fn rrl_counter(registry: &Registry) -> meridian_admin::notify::RrlCounter {
+    let registry = registry.clone();
+    Arc::new(move || {
+        registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "meridian_dns_rate_limited_total")
+            .flat_map(|f| f.get_metric())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    })
 }
 
 /// The demo CA's certificates for the configuration's hostnames (and a wildcard per zone) and the hop
@@ -521,6 +563,10 @@ fn banner(source: &str, store: &str, dns: &DnsServer, regions: &[RegionRun], con
         "  admin API {} (bearer token in {})\n",
         cli.admin,
         cli.token_file.display()
+    );
+    out += &format!(
+        "  dashboard {}/dashboard (log in with the admin token)\n",
+        cli.admin
     );
     let host = config
         .services()

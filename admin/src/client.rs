@@ -66,7 +66,7 @@ impl ClientError {
 
 /// A parsed `http(s)://host:port[/base]` URL.
 #[derive(Clone, Debug)]
-struct Target {
+pub(crate) struct Target {
     tls: bool,
     host: String,
     port: u16,
@@ -74,7 +74,27 @@ struct Target {
     display: String,
 }
 
-fn parse_url(url: &str) -> Result<Target, ClientError> {
+impl Target {
+    /// The path to request (the URL's path, `/` if none).
+    pub(crate) fn path_uri(&self) -> String {
+        if self.base.is_empty() {
+            "/".to_owned()
+        } else {
+            self.base.clone()
+        }
+    }
+
+    /// `host:port` for the Host header (an IPv6 address in brackets).
+    pub(crate) fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+pub(crate) fn parse_url(url: &str) -> Result<Target, ClientError> {
     let bad =
         |why: &str| ClientError::Setup(format!("server URL {url:?}: {why} (e.g. http://127.0.0.1:9090)"));
     let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
@@ -96,7 +116,7 @@ fn parse_url(url: &str) -> Result<Target, ClientError> {
     })
 }
 
-fn client_tls(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+pub(crate) fn client_tls(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, ClientError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -143,7 +163,7 @@ async fn connect(target: &Target, tls: Option<&Arc<rustls::ClientConfig>>) -> Re
 }
 
 /// One request on a fresh connection: (status, headers, body).
-async fn exchange(
+pub(crate) async fn exchange(
     target: &Target,
     tls: Option<&Arc<rustls::ClientConfig>>,
     request: Request<Full<Bytes>>,

@@ -5,8 +5,9 @@
 //! Owns: the API (versioned paths under `/v1`, JSON errors, `docs/admin-api.md`), the writes it makes
 //! (every change validated, compare-and-swap on `mod_revision` in one store transaction with its audit
 //! record, refused when a pure safety check says it would leave a residency rule or a service without a
-//! usable region unless forced), the explain report's text and JSON (shared with `meridian explain`), and
-//! [`client::AdminClient`].
+//! usable region unless forced), the explain report's text and JSON (shared with `meridian explain`),
+//! [`client::AdminClient`], the web dashboard served beside the API (`/dashboard`, `docs/dashboard.md`),
+//! and webhook notifications ([`notify`]).
 //!
 //! Everything goes through the [`meridian_store::KvStore`] contract, so the API works the same over etcd
 //! and the embedded store; reads come from the node's [`meridian_store::SnapshotWatcher`], so status
@@ -21,8 +22,10 @@
 
 pub mod api;
 pub mod client;
+mod dashboard;
 pub mod explain;
 pub mod latency;
+pub mod notify;
 mod ops;
 pub mod safety;
 mod server;

@@ -59,27 +59,15 @@ fn body<T: DeserializeOwned>(bytes: &Bytes, empty: Option<T>) -> Result<T, ApiEr
 }
 
 async fn auth(State(ctx): State<Arc<AdminContext>>, request: Request, next: Next) -> Response {
-    let Auth::Token(token) = &ctx.auth else {
-        return next.run(request).await;
-    };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    match given {
-        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => next.run(request).await,
-        Some(_) => ApiError::unauthorized("the bearer token is not valid for this node").into_response(),
-        None => ApiError::unauthorized(
-            "authentication required: send Authorization: Bearer TOKEN (the CLI reads $MERIDIAN_TOKEN or --token-file)",
-        )
-        .into_response(),
+    // The bearer token, or the dashboard's session cookie (`dashboard::authenticate`).
+    match crate::dashboard::authenticate(&ctx, request.method(), request.headers()) {
+        Ok(_) => next.run(request).await,
+        Err(e) => e.into_response(),
     }
 }
 
 /// Compares without an early exit, so the time taken does not reveal how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = u8::from(a.len() != b.len());
     for (i, x) in a.iter().enumerate() {
         diff |= x ^ b.get(i).copied().unwrap_or(0);
@@ -187,11 +175,10 @@ async fn get_explain(
     let service = q
         .get("service")
         .ok_or_else(|| ApiError::bad_request("query parameter service is required"))?;
-    let client: IpAddr = q
-        .get("client")
-        .ok_or_else(|| ApiError::bad_request("query parameter client is required"))?
-        .parse()
-        .map_err(|_| ApiError::bad_request("client: not an IP address"))?;
+    let client = client_address(
+        q.get("client")
+            .ok_or_else(|| ApiError::bad_request("query parameter client is required"))?,
+    )?;
     let hash = match q.get("hash") {
         Some(h) => Some(
             h.parse::<u64>()
@@ -213,6 +200,33 @@ async fn get_explain(
     Ok(axum::Json(
         json!({ "revision": snap.revision, "text": e.text, "report": e.json }),
     ))
+}
+
+/// A client as an address, or a subnet (`192.0.2.0/24`: its first address, which is where the GeoIP
+/// database places the subnet's clients when the subnet is within one of its ranges).
+fn client_address(text: &str) -> Result<IpAddr, ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "client: {text:?} is not an IP address or subnet (e.g. 192.0.2.1, 2001:db8::1 or 192.0.2.0/24)"
+        ))
+    };
+    let text = text.trim();
+    let Some((addr, len)) = text.split_once('/') else {
+        return text.parse().map_err(|_| bad());
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+    let len: u8 = len.parse().map_err(|_| bad())?;
+    match addr {
+        IpAddr::V4(a) if len <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            Ok(IpAddr::V4((u32::from(a) & mask).into()))
+        }
+        IpAddr::V6(a) if len <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            Ok(IpAddr::V6((u128::from(a) & mask).into()))
+        }
+        _ => Err(bad()),
+    }
 }
 
 async fn get_config(State(ctx): State<Arc<AdminContext>>) -> ApiResult {
@@ -308,10 +322,13 @@ pub(crate) fn router(ctx: Arc<AdminContext>) -> Router {
         .route("/v1/explain", get(get_explain))
         .route("/v1/config", get(get_config).put(put_config))
         .route("/v1/audit", get(get_audit))
+        .route("/v1/dashboard/state", get(crate::dashboard::get_state))
+        .route("/v1/dashboard/events", get(crate::dashboard::get_events))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(ctx.clone(), auth))
-        .with_state(ctx)
+        .with_state(ctx.clone())
+        .merge(crate::dashboard::routes(ctx))
 }
 
 /// A running admin API. Dropping it stops accepting connections.
@@ -395,7 +412,29 @@ pub async fn serve(listener: TcpListener, ctx: AdminContext) -> Result<AdminServ
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{client_address, constant_time_eq};
+
+    #[test]
+    fn explain_takes_an_address_or_a_subnet() {
+        let ip = |s: &str| client_address(s).map(|a| a.to_string()).map_err(|e| e.message);
+        assert_eq!(ip("192.0.2.7").unwrap(), "192.0.2.7");
+        assert_eq!(ip("192.0.2.7/24").unwrap(), "192.0.2.0");
+        assert_eq!(ip("192.0.2.7/0").unwrap(), "0.0.0.0");
+        assert_eq!(ip("2001:db8::1/32").unwrap(), "2001:db8::");
+        for bad in [
+            "",
+            "x",
+            "192.0.2.1/33",
+            "2001:db8::/129",
+            "192.0.2.1/x",
+            "1.2.3/8",
+        ] {
+            assert!(
+                ip(bad).unwrap_err().contains("not an IP address or subnet"),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn token_comparison() {

@@ -19,6 +19,7 @@ mod country;
 mod country_table;
 mod model;
 mod names;
+pub mod notifications;
 mod proxy_settings;
 mod raw;
 mod records;

@@ -12,7 +12,9 @@
 //! Region health is re-aggregated on every change and on a timer (`health_tick`): prober opinions go stale
 //! with time. A timer tick swaps in a new snapshot only when the aggregated health changed. Health metrics:
 //! `meridian_health_region_state{region}` (1 up, 0 down, -1 unknown), `meridian_health_transitions_total
-//! {region,to}`, `meridian_health_stale_regions`, `meridian_health_panic`.
+//! {region,to}`, `meridian_health_stale_regions`, `meridian_health_panic`; and what steering makes of it
+//! with the operator state, every half second: `meridian_region_down{region}` (1 while steering treats the
+//! region as down: its health says so, or an active `down` drill).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,6 +80,7 @@ struct Metrics {
     transitions: IntCounterVec,
     stale_regions: IntGauge,
     panic: IntGauge,
+    region_down: IntGaugeVec,
 }
 
 impl Metrics {
@@ -120,6 +123,13 @@ impl Metrics {
             "meridian_health_panic",
             "1 while most regions look down and the panic threshold holds their state",
         );
+        let region_down = IntGaugeVec::new(
+            Opts::new(
+                "meridian_region_down",
+                "1 while steering treats the region as down (its health checks fail, or a down drill runs), 0 otherwise",
+            ),
+            &["region"],
+        );
         // Metric names and help texts are constants: construction cannot fail.
         let (
             Ok(staleness),
@@ -130,6 +140,7 @@ impl Metrics {
             Ok(transitions),
             Ok(stale_regions),
             Ok(panic),
+            Ok(region_down),
         ) = (
             staleness,
             revision,
@@ -139,6 +150,7 @@ impl Metrics {
             transitions,
             stale_regions,
             panic,
+            region_down,
         )
         else {
             unreachable!("constant metric definitions are valid")
@@ -153,6 +165,7 @@ impl Metrics {
             let _ = r.register(Box::new(transitions.clone()));
             let _ = r.register(Box::new(stale_regions.clone()));
             let _ = r.register(Box::new(panic.clone()));
+            let _ = r.register(Box::new(region_down.clone()));
         }
         Self {
             staleness,
@@ -163,6 +176,7 @@ impl Metrics {
             transitions,
             stale_regions,
             panic,
+            region_down,
         }
     }
 }
@@ -237,6 +251,9 @@ impl SnapshotWatcher {
                     .metrics
                     .staleness
                     .set(gauge_shared.staleness().as_secs_f64());
+                if let Some(snapshot) = gauge_shared.current.load_full() {
+                    record_down(&gauge_shared.metrics, &snapshot);
+                }
             }
         });
         let task = tokio::spawn(run(store, options, shared.clone()));
@@ -418,6 +435,28 @@ fn record_health(m: &Metrics, old: Option<&HealthView>, new: &HealthView) {
     m.panic.set(i64::from(new.panic));
     if new.panic && !old.is_some_and(|o| o.panic) {
         tracing::warn!("most regions look down: suspecting the probers, no region newly marked down");
+    }
+}
+
+/// `meridian_region_down` at the time of the call (a drill's start and its expiry show within one tick):
+/// health down, or an active `down` drill — whatever else (a drain, weight 0) also keeps clients away.
+fn record_down(m: &Metrics, snapshot: &Snapshot) {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let topology = &snapshot.topology;
+    for r in topology.region_indices() {
+        let Some(state) = snapshot.states.get(r) else {
+            continue;
+        };
+        let down = state.health == meridian_steer::Health::Down
+            || state
+                .drills
+                .iter()
+                .any(|d| d.active(now_ms) && d.mode == meridian_steer::DrillMode::Down);
+        m.region_down
+            .with_label_values(&[topology.region_id(r)])
+            .set(i64::from(down));
     }
 }
 

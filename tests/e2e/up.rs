@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::support::{Interrupted, a_records, ask, free_tcp_port, free_udp_port, http_get, stderr};
 
 /// GET / with a Host header: (status, head, body).
-fn http_get_host(addr: SocketAddr, host: &str) -> (u16, String, String) {
+pub(crate) fn http_get_host(addr: SocketAddr, host: &str) -> (u16, String, String) {
     http_get_with(addr, host, "")
 }
 
@@ -31,14 +31,14 @@ fn http_get_with(addr: SocketAddr, host: &str, extra: &str) -> (u16, String, Str
 }
 
 /// Addresses `meridian up` is told to use (free ports, so tests run side by side).
-struct Ports {
-    dns: SocketAddr,
-    metrics: SocketAddr,
-    admin: SocketAddr,
+pub(crate) struct Ports {
+    pub(crate) dns: SocketAddr,
+    pub(crate) metrics: SocketAddr,
+    pub(crate) admin: SocketAddr,
 }
 
 impl Ports {
-    fn free() -> Self {
+    pub(crate) fn free() -> Self {
         Self {
             dns: format!("127.0.0.1:{}", free_udp_port()).parse().unwrap(),
             metrics: format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap(),
@@ -73,7 +73,7 @@ fn start(ports: &Ports, dir: &std::path::Path) -> (Interrupted, String) {
 }
 
 /// [`start`] with more arguments.
-fn start_with(ports: &Ports, dir: &std::path::Path, extra: &[&str]) -> (Interrupted, String) {
+pub(crate) fn start_with(ports: &Ports, dir: &std::path::Path, extra: &[&str]) -> (Interrupted, String) {
     let mut child = up_command(ports, dir)
         .args(extra)
         .stdout(Stdio::piped())

@@ -1,0 +1,265 @@
+//! Webhook notifications of `meridian up --notify FILE`, received by a real HTTP server on loopback (a
+//! small Python receiver that checks each signature with the shared secret and fails every first attempt,
+//! so the sender must retry): drill start and end, the region it takes down and back up, RRL engaging;
+//! a webhook that never answers is given up on and counted, without holding anything up; a bad file is
+//! refused at start with every problem's path.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Interrupted, ask, free_tcp_port, http_get, meridian, stderr, stdout};
+use crate::up::{Ports, start_with};
+
+const SECRET: &str = "webhook-secret-0123456789";
+
+/// The receiver: logs one JSON line per request (signature valid?, attempt, status sent, the event);
+/// answers 500 to every first attempt, 200 to the others.
+const RECEIVER: &str = r#"
+import hashlib, hmac, http.server, json, sys
+port, secret, log = int(sys.argv[1]), sys.argv[2].encode(), open(sys.argv[3], "a", buffering=1)
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        want = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+        valid = hmac.compare_digest(want, self.headers.get("X-Meridian-Signature", ""))
+        attempt = int(self.headers.get("X-Meridian-Attempt", "0"))
+        status = 500 if attempt == 1 else 200
+        log.write(json.dumps({"valid": valid, "attempt": attempt, "status": status,
+                              "header_event": self.headers.get("X-Meridian-Event"),
+                              "event": json.loads(body)}) + "\n")
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Hook).serve_forever()
+"#;
+
+fn cli(admin: SocketAddr, dir: &std::path::Path, args: &[&str]) -> String {
+    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
+    let o = meridian()
+        .env("MERIDIAN_SERVER", format!("http://{admin}"))
+        .env("MERIDIAN_TOKEN", token.trim())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{args:?}: {}{}", stdout(&o), stderr(&o));
+    stdout(&o)
+}
+
+/// The receiver's log lines so far.
+fn received(log: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits until a delivered (status 200) request matches `pred`; returns every request of that event.
+fn wait_for_event(log: &std::path::Path, what: &str, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let all = received(log);
+        let matching: Vec<Value> = all.iter().filter(|r| pred(&r["event"])).cloned().collect();
+        if matching.iter().any(|r| r["status"] == 200) {
+            return matching;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what} delivered within 15 s; received: {all:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn webhooks_receive_signed_events_with_retries_and_a_dead_webhook_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook_port = free_tcp_port();
+    let dead_port = free_tcp_port(); // nothing listens there
+    let log = dir.path().join("received.jsonl");
+    let script = dir.path().join("receiver.py");
+    std::fs::write(&script, RECEIVER).unwrap();
+    let receiver = Command::new("python3")
+        .arg(&script)
+        .args([&hook_port.to_string(), SECRET])
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let _receiver = Interrupted(receiver);
+    let hook_addr: SocketAddr = format!("127.0.0.1:{hook_port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(hook_addr).is_err() {
+        assert!(Instant::now() < deadline, "the receiver did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(dir.path().join("hook.key"), format!("{SECRET}\n")).unwrap();
+    let notify = dir.path().join("notify.toml");
+    std::fs::write(
+        &notify,
+        format!(
+            "[[webhook]]\nname = \"ops\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\nsecret-file = \"hook.key\"\nmax-attempts = 3\n\n\
+             [[webhook]]\nname = \"dead\"\nurl = \"http://127.0.0.1:{dead_port}/\"\nsecret = \"{SECRET}\"\nevents = [\"drill-start\"]\nmax-attempts = 2\ntimeout-ms = 500\n"
+        ),
+    )
+    .unwrap();
+    let ports = Ports::free();
+    let (_up, _) = start_with(
+        &ports,
+        &dir.path().join("data"),
+        &["--notify", notify.to_str().unwrap()],
+    );
+    let data = dir.path().join("data");
+
+    cli(
+        ports.admin,
+        &data,
+        &[
+            "drill",
+            "start",
+            "--region",
+            "waw",
+            "--mode",
+            "down",
+            "--for",
+            "10m",
+            "--id",
+            "hook-drill",
+            "--reason",
+            "webhooks",
+        ],
+    );
+    let start = wait_for_event(&log, "drill-start", |e| {
+        e["event"] == "drill-start" && e["drill"] == "hook-drill"
+    });
+    // The first attempt got a 500; the retry was delivered; both carried a valid signature.
+    assert_eq!(start.len(), 2, "{start:#?}");
+    assert_eq!(
+        (start[0]["attempt"].as_u64(), start[0]["status"].as_u64()),
+        (Some(1), Some(500))
+    );
+    assert_eq!(
+        (start[1]["attempt"].as_u64(), start[1]["status"].as_u64()),
+        (Some(2), Some(200))
+    );
+    assert!(start.iter().all(|r| r["valid"] == true), "{start:#?}");
+    assert_eq!(start[1]["header_event"], "drill-start");
+    assert_eq!(start[1]["event"]["region"], "waw");
+    assert_eq!(start[1]["event"]["mode"], "down");
+    assert_eq!(start[1]["event"]["node"], "meridian up");
+    let down = wait_for_event(&log, "region-down", |e| {
+        e["event"] == "region-down" && e["region"] == "waw"
+    });
+    assert_eq!(down.last().unwrap()["event"]["cause"], "drill hook-drill");
+
+    cli(ports.admin, &data, &["drill", "stop", "hook-drill"]);
+    wait_for_event(&log, "drill-end", |e| {
+        e["event"] == "drill-end" && e["drill"] == "hook-drill"
+    });
+    wait_for_event(&log, "region-up", |e| {
+        e["event"] == "region-up" && e["region"] == "waw"
+    });
+
+    // RRL: one client asking one name far above its rate.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let query = {
+        use hickory_proto::op::{Message, MessageType, OpCode, Query};
+        use hickory_proto::rr::{Name, RecordType};
+        let mut m = Message::new(9, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(
+            Name::from_ascii("meet.gslb.example.").unwrap(),
+            RecordType::A,
+        ));
+        m.to_vec().unwrap()
+    };
+    for _ in 0..300 {
+        sock.send_to(&query, ports.dns).unwrap();
+    }
+    wait_for_event(&log, "rrl-engaged", |e| e["event"] == "rrl-engaged");
+    assert!(
+        received(&log).iter().all(|r| r["valid"] == true),
+        "every signature is valid"
+    );
+
+    // The dead webhook: both attempts failed, the event was given up on and counted; the node answered
+    // all along.
+    assert!(ask(ports.dns, "meet.gslb.example.", "83.0.0.0").is_some());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = http_get(ports.metrics, "/metrics");
+        let gave_up = metrics
+            .lines()
+            .any(|l| l == "meridian_webhook_deliveries_total{result=\"gave-up\",webhook=\"dead\"} 1");
+        let attempts = metrics
+            .lines()
+            .any(|l| l == "meridian_webhook_failed_attempts_total{webhook=\"dead\"} 2");
+        let delivered = metrics.lines().any(|l| {
+            l.starts_with("meridian_webhook_deliveries_total{result=\"delivered\",webhook=\"ops\"}")
+        });
+        if gave_up && attempts && delivered {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhook metrics:\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("webhook"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_bad_notifications_file_is_refused_at_start_with_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.toml");
+    std::fs::write(
+        &notify,
+        "[[webhook]]\nname = \"ops\"\nurl = \"http://hooks.example/x\"\nsecret = \"short\"\nevents = [\"region-dwon\"]\n",
+    )
+    .unwrap();
+    let ports = Ports::free();
+    let o = meridian()
+        .args([
+            "up",
+            "--admin-listen",
+            &ports.admin.to_string(),
+            "--dns-listen",
+            &ports.dns.to_string(),
+        ])
+        .args([
+            "--metrics-listen",
+            &ports.metrics.to_string(),
+            "--proxy-port",
+            "0",
+            "--https-port",
+            "0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--notify")
+        .arg(&notify)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    for want in [
+        "webhook[0].url: \"http://hooks.example/x\": plain http is only allowed to a loopback address",
+        "webhook[0].secret: the secret must have at least 16 characters",
+        "webhook[0].events[0]: unknown event \"region-dwon\"",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(err.contains(&notify.display().to_string()), "{err}");
+    // Nothing started: the admin port is free.
+    assert!(std::net::TcpStream::connect(ports.admin).is_err());
+}
