@@ -176,7 +176,13 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     .await?;
 
     // Every region's proxy serves HTTPS; hop listeners when [tls.hops] encrypts spilled requests.
-    let edge = crate::tls_edge::start_edge(node.watcher.clone(), Some(&config), Some(&config), &registry)?;
+    let edge = crate::tls_edge::start_edge(
+        node.watcher.clone(),
+        node.keys.clone(),
+        Some(&config),
+        Some(&config),
+        &registry,
+    )?;
     let hop_server = match crate::tls_edge::hops_of(&node.watcher, None, Some(&config)) {
         Some(h) => Some(crate::tls_edge::hop_server(Some(&h))?),
         None => None,

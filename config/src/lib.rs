@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acme;
 pub mod calendar;
 mod checker;
 mod country;
@@ -28,6 +29,7 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use acme::{AcmeCertificate, AcmeKeyType, AcmeSettings};
 pub use country::{BUILTIN_GROUPS, Continent, CountryCode, CountryInfo, CountrySet, builtin_group};
 pub use model::*;
 pub use names::DomainName;
@@ -48,6 +50,7 @@ pub struct Config {
     health: HealthSettings,
     proxy: ProxySettings,
     tls: Option<TlsSettings>,
+    acme: Option<AcmeSettings>,
 }
 
 /// One thing wrong with a configuration: where, and what.
@@ -195,6 +198,11 @@ impl Config {
     /// TLS of the proxies' HTTPS edge and of their hops between regions (`None`: no `[tls]` section).
     pub fn tls(&self) -> Option<&TlsSettings> {
         self.tls.as_ref()
+    }
+
+    /// Certificates ordered from an ACME CA (`None`: no `[acme]` section).
+    pub fn acme(&self) -> Option<&AcmeSettings> {
+        self.acme.as_ref()
     }
 
     /// Residency rules, in file order.

@@ -28,6 +28,8 @@ pub(crate) struct RawConfig {
     pub(crate) proxy: Option<RawProxy>,
     #[serde(default)]
     pub(crate) tls: Option<crate::tls::RawTls>,
+    #[serde(default)]
+    pub(crate) acme: Option<crate::acme::RawAcme>,
 }
 
 #[derive(Debug, Deserialize)]
