@@ -82,6 +82,13 @@ pub(crate) struct UpArgs {
     /// How often to check the GeoIP database file for a new version.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     geoip_check_interval: f64,
+    /// ACME directory of a local test CA (Pebble: https://localhost:14000/dir) to get every service
+    /// hostname's certificate from, validated by DNS-01 against this DNS server (docs/up.md).
+    #[arg(long, value_name = "URL")]
+    acme_directory: Option<String>,
+    /// PEM root the ACME directory's HTTPS certificate chains to (Pebble's test/certs/pebble.minica.pem).
+    #[arg(long, value_name = "FILE", requires = "acme_directory")]
+    acme_ca: Option<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -149,6 +156,11 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     let hops = demo_pki.is_some() || original.tls().is_some_and(|t| t.hops.is_some());
     let local = localize(&text, &regions, demo_pki.as_ref(), hops)
         .context("adapting the configuration to this machine")?;
+    let local = match &args.acme_directory {
+        Some(url) => crate::up_acme::with_acme(&local, &original, url, args.acme_ca.as_deref(), &data_dir)
+            .context("--acme-directory")?,
+        None => local,
+    };
     let config = Arc::new(
         Config::from_toml_str(&local).context("the configuration adapted to this machine is invalid")?,
     );

@@ -321,3 +321,63 @@ impl AcmeManager {
         decode(&kv.value).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meridian_config::AcmeKeyType;
+
+    fn settings() -> AcmeSettings {
+        AcmeSettings {
+            directory: "https://ca/dir".into(),
+            contact: Vec::new(),
+            key_type: AcmeKeyType::EcdsaP256,
+            ca_root: None,
+            key_file: "/k".into(),
+            renew_fraction: 2.0 / 3.0,
+            retry_initial_ms: 1000,
+            retry_max_ms: 8000,
+            propagation_delay_ms: 0,
+            certificates: vec![AcmeCertificate {
+                names: vec!["a.example".into()],
+            }],
+        }
+    }
+
+    fn doc(names: &[&str], from: u64, to: u64) -> AcmeCertDoc {
+        AcmeCertDoc {
+            schema: 1,
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            chain_pem: String::new(),
+            sealed_key: String::new(),
+            key_id: String::new(),
+            issuer: String::new(),
+            not_before_ms: from,
+            not_after_ms: to,
+            issued_at_ms: from,
+            ordered_by: String::new(),
+        }
+    }
+
+    #[test]
+    fn due_when_missing_renamed_or_past_two_thirds_and_not_in_backoff() {
+        let s = settings();
+        let c = &s.certificates[0];
+        assert!(due(&s, c, None, None, 0));
+        let d = doc(&["a.example"], 0, 90_000);
+        assert_eq!(renew_at_ms(&s, &d), 60_000);
+        assert!(!due(&s, c, Some(&d), None, 59_999));
+        assert!(due(&s, c, Some(&d), None, 60_000));
+        assert!(due(&s, c, Some(&doc(&["b.example"], 0, 90_000)), None, 1));
+        let backoff = AcmeStatusDoc {
+            schema: 1,
+            last_attempt_ms: 60_000,
+            last_success_ms: None,
+            last_error: Some("x".into()),
+            failures: 1,
+            next_attempt_ms: 70_000,
+        };
+        assert!(!due(&s, c, Some(&d), Some(&backoff), 65_000));
+        assert!(due(&s, c, Some(&d), Some(&backoff), 70_000));
+    }
+}

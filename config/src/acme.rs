@@ -255,3 +255,95 @@ pub(crate) fn check_acme(
         certificates,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use crate::{Config, ConfigError};
+
+    const BASE: &str = r#"schema-version = 1
+[regions.waw]
+name = "Warsaw"
+lat = 52.23
+lon = 21.01
+country = "PL"
+ipv4 = ["192.0.2.1"]
+capacity = 100
+
+[zones."gslb.example"]
+ns = ["ns1.gslb.example."]
+[zones."gslb.example".soa]
+mname = "ns1.gslb.example."
+rname = "hostmaster.gslb.example."
+[[zones."gslb.example".records]]
+name = "ns1"
+type = "A"
+data = "203.0.113.53"
+
+[tls]
+[[tls.certificates]]
+cert = "/etc/meridian/c.pem"
+key = "/etc/meridian/c.key"
+"#;
+
+    fn problems(acme: &str) -> Vec<String> {
+        match Config::from_toml_str(&format!("{BASE}\n{acme}")) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(p)) => p.iter().map(ToString::to_string).collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn a_complete_section_is_accepted_with_defaults() {
+        let text = format!(
+            "{BASE}\n[acme]\ndirectory = \"https://ca.example/dir\"\nkey-file = \"/etc/meridian/acme.key\"\n\
+             [[acme.certificates]]\nnames = [\"Meet.gslb.example\", \"*.gslb.example\"]\n"
+        );
+        let c = Config::from_toml_str(&text).unwrap();
+        let a = c.acme().unwrap();
+        assert_eq!(a.certificates[0].names, ["meet.gslb.example", "*.gslb.example"]);
+        assert_eq!(a.certificates[0].id(), "meet.gslb.example");
+        assert!((a.renew_fraction - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(a.key_type, super::AcmeKeyType::EcdsaP256);
+        assert_eq!(a.retry_initial_ms, 60_000);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let p = problems(
+            "[acme]\nkey-file = \"acme.key\"\ncontact = [\"ops@x\"]\nkey-type = \"rsa\"\nrenew-fraction = 1.5\n\
+             [[acme.certificates]]\nnames = [\"a.other.example\", \"*.gslb.example\", \"*.gslb.example\"]\n\
+             [[acme.certificates]]\nnames = []\n",
+        );
+        for expected in [
+            "acme.directory: is required",
+            "acme.key-file: \"acme.key\" is not an absolute path",
+            "acme.contact[0]",
+            "acme.key-type",
+            "acme.renew-fraction",
+            "acme.certificates[0].names[0]: \"a.other.example\" is in no configured zone",
+            "acme.certificates[0].names[2]: \"*.gslb.example\" is listed twice",
+            "acme.certificates[1].names: must list at least one name",
+        ] {
+            assert!(p.iter().any(|x| x.contains(expected)), "{expected} not in {p:?}");
+        }
+    }
+
+    #[test]
+    fn acme_needs_tls() {
+        let without_tls = BASE.split("[tls]").next().unwrap().to_owned();
+        let text = format!(
+            "{without_tls}\n[acme]\ndirectory = \"https://ca.example/dir\"\nkey-file = \"/k\"\n\
+             [[acme.certificates]]\nnames = [\"gslb.example\"]\n"
+        );
+        let Err(ConfigError::Invalid(p)) = Config::from_toml_str(&text) else {
+            panic!("accepted")
+        };
+        assert!(
+            p.iter().any(|x| x.path == "acme" && x.message.contains("[tls]")),
+            "{p:?}"
+        );
+    }
+}

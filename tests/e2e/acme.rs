@@ -459,3 +459,24 @@ fn acme_without_a_directory_or_with_a_bad_key_file_is_rejected_with_the_path() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_acme_alert_rules_pass_promtool() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/monitoring");
+    for args in [
+        ["check", "rules", "acme.rules.yml"],
+        ["test", "rules", "acme.rules.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool runs (scripts/install-deps installs it)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+}
