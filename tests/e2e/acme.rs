@@ -480,3 +480,104 @@ fn the_acme_alert_rules_pass_promtool() {
         );
     }
 }
+
+/// `meridian up --acme-directory --acme-ca` against Pebble, whose resolver is `up`'s DNS server: every
+/// service hostname's certificate comes from Pebble and is served by the regions' proxies.
+#[test]
+fn meridian_up_gets_its_certificates_from_a_local_acme_ca() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("pki")).unwrap();
+    let pki = Pki::new(&d.join("pki"));
+    let dns: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+    let pebble = start_pebble(d, &pki, dns);
+    let mut child = meridian()
+        .args([
+            "up",
+            "--dns-listen",
+            &dns.to_string(),
+            "--metrics-listen",
+            &metrics.to_string(),
+        ])
+        .args([
+            "--admin-listen",
+            &admin.to_string(),
+            "--proxy-port",
+            "0",
+            "--https-port",
+            "0",
+        ])
+        .arg("--data-dir")
+        .arg(d.join("data"))
+        .args([
+            "--acme-directory",
+            &format!("https://localhost:{}/dir", pebble.acme),
+        ])
+        .arg("--acme-ca")
+        .arg(pki.ca())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(d.join("up.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let _up = Interrupted(child);
+    let mut banner = String::new();
+    for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.starts_with("Ctrl-C stops everything") {
+            break;
+        }
+    }
+    assert!(
+        banner.starts_with("meridian up: ready"),
+        "{banner}{}",
+        std::fs::read_to_string(d.join("up.log")).unwrap_or_default()
+    );
+    // Warsaw's HTTPS address, from its banner line.
+    let https: SocketAddr = banner
+        .lines()
+        .find(|l| l.trim_start().starts_with("region    waw"))
+        .and_then(|l| l.split("https://").nth(1))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTPS address for waw in:\n{banner}"));
+    let root = d.join("pebble-root.pem");
+    let got = Command::new("curl")
+        .args(["-sS", "--fail", "--cacert"])
+        .arg(pki.ca())
+        .arg(format!("https://localhost:{}/roots/0", pebble.management))
+        .arg("-o")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(got.status.success(), "{}", stderr(&got));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for host in ["meet.gslb.example", "api.gslb.example"] {
+        while !served(https, host).contains("Pebble") {
+            assert!(
+                Instant::now() < deadline,
+                "no ACME certificate for {host}; up said: {}",
+                std::fs::read_to_string(d.join("up.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let (ok, out) = curl(https, host, &root);
+        assert!(ok, "{host} with Pebble's root: {out}");
+    }
+    let status = meridian()
+        .args(["status", "--server", &format!("http://{admin}")])
+        .arg("--token-file")
+        .arg(d.join("data/admin-token"))
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(
+        stdout(&status).contains("certificates (ACME):"),
+        "{}",
+        stdout(&status)
+    );
+}
