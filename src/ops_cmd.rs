@@ -537,9 +537,17 @@ fn certificates_text(s: &Value) -> String {
         return out;
     };
     let now = s["now_ms"].as_u64().unwrap_or(0);
+    // Days for certificate lifetimes; human_ms below a day.
+    let span = |ms: u64| {
+        if ms >= 86_400_000 {
+            format!("{}d{:02}h", ms / 86_400_000, (ms % 86_400_000) / 3_600_000)
+        } else {
+            human_ms(ms)
+        }
+    };
     let in_time = |v: &Value| match v.as_u64() {
-        Some(t) if t >= now => format!("in {:.0} s", (t - now) as f64 / 1000.0),
-        Some(t) => format!("{:.0} s ago", (now - t) as f64 / 1000.0),
+        Some(t) if t >= now => format!("in {}", span(t - now)),
+        Some(t) => format!("{} ago", span(now - t)),
         None => "-".to_owned(),
     };
     let _ = writeln!(

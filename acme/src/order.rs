@@ -59,7 +59,7 @@ async fn account(ctx: &OrderContext<'_>) -> Result<Account, String> {
                 return builder()?
                     .from_credentials(creds)
                     .await
-                    .map_err(|e| format!("restoring the ACME account: {e}"));
+                    .map_err(|e| format!("restoring the ACME account at {}: {e}", ctx.settings.directory));
             }
             // Another directory (the operator moved to another CA): a new account there.
             Ok(_) => {}

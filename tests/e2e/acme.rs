@@ -316,27 +316,47 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
         })
     };
 
-    let https: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-    let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-    let metrics: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-    let _proxy = Interrupted(
-        meridian()
-            .args(["proxy", "--region", "waw", "--grace-period", "1"])
-            .args([
-                "--listen",
-                &http.to_string(),
-                "--https-listen",
-                &https.to_string(),
-            ])
-            .args(["--metrics-listen", &metrics.to_string()])
-            .arg("--config")
-            .arg(&file)
-            .args(["--etcd", &etcd.client_url])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("proxy.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    // Two proxies of the region, each running the renewal loop: one orders at a time.
+    let proxy = |name: &str| {
+        let https: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let process = Interrupted(
+            meridian()
+                .args([
+                    "proxy",
+                    "--region",
+                    "waw",
+                    "--grace-period",
+                    "1",
+                    "--instance",
+                    name,
+                ])
+                .args([
+                    "--listen",
+                    &http.to_string(),
+                    "--https-listen",
+                    &https.to_string(),
+                ])
+                .args(["--metrics-listen", &metrics.to_string()])
+                .arg("--config")
+                .arg(&file)
+                .args(["--etcd", &etcd.client_url])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(d.join(format!("{name}.log"))).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        (https, metrics, process)
+    };
+    let (https, metrics, _proxy) = proxy("proxy");
+    let (https2, metrics2, _proxy2) = proxy("proxy2");
+    let orders = || {
+        [metrics, metrics2]
+            .iter()
+            .filter_map(|m| metric(*m, "meridian_acme_orders_total{result=\"ok\"}"))
+            .sum::<f64>()
+    };
 
     // Issued and served for the name and, by the wildcard, for another one.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -349,6 +369,11 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
         std::thread::sleep(Duration::from_millis(300));
     }
     let first = served(https, "meet.gslb.example");
+    // The other proxy serves the same certificate, and only one order was made.
+    wait_for("the second proxy to serve it", Duration::from_secs(10), || {
+        served(https2, "meet.gslb.example") == first
+    });
+    assert_eq!(orders(), 1.0, "one order for the fleet");
     for host in ["meet.gslb.example", "www.gslb.example"] {
         let (ok, out) = curl(https, host, &root);
         assert!(ok, "{host} with Pebble's root: {out}");
@@ -382,6 +407,12 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
         now.contains("Pebble") && now != first
     });
     let renewed = served(https, "meet.gslb.example");
+    wait_for(
+        "the second proxy to serve the renewal",
+        Duration::from_secs(10),
+        || served(https2, "meet.gslb.example") == renewed,
+    );
+    assert_eq!(orders(), 2.0, "one order per renewal for the fleet");
     assert!(curl(https, "www.gslb.example", &root).0);
 
     // The CA fails: the error is reported, the renewed certificate keeps serving.
@@ -406,6 +437,7 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
         .output()
         .unwrap();
     let status_text = stdout(&status);
+    eprintln!("{status_text}");
     assert!(status.status.success(), "{}", stderr(&status));
     assert!(
         status_text.contains("meet.gslb.example") && status_text.contains("Pebble"),
