@@ -55,6 +55,10 @@ pub(crate) fn check(file: &Path) -> anyhow::Result<ExitCode> {
                 cfg.tls()
                     .map(|t| format!(", {} TLS certificate(s)", t.certificates.len()))
                     .unwrap_or_default()
+                    + &cfg
+                        .acme()
+                        .map(|a| format!(", {} ACME certificate(s)", a.certificates.len()))
+                        .unwrap_or_default()
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -38,6 +38,19 @@ pub(crate) fn start_edge(
     let Some(settings) = settings else {
         bail!("HTTPS needs certificates: the configuration has no [tls] section (docs/proxy.md, \"HTTPS\")");
     };
+    // [acme]'s key file opens every ACME certificate: a proxy that cannot read it does not start.
+    let acme = match first {
+        Some(c) => c.acme().cloned(),
+        None => match watcher.snapshot() {
+            Some(s) => s.topology.config().acme().cloned(),
+            None => bootstrap.and_then(|c| c.acme().cloned()),
+        },
+    };
+    if let Some(acme) = acme
+        && let Err(e) = meridian_acme::OperatorKey::load(&acme.key_file)
+    {
+        bail!("acme.key-file: {e}");
+    }
     let metrics = TlsMetrics::new();
     metrics.register(registry).context("registering TLS metrics")?;
     let edge = match EdgeTls::new(&settings, metrics) {

@@ -139,6 +139,8 @@ pub struct AcmeManager {
     watcher: Arc<SnapshotWatcher>,
     holder: String,
     metrics: AcmeMetrics,
+    /// The last key-file error logged (logged again only when it changes: the loop looks every second).
+    key_error: std::sync::Mutex<Option<String>>,
 }
 
 impl AcmeManager {
@@ -156,6 +158,7 @@ impl AcmeManager {
             watcher,
             holder,
             metrics,
+            key_error: std::sync::Mutex::new(None),
         }
     }
 
@@ -191,13 +194,18 @@ impl AcmeManager {
 
     /// Takes the lock, orders what is due, releases the lock.
     async fn round(&self, settings: &AcmeSettings) {
-        let key = match OperatorKey::load(&settings.key_file) {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::warn!("ACME: cannot order: acme.key-file {e}");
-                return;
+        let key = OperatorKey::load(&settings.key_file);
+        {
+            let mut last = self.key_error.lock().unwrap_or_else(|p| p.into_inner());
+            let now = key.as_ref().err().cloned();
+            if now != *last {
+                if let Some(e) = &now {
+                    tracing::warn!("ACME: cannot order: acme.key-file {e}");
+                }
+                *last = now;
             }
-        };
+        }
+        let Ok(key) = key else { return };
         let lease = match LeaseKeeper::start(self.store.clone(), Duration::from_secs(30)).await {
             Ok(l) => l,
             Err(e) => {

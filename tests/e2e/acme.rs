@@ -480,6 +480,25 @@ fn acme_without_a_directory_or_with_a_bad_key_file_is_rejected_with_the_path() {
         "{err}"
     );
 
+    // A proxy does not start without a usable key file either, and says which.
+    let https = free_tcp_port();
+    let out = meridian()
+        .args(["proxy", "--region", "waw", "--grace-period", "1"])
+        .args(["--listen", &format!("127.0.0.1:{}", free_tcp_port())])
+        .args(["--https-listen", &format!("127.0.0.1:{https}")])
+        .arg("--config")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(d.join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("acme.key-file") && err.contains(&d.join("acme.key").display().to_string()),
+        "{err}"
+    );
+
     let outside = good.replace("\"*.gslb.example\"", "\"*.elsewhere.example\"");
     std::fs::write(d.join("acme.key"), "ab".repeat(32)).unwrap();
     std::fs::write(&file, outside).unwrap();
