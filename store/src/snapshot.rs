@@ -139,13 +139,33 @@ impl SnapshotBuilder {
 
     /// Replaces everything with a listing.
     pub fn reset(&mut self, kvs: Vec<KeyValue>, revision: Revision) {
+        let before = self.challenge_keys();
         self.entries.clear();
         for kv in kvs {
             self.insert(kv);
         }
         self.revision = revision;
-        self.challenges_dirty = true;
-        self.challenges_revision = self.challenges_revision.max(revision);
+        // The challenge records' revision moves only if they changed (a DNS serial that follows it
+        // stays the configuration's otherwise); a record deleted while unseen counts at the listing.
+        let after = self.challenge_keys();
+        if before != after {
+            self.challenges_dirty = true;
+            let removed = before.iter().any(|k| !after.contains(k));
+            let newest = after.iter().map(|(_, rev)| *rev).max().unwrap_or(0);
+            self.challenges_revision =
+                self.challenges_revision
+                    .max(newest)
+                    .max(if removed { revision } else { 0 });
+        }
+    }
+
+    /// The challenge keys held, with their revisions.
+    fn challenge_keys(&self) -> Vec<(String, Revision)> {
+        self.entries
+            .iter()
+            .filter(|(k, _)| matches!(self.keys.classify(k), KeyKind::AcmeChallenge(_)))
+            .map(|(k, e)| (k.clone(), e.kv.mod_revision))
+            .collect()
     }
 
     /// Applies watch events; `false` when none of them can change a snapshot (only audit records and

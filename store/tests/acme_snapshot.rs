@@ -48,6 +48,10 @@ fn challenges_merge_per_owner_and_keep_their_arc_until_a_challenge_key_changes()
         8,
     );
     let s1 = b.build(0).unwrap();
+    assert_eq!(
+        s1.acme_challenges_revision, 7,
+        "the newest challenge's revision, not the listing's"
+    );
     assert_eq!(s1.acme_challenges["_acme-challenge.gslb.example"], ["a", "w"]);
     assert_eq!(s1.acme_challenges["_acme-challenge.meet.gslb.example"], ["m"]);
     assert!(
@@ -102,4 +106,25 @@ fn challenges_merge_per_owner_and_keep_their_arc_until_a_challenge_key_changes()
     );
     assert!(s3.acme_challenges_revision >= 11);
     assert!(s3.acme_challenges_revision > s2.acme_challenges_revision);
+}
+
+#[test]
+fn without_challenges_their_revision_stays_zero_across_listings() {
+    let keys = Keys::new(DEFAULT_PREFIX).unwrap();
+    let mut b = SnapshotBuilder::new(
+        keys.clone(),
+        Some(Arc::new(Config::from_toml_str(EXAMPLE).unwrap())),
+    );
+    b.reset(Vec::new(), 40);
+    assert_eq!(b.build(0).unwrap().acme_challenges_revision, 0);
+    // A challenge seen, then gone while the watcher was away: the re-listing's revision.
+    b.reset(
+        vec![kv(keys.acme_challenge("gslb.example"), challenge("a"), 41)],
+        42,
+    );
+    assert_eq!(b.build(0).unwrap().acme_challenges_revision, 41);
+    b.reset(Vec::new(), 50);
+    let s = b.build(0).unwrap();
+    assert_eq!(s.acme_challenges_revision, 50);
+    assert!(s.acme_challenges.is_empty());
 }
