@@ -157,7 +157,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     let local = localize(&text, &regions, demo_pki.as_ref(), hops)
         .context("adapting the configuration to this machine")?;
     let local = match &args.acme_directory {
-        Some(url) => crate::up_acme::with_acme(&local, &original, url, args.acme_ca.as_deref(), &data_dir)
+        Some(url) => crate::up_acme::with_acme(&local, url, args.acme_ca.as_deref(), &data_dir)
             .context("--acme-directory")?,
         None => local,
     };

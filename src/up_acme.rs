@@ -1,17 +1,16 @@
 //! `meridian up --acme-directory URL [--acme-ca FILE]`: certificates for every service hostname from a
 //! local ACME test CA (Pebble), validated by DNS-01 against `up`'s own DNS server (`docs/up.md`). Adds an
-//! `[acme]` section to the configuration `up` runs (the given one's, if any, gets the directory and CA
-//! root replaced), with the operator key made once in DATA_DIR/acme.key.
+//! `[acme]` section to the configuration `up` runs and `tls = "acme"` to every service (a configuration
+//! with its own `[acme]` keeps it, with the directory and CA root replaced), with the operator key made
+//! once in DATA_DIR/acme.key.
 
 use std::path::Path;
 
 use anyhow::Context;
-use meridian_config::Config;
 
 /// The configuration text with `[acme]` for `directory` (trusting `ca` for its HTTPS, when given).
 pub(crate) fn with_acme(
     text: &str,
-    config: &Config,
     directory: &str,
     ca: Option<&Path>,
     data_dir: &Path,
@@ -30,20 +29,15 @@ pub(crate) fn with_acme(
     let mut acme = match doc.remove("acme") {
         Some(toml::Value::Table(t)) => t,
         _ => {
+            // Every service's hostname by `tls = "acme"`.
+            if let Some(services) = doc.get_mut("services").and_then(toml::Value::as_table_mut) {
+                for (_, service) in services.iter_mut() {
+                    if let Some(service) = service.as_table_mut() {
+                        service.insert("tls".into(), "acme".into());
+                    }
+                }
+            }
             let mut t = toml::Table::new();
-            let certificates: Vec<toml::Value> = config
-                .services()
-                .iter()
-                .map(|s| {
-                    let mut c = toml::Table::new();
-                    c.insert(
-                        "names".into(),
-                        toml::Value::Array(vec![s.hostname.as_str().to_owned().into()]),
-                    );
-                    toml::Value::Table(c)
-                })
-                .collect();
-            t.insert("certificates".into(), toml::Value::Array(certificates));
             // A local CA answers at once: retry soon after a failure, publish quickly.
             t.insert("retry-initial-ms".into(), 5_000.into());
             t.insert("propagation-delay-ms".into(), 200.into());

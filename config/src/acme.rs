@@ -8,10 +8,12 @@
 
 use std::path::PathBuf;
 
+use indexmap::IndexMap;
 use serde::Deserialize;
 
 use crate::DomainName;
 use crate::checker::Checker;
+use crate::raw::RawService;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -101,12 +103,34 @@ fn absolute(c: &mut Checker, path: &str, value: &str) -> Option<PathBuf> {
     Some(PathBuf::from(value))
 }
 
-/// Checks `[acme]`; `zones` are the configured zone origins (a name must lie in one of them).
+/// Checks `[acme]`; `zones` are the configured zone origins (a name must lie in one of them); a service
+/// with `tls = "acme"` adds a certificate for its hostname (unless a listed certificate names it already).
 pub(crate) fn check_acme(
     c: &mut Checker,
     raw: Option<&RawAcme>,
     zones: &[DomainName],
+    services: &IndexMap<String, RawService>,
 ) -> Option<AcmeSettings> {
+    let mut by_service = Vec::new();
+    for (name, s) in services {
+        match s.tls.as_deref() {
+            None => {}
+            Some("acme") => {
+                if raw.is_none() {
+                    c.err(
+                        format!("services.{name}.tls"),
+                        "\"acme\" needs an [acme] section (the CA's directory and the key file)",
+                    );
+                } else if let Some(h) = &s.hostname {
+                    by_service.push(h.trim_end_matches('.').to_ascii_lowercase());
+                }
+            }
+            Some(other) => c.err(
+                format!("services.{name}.tls"),
+                format!("{other:?}: expected \"acme\" (certificate files are listed in [tls])"),
+            ),
+        }
+    }
     let raw = raw?;
     let directory = match raw.directory.as_deref() {
         None => {
@@ -187,8 +211,11 @@ pub(crate) fn check_acme(
         2_000,
         0..=600_000,
     );
-    if raw.certificates.is_empty() {
-        c.err("acme.certificates", "must list at least one certificate");
+    if raw.certificates.is_empty() && by_service.is_empty() {
+        c.err(
+            "acme.certificates",
+            "must list at least one certificate (or a service must say tls = \"acme\")",
+        );
     }
     let mut certificates = Vec::new();
     let mut ids: Vec<String> = Vec::new();
@@ -241,6 +268,29 @@ pub(crate) fn check_acme(
             ids.push(id.clone());
             certificates.push(AcmeCertificate { names });
         }
+    }
+    // A service's hostname (its validity is the service check's) not covered by a listed certificate's
+    // names gets a certificate of its own.
+    for host in by_service {
+        // Named exactly, or covered by a listed wildcard (one label).
+        let covered = |n: &String| match n.strip_prefix("*.") {
+            Some(parent) => host.split_once('.').is_some_and(|(_, p)| p == parent),
+            None => *n == host,
+        };
+        let listed = certificates
+            .iter()
+            .any(|cert: &AcmeCertificate| cert.names.iter().any(covered));
+        if listed || ids.contains(&host) {
+            continue;
+        }
+        let in_zone = zones
+            .iter()
+            .any(|z| host == z.as_str() || host.ends_with(&format!(".{}", z.as_str())));
+        if !in_zone {
+            continue; // the service check reports a hostname outside the zones
+        }
+        ids.push(host.clone());
+        certificates.push(AcmeCertificate { names: vec![host] });
     }
     Some(AcmeSettings {
         directory,
@@ -329,6 +379,50 @@ key = "/etc/meridian/c.key"
         ] {
             assert!(p.iter().any(|x| x.contains(expected)), "{expected} not in {p:?}");
         }
+    }
+
+    #[test]
+    fn services_with_tls_acme_get_a_certificate_unless_one_is_listed() {
+        let services = "[services.meet]\nhostname = \"meet.gslb.example\"\npolicy = \"nearest\"\nregions = [\"waw\"]\n\
+                        tls = \"acme\"\n[services.api]\nhostname = \"api.gslb.example\"\npolicy = \"nearest\"\n\
+                        regions = [\"waw\"]\ntls = \"acme\"\n";
+        let text = format!(
+            "{BASE}\n{services}\n[acme]\ndirectory = \"https://ca.example/dir\"\nkey-file = \"/k\"\n\
+             [[acme.certificates]]\nnames = [\"gslb.example\", \"meet.gslb.example\"]\n"
+        );
+        let c = Config::from_toml_str(&text).unwrap();
+        let names: Vec<_> = c
+            .acme()
+            .unwrap()
+            .certificates
+            .iter()
+            .map(|c| c.names.clone())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                vec!["gslb.example", "meet.gslb.example"],
+                vec!["api.gslb.example"]
+            ]
+        );
+
+        let bad = format!(
+            "{BASE}\n{}",
+            services.replacen("tls = \"acme\"", "tls = \"files\"", 1)
+        );
+        let Err(ConfigError::Invalid(p)) = Config::from_toml_str(&bad) else {
+            panic!("accepted")
+        };
+        let p: Vec<String> = p.iter().map(ToString::to_string).collect();
+        assert!(
+            p.iter().any(|x| x.starts_with("services.meet.tls: \"files\"")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("services.api.tls: \"acme\" needs an [acme] section")),
+            "{p:?}"
+        );
     }
 
     #[test]

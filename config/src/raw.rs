@@ -168,6 +168,8 @@ pub(crate) struct RawService {
     #[serde(default)]
     pub(crate) backends: IndexMap<String, Vec<String>>,
     pub(crate) proxy: Option<RawServiceProxy>,
+    /// `"acme"`: the hostname's certificate comes from `[acme]` (checked by `crate::acme`).
+    pub(crate) tls: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

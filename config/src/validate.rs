@@ -73,7 +73,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     cross_checks::check_service_record_conflicts(&mut c, &services, &zones);
     cross_checks::check_residency_satisfiable(&mut c, &services, &regions, &residency);
     let origins: Vec<_> = zones.iter().map(|z| z.origin.clone()).collect();
-    let acme = crate::acme::check_acme(&mut c, raw.acme.as_ref(), &origins);
+    let acme = crate::acme::check_acme(&mut c, raw.acme.as_ref(), &origins, &raw.services);
     if acme.is_some() && tls.is_none() {
         c.err(
             "acme",
