@@ -417,9 +417,28 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
 
     // The CA fails: the error is reported, the renewed certificate keeps serving.
     pebble.process.interrupt();
+    // The next renewal fails: status says why (the CA does not answer), the metric says it fails.
+    let status = || {
+        let out = meridian()
+            .args(["status", "--server", &format!("http://{admin}")])
+            .arg("--token-file")
+            .arg(&token)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    wait_for(
+        "the renewal error in meridian status",
+        Duration::from_secs(60),
+        || {
+            let text = status();
+            text.contains("last error") && text.contains("(Connect)")
+        },
+    );
     wait_for(
         "the renewal failure in the metrics",
-        Duration::from_secs(60),
+        Duration::from_secs(10),
         || {
             metric(
                 metrics,
@@ -427,26 +446,16 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
             ) == Some(1.0)
         },
     );
+    let status_text = status();
+    eprintln!("{status_text}");
+    assert!(
+        status_text.contains("meet.gslb.example, *.gslb.example: issuer CN=Pebble"),
+        "status shows the certificate: {status_text}"
+    );
+    // The renewed certificate keeps serving, valid.
     assert_eq!(served(https, "meet.gslb.example"), renewed);
     let (ok, out) = curl(https, "meet.gslb.example", &root);
     assert!(ok, "the renewed certificate stopped serving: {out}");
-    let status = meridian()
-        .args(["status", "--server", &format!("http://{admin}")])
-        .arg("--token-file")
-        .arg(&token)
-        .output()
-        .unwrap();
-    let status_text = stdout(&status);
-    eprintln!("{status_text}");
-    assert!(status.status.success(), "{}", stderr(&status));
-    assert!(
-        status_text.contains("meet.gslb.example") && status_text.contains("Pebble"),
-        "status shows the certificate: {status_text}"
-    );
-    assert!(
-        status_text.contains("last error"),
-        "status shows the renewal error: {status_text}"
-    );
 }
 
 #[test]
