@@ -93,6 +93,7 @@ pub(crate) fn start_edge(
                         reloading.reload_with(&now, &extra);
                     }
                     Err(errors) => {
+                        reloading.reload_failed();
                         for e in errors {
                             tracing::warn!(
                                 "ACME certificates not loaded, the previous ones keep serving: {e}"

@@ -211,6 +211,13 @@ impl EdgeTls {
         self.reload_with(settings, &Extra::default())
     }
 
+    /// Counts a reload that failed before it reached this set (certificates from memory that could not be
+    /// made: an ACME key that does not open), as a failed file load is counted; the set is left alone.
+    pub fn reload_failed(&self) {
+        self.metrics.reload_failures.inc();
+        self.metrics.reload_ok.set(0);
+    }
+
     /// [`EdgeTls::reload`] with certificates from memory added (see [`CertSet::load_with`]).
     pub fn reload_with(&self, settings: &TlsSettings, extra: &Extra) -> Reload {
         let mut last = self.settings.lock().unwrap_or_else(|p| p.into_inner());
