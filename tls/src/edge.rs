@@ -222,6 +222,8 @@ impl EdgeTls {
     pub fn reload_with(&self, settings: &TlsSettings, extra: &Extra) -> Reload {
         let mut last = self.settings.lock().unwrap_or_else(|p| p.into_inner());
         if *last == *settings && fingerprint(settings) ^ extra.fingerprint == self.set.load().fingerprint {
+            // What serves is what the files (and memory) hold now: a failure before is over.
+            self.metrics.reload_ok.set(1);
             return Reload::Unchanged;
         }
         match CertSet::load_with(settings, extra) {
