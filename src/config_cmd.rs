@@ -20,7 +20,16 @@ pub(crate) fn check(file: &Path) -> anyhow::Result<ExitCode> {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
-            let tls = meridian_tls::check(&cfg, now);
+            let mut tls = meridian_tls::check(&cfg, now);
+            // [acme]'s key file, read here as every proxy node will.
+            if let Some(acme) = cfg.acme()
+                && let Err(e) = meridian_acme::OperatorKey::load(&acme.key_file)
+            {
+                tls.errors.push(meridian_config::Problem {
+                    path: "acme.key-file".to_owned(),
+                    message: e,
+                });
+            }
             for w in &tls.warnings {
                 eprintln!("{}: warning: {w}", file.display());
             }
@@ -46,6 +55,10 @@ pub(crate) fn check(file: &Path) -> anyhow::Result<ExitCode> {
                 cfg.tls()
                     .map(|t| format!(", {} TLS certificate(s)", t.certificates.len()))
                     .unwrap_or_default()
+                    + &cfg
+                        .acme()
+                        .map(|a| format!(", {} ACME certificate(s)", a.certificates.len()))
+                        .unwrap_or_default()
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -24,6 +24,7 @@ mod simulate;
 mod store_args;
 mod tls_edge;
 mod up;
+mod up_acme;
 
 /// The allocator. Why not the system's: the proxy allocates and frees per request (pingora's headers and
 /// buffers) and glibc's malloc/free took about a tenth of its CPU in `perf`; mimalloc's thread-local free

@@ -521,10 +521,66 @@ fn status_text(s: &Value) -> String {
     }
     out.push_str(&nodes_text(&s["nodes"]));
     out.push_str(&meridian_admin::latency::matrix_text(&s["latency"]));
+    out.push_str(&certificates_text(s));
     if let Some(p) = s["problems"].as_array().filter(|p| !p.is_empty()) {
         let _ = writeln!(out, "\nproblems in the store (skipped):");
         for x in p {
             let _ = writeln!(out, "  {}", x.as_str().unwrap_or(""));
+        }
+    }
+    out
+}
+
+/// The ACME certificates: names, issuer, expiry and renewal, and the last renewal error.
+fn certificates_text(s: &Value) -> String {
+    let mut out = String::new();
+    let Some(list) = s["certificates"].as_array().filter(|l| !l.is_empty()) else {
+        return out;
+    };
+    let now = s["now_ms"].as_u64().unwrap_or(0);
+    // Days for certificate lifetimes; human_ms below a day.
+    let span = |ms: u64| {
+        if ms >= 86_400_000 {
+            format!("{}d{:02}h", ms / 86_400_000, (ms % 86_400_000) / 3_600_000)
+        } else {
+            human_ms(ms)
+        }
+    };
+    let in_time = |v: &Value| match v.as_u64() {
+        Some(t) if t >= now => format!("in {}", span(t - now)),
+        Some(t) => format!("{} ago", span(now - t)),
+        None => "-".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "
+certificates (ACME):"
+    );
+    for c in list {
+        let names: Vec<&str> = c["names"]
+            .as_array()
+            .map(|n| n.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if c["issued"].as_bool() == Some(true) {
+            let _ = writeln!(
+                out,
+                "  {}: issuer {}; expires {}; renews {}; last renewal {}",
+                names.join(", "),
+                c["issuer"].as_str().unwrap_or("?"),
+                in_time(&c["not_after_ms"]),
+                in_time(&c["renew_at_ms"]),
+                in_time(&c["last_success_ms"]),
+            );
+        } else {
+            let _ = writeln!(out, "  {}: not issued yet", names.join(", "));
+        }
+        if let Some(e) = c["last_error"].as_str() {
+            let _ = writeln!(
+                out,
+                "    last error ({} failure(s), next try {}): {e}",
+                c["failures"].as_u64().unwrap_or(0),
+                in_time(&c["next_attempt_ms"]),
+            );
         }
     }
     out

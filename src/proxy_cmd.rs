@@ -117,9 +117,14 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     let registration = node.register("proxy", Some(&args.region), &instance);
     let https = match args.https_listen {
         Some(addr) => {
-            let edge =
-                crate::tls_edge::start_edge(node.watcher.clone(), bootstrap.as_deref(), None, &node.registry)
-                    .context("--https-listen")?;
+            let edge = crate::tls_edge::start_edge(
+                node.watcher.clone(),
+                node.keys.clone(),
+                bootstrap.as_deref(),
+                None,
+                &node.registry,
+            )
+            .context("--https-listen")?;
             Some((addr, edge))
         }
         None => None,

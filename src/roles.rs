@@ -138,6 +138,21 @@ pub(crate) async fn start_proxies(node: &Node, plan: ProxyPlan) -> anyhow::Resul
         }
         nodes.push(proxy);
     }
+    // Certificates from an ACME CA ([acme]): every proxy node runs the renewal loop, one orders at a time.
+    let acme_metrics = meridian_acme::AcmeMetrics::new();
+    acme_metrics
+        .register(&node.registry)
+        .context("registering ACME metrics")?;
+    tokio::spawn(
+        meridian_acme::AcmeManager::new(
+            node.store.clone(),
+            node.keys.clone(),
+            node.watcher.clone(),
+            format!("proxy/{}", plan.instance),
+            acme_metrics,
+        )
+        .run(),
+    );
     // Following the database before listening: a new version is taken up whenever it comes.
     match &plan.geo {
         ProxyGeo::Own(_, Some(watch)) => watch_geoip(GeoUser::Proxies(&nodes), watch)?,

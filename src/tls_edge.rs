@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use meridian_acme::EdgeCerts;
 use meridian_config::{Config, HopTls, TlsSettings};
-use meridian_store::SnapshotWatcher;
+use meridian_store::{Keys, SnapshotWatcher};
 use meridian_tls::{EdgeTls, HopMaterial, TlsMetrics};
 
 /// The `[tls]` section of the configuration the node serves: the watcher's, else the file it started with.
@@ -25,6 +26,7 @@ fn current_tls(watcher: &SnapshotWatcher, bootstrap: Option<&Config>) -> Option<
 /// once everything listens); else the one the node serves now.
 pub(crate) fn start_edge(
     watcher: Arc<SnapshotWatcher>,
+    keys: Keys,
     bootstrap: Option<&Config>,
     first: Option<&Config>,
     registry: &prometheus::Registry,
@@ -36,6 +38,19 @@ pub(crate) fn start_edge(
     let Some(settings) = settings else {
         bail!("HTTPS needs certificates: the configuration has no [tls] section (docs/proxy.md, \"HTTPS\")");
     };
+    // [acme]'s key file opens every ACME certificate: a proxy that cannot read it does not start.
+    let acme = match first {
+        Some(c) => c.acme().cloned(),
+        None => match watcher.snapshot() {
+            Some(s) => s.topology.config().acme().cloned(),
+            None => bootstrap.and_then(|c| c.acme().cloned()),
+        },
+    };
+    if let Some(acme) = acme
+        && let Err(e) = meridian_acme::OperatorKey::load(&acme.key_file)
+    {
+        bail!("acme.key-file: {e}");
+    }
     let metrics = TlsMetrics::new();
     metrics.register(registry).context("registering TLS metrics")?;
     let edge = match EdgeTls::new(&settings, metrics) {
@@ -56,6 +71,7 @@ pub(crate) fn start_edge(
     });
     let bootstrap = bootstrap.cloned();
     let reloading = edge.clone();
+    let mut acme = EdgeCerts::default();
     tokio::spawn(async move {
         let mut interval = Duration::from_millis(u64::from(settings.reload_interval_ms));
         loop {
@@ -66,7 +82,25 @@ pub(crate) fn start_edge(
             // A configuration without [tls] now keeps the last certificates: stopping HTTPS is a restart.
             if let Some(now) = current_tls(&watcher, bootstrap.as_ref()) {
                 interval = Duration::from_millis(u64::from(now.reload_interval_ms));
-                reloading.reload(&now);
+                // ACME certificates from the store join the files' in one set: a key that does not
+                // open keeps the whole previous set serving, as a broken file does.
+                let extra = match watcher.snapshot() {
+                    Some(s) => acme.current(&keys, &s),
+                    None => Ok(meridian_tls::Extra::default()),
+                };
+                match extra {
+                    Ok(extra) => {
+                        reloading.reload_with(&now, &extra);
+                    }
+                    Err(errors) => {
+                        reloading.reload_failed();
+                        for e in errors {
+                            tracing::warn!(
+                                "ACME certificates not loaded, the previous ones keep serving: {e}"
+                            );
+                        }
+                    }
+                }
             }
         }
     });

@@ -85,6 +85,13 @@ pub(crate) struct UpArgs {
     /// Webhook notifications: which events go to which webhooks (docs/dashboard.md). Checked at start.
     #[arg(long, value_name = "FILE")]
     notify: Option<PathBuf>,
+    /// ACME directory of a local test CA (Pebble: https://localhost:14000/dir) to get every service
+    /// hostname's certificate from, validated by DNS-01 against this DNS server (docs/up.md).
+    #[arg(long, value_name = "URL")]
+    acme_directory: Option<String>,
+    /// PEM root the ACME directory's HTTPS certificate chains to (Pebble's test/certs/pebble.minica.pem).
+    #[arg(long, value_name = "FILE", requires = "acme_directory")]
+    acme_ca: Option<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -162,6 +169,11 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     let hops = demo_pki.is_some() || original.tls().is_some_and(|t| t.hops.is_some());
     let local = localize(&text, &regions, demo_pki.as_ref(), hops)
         .context("adapting the configuration to this machine")?;
+    let local = match &args.acme_directory {
+        Some(url) => crate::up_acme::with_acme(&local, url, args.acme_ca.as_deref(), &data_dir)
+            .context("--acme-directory")?,
+        None => local,
+    };
     let config = Arc::new(
         Config::from_toml_str(&local).context("the configuration adapted to this machine is invalid")?,
     );
@@ -189,7 +201,13 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     .await?;
 
     // Every region's proxy serves HTTPS; hop listeners when [tls.hops] encrypts spilled requests.
-    let edge = crate::tls_edge::start_edge(node.watcher.clone(), Some(&config), Some(&config), &registry)?;
+    let edge = crate::tls_edge::start_edge(
+        node.watcher.clone(),
+        node.keys.clone(),
+        Some(&config),
+        Some(&config),
+        &registry,
+    )?;
     let hop_server = match crate::tls_edge::hops_of(&node.watcher, None, Some(&config)) {
         Some(h) => Some(crate::tls_edge::hop_server(Some(&h))?),
         None => None,

@@ -182,7 +182,43 @@ pub(crate) fn status(ctx: &AdminContext, snapshot: &Snapshot, now_ms: u64) -> Va
         "drills": drills(snapshot, now_ms, false),
         "problems": snapshot.problems,
         "latency": crate::latency::matrix(snapshot, now_ms),
+        "certificates": acme_certificates(snapshot),
     })
+}
+
+/// The ACME certificates of the configuration: names, issuer, validity, when they renew, and how the
+/// last order went (an empty list without `[acme]`).
+pub(crate) fn acme_certificates(snapshot: &Snapshot) -> Vec<Value> {
+    let Some(acme) = snapshot.topology.config().acme() else {
+        return Vec::new();
+    };
+    acme.certificates
+        .iter()
+        .map(|c| {
+            let id = c.id();
+            let doc = snapshot.acme_certs.iter().find(|(i, _)| i == id).map(|(_, d)| d);
+            let st = snapshot.acme_status.iter().find(|(i, _)| i == id).map(|(_, s)| s);
+            let renew_at_ms = doc.map(|d| {
+                let life = d.not_after_ms.saturating_sub(d.not_before_ms) as f64;
+                d.not_before_ms + (life * acme.renew_fraction) as u64
+            });
+            json!({
+                "id": id,
+                "names": c.names,
+                "issued": doc.is_some(),
+                "issuer": doc.map(|d| d.issuer.clone()),
+                "not_before_ms": doc.map(|d| d.not_before_ms),
+                "not_after_ms": doc.map(|d| d.not_after_ms),
+                "renew_at_ms": renew_at_ms,
+                "ordered_by": doc.map(|d| d.ordered_by.clone()),
+                "last_attempt_ms": st.map(|s| s.last_attempt_ms),
+                "last_success_ms": st.and_then(|s| s.last_success_ms),
+                "last_error": st.and_then(|s| s.last_error.clone()),
+                "failures": st.map_or(0, |s| s.failures),
+                "next_attempt_ms": st.map(|s| s.next_attempt_ms).filter(|t| *t > 0),
+            })
+        })
+        .collect()
 }
 
 /// A node whose last report is older than this has gone silent.

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acme;
 pub mod calendar;
 mod checker;
 mod country;
@@ -29,6 +30,7 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use acme::{AcmeCertificate, AcmeKeyType, AcmeSettings};
 pub use country::{BUILTIN_GROUPS, Continent, CountryCode, CountryInfo, CountrySet, builtin_group};
 pub use model::*;
 pub use names::DomainName;
@@ -49,6 +51,7 @@ pub struct Config {
     health: HealthSettings,
     proxy: ProxySettings,
     tls: Option<TlsSettings>,
+    acme: Option<AcmeSettings>,
 }
 
 /// One thing wrong with a configuration: where, and what.
@@ -196,6 +199,11 @@ impl Config {
     /// TLS of the proxies' HTTPS edge and of their hops between regions (`None`: no `[tls]` section).
     pub fn tls(&self) -> Option<&TlsSettings> {
         self.tls.as_ref()
+    }
+
+    /// Certificates ordered from an ACME CA (`None`: no `[acme]` section).
+    pub fn acme(&self) -> Option<&AcmeSettings> {
+        self.acme.as_ref()
     }
 
     /// Residency rules, in file order.

@@ -28,6 +28,8 @@ pub(crate) struct RawConfig {
     pub(crate) proxy: Option<RawProxy>,
     #[serde(default)]
     pub(crate) tls: Option<crate::tls::RawTls>,
+    #[serde(default)]
+    pub(crate) acme: Option<crate::acme::RawAcme>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +168,8 @@ pub(crate) struct RawService {
     #[serde(default)]
     pub(crate) backends: IndexMap<String, Vec<String>>,
     pub(crate) proxy: Option<RawServiceProxy>,
+    /// `"acme"`: the hostname's certificate comes from `[acme]` (checked by `crate::acme`).
+    pub(crate) tls: Option<String>,
     pub(crate) latency: Option<RawLatency>,
 }
 

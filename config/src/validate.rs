@@ -73,6 +73,15 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let services = services::check_services(&mut c, &raw.services, &index, &zones, &residency);
     cross_checks::check_service_record_conflicts(&mut c, &services, &zones);
     cross_checks::check_residency_satisfiable(&mut c, &services, &regions, &residency);
+    let origins: Vec<_> = zones.iter().map(|z| z.origin.clone()).collect();
+    let acme = crate::acme::check_acme(&mut c, raw.acme.as_ref(), &origins, &raw.services);
+    if acme.is_some() && tls.is_none() {
+        c.err(
+            "acme",
+            "needs a [tls] section (the proxies serve ACME certificates beside its certificates, the \
+             default one among them)",
+        );
+    }
 
     let problems = c.into_problems();
     if problems.is_empty() {
@@ -86,6 +95,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             health,
             proxy,
             tls,
+            acme,
         })
     } else {
         Err(problems)

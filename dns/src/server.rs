@@ -77,11 +77,16 @@ pub struct DnsState {
     geo: ArcSwap<GeoDb>,
     /// Tells others sharing the process (`meridian up`'s proxies) of a new GeoIP database.
     geo_changes: tokio::sync::watch::Sender<Arc<GeoDb>>,
-    /// Keyed by the topology itself (held, so its address cannot be reused by a newer one).
-    zones: ArcSwapOption<(Arc<Topology>, Arc<ZoneIndex>)>,
+    /// Keyed by the topology and the ACME challenge answers themselves (held, so their addresses cannot
+    /// be reused by newer ones).
+    #[allow(clippy::type_complexity)]
+    zones: ArcSwapOption<(Arc<Topology>, Arc<AcmeChallenges>, Arc<ZoneIndex>)>,
     rrl: RateLimiter,
     metrics: Arc<DnsMetrics>,
 }
+
+/// A snapshot's ACME challenge answers (owner name -> TXT values).
+type AcmeChallenges = std::collections::BTreeMap<String, Vec<String>>;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -131,17 +136,24 @@ impl DnsState {
     fn zones_for(&self, snap: &Snapshot) -> Arc<ZoneIndex> {
         if let Some(cached) = self.zones.load_full()
             && Arc::ptr_eq(&cached.0, &snap.topology)
+            && Arc::ptr_eq(&cached.1, &snap.acme_challenges)
         {
-            return cached.1.clone();
+            return cached.2.clone();
         }
         let serial = match snap.config_source {
             // The serial follows the configuration: its store revision (wrapping, as serials do).
             ConfigSource::Store { revision, .. } => revision as u32,
             ConfigSource::Bootstrap => 1,
         };
-        let zones = Arc::new(ZoneIndex::new(&snap.topology, serial));
-        self.zones
-            .store(Some(Arc::new((snap.topology.clone(), zones.clone()))));
+        // ... and the ACME challenge answers, which change the zones' data too.
+        let serial = serial.max(snap.acme_challenges_revision as u32);
+        let zones =
+            Arc::new(ZoneIndex::new(&snap.topology, serial).with_acme_challenges(&snap.acme_challenges));
+        self.zones.store(Some(Arc::new((
+            snap.topology.clone(),
+            snap.acme_challenges.clone(),
+            zones.clone(),
+        ))));
         zones
     }
 

@@ -2,7 +2,7 @@
 //! service it steers (if any), SOA and NS at the apex, and the set of names that exist (so that an empty
 //! non-terminal answers NODATA, not NXDOMAIN). Built once per configuration version.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, SRV, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
@@ -161,6 +161,47 @@ impl ZoneIndex {
         }
         index.steered = steered;
         index
+    }
+
+    /// Adds the ACME DNS-01 answers of the snapshot (`_acme-challenge.NAME` -> TXT values) to the zones
+    /// that hold their names, as static TXT records with a TTL of 1 s (a CA's resolver should not keep an
+    /// old value): answered, and signed when the zone is, as any other static record. A name no zone holds
+    /// is left out (configuration validation keeps ACME names inside the zones).
+    pub fn with_acme_challenges(mut self, challenges: &BTreeMap<String, Vec<String>>) -> Self {
+        for (owner, values) in challenges {
+            let Ok(owner) = Name::from_ascii(format!("{owner}.")) else {
+                continue;
+            };
+            let lower = LowerName::new(&owner);
+            let Some(i) = self
+                .zones
+                .iter()
+                .enumerate()
+                .filter(|(_, z)| z.origin.zone_of(&lower))
+                .max_by_key(|(_, z)| z.origin.num_labels())
+                .map(|(i, _)| i)
+            else {
+                continue;
+            };
+            let zone = &mut self.zones[i];
+            let records = zone.records.entry(lower.clone()).or_default();
+            for v in values {
+                records.push(Record::from_rdata(
+                    owner.clone(),
+                    1,
+                    RData::TXT(TXT::new(vec![v.clone()])),
+                ));
+            }
+            let mut n = owner.clone();
+            while n.num_labels() >= zone.origin.num_labels() {
+                zone.existing.insert(LowerName::new(&n));
+                if n.num_labels() == 0 {
+                    break;
+                }
+                n = n.base_name();
+            }
+        }
+        self
     }
 
     /// The zone that holds `name` (the longest matching origin).

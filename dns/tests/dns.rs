@@ -678,3 +678,94 @@ async fn answers_follow_region_health_from_a_quorum_of_probers() {
     ]);
     assert!(moved.iter().all(|a| eu.contains(a)), "{moved:?} left the EU set");
 }
+
+/// The SOA serial in the authority section of a negative answer.
+fn serial(m: &Message) -> u32 {
+    m.authorities
+        .iter()
+        .find_map(|r| match &r.data {
+            RData::SOA(soa) => Some(soa.serial),
+            _ => None,
+        })
+        .expect("an SOA in authority")
+}
+
+fn txts(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::TXT(t) => Some(t.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acme_challenges_in_the_store_are_answered_as_txt_and_vanish_when_deleted() {
+    let h = start().await;
+    let keys = Keys::new(DEFAULT_PREFIX).unwrap();
+    let name = "_acme-challenge.gslb.example.";
+    let before = udp(&h, &query(name, RecordType::TXT, None, false)).await;
+    assert_eq!(before.metadata.response_code, ResponseCode::NXDomain);
+    let serial_before = serial(&before);
+
+    // A wildcard and the apex share one owner name: both values answer.
+    for (n, v) in [("*.gslb.example", "wild-value"), ("gslb.example", "apex-value")] {
+        let doc = schema::AcmeChallengeDoc {
+            schema: 1,
+            values: vec![v.to_owned()],
+            holder: "proxy/test".into(),
+        };
+        h.store
+            .put(&keys.acme_challenge(n), encode(&doc), None)
+            .await
+            .unwrap();
+    }
+    let start = Instant::now();
+    let answer = loop {
+        let m = tcp(&h, &query(name, RecordType::TXT, None, true)).await;
+        if txts(&m).len() == 2 {
+            break m;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no TXT answer: {m:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(answer.metadata.authoritative);
+    let mut values = txts(&answer);
+    values.sort();
+    assert_eq!(values, ["apex-value", "wild-value"]);
+    assert!(answer.answers.iter().all(|r| r.ttl == 1));
+    // The zone's other data is untouched.
+    assert_eq!(
+        udp(&h, &query("ns1.gslb.example.", RecordType::A, None, false))
+            .await
+            .answers
+            .len(),
+        1
+    );
+
+    h.store
+        .delete(&keys.acme_challenge("*.gslb.example"))
+        .await
+        .unwrap();
+    h.store
+        .delete(&keys.acme_challenge("gslb.example"))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let after = loop {
+        let m = udp(&h, &query(name, RecordType::TXT, None, false)).await;
+        if m.metadata.response_code == ResponseCode::NXDomain {
+            break m;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the TXT records stayed: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        serial(&after) > serial_before,
+        "the SOA serial follows the challenge records"
+    );
+}

@@ -63,6 +63,16 @@ pub enum KeyKind<'a> {
     /// `nodes/ROLE/INSTANCE`: a running node's registration (leased; read by `meridian status`, never by
     /// a decision).
     Node,
+    /// `acme/lock`: the node ordering ACME certificates now (leased; one at a time).
+    AcmeLock,
+    /// `acme/account`: the ACME account's credentials, encrypted (read by the ordering node only).
+    AcmeAccount,
+    /// `acme/challenges/NAME`: DNS-01 answers for one name being validated (leased by the orderer).
+    AcmeChallenge(&'a str),
+    /// `acme/certs/ID`: an issued certificate, its private key encrypted.
+    AcmeCert(&'a str),
+    /// `acme/status/ID`: how ordering the certificate went last.
+    AcmeStatus(&'a str),
     /// Anything else under the prefix (reported, ignored).
     Unknown,
 }
@@ -148,6 +158,31 @@ impl Keys {
         format!("{}audit/{at_ms:020}-{nonce:016x}", self.prefix)
     }
 
+    /// The ACME ordering lock.
+    pub fn acme_lock(&self) -> String {
+        format!("{}acme/lock", self.prefix)
+    }
+
+    /// The ACME account (credentials encrypted).
+    pub fn acme_account(&self) -> String {
+        format!("{}acme/account", self.prefix)
+    }
+
+    /// The DNS-01 answers for `name` (`meet.gslb.example`, `*.gslb.example`).
+    pub fn acme_challenge(&self, name: &str) -> String {
+        format!("{}acme/challenges/{name}", self.prefix)
+    }
+
+    /// An ACME certificate, by its id (its first name).
+    pub fn acme_cert(&self, id: &str) -> String {
+        format!("{}acme/certs/{id}", self.prefix)
+    }
+
+    /// How ordering certificate `id` went last.
+    pub fn acme_status(&self, id: &str) -> String {
+        format!("{}acme/status/{id}", self.prefix)
+    }
+
     /// What `key` is.
     pub fn classify<'a>(&self, key: &'a str) -> KeyKind<'a> {
         let Some(rest) = key.strip_prefix(self.prefix.as_str()) else {
@@ -179,6 +214,11 @@ impl Keys {
             },
             ["audit", _] => KeyKind::Audit,
             ["nodes", role, instance] if !role.is_empty() && !instance.is_empty() => KeyKind::Node,
+            ["acme", "lock"] => KeyKind::AcmeLock,
+            ["acme", "account"] => KeyKind::AcmeAccount,
+            ["acme", "challenges", n] if !n.is_empty() => KeyKind::AcmeChallenge(n),
+            ["acme", "certs", id] if !id.is_empty() => KeyKind::AcmeCert(id),
+            ["acme", "status", id] if !id.is_empty() => KeyKind::AcmeStatus(id),
             _ => KeyKind::Unknown,
         }
     }
@@ -387,6 +427,88 @@ pub struct AuditRecord {
     pub after: serde_json::Value,
 }
 
+/// `acme/lock`: which node orders ACME certificates now, under its lease (it vanishes with the node).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcmeLockDoc {
+    /// Document schema version.
+    pub schema: u32,
+    /// The node (`ROLE/INSTANCE`).
+    pub holder: String,
+    /// Since when, ms since the epoch.
+    pub since_ms: u64,
+}
+
+/// `acme/account`: the ACME account, its credentials (with the account's private key) sealed with the
+/// operator's key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcmeAccountDoc {
+    /// Document schema version.
+    pub schema: u32,
+    /// The directory the account belongs to.
+    pub directory: String,
+    /// The credentials' JSON, sealed (base64 of nonce, ciphertext and tag).
+    pub sealed_credentials: String,
+    /// Which operator key sealed it (the first 8 bytes of its SHA-256, hex).
+    pub key_id: String,
+}
+
+/// `acme/challenges/NAME`: the DNS-01 answers for `NAME` while the CA validates it, under the ordering
+/// node's lease. Every DNS node answers `_acme-challenge.NAME` (without a leading `*.`) TXT with them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcmeChallengeDoc {
+    /// Document schema version.
+    pub schema: u32,
+    /// The TXT values (base64url SHA-256 digests of key authorisations).
+    pub values: Vec<String>,
+    /// The ordering node.
+    pub holder: String,
+}
+
+/// `acme/certs/ID`: an issued certificate. The chain is public; the private key is sealed with the
+/// operator's key, which is never in the store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcmeCertDoc {
+    /// Document schema version.
+    pub schema: u32,
+    /// The names it covers, as configured.
+    pub names: Vec<String>,
+    /// The chain, PEM, leaf first.
+    pub chain_pem: String,
+    /// The PKCS#8 private key (DER), sealed (base64 of nonce, ciphertext and tag).
+    pub sealed_key: String,
+    /// Which operator key sealed it (the first 8 bytes of its SHA-256, hex).
+    pub key_id: String,
+    /// The leaf's issuer (its distinguished name).
+    pub issuer: String,
+    /// Validity start, ms since the epoch.
+    pub not_before_ms: u64,
+    /// Validity end, ms since the epoch.
+    pub not_after_ms: u64,
+    /// When it was stored, ms since the epoch.
+    pub issued_at_ms: u64,
+    /// The node that ordered it.
+    pub ordered_by: String,
+}
+
+/// `acme/status/ID`: how the last order of certificate `ID` went (written by the ordering node).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcmeStatusDoc {
+    /// Document schema version.
+    pub schema: u32,
+    /// When the last order started, ms since the epoch.
+    pub last_attempt_ms: u64,
+    /// When an order last succeeded.
+    #[serde(default)]
+    pub last_success_ms: Option<u64>,
+    /// Why the last order failed (`None`: it succeeded).
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Failed orders since the last success.
+    pub failures: u32,
+    /// No new order before this time (backoff after failures), ms since the epoch.
+    pub next_attempt_ms: u64,
+}
+
 /// Encodes a document.
 pub fn encode<T: Serialize>(doc: &T) -> Vec<u8> {
     // Serialising these plain structs to JSON cannot fail (no maps with non-string keys, no foreign types).
@@ -450,6 +572,20 @@ mod tests {
             }
         );
         assert_eq!(k.classify(&k.audit(1, 2)), KeyKind::Audit);
+        assert_eq!(k.classify(&k.acme_lock()), KeyKind::AcmeLock);
+        assert_eq!(k.classify(&k.acme_account()), KeyKind::AcmeAccount);
+        assert_eq!(
+            k.classify(&k.acme_challenge("*.gslb.example")),
+            KeyKind::AcmeChallenge("*.gslb.example")
+        );
+        assert_eq!(
+            k.classify(&k.acme_cert("meet.gslb.example")),
+            KeyKind::AcmeCert("meet.gslb.example")
+        );
+        assert_eq!(
+            k.classify(&k.acme_status("a.example")),
+            KeyKind::AcmeStatus("a.example")
+        );
         assert_eq!(k.classify("/m/overrides/weights/"), KeyKind::Unknown);
         assert_eq!(k.classify("/other/config"), KeyKind::Unknown);
         assert!(Keys::new("meridian").is_err());

@@ -68,6 +68,16 @@ pub struct Snapshot {
     pub backend_drains: Vec<(String, String, DrainOverride)>,
     /// Values that were skipped, and why (`/meridian/overrides/weights/waw: not JSON: ...`).
     pub problems: Vec<String>,
+    /// DNS-01 answers being validated now: owner name (`_acme-challenge.meet.gslb.example`, lower case,
+    /// no trailing dot) -> TXT values. The same `Arc` while no challenge key changes, so that DNS rebuilds
+    /// its zones only when they do.
+    pub acme_challenges: Arc<BTreeMap<String, Vec<String>>>,
+    /// The store revision at which the challenges last changed (0: never): DNS's SOA serial follows it.
+    pub acme_challenges_revision: Revision,
+    /// ACME certificates: (id, certificate with its sealed key).
+    pub acme_certs: Vec<(String, AcmeCertDoc)>,
+    /// How ordering each ACME certificate went last: (id, status).
+    pub acme_status: Vec<(String, AcmeStatusDoc)>,
 }
 
 /// A decoded document.
@@ -79,6 +89,9 @@ enum Doc {
     BackendDrain(DrainOverride),
     Health(HealthObservation),
     Load(LoadReport),
+    AcmeChallenge(AcmeChallengeDoc),
+    AcmeCert(AcmeCertDoc),
+    AcmeStatus(AcmeStatusDoc),
     Latency(LatencyReport),
 }
 
@@ -100,6 +113,10 @@ pub struct SnapshotBuilder {
     last_good: Option<(Revision, Arc<Topology>, ConfigSource)>,
     /// The last aggregated health: a region without fresh opinions keeps its state from here.
     health: HealthView,
+    /// The ACME challenge answers as of the last build, rebuilt only when a challenge key changed.
+    challenges: Arc<BTreeMap<String, Vec<String>>>,
+    challenges_dirty: bool,
+    challenges_revision: Revision,
 }
 
 impl SnapshotBuilder {
@@ -112,6 +129,9 @@ impl SnapshotBuilder {
             bootstrap,
             last_good: None,
             health: HealthView::default(),
+            challenges: Arc::default(),
+            challenges_dirty: false,
+            challenges_revision: 0,
         }
     }
 
@@ -122,20 +142,49 @@ impl SnapshotBuilder {
 
     /// Replaces everything with a listing.
     pub fn reset(&mut self, kvs: Vec<KeyValue>, revision: Revision) {
+        let before = self.challenge_keys();
         self.entries.clear();
         for kv in kvs {
             self.insert(kv);
         }
         self.revision = revision;
+        // The challenge records' revision moves only if they changed (a DNS serial that follows it
+        // stays the configuration's otherwise); a record deleted while unseen counts at the listing.
+        let after = self.challenge_keys();
+        if before != after {
+            self.challenges_dirty = true;
+            let removed = before.iter().any(|k| !after.contains(k));
+            let newest = after.iter().map(|(_, rev)| *rev).max().unwrap_or(0);
+            self.challenges_revision =
+                self.challenges_revision
+                    .max(newest)
+                    .max(if removed { revision } else { 0 });
+        }
+    }
+
+    /// The challenge keys held, with their revisions.
+    fn challenge_keys(&self) -> Vec<(String, Revision)> {
+        self.entries
+            .iter()
+            .filter(|(k, _)| matches!(self.keys.classify(k), KeyKind::AcmeChallenge(_)))
+            .map(|(k, e)| (k.clone(), e.kv.mod_revision))
+            .collect()
     }
 
     /// Applies watch events; `false` when none of them can change a snapshot (only audit records and
     /// node registrations, which no decision reads): the caller need not build a new one.
     pub fn apply(&mut self, events: Vec<Event>, revision: Revision) -> bool {
-        let relevant = events
-            .iter()
-            .any(|e| !matches!(self.keys.classify(&e.kv.key), KeyKind::Audit | KeyKind::Node));
+        let relevant = events.iter().any(|e| {
+            !matches!(
+                self.keys.classify(&e.kv.key),
+                KeyKind::Audit | KeyKind::Node | KeyKind::AcmeLock | KeyKind::AcmeAccount
+            )
+        });
         for e in events {
+            if let KeyKind::AcmeChallenge(_) = self.keys.classify(&e.kv.key) {
+                self.challenges_dirty = true;
+                self.challenges_revision = self.challenges_revision.max(e.kv.mod_revision).max(revision);
+            }
             match e.kind {
                 EventKind::Put => self.insert(e.kv),
                 EventKind::Delete => {
@@ -161,6 +210,11 @@ impl SnapshotBuilder {
         let doc = match self.keys.classify(&kv.key) {
             // The audit log only grows and no decision reads it, nor node registrations: not kept.
             KeyKind::Audit | KeyKind::Node => return,
+            // The lock and the account concern the ordering node only, which reads them itself.
+            KeyKind::AcmeLock | KeyKind::AcmeAccount => return,
+            KeyKind::AcmeChallenge(_) => decode(&kv.value).map(Doc::AcmeChallenge),
+            KeyKind::AcmeCert(_) => decode(&kv.value).map(Doc::AcmeCert),
+            KeyKind::AcmeStatus(_) => decode(&kv.value).map(Doc::AcmeStatus),
             KeyKind::Config => decode(&kv.value).map(Doc::Config),
             kind @ (KeyKind::Weight(_) | KeyKind::Drain(_) | KeyKind::Drill(_)) => {
                 match OperatorDoc::decode(kind, &kv.value) {
@@ -193,6 +247,8 @@ impl SnapshotBuilder {
         let mut drains = Vec::new();
         let mut weights = Vec::new();
         let mut backend_drains = Vec::new();
+        let mut acme_certs = Vec::new();
+        let mut acme_status = Vec::new();
         let mut load_sum: BTreeMap<&str, (u32, Option<u32>)> = BTreeMap::new();
         let mut opinions: BTreeMap<&str, Vec<Opinion>> = BTreeMap::new();
 
@@ -273,6 +329,11 @@ impl SnapshotBuilder {
                     }
                     loads.push((region.to_owned(), instance.to_owned(), l.clone()));
                 }
+                (KeyKind::AcmeChallenge(_), Doc::AcmeChallenge(_)) => {}
+                (KeyKind::AcmeCert(id), Doc::AcmeCert(c)) => acme_certs.push((id.to_owned(), c.clone())),
+                (KeyKind::AcmeStatus(id), Doc::AcmeStatus(st)) => {
+                    acme_status.push((id.to_owned(), st.clone()))
+                }
                 (KeyKind::Latency { region, instance }, Doc::Latency(l)) => {
                     if let Some(r) = region_index(region, &mut problems) {
                         // A bad area is reported, the rest of the summary is used.
@@ -295,6 +356,22 @@ impl SnapshotBuilder {
                 }
                 _ => problems.push(format!("{key}: document does not match its key")),
             }
+        }
+        if self.challenges_dirty {
+            let mut challenges: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (key, entry) in &self.entries {
+                if let (KeyKind::AcmeChallenge(name), Ok(Doc::AcmeChallenge(c))) =
+                    (self.keys.classify(key), &entry.doc)
+                {
+                    let base = name.strip_prefix("*.").unwrap_or(name).to_ascii_lowercase();
+                    let values = challenges.entry(format!("_acme-challenge.{base}")).or_default();
+                    values.extend(c.values.iter().cloned());
+                    values.sort();
+                    values.dedup();
+                }
+            }
+            self.challenges = Arc::new(challenges);
+            self.challenges_dirty = false;
         }
         for (region, (in_flight, capacity)) in load_sum {
             if let Some(s) = topology.region_index(region).and_then(|i| states.get_mut(i)) {
@@ -339,6 +416,10 @@ impl SnapshotBuilder {
             weights,
             backend_drains,
             problems,
+            acme_challenges: self.challenges.clone(),
+            acme_challenges_revision: self.challenges_revision,
+            acme_certs,
+            acme_status,
         })
     }
 

@@ -218,3 +218,26 @@ fn tls_material_is_rustls_only_and_knows_no_server() {
         );
     }
 }
+
+#[test]
+fn acme_knows_no_server_and_uses_ring_only() {
+    let deps = normal_dependencies("meridian-acme");
+    assert!(deps.contains(&"instant-acme".to_owned()), "{deps:?}");
+    for forbidden in [
+        "meridian-proxy",
+        "meridian-dns",
+        "meridian-probe",
+        "pingora-core",
+        "hickory-proto",
+        "openssl",
+        "openssl-sys",
+        "boring",
+        "aws-lc-rs",
+        "aws-lc-sys",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == forbidden),
+            "meridian-acme depends on {forbidden}: {deps:?}"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod acme;
 mod architecture;
 mod cluster;
 mod config_check;

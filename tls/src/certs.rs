@@ -94,8 +94,13 @@ fn read(path: &Path) -> Result<Vec<u8>, CertError> {
 /// Reads a PEM certificate chain (leaf first).
 pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
     let pem = read(path)?;
+    parse_chain(path, &pem)
+}
+
+/// Parses a PEM certificate chain (leaf first); `path` names where it came from in errors.
+pub fn parse_chain(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertError> {
     let mut chain = Vec::new();
-    for (index, item) in CertificateDer::pem_slice_iter(&pem).enumerate() {
+    for (index, item) in CertificateDer::pem_slice_iter(pem).enumerate() {
         let der = item.map_err(|e| CertError::BadCertificate {
             path: path.to_owned(),
             index,
@@ -131,6 +136,17 @@ pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
 pub fn load(cert: &Path, key: &Path) -> Result<LoadedCert, CertError> {
     let chain = read_chain(cert)?;
     let der = read_key(key)?;
+    from_parts(cert, key, chain, der)
+}
+
+/// A chain and its key from memory (an ACME certificate out of the store), checked and described as
+/// [`load`] does the files'; `cert` and `key` name where they came from in errors.
+pub fn from_parts(
+    cert: &Path,
+    key: &Path,
+    chain: Vec<CertificateDer<'static>>,
+    der: PrivateKeyDer<'static>,
+) -> Result<LoadedCert, CertError> {
     let provider = default_provider();
     let signing = provider
         .key_provider

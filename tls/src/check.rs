@@ -99,7 +99,13 @@ pub fn check(config: &Config, now: i64) -> Findings {
             }
             let host = s.hostname.to_string();
             let host = host.trim_end_matches('.').to_ascii_lowercase();
-            if !loaded.iter().any(|c| c.covers(&host)) {
+            // A name an [acme] certificate covers is covered once it is issued.
+            let acme = config.acme().is_some_and(|a| {
+                a.certificates
+                    .iter()
+                    .any(|c| c.names.iter().any(|n| crate::certs::name_covers(n, &host)))
+            });
+            if !acme && !loaded.iter().any(|c| c.covers(&host)) {
                 out.errors.push(Problem {
                     path: format!("services.{}", s.name),
                     message: format!(

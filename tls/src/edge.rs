@@ -37,10 +37,16 @@ pub struct CertSet {
 impl CertSet {
     /// Loads every certificate of `settings`. All or nothing: the errors of every file that failed.
     pub fn load(settings: &TlsSettings) -> Result<Self, Vec<CertError>> {
+        Self::load_with(settings, &Extra::default())
+    }
+
+    /// Loads every certificate of `settings` and adds `extra` (certificates from memory: ACME's). The
+    /// extra ones win for the names they cover; the default stays the configured one.
+    pub fn load_with(settings: &TlsSettings, extra: &Extra) -> Result<Self, Vec<CertError>> {
         // Taken before the files are read: a file replaced while they are read then differs from the
         // fingerprint at the next look, and is loaded then (taken after, the set would carry the new
         // file's fingerprint with the old file's certificate, and never reload it).
-        let fingerprint = fingerprint(settings);
+        let fingerprint = fingerprint(settings) ^ extra.fingerprint;
         let mut certs = Vec::new();
         let mut errors = Vec::new();
         for files in &settings.certificates {
@@ -52,10 +58,14 @@ impl CertSet {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let files = certs.len();
+        certs.extend(extra.certs.iter().cloned());
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
-        // The first certificate naming a host wins, as listed.
-        for (i, c) in certs.iter().enumerate() {
+        // The first certificate naming a host wins: the extra ones, then the files as listed.
+        let order = (files..certs.len()).chain(0..files);
+        for i in order {
+            let c = &certs[i];
             for n in &c.names {
                 match n.strip_prefix("*.") {
                     Some(parent) => wildcard.entry(parent.to_owned()).or_insert(i),
@@ -101,6 +111,17 @@ fn fingerprint(settings: &TlsSettings) -> u64 {
         std::fs::read(&f.key).ok().hash(&mut h);
     }
     h.finish()
+}
+
+/// Certificates from memory served beside the files' (ACME's, decrypted from the store), with a
+/// fingerprint of what they were made from: a reload with the same fingerprint and unchanged files does
+/// nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Extra {
+    /// The certificates.
+    pub certs: Vec<LoadedCert>,
+    /// Identifies their source (0: none).
+    pub fingerprint: u64,
 }
 
 /// What a reload did.
@@ -187,11 +208,25 @@ impl EdgeTls {
     /// Looks at the files (and settings) again; swaps in a new set if anything changed and everything
     /// loads. Logs what it did.
     pub fn reload(&self, settings: &TlsSettings) -> Reload {
+        self.reload_with(settings, &Extra::default())
+    }
+
+    /// Counts a reload that failed before it reached this set (certificates from memory that could not be
+    /// made: an ACME key that does not open), as a failed file load is counted; the set is left alone.
+    pub fn reload_failed(&self) {
+        self.metrics.reload_failures.inc();
+        self.metrics.reload_ok.set(0);
+    }
+
+    /// [`EdgeTls::reload`] with certificates from memory added (see [`CertSet::load_with`]).
+    pub fn reload_with(&self, settings: &TlsSettings, extra: &Extra) -> Reload {
         let mut last = self.settings.lock().unwrap_or_else(|p| p.into_inner());
-        if *last == *settings && fingerprint(settings) == self.set.load().fingerprint {
+        if *last == *settings && fingerprint(settings) ^ extra.fingerprint == self.set.load().fingerprint {
+            // What serves is what the files (and memory) hold now: a failure before is over.
+            self.metrics.reload_ok.set(1);
             return Reload::Unchanged;
         }
-        match CertSet::load(settings) {
+        match CertSet::load_with(settings, extra) {
             Err(errors) => {
                 for e in &errors {
                     tracing::warn!("TLS reload failed, the previous certificates keep serving: {e}");

@@ -22,7 +22,7 @@ pub mod metrics;
 pub use backends::{BackendClient, backend_client};
 pub use certs::{CertError, LoadedCert};
 pub use check::{Findings, check};
-pub use edge::{CertSet, EDGE_ALPN, EdgeTls, Reload};
+pub use edge::{CertSet, EDGE_ALPN, EdgeTls, Extra, Reload};
 pub use hops::{HopError, HopMaterial, hop_server_name};
 pub use metrics::TlsMetrics;
 pub use rustls;

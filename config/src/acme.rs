@@ -1,0 +1,443 @@
+//! The `[acme]` section: certificates Meridian orders and renews itself from an ACME CA, proving control
+//! of each name with DNS-01 answered by its own authoritative DNS. Only the shape is checked here (URL,
+//! absolute paths, names inside a configured zone, values in range); whether the key file is usable is
+//! the binary's check (`meridian config check` reads it), as the `[tls]` files are `meridian-tls`'s.
+//!
+//! Why the names must lie in a configured zone: the CA asks Meridian's DNS for `_acme-challenge.NAME`, and
+//! only names of its own zones does Meridian answer.
+
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::DomainName;
+use crate::checker::Checker;
+use crate::raw::RawService;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawAcme {
+    pub(crate) directory: Option<String>,
+    #[serde(default)]
+    pub(crate) contact: Vec<String>,
+    pub(crate) key_type: Option<String>,
+    pub(crate) ca_root: Option<String>,
+    pub(crate) key_file: Option<String>,
+    pub(crate) renew_fraction: Option<f64>,
+    pub(crate) retry_initial_ms: Option<i64>,
+    pub(crate) retry_max_ms: Option<i64>,
+    pub(crate) propagation_delay_ms: Option<i64>,
+    #[serde(default)]
+    pub(crate) certificates: Vec<RawAcmeCertificate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawAcmeCertificate {
+    #[serde(default)]
+    pub(crate) names: Vec<String>,
+}
+
+/// The key type of the certificates ordered (the key is made by the ordering node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcmeKeyType {
+    /// ECDSA on P-256 (the default).
+    EcdsaP256,
+    /// ECDSA on P-384.
+    EcdsaP384,
+}
+
+/// One certificate to keep valid: the DNS names it covers (`*.zone` for a wildcard).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcmeCertificate {
+    /// Names in file order; the first one names the certificate (its store key, its metrics label).
+    pub names: Vec<String>,
+}
+
+impl AcmeCertificate {
+    /// The certificate's id: its first name.
+    pub fn id(&self) -> &str {
+        self.names.first().map(String::as_str).unwrap_or_default()
+    }
+}
+
+/// The `[acme]` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AcmeSettings {
+    /// The CA's ACME directory URL (`https://...`).
+    pub directory: String,
+    /// Account contacts (`mailto:...`).
+    pub contact: Vec<String>,
+    /// Key type of the certificates.
+    pub key_type: AcmeKeyType,
+    /// PEM file of the root that the directory's HTTPS certificate chains to, when it is not a public
+    /// one (a test CA such as Pebble).
+    pub ca_root: Option<PathBuf>,
+    /// The operator's 32-byte key that encrypts private keys in the store (64 hex digits, or 32 raw bytes).
+    pub key_file: PathBuf,
+    /// Renew once this fraction of a certificate's lifetime has passed (default 2/3).
+    pub renew_fraction: f64,
+    /// First wait after a failed order, milliseconds (default 60,000); doubles per failure.
+    pub retry_initial_ms: u32,
+    /// Longest wait between failed orders, milliseconds (default 6 h).
+    pub retry_max_ms: u32,
+    /// How long the ordering node waits after its own snapshot shows the challenge records before it
+    /// tells the CA to look, so that every DNS node has them (default 2,000 ms).
+    pub propagation_delay_ms: u32,
+    /// The certificates, in file order.
+    pub certificates: Vec<AcmeCertificate>,
+}
+
+fn absolute(c: &mut Checker, path: &str, value: &str) -> Option<PathBuf> {
+    if !value.starts_with('/') {
+        c.err(
+            path,
+            format!(
+                "{value:?} is not an absolute path (the configuration is shared: every node reads the \
+                 file at this path on its own disk)"
+            ),
+        );
+        return None;
+    }
+    Some(PathBuf::from(value))
+}
+
+/// Checks `[acme]`; `zones` are the configured zone origins (a name must lie in one of them); a service
+/// with `tls = "acme"` adds a certificate for its hostname (unless a listed certificate names it already).
+pub(crate) fn check_acme(
+    c: &mut Checker,
+    raw: Option<&RawAcme>,
+    zones: &[DomainName],
+    services: &IndexMap<String, RawService>,
+) -> Option<AcmeSettings> {
+    let mut by_service = Vec::new();
+    for (name, s) in services {
+        match s.tls.as_deref() {
+            None => {}
+            Some("acme") => {
+                if raw.is_none() {
+                    c.err(
+                        format!("services.{name}.tls"),
+                        "\"acme\" needs an [acme] section (the CA's directory and the key file)",
+                    );
+                } else if let Some(h) = &s.hostname {
+                    by_service.push(h.trim_end_matches('.').to_ascii_lowercase());
+                }
+            }
+            Some(other) => c.err(
+                format!("services.{name}.tls"),
+                format!("{other:?}: expected \"acme\" (certificate files are listed in [tls])"),
+            ),
+        }
+    }
+    let raw = raw?;
+    let directory = match raw.directory.as_deref() {
+        None => {
+            c.err("acme.directory", "is required (the CA's ACME directory URL)");
+            String::new()
+        }
+        Some(d) if !d.starts_with("https://") => {
+            c.err("acme.directory", format!("{d:?}: expected an https:// URL"));
+            String::new()
+        }
+        Some(d) => d.to_owned(),
+    };
+    for (i, contact) in raw.contact.iter().enumerate() {
+        if !contact.starts_with("mailto:") {
+            c.err(
+                format!("acme.contact[{i}]"),
+                format!("{contact:?}: expected a mailto: URL"),
+            );
+        }
+    }
+    let key_type = match raw.key_type.as_deref() {
+        None | Some("ecdsa-p256") => AcmeKeyType::EcdsaP256,
+        Some("ecdsa-p384") => AcmeKeyType::EcdsaP384,
+        Some(k) => {
+            c.err(
+                "acme.key-type",
+                format!("{k:?}: expected \"ecdsa-p256\" or \"ecdsa-p384\""),
+            );
+            AcmeKeyType::EcdsaP256
+        }
+    };
+    let ca_root = raw
+        .ca_root
+        .as_deref()
+        .and_then(|p| absolute(c, "acme.ca-root", p));
+    let key_file = match raw.key_file.as_deref() {
+        None => {
+            c.err(
+                "acme.key-file",
+                "is required (the key that encrypts certificate keys in the store)",
+            );
+            None
+        }
+        Some(p) => absolute(c, "acme.key-file", p),
+    };
+    let renew_fraction = match raw.renew_fraction {
+        None => 2.0 / 3.0,
+        Some(f) if f > 0.0 && f < 1.0 => f,
+        Some(f) => {
+            c.err(
+                "acme.renew-fraction",
+                format!("{f} is out of range (above 0, below 1)"),
+            );
+            2.0 / 3.0
+        }
+    };
+    let retry_initial_ms = c.int(
+        "acme.retry-initial-ms",
+        raw.retry_initial_ms,
+        60_000,
+        100..=86_400_000,
+    );
+    let retry_max_ms = c.int(
+        "acme.retry-max-ms",
+        raw.retry_max_ms,
+        6 * 3_600_000,
+        100..=86_400_000,
+    );
+    if retry_max_ms < retry_initial_ms {
+        c.err(
+            "acme.retry-max-ms",
+            format!("{retry_max_ms} is below acme.retry-initial-ms ({retry_initial_ms})"),
+        );
+    }
+    let propagation_delay_ms = c.int(
+        "acme.propagation-delay-ms",
+        raw.propagation_delay_ms,
+        2_000,
+        0..=600_000,
+    );
+    if raw.certificates.is_empty() && by_service.is_empty() {
+        c.err(
+            "acme.certificates",
+            "must list at least one certificate (or a service must say tls = \"acme\")",
+        );
+    }
+    let mut certificates = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
+    for (i, cert) in raw.certificates.iter().enumerate() {
+        let p = format!("acme.certificates[{i}].names");
+        if cert.names.is_empty() {
+            c.err(&p, "must list at least one name");
+            continue;
+        }
+        let mut names = Vec::new();
+        for (j, n) in cert.names.iter().enumerate() {
+            let np = format!("{p}[{j}]");
+            let (wild, base) = match n.strip_prefix("*.") {
+                Some(b) => (true, b),
+                None => (false, n.as_str()),
+            };
+            let Some(d) = c.domain(&np, base) else { continue };
+            let in_zone = zones
+                .iter()
+                .any(|z| d.as_str() == z.as_str() || d.as_str().ends_with(&format!(".{}", z.as_str())));
+            if !in_zone {
+                c.err(
+                    &np,
+                    format!(
+                        "{n:?} is in no configured zone (the CA's DNS-01 challenge is answered by \
+                         Meridian's own zones)"
+                    ),
+                );
+                continue;
+            }
+            let name = if wild {
+                format!("*.{}", d.as_str())
+            } else {
+                d.as_str().to_owned()
+            };
+            if names.contains(&name) {
+                c.err(&np, format!("{name:?} is listed twice"));
+                continue;
+            }
+            names.push(name);
+        }
+        if let Some(id) = names.first() {
+            if ids.contains(id) {
+                c.err(
+                    &p,
+                    format!("another certificate is named {id:?} already (its first name)"),
+                );
+                continue;
+            }
+            ids.push(id.clone());
+            certificates.push(AcmeCertificate { names });
+        }
+    }
+    // A service's hostname (its validity is the service check's) not covered by a listed certificate's
+    // names gets a certificate of its own.
+    for host in by_service {
+        // Named exactly, or covered by a listed wildcard (one label).
+        let covered = |n: &String| match n.strip_prefix("*.") {
+            Some(parent) => host.split_once('.').is_some_and(|(_, p)| p == parent),
+            None => *n == host,
+        };
+        let listed = certificates
+            .iter()
+            .any(|cert: &AcmeCertificate| cert.names.iter().any(covered));
+        if listed || ids.contains(&host) {
+            continue;
+        }
+        let in_zone = zones
+            .iter()
+            .any(|z| host == z.as_str() || host.ends_with(&format!(".{}", z.as_str())));
+        if !in_zone {
+            continue; // the service check reports a hostname outside the zones
+        }
+        ids.push(host.clone());
+        certificates.push(AcmeCertificate { names: vec![host] });
+    }
+    Some(AcmeSettings {
+        directory,
+        contact: raw.contact.clone(),
+        key_type,
+        ca_root,
+        key_file: key_file.unwrap_or_default(),
+        renew_fraction,
+        retry_initial_ms,
+        retry_max_ms,
+        propagation_delay_ms,
+        certificates,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use crate::{Config, ConfigError};
+
+    const BASE: &str = r#"schema-version = 1
+[regions.waw]
+name = "Warsaw"
+lat = 52.23
+lon = 21.01
+country = "PL"
+ipv4 = ["192.0.2.1"]
+capacity = 100
+
+[zones."gslb.example"]
+ns = ["ns1.gslb.example."]
+[zones."gslb.example".soa]
+mname = "ns1.gslb.example."
+rname = "hostmaster.gslb.example."
+[[zones."gslb.example".records]]
+name = "ns1"
+type = "A"
+data = "203.0.113.53"
+
+[tls]
+[[tls.certificates]]
+cert = "/etc/meridian/c.pem"
+key = "/etc/meridian/c.key"
+"#;
+
+    fn problems(acme: &str) -> Vec<String> {
+        match Config::from_toml_str(&format!("{BASE}\n{acme}")) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(p)) => p.iter().map(ToString::to_string).collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn a_complete_section_is_accepted_with_defaults() {
+        let text = format!(
+            "{BASE}\n[acme]\ndirectory = \"https://ca.example/dir\"\nkey-file = \"/etc/meridian/acme.key\"\n\
+             [[acme.certificates]]\nnames = [\"Meet.gslb.example\", \"*.gslb.example\"]\n"
+        );
+        let c = Config::from_toml_str(&text).unwrap();
+        let a = c.acme().unwrap();
+        assert_eq!(a.certificates[0].names, ["meet.gslb.example", "*.gslb.example"]);
+        assert_eq!(a.certificates[0].id(), "meet.gslb.example");
+        assert!((a.renew_fraction - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(a.key_type, super::AcmeKeyType::EcdsaP256);
+        assert_eq!(a.retry_initial_ms, 60_000);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let p = problems(
+            "[acme]\nkey-file = \"acme.key\"\ncontact = [\"ops@x\"]\nkey-type = \"rsa\"\nrenew-fraction = 1.5\n\
+             [[acme.certificates]]\nnames = [\"a.other.example\", \"*.gslb.example\", \"*.gslb.example\"]\n\
+             [[acme.certificates]]\nnames = []\n",
+        );
+        for expected in [
+            "acme.directory: is required",
+            "acme.key-file: \"acme.key\" is not an absolute path",
+            "acme.contact[0]",
+            "acme.key-type",
+            "acme.renew-fraction",
+            "acme.certificates[0].names[0]: \"a.other.example\" is in no configured zone",
+            "acme.certificates[0].names[2]: \"*.gslb.example\" is listed twice",
+            "acme.certificates[1].names: must list at least one name",
+        ] {
+            assert!(p.iter().any(|x| x.contains(expected)), "{expected} not in {p:?}");
+        }
+    }
+
+    #[test]
+    fn services_with_tls_acme_get_a_certificate_unless_one_is_listed() {
+        let services = "[services.meet]\nhostname = \"meet.gslb.example\"\npolicy = \"nearest\"\nregions = [\"waw\"]\n\
+                        tls = \"acme\"\n[services.api]\nhostname = \"api.gslb.example\"\npolicy = \"nearest\"\n\
+                        regions = [\"waw\"]\ntls = \"acme\"\n";
+        let text = format!(
+            "{BASE}\n{services}\n[acme]\ndirectory = \"https://ca.example/dir\"\nkey-file = \"/k\"\n\
+             [[acme.certificates]]\nnames = [\"gslb.example\", \"meet.gslb.example\"]\n"
+        );
+        let c = Config::from_toml_str(&text).unwrap();
+        let names: Vec<_> = c
+            .acme()
+            .unwrap()
+            .certificates
+            .iter()
+            .map(|c| c.names.clone())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                vec!["gslb.example", "meet.gslb.example"],
+                vec!["api.gslb.example"]
+            ]
+        );
+
+        let bad = format!(
+            "{BASE}\n{}",
+            services.replacen("tls = \"acme\"", "tls = \"files\"", 1)
+        );
+        let Err(ConfigError::Invalid(p)) = Config::from_toml_str(&bad) else {
+            panic!("accepted")
+        };
+        let p: Vec<String> = p.iter().map(ToString::to_string).collect();
+        assert!(
+            p.iter().any(|x| x.starts_with("services.meet.tls: \"files\"")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("services.api.tls: \"acme\" needs an [acme] section")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn acme_needs_tls() {
+        let without_tls = BASE.split("[tls]").next().unwrap().to_owned();
+        let text = format!(
+            "{without_tls}\n[acme]\ndirectory = \"https://ca.example/dir\"\nkey-file = \"/k\"\n\
+             [[acme.certificates]]\nnames = [\"gslb.example\"]\n"
+        );
+        let Err(ConfigError::Invalid(p)) = Config::from_toml_str(&text) else {
+            panic!("accepted")
+        };
+        assert!(
+            p.iter().any(|x| x.path == "acme" && x.message.contains("[tls]")),
+            "{p:?}"
+        );
+    }
+}
