@@ -1,5 +1,6 @@
 //! The authoritative GeoDNS server (`meridian dns`): zones from the configuration, steered A/AAAA answers
-//! from the state snapshot, on UDP and TCP.
+//! from the state snapshot, on UDP (Meridian's own `recvmmsg` workers) and on TCP, DNS-over-TLS and
+//! DNS-over-HTTPS (hickory-server).
 //!
 //! Owns: turning a DNS request into a response ([`respond()`], pure over a [`Context`]: the snapshot, its
 //! zones, the GeoIP database and the time), the zones compiled for answering ([`ZoneIndex`]), and the
@@ -24,6 +25,7 @@
 
 mod context;
 mod decide;
+pub mod guard;
 mod info;
 mod memo;
 pub mod metrics;
@@ -32,6 +34,7 @@ mod resolve;
 mod respond;
 pub mod rrl;
 pub mod server;
+pub mod stream;
 mod write;
 mod zone;
 
