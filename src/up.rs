@@ -165,6 +165,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         &DnsOptions {
             rrl: RrlConfig::default(),
             udp_workers: 1,
+            ..DnsOptions::default()
         },
         geo,
         geo_watch.as_ref(),

@@ -199,6 +199,11 @@ impl Drop for Permit {
     }
 }
 
+/// Log directives that keep attacker-supplied octets out of the log: hickory-proto logs a malformed
+/// request's contents at WARN while parsing it (EDNS options, CAA flags: lines of kilobytes). Its
+/// errors stay; [`MalformedLog`] says what was malformed instead. Added to every filter the binary builds.
+pub const QUIET_LIBRARIES: [&str; 2] = ["hickory_proto=error", "hickory_server=error"];
+
 /// How often at most a summary of malformed requests is logged.
 pub const MALFORMED_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Octets of a malformed request shown in the summary (escaped: at most four characters each).
@@ -286,18 +291,9 @@ pub struct GuardMetrics {
     refused_full: AtomicU64,
     closed_busy: AtomicU64,
     open: AtomicU64,
-    /// Zone transfer requests refused, by reason (see `xfr`).
-    pub(crate) xfr_refused: [AtomicU64; 3],
-    /// Zone transfers served.
-    pub(crate) xfr_served: AtomicU64,
-    /// NOTIFY messages sent and acknowledged.
-    pub(crate) notify_sent: [AtomicU64; 2],
 }
 
-/// Labels of [`GuardMetrics::xfr_refused`], by index.
-pub(crate) const XFR_REFUSED_REASONS: [&str; 3] = ["unsigned", "bad_key", "not_allowed"];
-
-const GUARD_FAMILIES: [(&str, &str, &[&str]); 6] = [
+const GUARD_FAMILIES: [(&str, &str, &[&str]); 4] = [
     (
         "meridian_dns_malformed_total",
         "Requests answered FORMERR or not at all because they were malformed, by transport",
@@ -313,21 +309,7 @@ const GUARD_FAMILIES: [(&str, &str, &[&str]); 6] = [
         "Stream connections closed because they idled while the server was under pressure",
         &[],
     ),
-    (
-        "meridian_dns_stream_connections",
-        "Stream connections open",
-        &[],
-    ),
-    (
-        "meridian_dns_xfr_refused_total",
-        "Zone transfer (AXFR/IXFR) requests refused, by reason",
-        &["reason"],
-    ),
-    (
-        "meridian_dns_xfr_total",
-        "Zone transfers served, and NOTIFY messages sent (by result)",
-        &["kind"],
-    ),
+    ("meridian_dns_stream_connections", "Stream connections open", &[]),
 ];
 
 impl GuardMetrics {
@@ -350,11 +332,6 @@ impl GuardMetrics {
             self.refused_network.load(Ordering::Relaxed),
             self.refused_full.load(Ordering::Relaxed),
         )
-    }
-
-    /// Zone transfer requests refused, all reasons (tests, status).
-    pub fn xfr_refused(&self) -> u64 {
-        self.xfr_refused.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
     /// A collector to register with a Prometheus registry.
@@ -435,24 +412,6 @@ impl Collector for GuardCollector {
             ),
             family(2, MetricType::COUNTER, vec![counter(vec![], &m.closed_busy)]),
             family(3, MetricType::GAUGE, vec![Metric::from_gauge(open)]),
-            family(
-                4,
-                MetricType::COUNTER,
-                XFR_REFUSED_REASONS
-                    .iter()
-                    .zip(&m.xfr_refused)
-                    .map(|(r, c)| counter(vec![label("reason", r)], c))
-                    .collect(),
-            ),
-            family(
-                5,
-                MetricType::COUNTER,
-                vec![
-                    counter(vec![label("kind", "transfer")], &m.xfr_served),
-                    counter(vec![label("kind", "notify_sent")], &m.notify_sent[0]),
-                    counter(vec![label("kind", "notify_acked")], &m.notify_sent[1]),
-                ],
-            ),
         ]
     }
 }

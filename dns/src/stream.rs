@@ -27,11 +27,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use hickory_server::net as hickory_net;
 use hickory_net::runtime::iocompat::AsyncIoTokioAsStd;
 use hickory_net::xfer::Protocol;
 use hickory_net::{BufDnsStreamHandle, DnsStreamHandle};
 use hickory_proto::op::SerialMessage;
+use hickory_server::net as hickory_net;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
@@ -106,8 +106,17 @@ async fn serve_framed<S: hickory_net::runtime::DnsTcpStream>(
 
 /// Answers one request's octets with [`crate::respond()`]'s, queued on the connection's hickory stream
 /// handle (written by the framed stream as it is polled).
-fn answer_message(bytes: &[u8], peer: SocketAddr, protocol: Protocol, handler: &Handler, handle: &BufDnsStreamHandle) {
-    if let Some(answer) = handler.state.answer_stream(bytes, peer.ip(), transport_label(protocol)) {
+fn answer_message(
+    bytes: &[u8],
+    peer: SocketAddr,
+    protocol: Protocol,
+    handler: &Handler,
+    handle: &BufDnsStreamHandle,
+) {
+    if let Some(answer) = handler
+        .state
+        .answer_stream(bytes, peer.ip(), transport_label(protocol))
+    {
         let _ = handle.clone().send(SerialMessage::new(answer, peer));
     }
 }
@@ -121,11 +130,8 @@ pub(crate) async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>, gove
         let (handler, governor) = (handler.clone(), governor.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let (framed, handle) = hickory_net::tcp::TcpStream::from_stream_with_buffer_size(
-                AsyncIoTokioAsStd(stream),
-                peer,
-                8,
-            );
+            let (framed, handle) =
+                hickory_net::tcp::TcpStream::from_stream_with_buffer_size(AsyncIoTokioAsStd(stream), peer, 8);
             serve_framed(framed, handle, peer, Protocol::Tcp, handler, governor).await;
         });
     }
@@ -216,7 +222,8 @@ where
 {
     let mut builder = h2::server::Builder::new();
     builder.max_concurrent_streams(H2_MAX_STREAMS);
-    let Ok(Ok(mut conn)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, builder.handshake::<_, Bytes>(io)).await
+    let Ok(Ok(mut conn)) =
+        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, builder.handshake::<_, Bytes>(io)).await
     else {
         return;
     };
@@ -254,7 +261,8 @@ where
                 let _ = respond.send_response(status_only(http::StatusCode::BAD_REQUEST), true);
                 return;
             };
-            let Ok(head) = hickory_net::http::response(hickory_net::http::Version::Http2, answer.len()) else {
+            let Ok(head) = hickory_net::http::response(hickory_net::http::Version::Http2, answer.len())
+            else {
                 return;
             };
             if let Ok(mut stream) = respond.send_response(head, false) {

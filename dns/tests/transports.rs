@@ -215,11 +215,18 @@ async fn over_https(h: &Harness, q: &[u8]) -> Vec<u8> {
     body
 }
 
-/// The questions every transport is asked: (name, type, ECS).
-const QUESTIONS: [(&str, RecordType, Option<(&str, u8)>); 11] = [
+/// A question: name, type, ECS (address, prefix).
+type Question = (&'static str, RecordType, Option<(&'static str, u8)>);
+
+/// The questions every transport is asked.
+const QUESTIONS: [Question; 11] = [
     ("meet.gslb.example.", RecordType::A, Some(("83.0.0.0", 24))),
     ("meet.gslb.example.", RecordType::A, Some(("8.8.8.0", 24))),
-    ("meet.gslb.example.", RecordType::A, Some(("2a00:1450:4001::", 56))),
+    (
+        "meet.gslb.example.",
+        RecordType::A,
+        Some(("2a00:1450:4001::", 56)),
+    ),
     ("MeEt.GsLb.ExAmPlE.", RecordType::AAAA, Some(("83.0.0.0", 24))),
     ("meet.gslb.example.", RecordType::A, None),
     ("nope.gslb.example.", RecordType::A, None),
@@ -253,10 +260,22 @@ async fn every_transport_gives_the_same_answer_byte_for_byte() {
     assert_eq!(rcodes[6], (ResponseCode::NoError, 0));
     assert_eq!(rcodes[7], (ResponseCode::NoError, 1));
     // Different ECS clients got different regions (else the comparison would prove little).
-    let a = Message::from_vec(&over_udp(h.server.udp, &query(QUESTIONS[0].0, RecordType::A, QUESTIONS[0].2)).await)
-        .unwrap();
-    let b = Message::from_vec(&over_udp(h.server.udp, &query(QUESTIONS[1].0, RecordType::A, QUESTIONS[1].2)).await)
-        .unwrap();
+    let a = Message::from_vec(
+        &over_udp(
+            h.server.udp,
+            &query(QUESTIONS[0].0, RecordType::A, QUESTIONS[0].2),
+        )
+        .await,
+    )
+    .unwrap();
+    let b = Message::from_vec(
+        &over_udp(
+            h.server.udp,
+            &query(QUESTIONS[1].0, RecordType::A, QUESTIONS[1].2),
+        )
+        .await,
+    )
+    .unwrap();
     assert_ne!(a.answers, b.answers);
 }
 
@@ -289,14 +308,26 @@ fn kdig(h: &Harness, port: u16, transport: &[&str], name: &str, qtype: &str, ecs
     if let Some(subnet) = ecs {
         cmd.arg(format!("+subnet={subnet}"));
     }
-    if transport.iter().any(|t| t.starts_with("+tls") || t.starts_with("+https")) {
+    if transport
+        .iter()
+        .any(|t| t.starts_with("+tls") || t.starts_with("+https"))
+    {
         cmd.arg(format!("+tls-ca={}", h.ca_pem.path().display()))
             .arg("+tls-hostname=dns.test");
     }
-    let out = cmd.output().expect("kdig runs (knot-dnsutils, scripts/install-deps)");
-    assert!(out.status.success(), "kdig {transport:?} {name}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .expect("kdig runs (knot-dnsutils, scripts/install-deps)");
+    assert!(
+        out.status.success(),
+        "kdig {transport:?} {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(!text.contains("connection refused") && !text.contains("failed"), "{text}");
+    assert!(
+        !text.contains("connection refused") && !text.contains("failed"),
+        "{text}"
+    );
     text
 }
 
