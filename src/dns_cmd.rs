@@ -74,6 +74,10 @@ pub(crate) struct DnsArgs {
     /// TCP, DoT and DoH connections open at once from one client network (IPv4 /24, IPv6 /56).
     #[arg(long, value_name = "N", default_value_t = ConnectionLimits::default().per_network)]
     tcp_per_network: usize,
+    /// Secondaries file: who may transfer which zone (AXFR/IXFR) with which TSIG key, and is sent NOTIFY
+    /// when the zone changes (docs/dns.md, "Secondaries").
+    #[arg(long, value_name = "FILE")]
+    secondaries: Option<PathBuf>,
     #[command(flatten)]
     admin: AdminServeArgs,
     #[command(flatten)]
@@ -85,6 +89,17 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
     if args.udp_workers == Some(0) {
         anyhow::bail!("--udp-workers: must be at least 1");
     }
+    // Read before anything listens: a bad file or secret is an error at start, not a refused transfer.
+    let secondaries = match &args.secondaries {
+        Some(p) => {
+            let file = meridian_config::secondaries::Secondaries::load(p)
+                .with_context(|| format!("--secondaries {}", p.display()))?;
+            let policy = meridian_dns::xfr::XfrPolicy::from_config(&file)
+                .map_err(|e| anyhow::anyhow!("--secondaries {}: {e}", p.display()))?;
+            Some(Arc::new(policy))
+        }
+        None => None,
+    };
     let bootstrap = match &args.config {
         Some(p) => Some(Arc::new(
             Config::load(p).with_context(|| format!("{}", p.display()))?,
@@ -142,6 +157,7 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
         format!("cannot listen on {} (UDP and TCP)", args.listen),
     )
     .await?;
+    let _notifier = secondaries.map(|policy| state.set_secondaries(policy));
     let metrics = match args.metrics_listen {
         Some(addr) => Some(crate::metrics_http::serve(addr, node.registry.clone()).await?.0),
         None => None,

@@ -22,6 +22,7 @@ mod names;
 mod proxy_settings;
 mod raw;
 mod records;
+pub mod secondaries;
 mod tls;
 mod validate;
 

@@ -1,4 +1,5 @@
-//! Hardening against clients that attack the server rather than query it: limits on stream connections
+//! Hardening against clients that attack the server rather than query it (and the counters of zone
+//! transfers refused and served, `xfr`'s): limits on stream connections
 //! (TCP, DNS-over-TLS, DNS-over-HTTPS) per client network and in total, idle connections closed early
 //! under pressure ([`Governor`]); malformed requests counted and logged as bounded, escaped, rate-limited
 //! summaries ([`MalformedLog`]); and the metrics of both ([`GuardMetrics`]).
@@ -291,9 +292,18 @@ pub struct GuardMetrics {
     refused_full: AtomicU64,
     closed_busy: AtomicU64,
     open: AtomicU64,
+    /// Zone transfer requests refused, by reason ([`XFR_REFUSED_REASONS`]; see `xfr`).
+    pub(crate) xfr_refused: [AtomicU64; 3],
+    /// Zone transfers served.
+    pub(crate) xfr_served: AtomicU64,
+    /// NOTIFY messages sent, and acknowledged.
+    pub(crate) notify_sent: [AtomicU64; 2],
 }
 
-const GUARD_FAMILIES: [(&str, &str, &[&str]); 4] = [
+/// Labels of [`GuardMetrics`]'s refused transfers, by `xfr::Refused` index.
+const XFR_REFUSED_REASONS: [&str; 3] = ["unsigned", "bad_key", "not_allowed"];
+
+const GUARD_FAMILIES: [(&str, &str, &[&str]); 6] = [
     (
         "meridian_dns_malformed_total",
         "Requests answered FORMERR or not at all because they were malformed, by transport",
@@ -310,6 +320,16 @@ const GUARD_FAMILIES: [(&str, &str, &[&str]); 4] = [
         &[],
     ),
     ("meridian_dns_stream_connections", "Stream connections open", &[]),
+    (
+        "meridian_dns_xfr_refused_total",
+        "Zone transfer (AXFR/IXFR) requests refused, by reason",
+        &["reason"],
+    ),
+    (
+        "meridian_dns_xfr_total",
+        "Zone transfers served (transfer), NOTIFY messages sent (notify_sent) and acknowledged (notify_acked)",
+        &["kind"],
+    ),
 ];
 
 impl GuardMetrics {
@@ -331,6 +351,25 @@ impl GuardMetrics {
         (
             self.refused_network.load(Ordering::Relaxed),
             self.refused_full.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Stream connections closed because they idled under pressure (tests, status).
+    pub fn closed_idle(&self) -> u64 {
+        self.closed_busy.load(Ordering::Relaxed)
+    }
+
+    /// Zone transfer requests refused, all reasons (tests, status).
+    pub fn xfr_refused(&self) -> u64 {
+        self.xfr_refused.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Zone transfers served, NOTIFY sent and acknowledged (tests, status).
+    pub fn xfr_served(&self) -> (u64, u64, u64) {
+        (
+            self.xfr_served.load(Ordering::Relaxed),
+            self.notify_sent[0].load(Ordering::Relaxed),
+            self.notify_sent[1].load(Ordering::Relaxed),
         )
     }
 
@@ -412,6 +451,24 @@ impl Collector for GuardCollector {
             ),
             family(2, MetricType::COUNTER, vec![counter(vec![], &m.closed_busy)]),
             family(3, MetricType::GAUGE, vec![Metric::from_gauge(open)]),
+            family(
+                4,
+                MetricType::COUNTER,
+                XFR_REFUSED_REASONS
+                    .iter()
+                    .zip(&m.xfr_refused)
+                    .map(|(r, c)| counter(vec![label("reason", r)], c))
+                    .collect(),
+            ),
+            family(
+                5,
+                MetricType::COUNTER,
+                vec![
+                    counter(vec![label("kind", "transfer")], &m.xfr_served),
+                    counter(vec![label("kind", "notify_sent")], &m.notify_sent[0]),
+                    counter(vec![label("kind", "notify_acked")], &m.notify_sent[1]),
+                ],
+            ),
         ]
     }
 }

@@ -17,8 +17,10 @@
 //! use), `write` (writing responses: the fast path's wire answer, encoding and truncation), `request`
 //! (reading requests: the fast path's shape, ECS checks), `context` (what answering reads: [`Context`],
 //! [`FixedState`], [`Transport`]), `info` (what it did: [`AnswerInfo`], [`Reason`]), `zone`
-//! ([`ZoneIndex`]). Around them: [`server`] (sockets, GeoIP reload), [`rrl`] (response rate limiting),
-//! [`metrics`]. Operator's view: docs/dns.md.
+//! ([`ZoneIndex`]). Around them: [`server`] (sockets, GeoIP reload; the UDP workers), [`stream`] (TCP,
+//! DNS-over-TLS and DNS-over-HTTPS on hickory-server's network layer), [`guard`] (connection limits,
+//! malformed-request accounting), [`xfr`] (zone transfers to secondaries with TSIG, NOTIFY), [`rrl`]
+//! (response rate limiting), [`metrics`]. Operator's view: docs/dns.md.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -36,6 +38,7 @@ pub mod rrl;
 pub mod server;
 pub mod stream;
 mod write;
+pub mod xfr;
 mod zone;
 
 pub use context::{Context, FixedState, MAX_UDP_PAYLOAD, Transport};

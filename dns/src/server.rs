@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::LowerName;
 use meridian_geoip::GeoDb;
 use meridian_steer::Topology;
 use meridian_store::{ConfigSource, Snapshot, SnapshotWatcher};
@@ -40,6 +41,7 @@ use crate::respond::respond_in;
 use crate::rrl::{RateLimiter, ResponseKind, RrlConfig, Verdict, slip_response};
 use crate::stream::{self, DEFAULT_DOH_PATH, Handler, TlsListen};
 use crate::write::header_only;
+use crate::xfr::XfrPolicy;
 use crate::zone::ZoneIndex;
 
 /// Datagrams received (and responses sent) per system call.
@@ -94,6 +96,8 @@ pub struct DnsState {
     /// Hardening counters (malformed requests, stream connections).
     guard: Arc<GuardMetrics>,
     malformed: MalformedLog,
+    /// Who may transfer zones (none until [`DnsState::set_secondaries`]).
+    xfr: ArcSwapOption<XfrPolicy>,
 }
 
 fn now_ms() -> u64 {
@@ -112,6 +116,7 @@ impl DnsState {
         Arc::new(Self {
             malformed: MalformedLog::new(guard.clone()),
             guard,
+            xfr: ArcSwapOption::empty(),
             watcher,
             geo: ArcSwap::new(geo.clone()),
             geo_changes: tokio::sync::watch::Sender::new(geo),
@@ -124,6 +129,30 @@ impl DnsState {
     /// The metrics (register them with a Prometheus registry to export them).
     pub fn metrics(&self) -> &Arc<DnsMetrics> {
         &self.metrics
+    }
+
+    /// Serves zone transfers to (and sends NOTIFY to) the secondaries of `policy` from now on.
+    pub fn set_secondaries(self: &Arc<Self>, policy: Arc<XfrPolicy>) -> JoinHandle<()> {
+        self.xfr.store(Some(policy.clone()));
+        crate::xfr::spawn_notifier(self.clone(), policy, Duration::from_secs(1))
+    }
+
+    /// The apex SOA records of those of `origins` that the current configuration serves.
+    pub(crate) fn zone_soas<'a>(
+        &self,
+        origins: impl Iterator<Item = &'a LowerName>,
+    ) -> Vec<(LowerName, hickory_proto::rr::Record)> {
+        self.with_context(|ctx| {
+            let Some((c, _)) = ctx else {
+                return Vec::new();
+            };
+            origins
+                .filter_map(|o| {
+                    let zone = c.zones.find(o).filter(|z| z.origin == *o)?;
+                    Some((o.clone(), zone.soa.clone()))
+                })
+                .collect()
+        })
     }
 
     /// The hardening metrics (register their collector too).
@@ -144,6 +173,20 @@ impl DnsState {
         self.with_context(|ctx| {
             let info =
                 respond_or_unconfigured(ctx.map(|c| c.0), None, request, src, Transport::Tcp, &mut out);
+            // Signed queries and transfer requests are the transfer side's.
+            if let Some((c, _)) = ctx
+                && !info.fast
+                && let Some(answer) = crate::xfr::intercept(
+                    self.xfr.load().as_deref(),
+                    c,
+                    request,
+                    src,
+                    Transport::Tcp,
+                    &self.guard,
+                )
+            {
+                out = answer;
+            }
             if let Some((c, snapshot)) = ctx {
                 if is_malformed(&info, &out) {
                     self.malformed.note(transport, src, request);
@@ -270,6 +313,21 @@ impl DnsState {
         let info = respond_or_unconfigured(ctx.map(|c| c.0), Some(memo), request, src, Transport::Udp, out);
         if ctx.is_some() && is_malformed(&info, out) {
             self.malformed.note("udp", src, request);
+        }
+        // Signed queries and transfer requests are the transfer side's (never the fast path's shape).
+        if let Some((c, _)) = ctx
+            && !info.fast
+            && let Some(answer) = crate::xfr::intercept(
+                self.xfr.load().as_deref(),
+                c,
+                request,
+                src,
+                Transport::Udp,
+                &self.guard,
+            )
+        {
+            out.clear();
+            out.extend_from_slice(&answer);
         }
         if !out.is_empty() && self.rrl.enabled() {
             let now = ctx.map_or_else(now_ms, |c| c.0.now_ms);

@@ -198,3 +198,47 @@ fn serves_dns_over_tls_and_https_and_a_malformed_flood_logs_one_escaped_line() {
         "{log}"
     );
 }
+
+#[test]
+fn a_bad_secondaries_file_is_a_clear_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secondaries.toml");
+    std::fs::write(
+        &file,
+        "[keys.xfr]\nalgorithm = \"hmac-sha256\"\nsecret-file = \"missing.secret\"\n\
+         [[zones.\"gslb.example\".secondaries]]\naddress = \"127.0.0.1:5300\"\nkey = \"xfr\"\n",
+    )
+    .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let out = dns_command(addr, dir.path())
+        .arg("--secondaries")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("keys.xfr.secret-file: cannot read") && stderr(&out).contains("missing.secret"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        &file,
+        "[[zones.\"gslb.example\".secondaries]]\naddress = \"x\"\nkey = \"k\"\n",
+    )
+    .unwrap();
+    let out = dns_command(addr, dir.path())
+        .arg("--secondaries")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("zones.\"gslb.example\".secondaries[0].address"),
+        "{err}"
+    );
+    assert!(
+        err.contains("secondaries[0].key: no key \"k\" under [keys]"),
+        "{err}"
+    );
+}
