@@ -209,7 +209,7 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
 
 /// The rustls configuration of the DoT and DoH listeners, from `--dns-tls-cert` and `--dns-tls-key` (ALPN
 /// is set by each listener).
-fn dns_tls_config(
+pub(crate) fn dns_tls_config(
     cert: Option<&std::path::Path>,
     key: Option<&std::path::Path>,
 ) -> anyhow::Result<Arc<meridian_tls::rustls::ServerConfig>> {
