@@ -365,3 +365,40 @@ async fn kdig_gets_the_same_records_over_udp_tcp_tls_and_https() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doh_answers_many_requests_in_flight_on_one_connection() {
+    let h = start().await;
+    let tls = tls_connect(&h, h.server.doh.unwrap(), b"h2").await;
+    let (client, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let subnets = ["83.0.0.0", "8.8.8.0", "81.2.69.0", "24.48.0.0"];
+    let mut pending = Vec::new();
+    for i in 0..20 {
+        let q = query("meet.gslb.example.", RecordType::A, Some((subnets[i % 4], 24)));
+        let request = http::Request::post("https://dns.test/dns-query")
+            .header("content-type", "application/dns-message")
+            .header("accept", "application/dns-message")
+            .header("content-length", q.len())
+            .body(())
+            .unwrap();
+        let (response, mut send) = client.send_request(request, false).unwrap();
+        send.send_data(Bytes::copy_from_slice(&q), true).unwrap();
+        pending.push((q, response));
+        client = client.ready().await.unwrap();
+    }
+    for (q, response) in pending {
+        let response = tokio::time::timeout(Duration::from_secs(2), response)
+            .await
+            .expect("every request in flight is answered")
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let mut out = Vec::new();
+        while let Some(chunk) = body.data().await {
+            out.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(out, over_udp(h.server.udp, &q).await);
+    }
+}
