@@ -161,12 +161,14 @@ impl DnsState {
     }
 
     /// Answers one request that came over a stream transport (`transport`: "tcp", "tls", "https"),
-    /// recording it in the metrics and noting it when malformed. `None`: send nothing.
+    /// recording it in the metrics (through the connection's `recorder`) and noting it when malformed.
+    /// `None`: send nothing.
     pub(crate) fn answer_stream(
         &self,
         request: &[u8],
         src: IpAddr,
         transport: &'static str,
+        recorder: &mut Recorder,
     ) -> Option<Vec<u8>> {
         let started = Instant::now();
         let mut out = Vec::with_capacity(512);
@@ -191,14 +193,12 @@ impl DnsState {
                 if is_malformed(&info, &out) {
                     self.malformed.note(transport, src, request);
                 }
-                let mut recorder = self.metrics.recorder();
                 recorder.record(
                     &info,
                     &snapshot.topology,
                     Some(started.elapsed().as_nanos() as u64),
                 );
                 recorder.maybe_flush(c.now_ms);
-                recorder.flush();
             }
         });
         (!out.is_empty()).then_some(out)

@@ -37,6 +37,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
 use crate::guard::Governor;
+use crate::metrics::Recorder;
 use crate::server::DnsState;
 
 /// How long a TLS handshake (DoT, DoH) may take.
@@ -81,6 +82,8 @@ async fn serve_framed<S: hickory_net::runtime::DnsTcpStream>(
 ) {
     let mut busy = governor.busy();
     let mut last = tokio::time::Instant::now();
+    // The connection's metrics, flushed now and then and when it closes (a flush per query costs a lock).
+    let mut recorder = handler.state.metrics().recorder();
     loop {
         let pressure = *busy.borrow_and_update();
         let deadline = last + governor.idle_timeout(pressure);
@@ -100,7 +103,7 @@ async fn serve_framed<S: hickory_net::runtime::DnsTcpStream>(
         };
         last = tokio::time::Instant::now();
         let (bytes, _) = message.into_parts();
-        answer_message(&bytes, peer, protocol, &handler, &handle);
+        answer_message(&bytes, peer, protocol, &handler, &handle, &mut recorder);
     }
 }
 
@@ -112,10 +115,11 @@ fn answer_message(
     protocol: Protocol,
     handler: &Handler,
     handle: &BufDnsStreamHandle,
+    recorder: &mut Recorder,
 ) {
     if let Some(answer) = handler
         .state
-        .answer_stream(bytes, peer.ip(), transport_label(protocol))
+        .answer_stream(bytes, peer.ip(), transport_label(protocol), recorder)
     {
         let _ = handle.clone().send(SerialMessage::new(answer, peer));
     }
@@ -229,6 +233,7 @@ where
     };
     let mut busy = governor.busy();
     let mut last = tokio::time::Instant::now();
+    let mut recorder = handler.state.metrics().recorder();
     loop {
         let pressure = *busy.borrow_and_update();
         let deadline = last + governor.idle_timeout(pressure);
@@ -250,13 +255,14 @@ where
         // loses answers that overtake earlier ones). A body still on its way is awaited in a task.
         let mut message = Box::pin(doh_message(request, path.clone()));
         if let Some(body) = (&mut message).now_or_never() {
-            answer_h2(&handler, peer, body, respond);
+            answer_h2(&handler, peer, body, respond, &mut recorder);
             continue;
         }
         let handler = handler.clone();
         tokio::spawn(async move {
             if let Ok(body) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, message).await {
-                answer_h2(&handler, peer, body, respond);
+                let mut recorder = handler.state.metrics().recorder();
+                answer_h2(&handler, peer, body, respond, &mut recorder);
             }
         });
     }
@@ -268,6 +274,7 @@ fn answer_h2(
     peer: SocketAddr,
     body: Result<Vec<u8>, http::StatusCode>,
     mut respond: h2::server::SendResponse<Bytes>,
+    recorder: &mut Recorder,
 ) {
     let body = match body {
         Ok(body) => body,
@@ -276,7 +283,7 @@ fn answer_h2(
             return;
         }
     };
-    let Some(answer) = handler.state.answer_stream(&body, peer.ip(), "https") else {
+    let Some(answer) = handler.state.answer_stream(&body, peer.ip(), "https", recorder) else {
         let _ = respond.send_response(status_only(http::StatusCode::BAD_REQUEST), true);
         return;
     };
