@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
-use hickory_proto::rr::{Name, RData, RecordType, TSigner};
+use hickory_proto::rr::{Name, RData, Record, RecordType, TSigner};
 use meridian_config::secondaries::Secondaries;
 use meridian_dns::rrl::RrlConfig;
 use meridian_dns::server::{DnsOptions, DnsServer, DnsState};
@@ -117,11 +117,26 @@ fn serial(m: &Message) -> Option<u32> {
 
 /// An AXFR of gslb.example over TCP from `from`, signed with `signer` if any: the first response.
 async fn axfr(from: &str, to: SocketAddr, signer: Option<&TSigner>) -> Message {
+    transfer(from, to, signer, None).await
+}
+
+/// An AXFR, or an IXFR from `ixfr_from` (the SOA the secondary holds), as [`axfr`].
+async fn transfer(
+    from: &str,
+    to: SocketAddr,
+    signer: Option<&TSigner>,
+    ixfr_from: Option<Record>,
+) -> Message {
     let mut m = Message::new(77, MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(
-        Name::from_ascii("gslb.example.").unwrap(),
-        RecordType::AXFR,
-    ));
+    let qtype = if ixfr_from.is_some() {
+        RecordType::IXFR
+    } else {
+        RecordType::AXFR
+    };
+    m.add_query(Query::query(Name::from_ascii("gslb.example.").unwrap(), qtype));
+    if let Some(soa) = ixfr_from {
+        m.add_authority(soa);
+    }
     if let Some(s) = signer {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
         m.signature = Some(s.sign_message(&m, now).unwrap().0);
@@ -276,4 +291,14 @@ async fn knot_transfers_the_zone_with_tsig_and_follows_notify_and_strangers_are_
         Some(RecordType::SOA)
     );
     assert!(good.signature.is_some(), "the transfer is signed");
+    // IXFR from the current serial: the SOA alone; from an older one: the whole zone.
+    let soa = good.answers[0].clone();
+    let current = transfer("127.0.0.1", to, Some(&right), Some(soa.clone())).await;
+    assert_eq!(current.answers.len(), 1, "{current:?}");
+    let mut old = soa;
+    if let RData::SOA(s) = &mut old.data {
+        s.serial = s.serial.wrapping_sub(1);
+    }
+    let behind = transfer("127.0.0.1", to, Some(&right), Some(old)).await;
+    assert_eq!(behind.answers.len(), good.answers.len());
 }
