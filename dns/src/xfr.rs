@@ -132,6 +132,9 @@ pub(crate) fn intercept(
     transport: Transport,
     metrics: &GuardMetrics,
 ) -> Option<Vec<u8>> {
+    if !maybe_ours(request, policy.is_some()) {
+        return None;
+    }
     let req = Message::from_vec(request).ok()?;
     if req.metadata.message_type != MessageType::Query {
         return None;
@@ -207,6 +210,45 @@ pub(crate) fn intercept(
         Some((signer, mac)) => sign(&req, response, signer, mac),
         None => response,
     })
+}
+
+/// Whether `request` may be the transfer side's, from its octets alone (most queries that miss the fast
+/// path are not, and need not be parsed twice): a question of type AXFR or IXFR; or, when this node has
+/// secondaries, an additional section that is more than one OPT record (a TSIG record is the last one).
+/// `true` when unsure (a compressed question, records in answer or authority).
+fn maybe_ours(request: &[u8], keys: bool) -> bool {
+    let count = |at: usize| {
+        request
+            .get(at..at + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let (qd, an, ns, ar) = (count(4), count(6), count(8), count(10));
+    if qd != 1 {
+        return keys && ar > 0;
+    }
+    let mut i = 12;
+    while let Some(&len) = request.get(i) {
+        if len == 0 {
+            break;
+        }
+        if len & 0xc0 != 0 {
+            return true;
+        }
+        i += 1 + usize::from(len);
+    }
+    let qtype = count(i + 1);
+    if qtype == u16::from(RecordType::AXFR) || qtype == u16::from(RecordType::IXFR) {
+        return true;
+    }
+    if !keys || ar == 0 {
+        return false;
+    }
+    if ar > 1 || an > 0 || ns > 0 {
+        return true;
+    }
+    // One additional record, after the question (name, type, class): OPT has the root owner and type 41.
+    let at = i + 5;
+    !(request.get(at) == Some(&0) && count(at + 1) == u16::from(RecordType::OPT))
 }
 
 /// The response to a transfer, or why it is refused and with which code.
@@ -422,4 +464,48 @@ async fn notify(address: SocketAddr, soa: &Record, signer: &TSigner) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+    use hickory_proto::rr::{Name, RecordType, TSigner};
+
+    use super::maybe_ours;
+
+    fn query(qtype: RecordType, edns: bool, signed: bool) -> Vec<u8> {
+        let mut m = Message::new(1, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii("gslb.example.").unwrap(), qtype));
+        if edns {
+            m.set_edns(Edns::new());
+        }
+        if signed {
+            let signer = TSigner::new(
+                vec![1; 32],
+                TsigAlgorithm::HmacSha256,
+                Name::from_ascii("k.").unwrap(),
+                300,
+            )
+            .unwrap();
+            m.signature = Some(signer.sign_message(&m, 1).unwrap().0);
+        }
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn only_transfers_and_signed_requests_are_parsed_again() {
+        for keys in [false, true] {
+            assert!(maybe_ours(&query(RecordType::AXFR, false, false), keys));
+            assert!(maybe_ours(&query(RecordType::IXFR, true, false), keys));
+            assert!(!maybe_ours(&query(RecordType::SOA, true, false), keys));
+            assert!(!maybe_ours(&query(RecordType::MX, false, false), keys));
+        }
+        for edns in [false, true] {
+            assert!(maybe_ours(&query(RecordType::SOA, edns, true), true));
+            assert!(!maybe_ours(&query(RecordType::SOA, edns, true), false));
+        }
+    }
 }
