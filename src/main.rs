@@ -110,14 +110,27 @@ struct CheckArgs {
     file: PathBuf,
 }
 
+/// `RUST_LOG`'s filter (default: warnings), with hickory's parsing chatter off unless `RUST_LOG` names
+/// hickory itself (see `meridian_dns::guard::QUIET_LIBRARIES`).
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let env = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    if !env.contains("hickory") {
+        for d in meridian_dns::guard::QUIET_LIBRARIES {
+            if let Ok(d) = d.parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
+    filter
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(log_filter())
         .init();
     let result = match cli.command {
         Command::Config(ConfigCommand::Check(args)) => config_cmd::check(&args.file),

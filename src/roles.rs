@@ -30,7 +30,7 @@ pub(crate) struct Dns {
     pub(crate) server: DnsServer,
 }
 
-/// Starts the authoritative DNS server on `listen` (UDP and TCP) over the node's snapshots, locating
+/// Starts the authoritative DNS server on `listen` (UDP and TCP; DoT and DoH where `options` say) over the node's snapshots, locating
 /// clients with `geo` and then with every new version of the file `watch` names; its metrics go to the
 /// node's registry. `listen_error`: what a failure to bind `listen` says (each command names its flag).
 pub(crate) async fn start_dns(
@@ -45,6 +45,9 @@ pub(crate) async fn start_dns(
     node.registry
         .register(state.metrics().collector())
         .context("registering DNS metrics")?;
+    node.registry
+        .register(state.guard_metrics().collector())
+        .context("registering DNS hardening metrics")?;
     // Following the database before answering: a new version is taken up whenever it comes.
     if let Some(watch) = watch {
         watch_geoip(GeoUser::Dns(&state), watch)?;

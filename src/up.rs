@@ -25,6 +25,7 @@ use anyhow::{Context, bail};
 use meridian_config::Config;
 use meridian_dns::rrl::RrlConfig;
 use meridian_dns::server::{DnsOptions, DnsServer, DnsState};
+use meridian_dns::stream::TlsListen;
 use meridian_probe::follow_config;
 use meridian_store::{ApplyOutcome, apply_config};
 use prometheus::Registry;
@@ -47,6 +48,12 @@ pub(crate) struct UpArgs {
     /// DNS server address (UDP and TCP).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5353")]
     dns_listen: SocketAddr,
+    /// Also serve DNS-over-TLS on ADDR, with a certificate from the demo CA (DATA_DIR/tls/dns.pem).
+    #[arg(long, value_name = "ADDR")]
+    dns_tls_listen: Option<SocketAddr>,
+    /// Also serve DNS-over-HTTPS (HTTP/2, /dns-query) on ADDR, with the same certificate.
+    #[arg(long, value_name = "ADDR")]
+    dns_https_listen: Option<SocketAddr>,
     /// Prometheus metrics of every part at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9100")]
     metrics_listen: SocketAddr,
@@ -184,13 +191,36 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     let geo_choice = (Some(&original).zip(args.config.as_deref()), args.geoip.as_deref());
     let (geo, geo_watch) =
         crate::geo::open_watched_geoip(geo_choice.0, geo_choice.1, args.geoip_check_interval)?;
+    // DoT and DoH, when asked for: a certificate for localhost and the listeners' addresses from the
+    // demo CA (whatever the edge uses), so that `kdig +tls-ca=DATA_DIR/tls/ca.pem` validates it.
+    let mut dns_options = DnsOptions {
+        rrl: RrlConfig::default(),
+        udp_workers: 1,
+        ..DnsOptions::default()
+    };
+    let mut dns_ca = None;
+    if args.dns_tls_listen.is_some() || args.dns_https_listen.is_some() {
+        let mut names = vec!["localhost".to_owned()];
+        for a in [args.dns_tls_listen, args.dns_https_listen].into_iter().flatten() {
+            if !a.ip().is_unspecified() && !names.contains(&a.ip().to_string()) {
+                names.push(a.ip().to_string());
+            }
+        }
+        let dir = data_dir.join("tls");
+        let (cert, key, ca) = meridian_tls::demo::issue(&dir, "dns", &names)
+            .with_context(|| format!("making the DNS certificate in {}", dir.display()))?;
+        let config = crate::dns_cmd::dns_tls_config(Some(&cert), Some(&key))?;
+        dns_options.dot = args.dns_tls_listen.map(|addr| TlsListen {
+            addr,
+            config: config.clone(),
+        });
+        dns_options.doh = args.dns_https_listen.map(|addr| TlsListen { addr, config });
+        dns_ca = Some(ca);
+    }
     let dns = crate::roles::start_dns(
         &node,
         args.dns_listen,
-        &DnsOptions {
-            rrl: RrlConfig::default(),
-            udp_workers: 1,
-        },
+        &dns_options,
         geo,
         geo_watch.as_ref(),
         format!(
@@ -274,6 +304,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         probers: args.probers,
         geoip,
         ca: demo_pki.as_ref().map(|p| p.ca.clone()),
+        dns_ca,
     };
     let registration = node.register("up", None, &crate::node::default_instance("up"));
     banner(
@@ -417,6 +448,8 @@ struct Cli {
     geoip: String,
     /// The demo CA's certificate, when the edge uses it.
     ca: Option<PathBuf>,
+    /// The demo CA's certificate, when DoT or DoH runs.
+    dns_ca: Option<PathBuf>,
 }
 
 impl Cli {
@@ -568,6 +601,12 @@ fn banner(source: &str, store: &str, dns: &DnsServer, regions: &[RegionRun], con
         out += &format!(", zone {}", z.origin);
     }
     out += "\n";
+    if let Some(a) = dns.dot {
+        out += &format!("  DoT       {a} (DNS-over-TLS)\n");
+    }
+    if let Some(a) = dns.doh {
+        out += &format!("  DoH       https://{a}/dns-query (DNS-over-HTTPS)\n");
+    }
     for r in regions {
         out += &format!(
             "  region    {:<5} {:<14} proxy http://{}/ https://{}/  demo origin http://{}/\n",
@@ -599,6 +638,29 @@ fn banner(source: &str, store: &str, dns: &DnsServer, regions: &[RegionRun], con
     ] {
         out +=
             &format!("  kdig @{at} -p {dns_port} {host} A +subnet={subnet} +short    # a client in {cc}\n");
+    }
+    let ca = cli
+        .dns_ca
+        .as_ref()
+        .map(|c| format!(" +tls-ca={} +tls-hostname=localhost", c.display()))
+        .unwrap_or_default();
+    for (a, how) in [(dns.dot, "+tls"), (dns.doh, "+https")] {
+        if let Some(a) = a {
+            out += &format!(
+                "  kdig @{} -p {} {how}{ca} {host} A +subnet=83.0.0.0/24 +short    # over {}\n",
+                if a.ip().is_unspecified() {
+                    at.clone()
+                } else {
+                    a.ip().to_string()
+                },
+                a.port(),
+                if how == "+tls" {
+                    "DNS-over-TLS"
+                } else {
+                    "DNS-over-HTTPS"
+                },
+            );
+        }
     }
     if let Some(first) = regions.first() {
         out += &format!(

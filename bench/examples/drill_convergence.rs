@@ -60,7 +60,11 @@ async fn dns(watcher: Arc<SnapshotWatcher>) -> (DnsServer, SocketAddr) {
         ..RrlConfig::default()
     };
     let state = DnsState::new(watcher, GeoDb::bundled().unwrap(), rrl);
-    let options = DnsOptions { udp_workers: 1, rrl };
+    let options = DnsOptions {
+        udp_workers: 1,
+        rrl,
+        ..DnsOptions::default()
+    };
     let server = DnsServer::bind("127.0.0.1:0".parse().unwrap(), state, &options)
         .await
         .unwrap();

@@ -107,6 +107,7 @@ async fn measure(
     let options = meridian_dns::server::DnsOptions {
         udp_workers: 2,
         rrl: no_rrl,
+        ..meridian_dns::server::DnsOptions::default()
     };
     let server = DnsServer::bind("127.0.0.1:0".parse().unwrap(), dns_state, &options)
         .await

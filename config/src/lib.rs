@@ -24,6 +24,7 @@ pub mod notifications;
 mod proxy_settings;
 mod raw;
 mod records;
+pub mod secondaries;
 mod tls;
 mod validate;
 

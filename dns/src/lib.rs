@@ -1,5 +1,6 @@
 //! The authoritative GeoDNS server (`meridian dns`): zones from the configuration, steered A/AAAA answers
-//! from the state snapshot, on UDP and TCP.
+//! from the state snapshot, on UDP (Meridian's own `recvmmsg` workers) and on TCP, DNS-over-TLS and
+//! DNS-over-HTTPS (hickory-server).
 //!
 //! Owns: turning a DNS request into a response ([`respond()`], pure over a [`Context`]: the snapshot, its
 //! zones, the GeoIP database and the time), the zones compiled for answering ([`ZoneIndex`]), and the
@@ -16,14 +17,17 @@
 //! use), `write` (writing responses: the fast path's wire answer, encoding and truncation), `request`
 //! (reading requests: the fast path's shape, ECS checks), `context` (what answering reads: [`Context`],
 //! [`FixedState`], [`Transport`]), `info` (what it did: [`AnswerInfo`], [`Reason`]), `zone`
-//! ([`ZoneIndex`]). Around them: [`server`] (sockets, GeoIP reload), [`rrl`] (response rate limiting),
-//! [`metrics`]. Operator's view: docs/dns.md.
+//! ([`ZoneIndex`]). Around them: [`server`] (sockets, GeoIP reload; the UDP workers), [`stream`] (TCP,
+//! DNS-over-TLS and DNS-over-HTTPS on hickory-server's network layer), [`guard`] (connection limits,
+//! malformed-request accounting), [`xfr`] (zone transfers to secondaries with TSIG, NOTIFY), [`rrl`]
+//! (response rate limiting), [`metrics`]. Operator's view: docs/dns.md.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod context;
 mod decide;
+pub mod guard;
 mod info;
 mod memo;
 pub mod metrics;
@@ -32,7 +36,9 @@ mod resolve;
 mod respond;
 pub mod rrl;
 pub mod server;
+pub mod stream;
 mod write;
+pub mod xfr;
 mod zone;
 
 pub use context::{Context, FixedState, MAX_UDP_PAYLOAD, Transport};

@@ -5,9 +5,11 @@
 //! spreads clients over them (gdnsd's design; no shared socket queue, no lock between workers). Each worker
 //! is a plain OS thread that receives up to [`UDP_BATCH`] datagrams per `recvmmsg` call and sends the
 //! responses with one `sendmmsg` — at high rates, system calls cost more than answering, so batching them
-//! is what makes the server fast. Rate limiting (RRL) applies to UDP only. TCP: tokio, one task per
-//! connection, RFC 7766 framing, several queries per connection, an idle timeout, and a cap on
-//! connections so a flood of idle TCP clients cannot exhaust the process.
+//! is what makes the server fast (measured against gdnsd, whose design this is: bench/RESULTS.md), so the
+//! UDP path stays Meridian's own rather than hickory-server's (one tokio task, one message parse and one
+//! record-by-record encode per datagram; not measured head to head here). Rate limiting (RRL)
+//! applies to UDP only. TCP, DNS-over-TLS and DNS-over-HTTPS are hickory-server's ([`crate::stream`]),
+//! behind Meridian's connection governor ([`crate::guard`]).
 
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
@@ -19,31 +21,29 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::LowerName;
 use meridian_geoip::GeoDb;
 use meridian_steer::Topology;
 use meridian_store::{ConfigSource, Snapshot, SnapshotWatcher};
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::context::{Context, Transport};
+use crate::guard::{ConnectionLimits, Governor, GuardMetrics, MalformedLog};
 use crate::info::AnswerInfo;
 use crate::memo::DecisionMemo;
 use crate::metrics::{DnsMetrics, Recorder};
 use crate::request::{answerable, client_address};
 use crate::respond::respond_in;
 use crate::rrl::{RateLimiter, ResponseKind, RrlConfig, Verdict, slip_response};
+use crate::stream::{self, DEFAULT_DOH_PATH, Handler, TlsListen};
 use crate::write::header_only;
+use crate::xfr::XfrPolicy;
 use crate::zone::ZoneIndex;
 
-/// How long a TCP connection may stay idle between queries.
-pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Concurrent TCP connections accepted.
-pub const MAX_TCP_CONNECTIONS: usize = 1024;
 /// Datagrams received (and responses sent) per system call.
 pub const UDP_BATCH: usize = 32;
 /// How often an idle UDP worker wakes to check whether the server is stopping.
@@ -58,6 +58,14 @@ pub struct DnsOptions {
     pub udp_workers: usize,
     /// Response rate limiting.
     pub rrl: RrlConfig,
+    /// Limits on stream connections (TCP, DoT, DoH together).
+    pub limits: ConnectionLimits,
+    /// DNS-over-TLS listener, if any.
+    pub dot: Option<TlsListen>,
+    /// DNS-over-HTTPS listener, if any.
+    pub doh: Option<TlsListen>,
+    /// The DoH path.
+    pub doh_path: String,
 }
 
 impl Default for DnsOptions {
@@ -65,6 +73,10 @@ impl Default for DnsOptions {
         Self {
             udp_workers: std::thread::available_parallelism().map_or(1, usize::from),
             rrl: RrlConfig::default(),
+            limits: ConnectionLimits::default(),
+            dot: None,
+            doh: None,
+            doh_path: DEFAULT_DOH_PATH.to_owned(),
         }
     }
 }
@@ -83,6 +95,11 @@ pub struct DnsState {
     zones: ArcSwapOption<(Arc<Topology>, Arc<AcmeChallenges>, Arc<ZoneIndex>)>,
     rrl: RateLimiter,
     metrics: Arc<DnsMetrics>,
+    /// Hardening counters (malformed requests, stream connections).
+    guard: Arc<GuardMetrics>,
+    malformed: MalformedLog,
+    /// Who may transfer zones (none until [`DnsState::set_secondaries`]).
+    xfr: ArcSwapOption<XfrPolicy>,
 }
 
 /// A snapshot's ACME challenge answers (owner name -> TXT values).
@@ -100,7 +117,11 @@ impl DnsState {
         let metrics = DnsMetrics::new();
         metrics.set_geoip_build_epoch(geo.build_epoch());
         let geo = Arc::new(geo);
+        let guard = GuardMetrics::new();
         Arc::new(Self {
+            malformed: MalformedLog::new(guard.clone()),
+            guard,
+            xfr: ArcSwapOption::empty(),
             watcher,
             geo: ArcSwap::new(geo.clone()),
             geo_changes: tokio::sync::watch::Sender::new(geo),
@@ -113,6 +134,79 @@ impl DnsState {
     /// The metrics (register them with a Prometheus registry to export them).
     pub fn metrics(&self) -> &Arc<DnsMetrics> {
         &self.metrics
+    }
+
+    /// Serves zone transfers to (and sends NOTIFY to) the secondaries of `policy` from now on.
+    pub fn set_secondaries(self: &Arc<Self>, policy: Arc<XfrPolicy>) -> JoinHandle<()> {
+        self.xfr.store(Some(policy.clone()));
+        crate::xfr::spawn_notifier(self.clone(), policy, Duration::from_secs(1))
+    }
+
+    /// The apex SOA records of those of `origins` that the current configuration serves.
+    pub(crate) fn zone_soas<'a>(
+        &self,
+        origins: impl Iterator<Item = &'a LowerName>,
+    ) -> Vec<(LowerName, hickory_proto::rr::Record)> {
+        self.with_context(|ctx| {
+            let Some((c, _)) = ctx else {
+                return Vec::new();
+            };
+            origins
+                .filter_map(|o| {
+                    let zone = c.zones.find(o).filter(|z| z.origin == *o)?;
+                    Some((o.clone(), zone.soa.clone()))
+                })
+                .collect()
+        })
+    }
+
+    /// The hardening metrics (register their collector too).
+    pub fn guard_metrics(&self) -> &Arc<GuardMetrics> {
+        &self.guard
+    }
+
+    /// Answers one request that came over a stream transport (`transport`: "tcp", "tls", "https"),
+    /// recording it in the metrics (through the connection's `recorder`) and noting it when malformed.
+    /// `None`: send nothing.
+    pub(crate) fn answer_stream(
+        &self,
+        request: &[u8],
+        src: IpAddr,
+        transport: &'static str,
+        recorder: &mut Recorder,
+    ) -> Option<Vec<u8>> {
+        let started = Instant::now();
+        let mut out = Vec::with_capacity(512);
+        self.with_context(|ctx| {
+            let info =
+                respond_or_unconfigured(ctx.map(|c| c.0), None, request, src, Transport::Tcp, &mut out);
+            // Signed queries and transfer requests are the transfer side's.
+            if let Some((c, _)) = ctx
+                && !info.fast
+                && let Some(answer) = crate::xfr::intercept(
+                    self.xfr.load().as_deref(),
+                    c,
+                    request,
+                    src,
+                    Transport::Tcp,
+                    &self.guard,
+                )
+            {
+                out = answer;
+            }
+            if let Some((c, snapshot)) = ctx {
+                if is_malformed(&info, &out) {
+                    self.malformed.note(transport, src, request);
+                }
+                recorder.record(
+                    &info,
+                    &snapshot.topology,
+                    Some(started.elapsed().as_nanos() as u64),
+                );
+                recorder.maybe_flush(c.now_ms);
+            }
+        });
+        (!out.is_empty()).then_some(out)
     }
 
     /// The GeoIP database in use.
@@ -229,6 +323,24 @@ impl DnsState {
         } = worker;
         let started = recorder.sample_latency().then(Instant::now);
         let info = respond_or_unconfigured(ctx.map(|c| c.0), Some(memo), request, src, Transport::Udp, out);
+        if ctx.is_some() && is_malformed(&info, out) {
+            self.malformed.note("udp", src, request);
+        }
+        // Signed queries and transfer requests are the transfer side's (never the fast path's shape).
+        if let Some((c, _)) = ctx
+            && !info.fast
+            && let Some(answer) = crate::xfr::intercept(
+                self.xfr.load().as_deref(),
+                c,
+                request,
+                src,
+                Transport::Udp,
+                &self.guard,
+            )
+        {
+            out.clear();
+            out.extend_from_slice(&answer);
+        }
         if !out.is_empty() && self.rrl.enabled() {
             let now = ctx.map_or_else(now_ms, |c| c.0.now_ms);
             match self.rrl.check(src, response_kind(out, scratch), now) {
@@ -250,6 +362,11 @@ impl DnsState {
             recorder.record(&info, &snapshot.topology, elapsed);
         }
     }
+}
+
+/// Whether a request was malformed: answered FORMERR, or not answered at all (too short, or not a query).
+fn is_malformed(info: &AnswerInfo, out: &[u8]) -> bool {
+    info.rcode == Some(ResponseCode::FormErr) || out.is_empty()
 }
 
 /// The answer, or SERVFAIL while there is no configuration yet (rather than pretend a name does not exist).
@@ -357,13 +474,20 @@ pub struct DnsServer {
     pub udp: SocketAddr,
     /// The TCP address bound.
     pub tcp: SocketAddr,
+    /// The DNS-over-TLS address bound, if any.
+    pub dot: Option<SocketAddr>,
+    /// The DNS-over-HTTPS address bound, if any.
+    pub doh: Option<SocketAddr>,
+    /// The governor of stream connections.
+    pub governor: Arc<Governor>,
     tasks: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
 }
 
 impl DnsServer {
-    /// Binds UDP (one socket per worker) and TCP on `addr` (port 0: a free port, the same for both) and
-    /// serves. Fails, naming nothing but the OS error, when the address is taken; callers add the address.
+    /// Binds UDP (one socket per worker) and TCP on `addr` (port 0: a free port, the same for both), and
+    /// DoT and DoH where `options` say, and serves. Fails, naming nothing but the OS error, when an address
+    /// is taken; callers add the address.
     pub async fn bind(addr: SocketAddr, state: Arc<DnsState>, options: &DnsOptions) -> std::io::Result<Self> {
         let workers = options.udp_workers.max(1);
         // Port 0: the kernel picks a free UDP port, and that port may be taken for TCP. Then pick again
@@ -395,10 +519,42 @@ impl DnsServer {
                 .name(format!("dns-udp-{i}"))
                 .spawn(move || serve_udp(socket, state, stop))?;
         }
-        let tasks = vec![tokio::spawn(serve_tcp(tcp, state))];
+        let governor = Governor::new(options.limits, state.guard.clone());
+        let handler = Arc::new(Handler { state: state.clone() });
+        let mut tasks = vec![tokio::spawn(stream::serve_tcp(
+            tcp,
+            handler.clone(),
+            governor.clone(),
+        ))];
+        let mut dot = None;
+        if let Some(tls) = &options.dot {
+            let listener = TcpListener::bind(tls.addr).await?;
+            dot = Some(listener.local_addr()?);
+            tasks.push(tokio::spawn(stream::serve_tls(
+                listener,
+                tls.config.clone(),
+                handler.clone(),
+                governor.clone(),
+            )));
+        }
+        let mut doh = None;
+        if let Some(tls) = &options.doh {
+            let listener = TcpListener::bind(tls.addr).await?;
+            doh = Some(listener.local_addr()?);
+            tasks.push(tokio::spawn(stream::serve_https(
+                listener,
+                tls.config.clone(),
+                Arc::from(options.doh_path.as_str()),
+                handler,
+                governor.clone(),
+            )));
+        }
         Ok(Self {
             udp: udp_addr,
             tcp: tcp_addr,
+            dot,
+            doh,
+            governor,
             tasks,
             stop,
         })
@@ -565,82 +721,6 @@ fn serve_udp(socket: Socket, state: Arc<DnsState>, stop: Arc<AtomicBool>) {
                 }
             }
         }
-    }
-}
-
-async fn serve_tcp(listener: TcpListener, state: Arc<DnsState>) {
-    let permits = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "tcp accept");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            // At the cap: close at once rather than queue.
-            drop(stream);
-            continue;
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = serve_connection(stream, peer, state).await {
-                tracing::debug!(error = %e, %peer, "tcp connection");
-            }
-        });
-    }
-}
-
-async fn serve_connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    state: Arc<DnsState>,
-) -> std::io::Result<()> {
-    let mut buf = vec![0u8; usize::from(u16::MAX)];
-    let mut out = Vec::with_capacity(1232);
-    let mut recorder = state.metrics.recorder();
-    loop {
-        let mut len = [0u8; 2];
-        match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut len)).await {
-            Ok(Ok(_)) => {}
-            // Idle timeout or the client closed: done.
-            Ok(Err(_)) | Err(_) => return Ok(()),
-        }
-        let n = usize::from(u16::from_be_bytes(len));
-        match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut buf[..n])).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(()),
-        }
-        let started = Instant::now();
-        state.with_context(|ctx| {
-            let info = respond_or_unconfigured(
-                ctx.map(|c| c.0),
-                None,
-                &buf[..n],
-                peer.ip(),
-                Transport::Tcp,
-                &mut out,
-            );
-            if let Some((c, snapshot)) = ctx {
-                recorder.record(
-                    &info,
-                    &snapshot.topology,
-                    Some(started.elapsed().as_nanos() as u64),
-                );
-                recorder.maybe_flush(c.now_ms);
-            }
-        });
-        if out.is_empty() {
-            return Ok(());
-        }
-        let mut framed = Vec::with_capacity(out.len() + 2);
-        framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
-        framed.extend_from_slice(&out);
-        stream.write_all(&framed).await?;
     }
 }
 

@@ -356,3 +356,48 @@ fn a_taken_port_is_a_clear_error_and_nothing_starts() {
     let state = std::fs::read_to_string(dir.path().join("state.json")).unwrap_or_default();
     assert!(!state.contains("meridian up"), "nothing applied: {state}");
 }
+
+#[test]
+fn serves_dns_over_tls_and_https_with_a_demo_ca_certificate_and_the_banner_says_how() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let (dot, doh) = (free_tcp_port(), free_tcp_port());
+    let (mut up, banner) = start_with(
+        &ports,
+        dir.path(),
+        &[
+            "--dns-tls-listen",
+            &format!("127.0.0.1:{dot}"),
+            "--dns-https-listen",
+            &format!("127.0.0.1:{doh}"),
+        ],
+    );
+    let ca = dir.path().join("tls").join("ca.pem");
+    assert!(banner.contains(&format!("DoT       127.0.0.1:{dot}")), "{banner}");
+    assert!(banner.contains(&format!("+tls-ca={}", ca.display())), "{banner}");
+    // The banner's own commands, run as printed.
+    for line in banner
+        .lines()
+        .filter(|l| l.contains("kdig") && (l.contains("+tls ") || l.contains("+https ")))
+    {
+        let command = line.trim().split("    #").next().unwrap();
+        let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+        let out = Command::new("kdig").args(&args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text.split_whitespace().collect::<Vec<_>>(),
+            ["192.0.2.10", "192.0.2.11"],
+            "{command}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        banner
+            .lines()
+            .filter(|l| l.contains("kdig") && (l.contains("+tls ") || l.contains("+https ")))
+            .count(),
+        2,
+        "{banner}"
+    );
+    assert!(up.interrupt().success());
+}

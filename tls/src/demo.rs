@@ -119,19 +119,7 @@ pub fn ensure(dir: &Path, hostnames: &[String], regions: &[String]) -> Result<De
         hop_cert: dir.join("hop.pem"),
         hop_key: dir.join("hop.key"),
     };
-    let ca_key_path = dir.join("ca.key");
-    let ca_key = match std::fs::read_to_string(&ca_key_path) {
-        Ok(pem) if files.ca.exists() => KeyPair::from_pem(&pem).map_err(pki)?,
-        _ => {
-            let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(pki)?;
-            let cert = ca_params()?.self_signed(&key).map_err(pki)?;
-            write(&ca_key_path, &key.serialize_pem(), true)?;
-            write(&files.ca, &cert.pem(), false)?;
-            key
-        }
-    };
-    // The same subject and key as the stored CA certificate: what it signs chains to that certificate.
-    let ca = ca_params()?.self_signed(&ca_key).map_err(pki)?;
+    let (ca, ca_key) = load_or_make_ca(dir)?;
     let now = std::time::SystemTime::now();
 
     let mut names: Vec<String> = hostnames.to_vec();
@@ -151,4 +139,41 @@ pub fn ensure(dir: &Path, hostnames: &[String], regions: &[String]) -> Result<De
     write(&files.hop_key, &key.serialize_pem(), true)?;
     write(&files.hop_cert, &cert.pem(), false)?;
     Ok(files)
+}
+
+/// The demo CA of `dir` (`ca.pem`, `ca.key`), made if it is not there yet.
+fn load_or_make_ca(dir: &Path) -> Result<(rcgen::Certificate, KeyPair), DemoError> {
+    let (ca_path, ca_key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
+    let ca_key = match std::fs::read_to_string(&ca_key_path) {
+        Ok(pem) if ca_path.exists() => KeyPair::from_pem(&pem).map_err(pki)?,
+        _ => {
+            let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(pki)?;
+            let cert = ca_params()?.self_signed(&key).map_err(pki)?;
+            write(&ca_key_path, &key.serialize_pem(), true)?;
+            write(&ca_path, &cert.pem(), false)?;
+            key
+        }
+    };
+    // The same subject and key as the stored CA certificate: what it signs chains to that certificate.
+    let ca = ca_params()?.self_signed(&ca_key).map_err(pki)?;
+    Ok((ca, ca_key))
+}
+
+/// Signs a server certificate for `names` (DNS names or IP addresses) with the demo CA of `dir` (made if
+/// absent), written to `dir/STEM.pem` and `dir/STEM.key`: the DNS server's DoT and DoH certificate of
+/// `meridian up`. Returns the two paths and the CA certificate's.
+pub fn issue(dir: &Path, stem: &str, names: &[String]) -> Result<(PathBuf, PathBuf, PathBuf), DemoError> {
+    std::fs::create_dir_all(dir).map_err(|source| DemoError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let (ca, ca_key) = load_or_make_ca(dir)?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(pki)?;
+    let cert = leaf(names.to_vec(), false, std::time::SystemTime::now())?
+        .signed_by(&key, &ca, &ca_key)
+        .map_err(pki)?;
+    let (cert_path, key_path) = (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}.key")));
+    write(&key_path, &key.serialize_pem(), true)?;
+    write(&cert_path, &cert.pem(), false)?;
+    Ok((cert_path, key_path, dir.join("ca.pem")))
 }
