@@ -17,6 +17,7 @@ pub mod calendar;
 mod checker;
 mod country;
 mod country_table;
+mod dnssec;
 mod model;
 mod names;
 mod proxy_settings;
@@ -29,6 +30,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use country::{BUILTIN_GROUPS, Continent, CountryCode, CountryInfo, CountrySet, builtin_group};
+pub use dnssec::{DnssecSettings, KeyFiles};
 pub use model::*;
 pub use names::DomainName;
 pub use proxy_settings::MAX_BACKENDS_PER_REGION;

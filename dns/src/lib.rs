@@ -16,7 +16,9 @@
 //! use), `write` (writing responses: the fast path's wire answer, encoding and truncation), `request`
 //! (reading requests: the fast path's shape, ECS checks), `context` (what answering reads: [`Context`],
 //! [`FixedState`], [`Transport`]), `info` (what it did: [`AnswerInfo`], [`Reason`]), `zone`
-//! ([`ZoneIndex`]). Around them: [`server`] (sockets, GeoIP reload), [`rrl`] (response rate limiting),
+//! ([`ZoneIndex`]), `dnssec` (signing: a zone's keys from BIND key files, signatures cached per RRset,
+//! compact denial records, DS records; [`dnssec`]). Around them: [`server`] (sockets, GeoIP reload),
+//! [`rrl`] (response rate limiting),
 //! [`metrics`]. Operator's view: docs/dns.md.
 
 #![forbid(unsafe_code)]
@@ -24,6 +26,7 @@
 
 mod context;
 mod decide;
+pub mod dnssec;
 mod info;
 mod memo;
 pub mod metrics;

@@ -32,6 +32,7 @@ use meridian_steer::{Mode, answer_ipv4, answer_ipv6};
 
 use crate::context::{Context, Transport};
 use crate::decide;
+use crate::dnssec::Signed;
 use crate::info::AnswerInfo;
 use crate::memo::DecisionMemo;
 use crate::request::{FastRequest, TYPE_A, answerable};
@@ -98,7 +99,10 @@ fn respond_fast(
     // Read the request.
     let mut lower = [0u8; 255];
     let req = FastRequest::parse(request, &mut lower)?;
-    let &service = ctx.zones.steered.get(req.lower_name)?;
+    let (service, signer) = ctx.zones.steered.get(req.lower_name)?;
+    let service = *service;
+    // A signed zone's records carry their signatures when the client asks for them (DO).
+    let signer = signer.as_deref().filter(|_| req.dnssec_ok);
 
     // Decide.
     let ecs = req.ecs.map(|e| (e.addr, e.source_prefix));
@@ -115,12 +119,27 @@ fn respond_fast(
     let topology = &ctx.snapshot.topology;
     let ttl = topology.config().services()[service.get()].ttl;
     let limit = transport.response_limit(req.edns_payload);
+    // Signatures come from the signer's cache (keyed by the RRset): signing happens once per RRset.
     let written = if req.qtype == TYPE_A {
         let addresses = answer_ipv4(topology, service, &decision.chosen).map(|a| a.octets());
-        write::steered_answer(out, request, &req, ttl, addresses, scope, limit)
+        let signed = match signer {
+            Some(s) => {
+                Some(s.steered_rrsigs(req.lower_name, req.qtype, ttl, addresses.clone(), ctx.now_ms)?)
+            }
+            None => None,
+        };
+        let rrsigs = signed.as_deref().map_or(&[][..], Signed::wire);
+        write::steered_answer(out, request, &req, ttl, addresses, scope, limit, rrsigs)
     } else {
         let addresses = answer_ipv6(topology, service, &decision.chosen).map(|a| a.octets());
-        write::steered_answer(out, request, &req, ttl, addresses, scope, limit)
+        let signed = match signer {
+            Some(s) => {
+                Some(s.steered_rrsigs(req.lower_name, req.qtype, ttl, addresses.clone(), ctx.now_ms)?)
+            }
+            None => None,
+        };
+        let rrsigs = signed.as_deref().map_or(&[][..], Signed::wire);
+        write::steered_answer(out, request, &req, ttl, addresses, scope, limit, rrsigs)
     };
     written.then(|| AnswerInfo {
         rcode: Some(ResponseCode::NoError),

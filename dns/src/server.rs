@@ -31,6 +31,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::context::{Context, Transport};
+use crate::dnssec::TestHook;
 use crate::info::AnswerInfo;
 use crate::memo::DecisionMemo;
 use crate::metrics::{DnsMetrics, Recorder};
@@ -81,6 +82,8 @@ pub struct DnsState {
     zones: ArcSwapOption<(Arc<Topology>, Arc<ZoneIndex>)>,
     rrl: RateLimiter,
     metrics: Arc<DnsMetrics>,
+    /// A test-only fault in DNSSEC signatures (`MERIDIAN_DNSSEC_TEST_HOOK`), read once at start.
+    dnssec_hook: TestHook,
 }
 
 fn now_ms() -> u64 {
@@ -102,6 +105,7 @@ impl DnsState {
             zones: ArcSwapOption::empty(),
             rrl: RateLimiter::new(rrl),
             metrics,
+            dnssec_hook: TestHook::from_env(),
         })
     }
 
@@ -139,7 +143,19 @@ impl DnsState {
             ConfigSource::Store { revision, .. } => revision as u32,
             ConfigSource::Bootstrap => 1,
         };
-        let zones = Arc::new(ZoneIndex::new(&snap.topology, serial));
+        // A signed zone's keys are read from their files here, once per configuration (a few small
+        // files; never on a query that does not follow a configuration change). A zone whose keys cannot
+        // be read is served unsigned, and said so: `meridian config check` reads them before an apply.
+        let (keys, problems) = crate::dnssec::load_all(snap.topology.config());
+        for p in &problems {
+            tracing::error!(problem = %p, "DNSSEC key not usable: the zone is served unsigned");
+        }
+        let zones = Arc::new(ZoneIndex::with_keys(
+            &snap.topology,
+            serial,
+            &keys,
+            self.dnssec_hook,
+        ));
         self.zones
             .store(Some(Arc::new((snap.topology.clone(), zones.clone()))));
         zones
