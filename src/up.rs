@@ -82,6 +82,11 @@ pub(crate) struct UpArgs {
     /// How often to check the GeoIP database file for a new version.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     geoip_check_interval: f64,
+    /// Sign the zones with DNSSEC: a zone without a `dnssec` table gets a combined signing key (ECDSA
+    /// P-256) made in DATA_DIR/dnssec on first use and kept after; the banner prints its DS record and how
+    /// to validate.
+    #[arg(long)]
+    dnssec: bool,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -147,7 +152,13 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         None => Some(demo_certificates(&original, &regions, &data_dir)?),
     };
     let hops = demo_pki.is_some() || original.tls().is_some_and(|t| t.hops.is_some());
+    let signing = if args.dnssec {
+        crate::dnssec_cmd::demo_keys(&original, &data_dir.join("dnssec"))?
+    } else {
+        Vec::new()
+    };
     let local = localize(&text, &regions, demo_pki.as_ref(), hops)
+        .and_then(|l| crate::dnssec_cmd::sign_zones(&l, &signing))
         .context("adapting the configuration to this machine")?;
     let config = Arc::new(
         Config::from_toml_str(&local).context("the configuration adapted to this machine is invalid")?,
@@ -230,6 +241,11 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         geoip,
         ca: demo_pki.as_ref().map(|p| p.ca.clone()),
     };
+    let dnssec_banner = if args.dnssec {
+        crate::dnssec_cmd::banner(&config, &data_dir.join("dnssec"), &dns.server.udp)?
+    } else {
+        String::new()
+    };
     let registration = node.register("up", None, &crate::node::default_instance("up"));
     banner(
         &source,
@@ -238,6 +254,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         &regions,
         &config,
         &cli,
+        &dnssec_banner,
     );
     crate::node::stop_signal().await?;
     eprintln!("meridian up: stopping");
@@ -494,7 +511,15 @@ fn localize(
     ))
 }
 
-fn banner(source: &str, store: &str, dns: &DnsServer, regions: &[RegionRun], config: &Config, cli: &Cli) {
+fn banner(
+    source: &str,
+    store: &str,
+    dns: &DnsServer,
+    regions: &[RegionRun],
+    config: &Config,
+    cli: &Cli,
+    dnssec: &str,
+) {
     let (metrics, probers) = (cli.metrics, cli.probers);
     let mut out = String::new();
     let dns_port = dns.udp.port();
@@ -575,6 +600,7 @@ fn banner(source: &str, store: &str, dns: &DnsServer, regions: &[RegionRun], con
             ca.display()
         );
     }
+    out += dnssec;
     out += "Ctrl-C stops everything; operator state stays in the store.\n";
     print!("{out}");
 }
