@@ -240,7 +240,7 @@ pub enum TestHook {
     None,
     /// One octet of every signature flipped.
     Tamper,
-    /// Every signature expired an hour ago.
+    /// Every signature expired half its validity ago.
     Expired,
 }
 
@@ -415,7 +415,12 @@ impl ZoneSigner {
         h.write(canonical);
         let jitter = h.finish() % (validity / 10).max(1);
         let (inception, expiration) = match self.hook {
-            TestHook::Expired => (now_s.saturating_sub(validity), now_s.saturating_sub(3600)),
+            // Expired half a validity ago (at least a day): beyond validators' clock-skew allowance
+            // (Unbound's is a tenth of the signature's lifetime, up to a day).
+            TestHook::Expired => (
+                now_s.saturating_sub(2 * validity),
+                now_s.saturating_sub(validity / 2),
+            ),
             _ => (now_s.saturating_sub(3600), now_s + validity - jitter),
         };
         let mut records: Vec<Record> = rrset.to_vec();

@@ -10,6 +10,7 @@ mod config_check;
 mod config_store;
 mod deploy;
 mod dns;
+mod dnssec;
 mod edge_tls;
 mod explain;
 mod health;
