@@ -6,7 +6,8 @@
 //! - the **fast path**, for the shape that is nearly all of a GeoDNS server's traffic (a single A or AAAA
 //!   question for a steered name, optionally with EDNS and one ECS option): [`FastRequest::parse`], then
 //!   [`decide::steer_client`] (through the worker's [`DecisionMemo`] when there is one), then
-//!   [`write::steered_answer`] straight into the caller's buffer. It declines (and the general path answers)
+//!   [`write::steered_answer`] straight into the caller's buffer (with DO in a signed zone, followed by the
+//!   RRSIGs the zone's signer caches for that address set). It declines (and the general path answers)
 //!   anything else or anything unusual: other EDNS options, compression in the question, answers needing
 //!   the SOA, SERVFAIL or truncation. Must not allocate per query (beyond what steering does), nor answer
 //!   anything it has not fully checked.
@@ -16,6 +17,10 @@
 //!
 //! The differential test `fast_path_matches_general_path` (tests/fast_path.rs) checks that for every
 //! request the fast path answers, its response is byte for byte the general path's.
+//!
+//! DNSSEC: with DO, a signed zone's answers carry RRSIGs and its denials compact NSEC records (the general
+//! path's `resolve`, and the fast path's cached signatures: `crate::dnssec`, below both), so every
+//! transport that calls `respond` gets them.
 //!
 //! Authoritative behaviour: answers only for configured zones (REFUSED otherwise, and never recursion);
 //! NOERROR with data, NODATA (NOERROR, SOA in authority) or NXDOMAIN (SOA in authority); zone transfers
