@@ -54,7 +54,8 @@ pub(crate) fn resolve(
 /// Signs the answer `resp` holds (rcode `rcode`) for the question `q` of the signed `zone`: an RRSIG
 /// after every RRset in every section, and for a denial a compact NSEC at the query name (RFC 9824):
 /// NXDOMAIN becomes NOERROR with the NSEC listing only NSEC, RRSIG and NXNAME; NODATA's NSEC lists the
-/// types that exist at the name, never the one asked for. Returns the response code to send.
+/// types that exist at the name, never the one asked for; a query for the NSEC type gets that NSEC as its
+/// answer. Returns the response code to send.
 fn secure(
     ctx: &Context<'_>,
     zone: &ZoneData,
@@ -85,8 +86,15 @@ fn secure(
     {
         // Not cached: the owner is whatever name was asked.
         let sigs = signer.rrsigs(std::slice::from_ref(&nsec), now, false);
-        authorities.push(nsec);
-        authorities.extend(sigs);
+        if qtype == RecordType::NSEC {
+            // The name's NSEC is the data asked for (its bitmap lists NSEC: as a NODATA proof it would
+            // contradict itself).
+            resp.answers = std::iter::once(nsec).chain(sigs).collect();
+            authorities.clear();
+        } else {
+            authorities.push(nsec);
+            authorities.extend(sigs);
+        }
     }
     resp.authorities = authorities;
     ResponseCode::NoError

@@ -298,6 +298,18 @@ fn nodata_lists_the_types_that_exist_but_not_the_one_asked() {
 }
 
 #[test]
+fn a_query_for_nsec_gets_the_compact_nsec_as_its_answer() {
+    let f = fixture();
+    for name in ["meet.gslb.example.", "nosuch.gslb.example."] {
+        let resp = ask(f, &query(name, RecordType::NSEC, true, None), Transport::Udp);
+        assert_eq!(resp.metadata.response_code, ResponseCode::NoError);
+        assert!(resp.authorities.is_empty(), "{name}: {resp:?}");
+        nsec_types(&resp.answers, name);
+        assert_signed(&f.keys, &resp.answers);
+    }
+}
+
+#[test]
 fn clients_without_do_get_no_dnssec_records() {
     let f = fixture();
     for (name, qtype) in [

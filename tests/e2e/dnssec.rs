@@ -313,6 +313,7 @@ fn kdig_dnssec_answers_carry_signatures_that_delv_verifies() {
         ("_sip._tcp.meet.gslb.example", "SRV", "; fully validated"),
         ("nosuch.gslb.example", "A", "; negative response, fully validated"),
         ("meet.gslb.example", "MX", "; negative response, fully validated"),
+        ("meet.gslb.example", "NSEC", "; fully validated"),
     ] {
         let out = delv(&zone, m, &[name, rtype]);
         let text = format!("{}{}", stdout(&out), stderr(&out));
