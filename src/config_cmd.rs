@@ -33,14 +33,24 @@ pub(crate) fn check(file: &Path) -> anyhow::Result<ExitCode> {
             for w in &tls.warnings {
                 eprintln!("{}: warning: {w}", file.display());
             }
-            if !tls.errors.is_empty() {
-                for p in &tls.errors {
+            // The DNSSEC key files of signed zones, read as the DNS server reads them.
+            let dnssec: Vec<String> = meridian_dns::dnssec::check(&cfg)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            if !tls.errors.is_empty() || !dnssec.is_empty() {
+                for p in tls
+                    .errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .chain(dnssec.iter().cloned())
+                {
                     eprintln!("{}: {p}", file.display());
                 }
                 eprintln!(
                     "{}: {} problem(s); nothing was applied",
                     file.display(),
-                    tls.errors.len()
+                    tls.errors.len() + dnssec.len()
                 );
                 return Ok(ExitCode::FAILURE);
             }

@@ -11,6 +11,7 @@ mod author;
 mod config_cmd;
 mod demo_origin;
 mod dns_cmd;
+mod dnssec_cmd;
 mod drill_run;
 mod explain;
 mod geo;
@@ -73,6 +74,9 @@ enum Command {
     /// Run a region's L7 proxy: balance over its backends, spill to the next region when it cannot serve
     /// a request well, enforce residency, report load.
     Proxy(Box<proxy_cmd::ProxyArgs>),
+    /// DNSSEC keys: create one, print the DS records for the registrar.
+    #[command(subcommand)]
+    Dnssec(dnssec_cmd::DnssecCommand),
 }
 
 #[derive(Subcommand)]
@@ -147,6 +151,7 @@ fn main() -> ExitCode {
         Command::Region(cmd) => block_on(ops_cmd::region(&cmd)),
         Command::Drill(cmd) => block_on(ops_cmd::drill(&cmd)),
         Command::Proxy(args) => block_on(proxy_cmd::run(&args)),
+        Command::Dnssec(cmd) => dnssec_cmd::run(&cmd),
     };
     match result {
         Ok(code) => code,

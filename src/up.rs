@@ -99,6 +99,11 @@ pub(crate) struct UpArgs {
     /// PEM root the ACME directory's HTTPS certificate chains to (Pebble's test/certs/pebble.minica.pem).
     #[arg(long, value_name = "FILE", requires = "acme_directory")]
     acme_ca: Option<PathBuf>,
+    /// Sign the zones with DNSSEC: a zone without a `dnssec` table gets a combined signing key (ECDSA
+    /// P-256) made in DATA_DIR/dnssec on first use and kept after; the banner prints its DS record and how
+    /// to validate.
+    #[arg(long)]
+    dnssec: bool,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -174,7 +179,13 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         None => Some(demo_certificates(&original, &regions, &data_dir)?),
     };
     let hops = demo_pki.is_some() || original.tls().is_some_and(|t| t.hops.is_some());
+    let signing = if args.dnssec {
+        crate::dnssec_cmd::demo_keys(&original, &data_dir.join("dnssec"))?
+    } else {
+        Vec::new()
+    };
     let local = localize(&text, &regions, demo_pki.as_ref(), hops)
+        .and_then(|l| crate::dnssec_cmd::sign_zones(&l, &signing))
         .context("adapting the configuration to this machine")?;
     let local = match &args.acme_directory {
         Some(url) => crate::up_acme::with_acme(&local, url, args.acme_ca.as_deref(), &data_dir)
@@ -306,6 +317,11 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         ca: demo_pki.as_ref().map(|p| p.ca.clone()),
         dns_ca,
     };
+    let dnssec_banner = if args.dnssec {
+        crate::dnssec_cmd::banner(&config, &data_dir.join("dnssec"), &dns.server.udp)?
+    } else {
+        String::new()
+    };
     let registration = node.register("up", None, &crate::node::default_instance("up"));
     banner(
         &source,
@@ -314,6 +330,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         &regions,
         &config,
         &cli,
+        &dnssec_banner,
     );
     crate::node::stop_signal().await?;
     eprintln!("meridian up: stopping");
@@ -587,7 +604,15 @@ fn localize(
     ))
 }
 
-fn banner(source: &str, store: &str, dns: &DnsServer, regions: &[RegionRun], config: &Config, cli: &Cli) {
+fn banner(
+    source: &str,
+    store: &str,
+    dns: &DnsServer,
+    regions: &[RegionRun],
+    config: &Config,
+    cli: &Cli,
+    dnssec: &str,
+) {
     let (metrics, probers) = (cli.metrics, cli.probers);
     let mut out = String::new();
     let dns_port = dns.udp.port();
@@ -701,6 +726,7 @@ fn banner(source: &str, store: &str, dns: &DnsServer, regions: &[RegionRun], con
             ca.display()
         );
     }
+    out += dnssec;
     out += "Ctrl-C stops everything; operator state stays in the store.\n";
     print!("{out}");
 }

@@ -26,6 +26,8 @@ Prints tables with ratios against gdnsd and PowerDNS and writes a Markdown secti
 
 Usage: bench/dns/run [--rounds N] [--seconds S] [--rate QPS] [--out FILE] [--only meridian,gdnsd,pdns]
                      [--meridian BINARY]
+       bench/dns/run --dnssec [--rounds N] [--seconds S]   # signed answers (issue 21): Meridian signed vs
+                     PowerDNS geoip signing online (geoip-dnssec-keydir) vs Meridian unsigned, per CPU-second
 Needs: dnsperf gdnsd pdns-server pdns-backend-geoip (bench/dns/run installs them), a release build.
 Everything listens on 127.0.0.1; every process started is stopped by PID.
 """
@@ -110,7 +112,7 @@ def routable_24(rng: random.Random) -> ipaddress.IPv4Address:
             return a
 
 
-def wire_query(qid: int, name: str, subnet: ipaddress.IPv4Address | None) -> bytes:
+def wire_query(qid: int, name: str, subnet: ipaddress.IPv4Address | None, dnssec_ok: bool = False) -> bytes:
     header = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 1)
     qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
     question = qname + struct.pack("!HH", 1, 1)
@@ -119,20 +121,22 @@ def wire_query(qid: int, name: str, subnet: ipaddress.IPv4Address | None) -> byt
         addr = subnet.packed[:3]  # a /24 carries three address octets (RFC 7871 §6)
         ecs = struct.pack("!HBB", 1, 24, 0) + addr
         options = struct.pack("!HH", 8, len(ecs)) + ecs
-    opt = b"\0" + struct.pack("!HHIH", 41, 1232, 0, len(options)) + options
+    # TTL field of OPT: extended rcode, version, flags (DO is the top bit: a validating resolver's query).
+    opt = b"\0" + struct.pack("!HHIH", 41, 1232, 0x8000 if dnssec_ok else 0, len(options)) + options
     return header + question + opt
 
 
-def query_file(count: int, seed: int = 7) -> Path:
-    """`count` wire queries, each with a different random routable /24 in ECS, length-prefixed for -B."""
-    path = CACHE / f"q-ecs-{count}-{seed}.bin"
+def query_file(count: int, seed: int = 7, dnssec_ok: bool = False) -> Path:
+    """`count` wire queries, each with a different random routable /24 in ECS, length-prefixed for -B (with
+    the DO bit set when `dnssec_ok`: the same queries, asking for signatures)."""
+    path = CACHE / f"q-ecs-{count}-{seed}{'-do' if dnssec_ok else ''}.bin"
     if path.exists():
         return path
     CACHE.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     with open(path.with_suffix(".tmp"), "wb") as f:
         for i in range(count):
-            q = wire_query(i & 0xFFFF, QUERY_NAME, routable_24(rng))
+            q = wire_query(i & 0xFFFF, QUERY_NAME, routable_24(rng), dnssec_ok)
             f.write(struct.pack("!H", len(q)) + q)
     path.with_suffix(".tmp").rename(path)
     return path
@@ -307,7 +311,49 @@ class GdnsdControl(Gdnsd):
     port = 5303
 
 
-SERVERS = {"meridian": Meridian, "gdnsd": Gdnsd, "pdns": Pdns}
+class MeridianSigned(Meridian):
+    """Meridian with the zone signed online (issue 21): one ECDSA P-256 combined signing key."""
+
+    name = "meridian-signed"
+    port = 5304
+
+    def command(self):
+        keys = self.work / "keys"
+        if not keys.exists():
+            base = subprocess.run([str(MERIDIAN_BIN), "dnssec", "keygen", "--zone", "gslb.example", "--role", "csk",
+                                   "--dir", str(keys)], check=True, capture_output=True, text=True).stdout.strip()
+            text = (ROOT / "bench" / "dns" / "meridian.toml").read_text()
+            (self.work / "meridian.toml").write_text(
+                text + f'\n[zones."gslb.example".dnssec]\nkeys = ["{base}"]\n')
+        cmd = super().command()
+        cmd[cmd.index("--config") + 1] = str(self.work / "meridian.toml")
+        return cmd
+
+
+class PdnsSigned(Pdns):
+    """PowerDNS's geoip backend signing online (`geoip-dnssec-keydir`), one ECDSA P-256 key (pdnsutil
+    secure-zone's default)."""
+
+    name = "pdns-signed"
+    port = 5305
+
+    def command(self):
+        cmd = super().command()
+        keys = self.work / "keys"
+        if not keys.exists():
+            keys.mkdir()
+            with open(self.work / "pdns.conf", "a") as f:
+                f.write(f"geoip-dnssec-keydir={keys}\n")
+            subprocess.run(["pdnsutil", f"--config-dir={self.work}", "secure-zone", "gslb.example"], check=True,
+                           capture_output=True)
+        else:
+            with open(self.work / "pdns.conf", "a") as f:
+                f.write(f"geoip-dnssec-keydir={keys}\n")
+        return cmd
+
+
+SERVERS = {"meridian": Meridian, "gdnsd": Gdnsd, "pdns": Pdns,
+           "meridian-signed": MeridianSigned, "pdns-signed": PdnsSigned}
 
 
 def answers(port: int) -> bool:
@@ -466,7 +512,13 @@ def main():
     ap.add_argument("--only", default="meridian,gdnsd,pdns")
     ap.add_argument("--meridian", help="the meridian binary to measure (default: the release build)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "dns.md")
+    ap.add_argument("--dnssec", action="store_true",
+                    help="the signed-answers scenario (issue 21): meridian-signed and pdns-signed get the queries "
+                         "with DO=1, meridian the same queries unsigned; throughput only")
     args = ap.parse_args()
+    if args.dnssec:
+        dnssec_main(args)
+        return
     if args.meridian:
         global MERIDIAN_BIN
         MERIDIAN_BIN = Path(args.meridian)
@@ -605,6 +657,68 @@ def main():
             print("@result " + json.dumps({
                 "bench": "dns", "case": f"RSS vs {peer} ({a['rss']:.0f} vs {b['rss']:.0f} MB)",
                 "value": round(a["rss"] / b["rss"], 2), "unit": "x", "goal": "reported", "met": True}))
+
+
+def dnssec_main(args):
+    """Signed answers (DO=1, ECS per query) per server CPU-second: Meridian signed against PowerDNS's geoip
+    backend signing online, and against Meridian unsigned (DO=0, same queries). Servers take turns as in
+    the main scenario; median over rounds."""
+    if args.meridian:
+        global MERIDIAN_BIN
+        MERIDIAN_BIN = Path(args.meridian)
+    names = ["meridian-signed", "meridian", "pdns-signed"]
+    db = geoip_db()
+    plain, signed = query_file(args.queries), query_file(args.queries, dnssec_ok=True)
+    results: dict[str, list[dict]] = {n: [] for n in names}
+    with tempfile.TemporaryDirectory(prefix="meridian-dnssecbench-") as tmp:
+        servers = {n: SERVERS[n](Path(tmp), db) for n in names}
+        try:
+            for n, server in servers.items():
+                log(f"starting {n}")
+                server.start()
+            # Every signed server signs: an RRSIG in the answer to a DO query.
+            for n in ("meridian-signed", "pdns-signed"):
+                q = wire_query(3, QUERY_NAME, ipaddress.IPv4Address("83.0.0.0"), True)
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    sock.settimeout(1)
+                    sock.sendto(q, ("127.0.0.1", servers[n].port))
+                    r = sock.recv(4096)
+                if b"\x00\x2e\x00\x01" not in r[12:]:
+                    raise RuntimeError(f"{n} sent no RRSIG to a DO query")
+            for rnd in range(args.rounds):
+                for n in names[rnd % len(names):] + names[:rnd % len(names)]:
+                    r = saturate(servers[n], plain if n == "meridian" else signed, args.seconds)
+                    log(f"round {rnd + 1}/{args.rounds}: {n} {r}")
+                    results[n].append(r)
+        finally:
+            for server in servers.values():
+                server.stop()
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k != "rcodes"} for n, rs in results.items()}
+    lines = [
+        f"Command: `bench/dns/run --dnssec --rounds {args.rounds} --seconds {args.seconds}`; {args.queries} "
+        f"queries `{QUERY_NAME} A`, each with a different random routable /24 in ECS, with DO=1 for the signed "
+        "servers (ECDSA P-256, one combined key each) and DO=0 for Meridian unsigned; each server pinned to "
+        f"CPU 0, dnsperf (-c 1 -q 100) on CPU 1; turns of {args.seconds} s, order rotated, median of "
+        f"{args.rounds} rounds. Machine: {machine()}.",
+        "",
+        "| server | queries per server CPU-second | QPS (dnsperf-bound) | lost | rcodes (last round) |",
+        "|---|---|---|---|---|",
+    ]
+    for n, m in med.items():
+        lines.append(f"| {n} | {m['per_cpu_s']:,.0f} | {m['qps']:,.0f} | {m['lost']:.0f} | "
+                     f"{results[n][-1]['rcodes']} |")
+    a = med["meridian-signed"]
+    lines.append("")
+    for peer, goal in (("pdns-signed", 3.0), ("meridian", 0.8)):
+        ratio = a["per_cpu_s"] / med[peer]["per_cpu_s"]
+        per_round = ", ".join(f"{x['per_cpu_s'] / y['per_cpu_s']:.2f}"
+                              for x, y in zip(results["meridian-signed"], results[peer]))
+        lines.append(f"- Meridian signed / {peer}: **{ratio:.2f}x** queries per CPU-second (goal >= {goal}x). "
+                     f"Per round: {per_round}.")
+    text = "\n".join(lines) + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
 
 
 def machine() -> str:

@@ -18,6 +18,7 @@ pub mod calendar;
 mod checker;
 mod country;
 mod country_table;
+mod dnssec;
 mod model;
 mod names;
 pub mod notifications;
@@ -33,6 +34,7 @@ use std::path::{Path, PathBuf};
 
 pub use acme::{AcmeCertificate, AcmeKeyType, AcmeSettings};
 pub use country::{BUILTIN_GROUPS, Continent, CountryCode, CountryInfo, CountrySet, builtin_group};
+pub use dnssec::{DnssecSettings, KeyFiles};
 pub use model::*;
 pub use names::DomainName;
 pub use proxy_settings::MAX_BACKENDS_PER_REGION;

@@ -67,6 +67,8 @@ pub struct Zone {
     pub soa: Soa,
     /// Static records, names fully qualified.
     pub records: Vec<StaticRecord>,
+    /// Online DNSSEC signing (`None`: the zone is served unsigned).
+    pub dnssec: Option<crate::dnssec::DnssecSettings>,
 }
 
 /// SOA fields other than the serial.

@@ -124,6 +124,7 @@ pub(crate) struct RawZone {
     pub(crate) soa: Option<RawSoa>,
     #[serde(default)]
     pub(crate) records: Vec<RawRecord>,
+    pub(crate) dnssec: Option<crate::dnssec::RawDnssec>,
 }
 
 #[derive(Debug, Deserialize)]

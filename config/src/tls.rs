@@ -125,7 +125,9 @@ impl TlsSettings {
     }
 }
 
-fn absolute(c: &mut Checker, path: &str, value: Option<&String>) -> Option<PathBuf> {
+/// A path that must be absolute (the configuration is shared: see the module's documentation); also used
+/// by `crate::dnssec` for key files.
+pub(crate) fn absolute(c: &mut Checker, path: &str, value: Option<&String>) -> Option<PathBuf> {
     match value {
         None => {
             c.err(path, "is required");

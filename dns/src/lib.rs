@@ -17,16 +17,18 @@
 //! use), `write` (writing responses: the fast path's wire answer, encoding and truncation), `request`
 //! (reading requests: the fast path's shape, ECS checks), `context` (what answering reads: [`Context`],
 //! [`FixedState`], [`Transport`]), `info` (what it did: [`AnswerInfo`], [`Reason`]), `zone`
-//! ([`ZoneIndex`]). Around them: [`server`] (sockets, GeoIP reload; the UDP workers), [`stream`] (TCP,
-//! DNS-over-TLS and DNS-over-HTTPS on hickory-server's network layer), [`guard`] (connection limits,
-//! malformed-request accounting), [`xfr`] (zone transfers to secondaries with TSIG, NOTIFY), [`rrl`]
-//! (response rate limiting), [`metrics`]. Operator's view: docs/dns.md.
+//! ([`ZoneIndex`]), `dnssec` (signing: a zone's keys from BIND key files, signatures cached per RRset,
+//! compact denial records, DS records; [`dnssec`]). Around them: [`server`] (sockets, GeoIP reload; the UDP
+//! workers), [`stream`] (TCP, DNS-over-TLS and DNS-over-HTTPS on hickory-server's network layer), [`guard`]
+//! (connection limits, malformed-request accounting), [`xfr`] (zone transfers to secondaries with TSIG,
+//! NOTIFY), [`rrl`] (response rate limiting), [`metrics`]. Operator's view: docs/dns.md.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod context;
 mod decide;
+pub mod dnssec;
 pub mod guard;
 mod info;
 mod memo;

@@ -2,8 +2,8 @@
 //! nearly all of a GeoDNS server's traffic, parsed straight from the wire ([`FastRequest`]); and the
 //! checks the general path adds to hickory's parsing ([`valid_ecs`]).
 //!
-//! The shape: a single A or AAAA question, class IN, plain labels, optionally EDNS(0) (version 0) carrying
-//! nothing or one well-formed Client Subnet option, and nothing else. Anything unusual about it
+//! The shape: a single A or AAAA question, class IN, plain labels, optionally EDNS(0) (version 0)
+//! carrying nothing or one well-formed Client Subnet option, and nothing else. Anything unusual about it
 //! (compression in the question, other EDNS options, trailing octets) is not that shape: the general
 //! path, over hickory-proto's message model, reads it instead.
 
@@ -14,6 +14,7 @@ use hickory_proto::rr::rdata::opt::ClientSubnet;
 pub(crate) const TYPE_A: u16 = 1;
 pub(crate) const TYPE_AAAA: u16 = 28;
 pub(crate) const TYPE_OPT: u16 = 41;
+pub(crate) const TYPE_RRSIG: u16 = 46;
 pub(crate) const CLASS_IN: u16 = 1;
 pub(crate) const OPTION_ECS: u16 = 8;
 
@@ -35,6 +36,8 @@ pub(crate) struct FastRequest<'a> {
     pub(crate) edns_payload: Option<u16>,
     /// The Client Subnet option.
     pub(crate) ecs: Option<Ecs<'a>>,
+    /// EDNS's DO bit: the client wants DNSSEC records.
+    pub(crate) dnssec_ok: bool,
 }
 
 /// A well-formed Client Subnet option of a [`FastRequest`].
@@ -101,9 +104,11 @@ impl<'a> FastRequest<'a> {
             qtype,
             edns_payload: None,
             ecs: None,
+            dnssec_ok: false,
         };
         if arcount == 1 {
-            // OPT: root owner, type 41, class = payload, TTL = extended rcode 0, version 0, flags (ignored).
+            // OPT: root owner, type 41, class = payload, TTL = extended rcode 0, version 0, flags (DO
+            // read, the others ignored).
             if *req.get(i)? != 0
                 || u16_at(i + 1)? != TYPE_OPT
                 || *req.get(i + 5)? != 0
@@ -112,6 +117,7 @@ impl<'a> FastRequest<'a> {
                 return None;
             }
             parsed.edns_payload = Some(u16_at(i + 3)?);
+            parsed.dnssec_ok = *req.get(i + 7)? & 0x80 != 0;
             let rdlen = usize::from(u16_at(i + 9)?);
             i += 11;
             let end = i + rdlen;

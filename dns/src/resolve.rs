@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
@@ -13,13 +13,145 @@ use meridian_steer::{Mode, answer_addresses};
 
 use crate::context::{Context, MAX_UDP_PAYLOAD};
 use crate::decide::steer_client;
+use crate::dnssec::{NXNAME, ZoneSigner, compact_nsec};
 use crate::info::AnswerInfo;
 use crate::request::valid_ecs;
 use crate::zone::{ZoneData, glue};
 
 /// Fills `resp` (the response skeleton: id, opcode, RD, the question) with what answers `req` and returns
-/// its response code.
+/// its response code; signed (RRSIGs, and NSEC for denials) when the client set DO and the zone is signed.
 pub(crate) fn resolve(
+    ctx: &Context<'_>,
+    req: &Message,
+    resp: &mut Message,
+    src: IpAddr,
+    info: &mut AnswerInfo,
+) -> ResponseCode {
+    let rcode = answer(ctx, req, resp, src, info);
+    let dnssec_ok = req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+    if !dnssec_ok {
+        return rcode;
+    }
+    // RFC 3225: the DO bit is copied into the response.
+    if let Some(e) = resp.edns.as_mut() {
+        e.set_dnssec_ok(true);
+    }
+    let [q] = req.queries.as_slice() else {
+        return rcode;
+    };
+    if !resp.metadata.authoritative || !matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
+        return rcode;
+    }
+    match ctx.zones.find(&LowerName::new(q.name())) {
+        Some(zone) => match &zone.signer {
+            Some(signer) => secure(ctx, zone, signer, q, resp, rcode),
+            None => rcode,
+        },
+        None => rcode,
+    }
+}
+
+/// Signs the answer `resp` holds (rcode `rcode`) for the question `q` of the signed `zone`: an RRSIG
+/// after every RRset in every section, and for a denial a compact NSEC at the query name (RFC 9824):
+/// NXDOMAIN becomes NOERROR with the NSEC listing only NSEC, RRSIG and NXNAME; NODATA's NSEC lists the
+/// types that exist at the name, never the one asked for; a query for the NSEC type gets that NSEC as its
+/// answer. Returns the response code to send.
+fn secure(
+    ctx: &Context<'_>,
+    zone: &ZoneData,
+    signer: &ZoneSigner,
+    q: &Query,
+    resp: &mut Message,
+    rcode: ResponseCode,
+) -> ResponseCode {
+    let qtype = q.query_type();
+    let denial: Option<Vec<RecordType>> = if rcode == ResponseCode::NXDomain {
+        Some(vec![NXNAME])
+    } else if resp.answers.is_empty() {
+        Some(
+            types_at(ctx, zone, &LowerName::new(q.name()))
+                .into_iter()
+                .filter(|t| *t != qtype)
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let now = ctx.now_ms;
+    resp.answers = with_rrsigs(signer, std::mem::take(&mut resp.answers), now);
+    resp.additionals = with_rrsigs(signer, std::mem::take(&mut resp.additionals), now);
+    let mut authorities = with_rrsigs(signer, std::mem::take(&mut resp.authorities), now);
+    if let Some(types) = denial
+        && let Some(nsec) = compact_nsec(q.name(), zone.negative_ttl, types)
+    {
+        // Not cached: the owner is whatever name was asked.
+        let sigs = signer.rrsigs(std::slice::from_ref(&nsec), now, false);
+        if qtype == RecordType::NSEC {
+            // The name's NSEC is the data asked for (its bitmap lists NSEC: as a NODATA proof it would
+            // contradict itself).
+            resp.answers = std::iter::once(nsec).chain(sigs).collect();
+            authorities.clear();
+        } else {
+            authorities.push(nsec);
+            authorities.extend(sigs);
+        }
+    }
+    resp.authorities = authorities;
+    ResponseCode::NoError
+}
+
+/// `records` (a section, its RRsets contiguous or not) with the signatures of each RRset after it.
+fn with_rrsigs(signer: &ZoneSigner, records: Vec<Record>, now_ms: u64) -> Vec<Record> {
+    let mut out: Vec<Record> = Vec::with_capacity(records.len() * 2);
+    let mut sets: Vec<Vec<Record>> = Vec::new();
+    for r in records {
+        match sets
+            .iter_mut()
+            .find(|s| s[0].record_type() == r.record_type() && s[0].name == r.name)
+        {
+            Some(set) => set.push(r),
+            None => sets.push(vec![r]),
+        }
+    }
+    for set in sets {
+        let sigs = signer.rrsigs(&set, now_ms, true);
+        out.extend(set);
+        out.extend(sigs);
+    }
+    out
+}
+
+/// The types that exist at `name` in `zone`: its static records (the DNSKEY set at a signed apex among
+/// them), and A and AAAA at a steered name whose service has addresses of that family.
+fn types_at(ctx: &Context<'_>, zone: &ZoneData, name: &LowerName) -> Vec<RecordType> {
+    let mut types: Vec<RecordType> = zone
+        .records
+        .get(name)
+        .map(|rs| rs.iter().map(Record::record_type).collect())
+        .unwrap_or_default();
+    if let Some(&service) = zone.services.get(name) {
+        let config = ctx.snapshot.topology.config();
+        let svc = &config.services()[service.get()];
+        let regions = config.regions().iter().filter(|r| svc.regions.contains(&r.id));
+        let (mut v4, mut v6) = (false, false);
+        for r in regions {
+            v4 |= !r.ipv4.is_empty();
+            v6 |= !r.ipv6.is_empty();
+        }
+        if v4 {
+            types.push(RecordType::A);
+        }
+        if v6 {
+            types.push(RecordType::AAAA);
+        }
+    }
+    types.sort();
+    types.dedup();
+    types
+}
+
+/// The unsigned answer: what [`resolve`] fills before signing.
+fn answer(
     ctx: &Context<'_>,
     req: &Message,
     resp: &mut Message,

@@ -6,7 +6,8 @@
 //! - the **fast path**, for the shape that is nearly all of a GeoDNS server's traffic (a single A or AAAA
 //!   question for a steered name, optionally with EDNS and one ECS option): [`FastRequest::parse`], then
 //!   [`decide::steer_client`] (through the worker's [`DecisionMemo`] when there is one), then
-//!   [`write::steered_answer`] straight into the caller's buffer. It declines (and the general path answers)
+//!   [`write::steered_answer`] straight into the caller's buffer (with DO in a signed zone, followed by the
+//!   RRSIGs the zone's signer caches for that address set). It declines (and the general path answers)
 //!   anything else or anything unusual: other EDNS options, compression in the question, answers needing
 //!   the SOA, SERVFAIL or truncation. Must not allocate per query (beyond what steering does), nor answer
 //!   anything it has not fully checked.
@@ -16,6 +17,10 @@
 //!
 //! The differential test `fast_path_matches_general_path` (tests/fast_path.rs) checks that for every
 //! request the fast path answers, its response is byte for byte the general path's.
+//!
+//! DNSSEC: with DO, a signed zone's answers carry RRSIGs and its denials compact NSEC records (the general
+//! path's `resolve`, and the fast path's cached signatures: `crate::dnssec`, below both), so every
+//! transport that calls `respond` gets them.
 //!
 //! Authoritative behaviour: answers only for configured zones (REFUSED otherwise, and never recursion);
 //! NOERROR with data, NODATA (NOERROR, SOA in authority) or NXDOMAIN (SOA in authority); zone transfers
@@ -32,6 +37,7 @@ use meridian_steer::{Mode, answer_ipv4, answer_ipv6};
 
 use crate::context::{Context, Transport};
 use crate::decide;
+use crate::dnssec::Signed;
 use crate::info::AnswerInfo;
 use crate::memo::DecisionMemo;
 use crate::request::{FastRequest, TYPE_A, answerable};
@@ -98,7 +104,10 @@ fn respond_fast(
     // Read the request.
     let mut lower = [0u8; 255];
     let req = FastRequest::parse(request, &mut lower)?;
-    let &service = ctx.zones.steered.get(req.lower_name)?;
+    let (service, signer) = ctx.zones.steered.get(req.lower_name)?;
+    let service = *service;
+    // A signed zone's records carry their signatures when the client asks for them (DO).
+    let signer = signer.as_deref().filter(|_| req.dnssec_ok);
 
     // Decide.
     let ecs = req.ecs.map(|e| (e.addr, e.source_prefix));
@@ -115,12 +124,27 @@ fn respond_fast(
     let topology = &ctx.snapshot.topology;
     let ttl = topology.config().services()[service.get()].ttl;
     let limit = transport.response_limit(req.edns_payload);
+    // Signatures come from the signer's cache (keyed by the RRset): signing happens once per RRset.
     let written = if req.qtype == TYPE_A {
         let addresses = answer_ipv4(topology, service, &decision.chosen).map(|a| a.octets());
-        write::steered_answer(out, request, &req, ttl, addresses, scope, limit)
+        let signed = match signer {
+            Some(s) => {
+                Some(s.steered_rrsigs(req.lower_name, req.qtype, ttl, addresses.clone(), ctx.now_ms)?)
+            }
+            None => None,
+        };
+        let rrsigs = signed.as_deref().map_or(&[][..], Signed::wire);
+        write::steered_answer(out, request, &req, ttl, addresses, scope, limit, rrsigs)
     } else {
         let addresses = answer_ipv6(topology, service, &decision.chosen).map(|a| a.octets());
-        write::steered_answer(out, request, &req, ttl, addresses, scope, limit)
+        let signed = match signer {
+            Some(s) => {
+                Some(s.steered_rrsigs(req.lower_name, req.qtype, ttl, addresses.clone(), ctx.now_ms)?)
+            }
+            None => None,
+        };
+        let rrsigs = signed.as_deref().map_or(&[][..], Signed::wire);
+        write::steered_answer(out, request, &req, ttl, addresses, scope, limit, rrsigs)
     };
     written.then(|| AnswerInfo {
         rcode: Some(ResponseCode::NoError),

@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 
 use crate::context::{Context, Transport};
 use crate::guard::{ConnectionLimits, Governor, GuardMetrics, MalformedLog};
+use crate::dnssec::TestHook;
 use crate::info::AnswerInfo;
 use crate::memo::DecisionMemo;
 use crate::metrics::{DnsMetrics, Recorder};
@@ -100,6 +101,8 @@ pub struct DnsState {
     malformed: MalformedLog,
     /// Who may transfer zones (none until [`DnsState::set_secondaries`]).
     xfr: ArcSwapOption<XfrPolicy>,
+    /// A test-only fault in DNSSEC signatures (`MERIDIAN_DNSSEC_TEST_HOOK`), read once at start.
+    dnssec_hook: TestHook,
 }
 
 /// A snapshot's ACME challenge answers (owner name -> TXT values).
@@ -128,6 +131,7 @@ impl DnsState {
             zones: ArcSwapOption::empty(),
             rrl: RateLimiter::new(rrl),
             metrics,
+            dnssec_hook: TestHook::from_env(),
         })
     }
 
@@ -241,8 +245,18 @@ impl DnsState {
         };
         // ... and the ACME challenge answers, which change the zones' data too.
         let serial = serial.max(snap.acme_challenges_revision as u32);
-        let zones =
-            Arc::new(ZoneIndex::new(&snap.topology, serial).with_acme_challenges(&snap.acme_challenges));
+        // A signed zone's keys are read from their files here, once per configuration or change of ACME
+        // challenges (a few small files; never on a query that does not follow such a change). A zone
+        // whose keys cannot be read is served unsigned, and said so: `meridian config check` reads them
+        // before an apply. The challenge records join the zone's static data, signed like the rest.
+        let (keys, problems) = crate::dnssec::load_all(snap.topology.config());
+        for p in &problems {
+            tracing::error!(problem = %p, "DNSSEC key not usable: the zone is served unsigned");
+        }
+        let zones = Arc::new(
+            ZoneIndex::with_keys(&snap.topology, serial, &keys, self.dnssec_hook)
+                .with_acme_challenges(&snap.acme_challenges),
+        );
         self.zones.store(Some(Arc::new((
             snap.topology.clone(),
             snap.acme_challenges.clone(),

@@ -6,13 +6,16 @@
 use hickory_proto::op::{Message, ResponseCode};
 
 use crate::context::MAX_UDP_PAYLOAD;
-use crate::request::{CLASS_IN, FastRequest, OPTION_ECS, TYPE_OPT};
+use crate::request::{CLASS_IN, FastRequest, OPTION_ECS, TYPE_OPT, TYPE_RRSIG};
 
 /// Writes into `out` (cleared first) the NOERROR response to `req` (parsed from `request`) answering
-/// with `addresses` as records of the question's type (A: 4 octets, AAAA: 16) and TTL `ttl`, and `scope`
-/// as the ECS scope.
+/// with `addresses` as records of the question's type (A: 4 octets, AAAA: 16) and TTL `ttl`, followed by
+/// RRSIG records with the rdatas `rrsigs` (wire form; empty when unsigned), and `scope` as the ECS scope;
+/// the DO bit echoed (RFC 3225).
 /// Returns `false` (with `out` in an unspecified state) when the general path must answer instead: no
 /// address (NODATA needs the SOA) or a response larger than `limit` (truncation).
+// Every argument is a borrowed part of the one answer, written in one pass without collecting anything.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn steered_answer<const N: usize>(
     out: &mut Vec<u8>,
     request: &[u8],
@@ -21,6 +24,7 @@ pub(crate) fn steered_answer<const N: usize>(
     addresses: impl Iterator<Item = [u8; N]> + Clone,
     scope: Option<u8>,
     limit: usize,
+    rrsigs: &[Vec<u8>],
 ) -> bool {
     let count = addresses.clone().count();
     if count == 0 {
@@ -32,7 +36,7 @@ pub(crate) fn steered_answer<const N: usize>(
     out.push(0x84 | (request[2] & 0x01));
     out.push(0x00);
     out.extend_from_slice(&1u16.to_be_bytes());
-    out.extend_from_slice(&(count as u16).to_be_bytes());
+    out.extend_from_slice(&((count + rrsigs.len()) as u16).to_be_bytes());
     out.extend_from_slice(&0u16.to_be_bytes());
     out.extend_from_slice(&u16::from(req.edns_payload.is_some()).to_be_bytes());
     // The question as received: case preserved.
@@ -47,11 +51,20 @@ pub(crate) fn steered_answer<const N: usize>(
         out.extend_from_slice(&(N as u16).to_be_bytes());
         out.extend_from_slice(&rdata);
     }
+    for rdata in rrsigs {
+        out.extend_from_slice(&[0xc0, 0x0c]);
+        out.extend_from_slice(&TYPE_RRSIG.to_be_bytes());
+        out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        out.extend_from_slice(&ttl);
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(rdata);
+    }
     if req.edns_payload.is_some() {
         out.push(0); // root
         out.extend_from_slice(&TYPE_OPT.to_be_bytes());
         out.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
-        out.extend_from_slice(&[0, 0, 0, 0]); // extended rcode, version 0, no flags
+        // Extended rcode 0, version 0, flags: DO as asked.
+        out.extend_from_slice(&[0, 0, if req.dnssec_ok { 0x80 } else { 0 }, 0]);
         match (req.ecs, scope) {
             (Some(ecs), Some(scope)) => {
                 let octets = ecs.octets;

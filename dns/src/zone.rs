@@ -3,12 +3,15 @@
 //! non-terminal answers NODATA, not NXDOMAIN). Built once per configuration version.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, SRV, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecoder, Restrict};
 use meridian_config::{DomainName, RecordData};
 use meridian_steer::{ServiceIndex, Topology};
+
+use crate::dnssec::{TestHook, ZoneKeys, ZoneSigner};
 
 /// One zone, ready to answer from.
 #[derive(Debug)]
@@ -24,7 +27,12 @@ pub(crate) struct ZoneData {
     pub(crate) services: HashMap<LowerName, ServiceIndex>,
     /// Every name that exists: owners, service names and their ancestors up to the apex.
     pub(crate) existing: HashSet<LowerName>,
+    /// The zone's signer, when it is signed (its DNSKEY set is then among the apex's records).
+    pub(crate) signer: Option<Arc<ZoneSigner>>,
 }
+
+/// A steered name's service, and its zone's signer when the zone is signed.
+pub(crate) type SteeredName = (ServiceIndex, Option<Arc<ZoneSigner>>);
 
 /// Every zone of a configuration.
 #[derive(Debug)]
@@ -34,7 +42,8 @@ pub struct ZoneIndex {
     /// which looks a question up without building a `Name`. Only names whose closest zone steers them.
     /// foldhash, not SipHash (it showed in the profile): the map is built from the configuration and
     /// only looked up with query names, so chosen names cannot degrade it.
-    pub(crate) steered: HashMap<Box<[u8]>, ServiceIndex, foldhash::fast::RandomState>,
+    /// With the zone's signer, when the zone is signed.
+    pub(crate) steered: HashMap<Box<[u8]>, SteeredName, foldhash::fast::RandomState>,
 }
 
 fn name(d: &DomainName) -> Name {
@@ -73,9 +82,15 @@ fn rdata(data: &RecordData) -> Option<RData> {
 }
 
 impl ZoneIndex {
-    /// Compiles the zones of `topology`'s configuration; `serial` is the SOA serial (it follows
+    /// Compiles the zones of `topology`'s configuration, unsigned; `serial` is the SOA serial (it follows
     /// configuration changes).
     pub fn new(topology: &Topology, serial: u32) -> Self {
+        Self::with_keys(topology, serial, &[], TestHook::None)
+    }
+
+    /// [`ZoneIndex::new`], signing the zones whose origin has keys in `keys` (each with a new signer,
+    /// so signatures cached for an older configuration are not reused; `hook`: a test-only fault).
+    pub fn with_keys(topology: &Topology, serial: u32, keys: &[Arc<ZoneKeys>], hook: TestHook) -> Self {
         let config = topology.config();
         let zones = config
             .zones()
@@ -97,6 +112,16 @@ impl ZoneIndex {
                     .entry(LowerName::new(&origin))
                     .or_default()
                     .push(soa.clone());
+                let signer = keys
+                    .iter()
+                    .find(|k| LowerName::new(&k.origin) == LowerName::new(&origin))
+                    .map(|k| Arc::new(ZoneSigner::new(k.clone(), z.ttl, hook)));
+                if let Some(s) = &signer {
+                    records
+                        .entry(LowerName::new(&origin))
+                        .or_default()
+                        .extend(s.dnskeys().iter().cloned());
+                }
                 for ns in &z.ns {
                     records
                         .entry(LowerName::new(&origin))
@@ -143,6 +168,7 @@ impl ZoneIndex {
                     records,
                     services,
                     existing,
+                    signer,
                 }
             })
             .collect::<Vec<_>>();
@@ -155,7 +181,7 @@ impl ZoneIndex {
             for (owner, &service) in &zone.services {
                 let closest = index.find(owner).map(|z| std::ptr::eq(z, &index.zones[i]));
                 if closest == Some(true) {
-                    steered.insert(wire_lower(owner), service);
+                    steered.insert(wire_lower(owner), (service, index.zones[i].signer.clone()));
                 }
             }
         }

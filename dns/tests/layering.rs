@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 /// Highest first: a module may name only modules to its right.
-const ORDER: [&str; 9] = [
-    "respond", "resolve", "memo", "decide", "write", "request", "context", "info", "zone",
+const ORDER: [&str; 10] = [
+    "respond", "resolve", "memo", "decide", "write", "request", "context", "info", "zone", "dnssec",
 ];
 
 #[test]

@@ -12,6 +12,7 @@ mod config_store;
 mod dashboard;
 mod deploy;
 mod dns;
+mod dnssec;
 mod edge_tls;
 mod explain;
 mod health;

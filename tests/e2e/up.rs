@@ -401,3 +401,31 @@ fn serves_dns_over_tls_and_https_with_a_demo_ca_certificate_and_the_banner_says_
     );
     assert!(up.interrupt().success());
 }
+
+#[test]
+fn runs_signed_with_dnssec_and_says_how_to_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let (mut up, banner) = start_with(&ports, dir.path(), &["--dnssec"]);
+    // The banner gives the DS record and a delv command with the trust anchor it wrote.
+    assert!(banner.contains("gslb.example. 3600 IN DS "), "{banner}");
+    let delv = banner
+        .lines()
+        .find(|l| l.trim_start().starts_with("delv @"))
+        .unwrap_or_else(|| panic!("no delv command:\n{banner}"));
+    let command = delv.split('#').next().unwrap();
+    let args: Vec<&str> = command.split_whitespace().collect();
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("; fully validated"), "{command}:\n{text}");
+    assert!(up.interrupt().success());
+
+    // The key is kept: a second run signs with the same one (the DS does not change).
+    let ds = |b: &str| b.lines().find(|l| l.contains(" IN DS ")).map(str::to_owned);
+    let (_again, banner2) = start_with(&ports, dir.path(), &["--dnssec"]);
+    assert_eq!(ds(&banner), ds(&banner2));
+}

@@ -117,6 +117,10 @@ pub(super) fn check_zones(c: &mut Checker, raw: &IndexMap<String, RawZone>) -> V
         }
         check_cname_rules(c, &path, &origin, &records);
         check_glue(c, &path, &origin, &ns, &records);
+        let dnssec = z
+            .dnssec
+            .as_ref()
+            .and_then(|d| crate::dnssec::check_dnssec(c, &format!("{path}.dnssec"), d));
 
         if let Some(soa) = soa {
             out.push(Zone {
@@ -125,6 +129,7 @@ pub(super) fn check_zones(c: &mut Checker, raw: &IndexMap<String, RawZone>) -> V
                 ns,
                 soa,
                 records,
+                dnssec,
             });
         }
     }
