@@ -32,8 +32,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::context::{Context, Transport};
-use crate::guard::{ConnectionLimits, Governor, GuardMetrics, MalformedLog};
 use crate::dnssec::TestHook;
+use crate::guard::{ConnectionLimits, Governor, GuardMetrics, MalformedLog};
 use crate::info::AnswerInfo;
 use crate::memo::DecisionMemo;
 use crate::metrics::{DnsMetrics, Recorder};
