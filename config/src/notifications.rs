@@ -411,6 +411,14 @@ mod tests {
             e[0].starts_with("webhook[0].secret-file: cannot read /nonexistent/nope.key"),
             "{e:?}"
         );
+        let e = parse(
+            "[[webhook]]\nname = \"a\"\nurl = \"https://x/\"\nsecret = \"0123456789abcdef\"\nca-file = \"ca.pem\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            ["webhook[0].ca-file: /nonexistent/ca.pem is not a readable file"]
+        );
     }
 
     #[test]
