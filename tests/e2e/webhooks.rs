@@ -290,3 +290,55 @@ fn a_bad_notifications_file_is_refused_at_start_with_every_path() {
     // Nothing started: the admin port is free.
     assert!(std::net::TcpStream::connect(ports.admin).is_err());
 }
+
+#[test]
+fn losing_and_regaining_etcd_is_notified() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = meridian_store::testing::EtcdServer::start();
+    let hook_port = free_tcp_port();
+    let log = dir.path().join("received.jsonl");
+    let _receiver = receiver(dir.path(), hook_port, &log, None);
+    let notify = dir.path().join("notify.toml");
+    std::fs::write(
+        &notify,
+        format!(
+            "[[webhook]]\nname = \"store\"\nurl = \"http://127.0.0.1:{hook_port}/\"\nsecret = \"{SECRET}\"\nevents = [\"store-lost\", \"store-regained\"]\n"
+        ),
+    )
+    .unwrap();
+    let ports = Ports::free();
+    let mut command = meridian();
+    command
+        .args(["up", "--dns-listen", &ports.dns.to_string()])
+        .args(["--metrics-listen", &ports.metrics.to_string()])
+        .args(["--admin-listen", &ports.admin.to_string()])
+        .args([
+            "--proxy-port",
+            "0",
+            "--https-port",
+            "0",
+            "--etcd",
+            &etcd.client_url,
+        ])
+        .arg("--notify")
+        .arg(&notify)
+        // The admin token and the demo CA live in the data directory, also with etcd.
+        .env("MERIDIAN_DATA_DIR", dir.path().join("data"));
+    let (_up, _) = crate::up::start_command(command);
+
+    etcd.kill();
+    let lost = wait_for_event(&log, "store-lost", |e| e["event"] == "store-lost");
+    assert!(lost.iter().all(|r| r["valid"] == true), "{lost:#?}");
+    // The node kept answering from its snapshot meanwhile.
+    assert!(ask(ports.dns, "meet.gslb.example.", "83.0.0.0").is_some());
+    etcd.restart();
+    wait_for_event(&log, "store-regained", |e| e["event"] == "store-regained");
+    // Only the events this webhook asked for.
+    assert!(
+        received(&log)
+            .iter()
+            .all(|r| r["event"]["event"] == "store-lost" || r["event"]["event"] == "store-regained"),
+        "{:#?}",
+        received(&log)
+    );
+}
