@@ -107,12 +107,13 @@ pub fn start(
     node: &str,
 ) -> Result<Notifier, String> {
     let metrics = Arc::new(Metrics::new(registry)?);
-    let tls = crate::client::client_tls(None).map_err(|e| e.to_string())?;
     let mut tasks = Vec::new();
     let mut queues = Vec::new();
     for hook in &config.webhooks {
         let target =
             crate::client::parse_url(&hook.url).map_err(|e| format!("webhook {}: {e}", hook.name))?;
+        let tls = crate::client::client_tls(hook.ca_file.as_deref())
+            .map_err(|e| format!("webhook {}: ca-file: {e}", hook.name))?;
         let (tx, rx) = mpsc::channel::<Value>(QUEUE);
         queues.push((hook.clone(), tx));
         tasks.push(tokio::spawn(deliver(

@@ -917,6 +917,26 @@ async fn https_with_a_private_ca() {
     assert!(!matches!(e, ClientError::Api { .. }), "{e:?}");
     assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
 
+    // The dashboard's login over HTTPS sets a Secure cookie (with curl, a real client).
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-D", "-", "-o", "/dev/null", "--cacert"])
+        .arg(pki.path("ca.pem"))
+        .args(["-X", "POST", "-H", "Content-Type: application/json", "--data"])
+        .arg(format!("{{\"token\": \"{TOKEN}\"}}"))
+        .arg(format!("{url}/dashboard/login"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 204"), "{head}");
+    let cookie = head
+        .lines()
+        .find(|l| l.starts_with("set-cookie:"))
+        .unwrap_or_default();
+    assert!(
+        cookie.contains("; secure") && cookie.contains("httponly") && cookie.contains("samesite=strict"),
+        "{head}"
+    );
+
     // Plain HTTP to the HTTPS port: an error, not an answer.
     let plain_url = url.replacen("https://", "http://", 1);
     let plain = AdminClient::new(&plain_url, Some(TOKEN.into()), None, Duration::from_secs(5)).unwrap();

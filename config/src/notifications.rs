@@ -10,6 +10,7 @@
 //! events = ["region-down", "region-up"]       # default: every event
 //! timeout-ms = 5000                           # per attempt
 //! max-attempts = 5                            # retries with exponential backoff
+//! ca-file = "/etc/meridian/hooks-ca.pem"      # CAs to trust for https (default: the web PKI roots)
 //! ```
 //!
 //! Validation collects every problem with its path (`webhook[1].url: ...`), as the main configuration's.
@@ -51,6 +52,8 @@ pub struct Webhook {
     pub timeout_ms: u32,
     /// Attempts per event, the first included.
     pub max_attempts: u32,
+    /// PEM file of the CA certificates to trust over https (`None`: the web PKI roots).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -62,6 +65,7 @@ impl std::fmt::Debug for Webhook {
             .field("events", &self.events)
             .field("timeout_ms", &self.timeout_ms)
             .field("max_attempts", &self.max_attempts)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -97,6 +101,7 @@ struct RawWebhook {
     events: Option<Vec<String>>,
     timeout_ms: Option<i64>,
     max_attempts: Option<i64>,
+    ca_file: Option<String>,
 }
 
 impl Notifications {
@@ -249,6 +254,16 @@ impl Notifications {
                 };
             let timeout_ms = int(w.timeout_ms, 5000, 100, 60_000, "timeout-ms", &mut problems);
             let max_attempts = int(w.max_attempts, 5, 1, 20, "max-attempts", &mut problems);
+            let ca_file = w.ca_file.map(|f| base.join(f));
+            if let Some(f) = &ca_file
+                && !f.is_file()
+            {
+                push(
+                    &mut problems,
+                    at("ca-file"),
+                    format!("{} is not a readable file", f.display()),
+                );
+            }
             webhooks.push(Webhook {
                 name,
                 url,
@@ -256,6 +271,7 @@ impl Notifications {
                 events,
                 timeout_ms,
                 max_attempts,
+                ca_file,
             });
         }
         if problems.is_empty() {
@@ -394,6 +410,14 @@ mod tests {
         assert!(
             e[0].starts_with("webhook[0].secret-file: cannot read /nonexistent/nope.key"),
             "{e:?}"
+        );
+        let e = parse(
+            "[[webhook]]\nname = \"a\"\nurl = \"https://x/\"\nsecret = \"0123456789abcdef\"\nca-file = \"ca.pem\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            ["webhook[0].ca-file: /nonexistent/ca.pem is not a readable file"]
         );
     }
 

@@ -74,8 +74,14 @@ fn start(ports: &Ports, dir: &std::path::Path) -> (Interrupted, String) {
 
 /// [`start`] with more arguments.
 pub(crate) fn start_with(ports: &Ports, dir: &std::path::Path, extra: &[&str]) -> (Interrupted, String) {
-    let mut child = up_command(ports, dir)
-        .args(extra)
+    let mut command = up_command(ports, dir);
+    command.args(extra);
+    start_command(command)
+}
+
+/// Starts `command` (a `meridian up`) and waits for its "ready" banner; returns the process and the banner.
+pub(crate) fn start_command(mut command: Command) -> (Interrupted, String) {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -15,7 +15,7 @@ use crate::up::{Ports, start_with};
 
 const SECRET: &str = "webhook-secret-0123456789";
 
-/// The receiver: logs one JSON line per request (signature valid?, attempt, status sent, the event);
+/// The receiver (`receiver.py PORT SECRET LOG [CERT KEY]`, HTTPS with CERT and KEY): logs one JSON line per request (signature valid?, attempt, status sent, the event);
 /// answers 500 to every first attempt, 200 to the others.
 const RECEIVER: &str = r#"
 import hashlib, hmac, http.server, json, sys
@@ -35,7 +35,13 @@ class Hook(http.server.BaseHTTPRequestHandler):
         self.end_headers()
     def log_message(self, *args):
         pass
-http.server.ThreadingHTTPServer(("127.0.0.1", port), Hook).serve_forever()
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Hook)
+if len(sys.argv) > 5:
+    import ssl
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[4], sys.argv[5])
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
 "#;
 
 fn cli(admin: SocketAddr, dir: &std::path::Path, args: &[&str]) -> String {
@@ -76,36 +82,52 @@ fn wait_for_event(log: &std::path::Path, what: &str, pred: impl Fn(&Value) -> bo
     }
 }
 
+/// Starts the receiver on `port` (HTTPS when `tls` gives a certificate and key), logging to `log`.
+fn receiver(
+    dir: &std::path::Path,
+    port: u16,
+    log: &std::path::Path,
+    tls: Option<(&std::path::Path, &std::path::Path)>,
+) -> Interrupted {
+    let script = dir.join("receiver.py");
+    std::fs::write(&script, RECEIVER).unwrap();
+    let mut c = Command::new("python3");
+    c.arg(&script).args([&port.to_string(), SECRET]).arg(log);
+    if let Some((cert, key)) = tls {
+        c.arg(cert).arg(key);
+    }
+    let child = Interrupted(c.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap());
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "the receiver did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
 #[test]
 fn webhooks_receive_signed_events_with_retries_and_a_dead_webhook_is_counted() {
     let dir = tempfile::tempdir().unwrap();
     let hook_port = free_tcp_port();
     let dead_port = free_tcp_port(); // nothing listens there
     let log = dir.path().join("received.jsonl");
-    let script = dir.path().join("receiver.py");
-    std::fs::write(&script, RECEIVER).unwrap();
-    let receiver = Command::new("python3")
-        .arg(&script)
-        .args([&hook_port.to_string(), SECRET])
-        .arg(&log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let _receiver = Interrupted(receiver);
-    let hook_addr: SocketAddr = format!("127.0.0.1:{hook_port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(hook_addr).is_err() {
-        assert!(Instant::now() < deadline, "the receiver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _receiver = receiver(dir.path(), hook_port, &log, None);
+    // A second receiver over HTTPS, with a certificate from a private CA the webhook names.
+    let pki = crate::edge_tls::Pki::new(dir.path());
+    let (cert, key) = pki.leaf("hook", "ec", "ca", "localhost", &["localhost"]);
+    let tls_port = free_tcp_port();
+    let tls_log = dir.path().join("received-tls.jsonl");
+    let _tls_receiver = receiver(dir.path(), tls_port, &tls_log, Some((&cert, &key)));
     std::fs::write(dir.path().join("hook.key"), format!("{SECRET}\n")).unwrap();
     let notify = dir.path().join("notify.toml");
     std::fs::write(
         &notify,
         format!(
             "[[webhook]]\nname = \"ops\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\nsecret-file = \"hook.key\"\nmax-attempts = 3\n\n\
-             [[webhook]]\nname = \"dead\"\nurl = \"http://127.0.0.1:{dead_port}/\"\nsecret = \"{SECRET}\"\nevents = [\"drill-start\"]\nmax-attempts = 2\ntimeout-ms = 500\n"
+             [[webhook]]\nname = \"dead\"\nurl = \"http://127.0.0.1:{dead_port}/\"\nsecret = \"{SECRET}\"\nevents = [\"drill-start\"]\nmax-attempts = 2\ntimeout-ms = 500\n\n\
+             [[webhook]]\nname = \"tls\"\nurl = \"https://localhost:{tls_port}/hook\"\nsecret = \"{SECRET}\"\nevents = [\"drill-start\"]\nca-file = \"{ca}\"\n",
+            ca = pki.ca().display()
         ),
     )
     .unwrap();
@@ -153,6 +175,11 @@ fn webhooks_receive_signed_events_with_retries_and_a_dead_webhook_is_counted() {
     assert_eq!(start[1]["event"]["region"], "waw");
     assert_eq!(start[1]["event"]["mode"], "down");
     assert_eq!(start[1]["event"]["node"], "meridian up");
+    // Over HTTPS too, verified against the webhook's CA.
+    let tls_start = wait_for_event(&tls_log, "drill-start over https", |e| {
+        e["event"] == "drill-start"
+    });
+    assert!(tls_start.iter().all(|r| r["valid"] == true), "{tls_start:#?}");
     let down = wait_for_event(&log, "region-down", |e| {
         e["event"] == "region-down" && e["region"] == "waw"
     });
@@ -262,4 +289,56 @@ fn a_bad_notifications_file_is_refused_at_start_with_every_path() {
     assert!(err.contains(&notify.display().to_string()), "{err}");
     // Nothing started: the admin port is free.
     assert!(std::net::TcpStream::connect(ports.admin).is_err());
+}
+
+#[test]
+fn losing_and_regaining_etcd_is_notified() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = meridian_store::testing::EtcdServer::start();
+    let hook_port = free_tcp_port();
+    let log = dir.path().join("received.jsonl");
+    let _receiver = receiver(dir.path(), hook_port, &log, None);
+    let notify = dir.path().join("notify.toml");
+    std::fs::write(
+        &notify,
+        format!(
+            "[[webhook]]\nname = \"store\"\nurl = \"http://127.0.0.1:{hook_port}/\"\nsecret = \"{SECRET}\"\nevents = [\"store-lost\", \"store-regained\"]\n"
+        ),
+    )
+    .unwrap();
+    let ports = Ports::free();
+    let mut command = meridian();
+    command
+        .args(["up", "--dns-listen", &ports.dns.to_string()])
+        .args(["--metrics-listen", &ports.metrics.to_string()])
+        .args(["--admin-listen", &ports.admin.to_string()])
+        .args([
+            "--proxy-port",
+            "0",
+            "--https-port",
+            "0",
+            "--etcd",
+            &etcd.client_url,
+        ])
+        .arg("--notify")
+        .arg(&notify)
+        // The admin token and the demo CA live in the data directory, also with etcd.
+        .env("MERIDIAN_DATA_DIR", dir.path().join("data"));
+    let (_up, _) = crate::up::start_command(command);
+
+    etcd.kill();
+    let lost = wait_for_event(&log, "store-lost", |e| e["event"] == "store-lost");
+    assert!(lost.iter().all(|r| r["valid"] == true), "{lost:#?}");
+    // The node kept answering from its snapshot meanwhile.
+    assert!(ask(ports.dns, "meet.gslb.example.", "83.0.0.0").is_some());
+    etcd.restart();
+    wait_for_event(&log, "store-regained", |e| e["event"] == "store-regained");
+    // Only the events this webhook asked for.
+    assert!(
+        received(&log)
+            .iter()
+            .all(|r| r["event"]["event"] == "store-lost" || r["event"]["event"] == "store-regained"),
+        "{:#?}",
+        received(&log)
+    );
 }
