@@ -6,13 +6,11 @@
 #![allow(clippy::expect_used)]
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-
-use meridian_bench::{EXAMPLE, clients, compile, synthetic, synthetic_toml};
+use meridian_bench::{EXAMPLE, clients, compile, latency_case, synthetic};
 use meridian_config::Config;
-use meridian_steer::{LatencyMatrix, Measured, Query, latency_area, steer};
+use meridian_steer::{Query, steer};
 
 const NOW: u64 = 1_800_000_000_000;
 
@@ -59,45 +57,11 @@ fn bench(c: &mut Criterion) {
 }
 
 /// Latency steering (issue 22, `docs/latency.md`): the same decisions with a latency matrix measured for
-/// every client area and every region (the latency step does all its work: baseline, margin, tie band),
-/// and the default exploration share of 2 %.
+/// every client area and every region (`latency_case`), and the default exploration share of 2 %.
 fn bench_latency(c: &mut Criterion) {
     let clients = clients();
-    let latency = "\n[services.{S}.latency]\nmin-samples = 20\n";
-    let cases = [
-        (
-            "8 regions",
-            format!("{EXAMPLE}{}", latency.replace("{S}", "meet")),
-            "meet",
-        ),
-        (
-            "50 regions",
-            format!("{}{}", synthetic_toml(50), latency.replace("{S}", "near")),
-            "near",
-        ),
-    ];
-    for (label, text, service) in cases {
-        let (topo, states) = compile(Config::from_toml_str(&text).expect("latency config parses"));
-        let mut m = LatencyMatrix::new(topo.region_indices().count());
-        for (k, client) in clients.iter().enumerate() {
-            let Some(area) = latency_area(client) else {
-                continue;
-            };
-            for r in topo.region_indices() {
-                // Deterministic spread of 5-250 ms, so that some areas move and some stay.
-                let rtt_ms = 5.0 + ((k * 31 + r.get() * 17) % 49) as f32 * 5.0;
-                m.add(
-                    area,
-                    r,
-                    Measured {
-                        rtt_ms,
-                        samples: 100,
-                        updated_at_ms: NOW,
-                    },
-                );
-            }
-        }
-        let mut states = states.with_latency(Arc::new(m));
+    for (label, regions) in [("8 regions", 8), ("50 regions", 50)] {
+        let (topo, mut states, service) = latency_case(regions).expect("latency case builds");
         for r in topo.region_indices() {
             if let Some(s) = states.get_mut(r) {
                 s.in_flight = Some(s.capacity / 2);

@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use meridian_bench::{EXAMPLE, clients, compile, synthetic};
+use meridian_bench::{EXAMPLE, clients, compile, latency_case, synthetic};
 use meridian_config::Config;
 use meridian_steer::{Query, steer};
 
@@ -13,12 +13,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         [_, r, s, n] => (r.parse::<usize>()?, s.clone(), n.parse::<u64>()?),
         _ => return Err("usage: steer_loop REGIONS(8|N) SERVICE ITERATIONS".into()),
     };
-    let config = if regions == 8 {
-        Config::from_toml_str(EXAMPLE)?
+    // `meet+latency` / `near+latency`: the latency-steering case (issue 22).
+    let (topo, mut states) = if service.ends_with("+latency") {
+        let (topo, states, _) = latency_case(regions)?;
+        (topo, states)
+    } else if regions == 8 {
+        compile(Config::from_toml_str(EXAMPLE)?)
     } else {
-        synthetic(regions)?
+        compile(synthetic(regions)?)
     };
-    let (topo, mut states) = compile(config);
+    let service = service.trim_end_matches("+latency").to_owned();
     for r in topo.region_indices() {
         if let Some(s) = states.get_mut(r) {
             s.in_flight = Some(s.capacity / 2);

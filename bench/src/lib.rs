@@ -110,3 +110,38 @@ impl Figure {
         println!("@result {line}");
     }
 }
+
+/// Latency steering (issue 22): the 8-region reference deployment (service `meet`) or a synthetic one
+/// (service `near`) with `[services.S.latency]`, and a latency matrix measured for every client area of
+/// [`clients`] and every region (5–250 ms, spread so that some areas move and some stay; 100 samples
+/// each), so that the latency step does all its work. Returns the topology, its states and the service.
+pub fn latency_case(
+    regions: usize,
+) -> Result<(Topology, RegionStates, &'static str), meridian_config::ConfigError> {
+    let (text, service) = if regions == 8 {
+        (EXAMPLE.to_owned(), "meet")
+    } else {
+        (synthetic_toml(regions), "near")
+    };
+    let text = format!("{text}\n[services.{service}.latency]\nmin-samples = 20\n");
+    let (topo, states) = compile(Config::from_toml_str(&text)?);
+    let mut m = meridian_steer::LatencyMatrix::new(topo.region_indices().count());
+    for (k, client) in clients().iter().enumerate() {
+        let Some(area) = meridian_steer::latency_area(client) else {
+            continue;
+        };
+        for r in topo.region_indices() {
+            let rtt_ms = 5.0 + ((k * 31 + r.get() * 17) % 49) as f32 * 5.0;
+            m.add(
+                area,
+                r,
+                meridian_steer::Measured {
+                    rtt_ms,
+                    samples: 100,
+                    updated_at_ms: 1,
+                },
+            );
+        }
+    }
+    Ok((topo, states.with_latency(Arc::new(m)), service))
+}

@@ -463,11 +463,8 @@ fn apply_latency(
     cands: &mut [Candidate],
     request_hash: u64,
 ) -> LatencyNote {
-    let mut order: ArrayVec<(u128, RegionIndex), MAX_REGIONS> =
-        cands.iter().map(|c| (c.rank, c.region)).collect();
-    order.sort_unstable();
-    let regions: ArrayVec<RegionIndex, MAX_REGIONS> = order.iter().map(|o| o.1).collect();
-    let note = latency_step(settings, states.latency(), client, &regions, request_hash);
+    let ranked = cands.iter().map(|c| (c.rank, c.region));
+    let note = latency_step(settings, states.latency(), client, ranked, request_hash);
     // Group 0 with negative keys sorts before everything (near-tie keys are >= 0). Without a faster
     // region the nearest one is already first; an explored region goes before it.
     let faster = (note.outcome == LatencyOutcome::Faster)

@@ -13,7 +13,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use arrayvec::ArrayVec;
-use meridian_config::{CountryCode, LatencySteering, MAX_REGIONS};
+use meridian_config::{CountryCode, LatencySteering};
 
 use crate::ClientLocation;
 use crate::RegionIndex;
@@ -199,26 +199,31 @@ pub struct LatencyNote {
     pub explored: Option<RegionIndex>,
 }
 
-/// Which regions answer first: `order` is the usable regions in distance order (after near-ties);
-/// returns the note, whose `explored` (if any) answers first and `chosen` next. Pure: a function of
-/// the arguments.
+/// Which regions answer first. `cands`: the usable regions with their rank (lower answers earlier: the
+/// distance order after near-ties), in any order — the step scans them linearly instead of sorting or
+/// copying them, as it needs only the nearest, the fastest and (for the few explorers) the next few. Returns the note,
+/// whose `explored` (if any) answers first and `chosen` next. Pure: a function of the arguments.
 pub(crate) fn latency_step(
     settings: &LatencySteering,
     matrix: &LatencyMatrix,
     client: &ClientLocation,
-    order: &[RegionIndex],
+    cands: impl Iterator<Item = (u128, RegionIndex)> + Clone,
     request_hash: u64,
 ) -> LatencyNote {
-    let nearest = order.first().copied();
+    let nearest = cands.clone().min().map(|c| c.1);
     let mut note = LatencyNote {
-        area: latency_area(client),
+        area: None,
         outcome: LatencyOutcome::NoArea,
         nearest,
         chosen: nearest,
         margin_ms: 0.0,
         explored: None,
     };
-    let (Some(area), Some(baseline)) = (note.area, nearest) else {
+    let Some(baseline) = nearest else {
+        return note;
+    };
+    note.area = latency_area(client);
+    let Some(area) = note.area else {
         return note;
     };
     let row = matrix.row(area);
@@ -232,29 +237,39 @@ pub(crate) fn latency_step(
         let margin = settings.margin_ms.max(settings.margin_share * base_rtt);
         note.margin_ms = margin;
         note.outcome = LatencyOutcome::WithinMargin;
-        // Regions that beat the nearest by more than the margin; the fastest of them sets a tie band of
-        // the same margin, and the nearest region within the band wins (near-equal regions do not
+        // Contenders beat the nearest by more than the margin; the fastest of them sets a tie band of the
+        // same margin, and the nearest contender within the band wins (near-equal regions do not
         // alternate as their estimates wobble).
-        let faster: ArrayVec<(RegionIndex, f64), MAX_REGIONS> = order
-            .iter()
-            .filter_map(|&r| measured(r).map(|rtt| (r, rtt)))
-            .filter(|(_, rtt)| base_rtt - rtt > margin)
-            .collect();
-        if let Some(best) = faster.iter().map(|f| f.1).reduce(f64::min) {
-            note.chosen = faster.iter().find(|f| f.1 <= best + margin).map(|f| f.0);
+        let contender = |r: RegionIndex| measured(r).filter(|rtt| base_rtt - rtt > margin);
+        let best = cands
+            .clone()
+            .filter_map(|c| contender(c.1))
+            .fold(f64::INFINITY, f64::min);
+        if best.is_finite() {
+            note.chosen = cands
+                .clone()
+                .filter(|c| contender(c.1).is_some_and(|rtt| rtt <= best + margin))
+                .min()
+                .map(|c| c.1);
             note.outcome = LatencyOutcome::Faster;
         }
     }
     if settings.explore_share > 0.0 && unit(request_hash, EXPLORE_SALT) <= settings.explore_share {
-        let others: ArrayVec<RegionIndex, MAX_REGIONS> = order
-            .iter()
-            .copied()
-            .filter(|r| Some(*r) != note.chosen)
-            .take(settings.explore_regions)
-            .collect();
-        if !others.is_empty() {
-            let k = (unit(request_hash, EXPLORE_PICK_SALT) * others.len() as f64) as usize;
-            note.explored = others.get(k.min(others.len() - 1)).copied();
+        // The next `explore-regions` (at most 8) after the chosen one, in answer order.
+        let mut next: ArrayVec<(u128, RegionIndex), 8> = ArrayVec::new();
+        let keep = settings.explore_regions.clamp(1, 8);
+        for c in cands.filter(|c| Some(c.1) != note.chosen) {
+            let at = next.partition_point(|n| *n < c);
+            if at < keep {
+                if next.len() == keep {
+                    next.pop();
+                }
+                next.insert(at, c);
+            }
+        }
+        if !next.is_empty() {
+            let k = (unit(request_hash, EXPLORE_PICK_SALT) * next.len() as f64) as usize;
+            note.explored = next.get(k.min(next.len() - 1)).map(|c| c.1);
         }
     }
     note
