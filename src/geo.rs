@@ -16,7 +16,11 @@ use meridian_proxy::ProxyNode;
 /// when there is one.
 pub(crate) fn open_geoip(config: Option<(&Config, &Path)>, over: Option<&Path>) -> anyhow::Result<GeoDb> {
     match geoip_path(config, over) {
-        Some(path) => Ok(GeoDb::open(&path)?),
+        Some(path) => {
+            let db = GeoDb::open(&path)?;
+            meridian_alloc::release_freed_memory();
+            Ok(db)
+        }
         None => Ok(GeoDb::bundled()?),
     }
 }
@@ -85,12 +89,18 @@ pub(crate) fn watch_geoip(user: GeoUser<'_>, watch: &GeoWatch) -> anyhow::Result
     let (file, interval) = (watch.file.clone(), Duration::from_secs_f64(watch.interval_s));
     match user {
         GeoUser::Dns(state) => {
-            state.watch_geo_file(file, interval, hup.clone());
+            let state = state.clone();
+            follow_geo_file(file, interval, hup.clone(), move |path| {
+                let loaded = state.reload_geo(path);
+                meridian_alloc::release_freed_memory();
+                loaded
+            });
         }
         GeoUser::Proxies(nodes) => {
             let nodes = nodes.to_vec();
             follow_geo_file(file, interval, hup.clone(), move |path| {
                 let geo = Arc::new(GeoDb::open(path)?);
+                meridian_alloc::release_freed_memory();
                 tracing::info!(database = geo.description(), "GeoIP database loaded");
                 for node in &nodes {
                     node.set_geo(geo.clone());

@@ -27,11 +27,9 @@ mod tls_edge;
 mod up;
 mod up_acme;
 
-/// The allocator. Why not the system's: the proxy allocates and frees per request (pingora's headers and
-/// buffers) and glibc's malloc/free took about a tenth of its CPU in `perf`; mimalloc's thread-local free
-/// lists make those cheap.
+/// The allocator: mimalloc (`meridian-alloc` says why).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: meridian_alloc::Allocator = meridian_alloc::Allocator;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
