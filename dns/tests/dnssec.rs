@@ -225,6 +225,39 @@ fn static_records_soa_ns_and_dnskey_are_signed() {
     assert!(rrsigs(&resp.answers).iter().all(|s| s.input().key_tag != ksk));
 }
 
+/// ACME's DNS-01 challenge records (issue 25) join a signed zone's static data and are signed like it:
+/// the zones are built with their keys first and the challenges added after (`DnsState::zones_for`).
+#[test]
+fn acme_challenge_records_are_signed_in_a_signed_zone() {
+    let mut f = signed(KeyAlgorithm::EcdsaP256);
+    let challenges: std::collections::BTreeMap<String, Vec<String>> = [(
+        "_acme-challenge.meet.gslb.example".to_owned(),
+        vec!["token-one".to_owned(), "token-two".to_owned()],
+    )]
+    .into();
+    f.state.zones = ZoneIndex::with_keys(
+        &f.state.snapshot.topology,
+        2,
+        std::slice::from_ref(&f.keys),
+        TestHook::None,
+    )
+    .with_acme_challenges(&challenges);
+    let resp = ask(
+        &f,
+        &query("_acme-challenge.meet.gslb.example.", RecordType::TXT, true, None),
+        Transport::Udp,
+    );
+    assert_eq!(resp.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        resp.answers
+            .iter()
+            .filter(|r| r.record_type() == RecordType::TXT)
+            .count(),
+        2
+    );
+    assert_signed(&f.keys, &resp.answers);
+}
+
 #[test]
 fn nxdomain_is_a_compact_denial() {
     let f = fixture();
