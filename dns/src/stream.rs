@@ -42,8 +42,8 @@ use crate::server::DnsState;
 
 /// How long a TLS handshake (DoT, DoH) may take.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Requests in flight at once on one HTTP/2 connection.
-const H2_MAX_STREAMS: u32 = 32;
+/// Requests in flight at once on one HTTP/2 connection (Unbound's default, `http-max-streams`).
+const H2_MAX_STREAMS: u32 = 100;
 /// The DoH path when none is configured (RFC 8484's example, and what clients try).
 pub const DEFAULT_DOH_PATH: &str = "/dns-query";
 
@@ -251,8 +251,8 @@ where
             return;
         };
         last = tokio::time::Instant::now();
-        // The body nearly always came with the headers: answer at once, in order (dnsperf, for one,
-        // loses answers that overtake earlier ones). A body still on its way is awaited in a task.
+        // The body nearly always came with the headers: answer at once, in the order of the requests,
+        // without a task per request. A body still on its way is awaited in a task.
         let mut message = Box::pin(doh_message(request, path.clone()));
         if let Some(body) = (&mut message).now_or_never() {
             answer_h2(&handler, peer, body, respond, &mut recorder);

@@ -402,3 +402,35 @@ async fn doh_answers_many_requests_in_flight_on_one_connection() {
         assert_eq!(out, over_udp(h.server.udp, &q).await);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doh_keeps_answering_past_the_first_64_kib_of_requests_on_one_connection() {
+    let h = start().await;
+    let tls = tls_connect(&h, h.server.doh.unwrap(), b"h2").await;
+    let (mut client, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(conn);
+    let q = query("www.gslb.example.", RecordType::A, None);
+    // 1,600 bodies of 45 octets: past HTTP/2's initial 64 KiB connection window (the server's h2 gives it
+    // back as the bodies are read; a stall here was one suspect for dnsperf's lost DoH answers).
+    for i in 0..1600 {
+        let request = http::Request::post("https://dns.test/dns-query")
+            .header("content-type", "application/dns-message")
+            .header("accept", "application/dns-message")
+            .header("content-length", q.len())
+            .body(())
+            .unwrap();
+        client = client.ready().await.unwrap();
+        let (response, mut send) = client.send_request(request, false).unwrap();
+        send.send_data(Bytes::copy_from_slice(&q), true).unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(2), response)
+            .await
+            .unwrap_or_else(|_| panic!("request {i} answered"))
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+    }
+}
