@@ -551,7 +551,7 @@ impl GeoDb {
     /// The location an id stands for (`None`: unknown).
     pub fn location(&self, id: LocationId) -> Option<GeoLocation> {
         let value = id.0.checked_sub(1)?;
-        self.v4.as_ref()?.value(value).copied()
+        self.v4.as_ref()?.value(value)
     }
 
     /// Locates by walking the database tree: the reference the indexes are tested against, and the
