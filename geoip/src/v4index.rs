@@ -348,9 +348,9 @@ mod tests {
     #[test]
     fn packed_values_are_small_and_round_trip() {
         assert!(
-            std::mem::size_of::<Packed>() <= 24,
+            size_of::<Packed>() <= 24,
             "{}",
-            std::mem::size_of::<Packed>()
+            size_of::<Packed>()
         );
         let db = crate::GeoDb::bundled().unwrap();
         for ip in ["83.0.0.1", "24.48.0.1", "2a00:1450:4001::1"] {
