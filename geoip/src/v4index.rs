@@ -347,11 +347,7 @@ mod tests {
 
     #[test]
     fn packed_values_are_small_and_round_trip() {
-        assert!(
-            size_of::<Packed>() <= 24,
-            "{}",
-            size_of::<Packed>()
-        );
+        assert!(size_of::<Packed>() <= 24, "{}", size_of::<Packed>());
         let db = crate::GeoDb::bundled().unwrap();
         for ip in ["83.0.0.1", "24.48.0.1", "2a00:1450:4001::1"] {
             let l = db.locate(ip.parse().unwrap()).location.unwrap();
