@@ -18,8 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use tokio::sync::watch;
+
+use crate::metrics::label;
 
 /// Limits on stream connections (TCP, DoT, DoH together: they share the process's file descriptors).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -399,28 +401,13 @@ struct GuardCollector {
     descs: Vec<Desc>,
 }
 
-fn label(name: &str, value: &str) -> LabelPair {
-    let mut l = LabelPair::default();
-    l.set_name(name.to_owned());
-    l.set_value(value.to_owned());
-    l
-}
-
 fn counter(labels: Vec<LabelPair>, value: &AtomicU64) -> Metric {
-    let mut c = Counter::default();
-    c.set_value(value.load(Ordering::Relaxed) as f64);
-    let mut m = Metric::from_label(labels);
-    m.set_counter(c);
-    m
+    crate::metrics::counter(labels, value.load(Ordering::Relaxed))
 }
 
 fn family(index: usize, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(GUARD_FAMILIES[index].0.to_owned());
-    f.set_help(GUARD_FAMILIES[index].1.to_owned());
-    f.set_field_type(kind);
-    f.set_metric(metrics);
-    f
+    let (name, help, _) = GUARD_FAMILIES[index];
+    crate::metrics::family_named((name, help), kind, metrics)
 }
 
 impl Collector for GuardCollector {

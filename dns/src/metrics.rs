@@ -212,14 +212,16 @@ impl DnsMetrics {
     }
 }
 
-fn label(name: &str, value: &str) -> LabelPair {
+/// One label of a hand-built metric.
+pub(crate) fn label(name: &str, value: &str) -> LabelPair {
     let mut l = LabelPair::default();
     l.set_name(name.to_owned());
     l.set_value(value.to_owned());
     l
 }
 
-fn counter(labels: Vec<LabelPair>, value: u64) -> Metric {
+/// A counter of a hand-built family.
+pub(crate) fn counter(labels: Vec<LabelPair>, value: u64) -> Metric {
     let mut c = Counter::default();
     c.set_value(value as f64);
     let mut m = Metric::from_label(labels);
@@ -228,9 +230,19 @@ fn counter(labels: Vec<LabelPair>, value: u64) -> Metric {
 }
 
 fn family(index: usize, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+    let (name, help, _) = FAMILIES[index];
+    family_named((name, help), kind, metrics)
+}
+
+/// A metric family of `(name, help)` (hand-built families: this module's and `guard`'s collectors).
+pub(crate) fn family_named(
+    (name, help): (&str, &str),
+    kind: MetricType,
+    metrics: Vec<Metric>,
+) -> MetricFamily {
     let mut f = MetricFamily::default();
-    f.set_name(FAMILIES[index].0.to_owned());
-    f.set_help(FAMILIES[index].1.to_owned());
+    f.set_name(name.to_owned());
+    f.set_help(help.to_owned());
     f.set_field_type(kind);
     f.set_metric(metrics);
     f
