@@ -241,3 +241,13 @@ fn acme_knows_no_server_and_uses_ring_only() {
         );
     }
 }
+
+/// The one crate allowed unsafe code holds the allocator and nothing of Meridian: no other crate's code
+/// can hide behind its exception to the workspace's `forbid(unsafe_code)`.
+#[test]
+fn alloc_depends_on_no_other_meridian_crate() {
+    let deps = normal_dependencies("meridian-alloc");
+    assert!(deps.contains(&"mimalloc".to_owned()), "{deps:?}");
+    let ours: Vec<&String> = deps.iter().filter(|d| d.starts_with("meridian")).collect();
+    assert_eq!(ours, [&"meridian-alloc".to_owned()], "{deps:?}");
+}
