@@ -30,6 +30,13 @@ fn normal_dependencies(package: &str) -> Vec<String> {
         .collect()
 }
 
+/// Fails, naming it, if `package`'s dependencies `deps` include any of `forbidden`.
+fn assert_none_of<'a>(package: &str, deps: &[String], forbidden: impl IntoIterator<Item = &'a str>) {
+    for f in forbidden {
+        assert!(!deps.iter().any(|d| d == f), "{package} depends on {f}: {deps:?}");
+    }
+}
+
 const IO_CRATES: &[&str] = &[
     "tokio",
     "etcd-client",
@@ -46,23 +53,13 @@ const IO_CRATES: &[&str] = &[
 fn steering_is_pure() {
     let deps = normal_dependencies("meridian-steer");
     assert!(deps.contains(&"meridian-config".to_owned()), "{deps:?}");
-    for io in IO_CRATES {
-        assert!(
-            !deps.iter().any(|d| d == io),
-            "meridian-steer depends on {io}: {deps:?}"
-        );
-    }
+    assert_none_of("meridian-steer", &deps, IO_CRATES.iter().copied());
 }
 
 #[test]
 fn the_model_depends_on_nothing_but_parsing() {
     let deps = normal_dependencies("meridian-config");
-    for io in IO_CRATES {
-        assert!(
-            !deps.iter().any(|d| d == io),
-            "meridian-config depends on {io}: {deps:?}"
-        );
-    }
+    assert_none_of("meridian-config", &deps, IO_CRATES.iter().copied());
     assert!(
         !deps
             .iter()
@@ -80,20 +77,19 @@ fn geoip_does_not_depend_on_steering() {
 #[test]
 fn the_store_owns_no_serving_code_and_steering_knows_no_store() {
     let deps = normal_dependencies("meridian-store");
-    for forbidden in [
-        "hickory-server",
-        "hickory-proto",
-        "pingora",
-        "pingora-core",
-        "maxminddb",
-        "meridian-dns",
-        "meridian-proxy",
-    ] {
-        assert!(
-            !deps.iter().any(|d| d == forbidden),
-            "meridian-store depends on {forbidden}: {deps:?}"
-        );
-    }
+    assert_none_of(
+        "meridian-store",
+        &deps,
+        [
+            "hickory-server",
+            "hickory-proto",
+            "pingora",
+            "pingora-core",
+            "maxminddb",
+            "meridian-dns",
+            "meridian-proxy",
+        ],
+    );
     assert!(!normal_dependencies("meridian-steer").contains(&"meridian-store".to_owned()));
 }
 
@@ -101,72 +97,62 @@ fn the_store_owns_no_serving_code_and_steering_knows_no_store() {
 fn health_logic_is_pure() {
     let deps = normal_dependencies("meridian-health");
     assert!(deps.contains(&"meridian-config".to_owned()), "{deps:?}");
-    for forbidden in
+    assert_none_of(
+        "meridian-health",
+        &deps,
         IO_CRATES
             .iter()
             .copied()
-            .chain(["meridian-steer", "meridian-store", "meridian-probe", "rustls"])
-    {
-        assert!(
-            !deps.iter().any(|d| d == forbidden),
-            "meridian-health depends on {forbidden}: {deps:?}"
-        );
-    }
+            .chain(["meridian-steer", "meridian-store", "meridian-probe", "rustls"]),
+    );
 }
 
 #[test]
 fn probing_stays_out_of_the_store_and_away_from_serving_code() {
     let store = normal_dependencies("meridian-store");
     // (rustls is there already, for etcd over TLS; the web PKI roots are only for probing HTTPS.)
-    for forbidden in ["meridian-probe", "webpki-roots"] {
-        assert!(
-            !store.iter().any(|d| d == forbidden),
-            "meridian-store depends on {forbidden}: {store:?}"
-        );
-    }
+    assert_none_of("meridian-store", &store, ["meridian-probe", "webpki-roots"]);
     assert!(
         store.contains(&"meridian-health".to_owned()),
         "the store aggregates with the pure logic"
     );
     let probe = normal_dependencies("meridian-probe");
-    for forbidden in [
-        "meridian-dns",
-        "meridian-proxy",
-        "hickory-server",
-        "hickory-proto",
-        "pingora",
-        "pingora-core",
-        "maxminddb",
-        "openssl",
-        "openssl-sys",
-    ] {
-        assert!(
-            !probe.iter().any(|d| d == forbidden),
-            "meridian-probe depends on {forbidden}: {probe:?}"
-        );
-    }
+    assert_none_of(
+        "meridian-probe",
+        &probe,
+        [
+            "meridian-dns",
+            "meridian-proxy",
+            "hickory-server",
+            "hickory-proto",
+            "pingora",
+            "pingora-core",
+            "maxminddb",
+            "openssl",
+            "openssl-sys",
+        ],
+    );
 }
 
 #[test]
 fn the_admin_api_works_whatever_a_node_runs() {
     let admin = normal_dependencies("meridian-admin");
     assert!(admin.contains(&"meridian-store".to_owned()), "{admin:?}");
-    for forbidden in [
-        "meridian-dns",
-        "meridian-proxy",
-        "meridian-probe",
-        "hickory-server",
-        "hickory-proto",
-        "pingora",
-        "pingora-core",
-        "openssl",
-        "openssl-sys",
-    ] {
-        assert!(
-            !admin.iter().any(|d| d == forbidden),
-            "meridian-admin depends on {forbidden}: {admin:?}"
-        );
-    }
+    assert_none_of(
+        "meridian-admin",
+        &admin,
+        [
+            "meridian-dns",
+            "meridian-proxy",
+            "meridian-probe",
+            "hickory-server",
+            "hickory-proto",
+            "pingora",
+            "pingora-core",
+            "openssl",
+            "openssl-sys",
+        ],
+    );
 }
 
 #[test]
@@ -177,69 +163,66 @@ fn the_proxy_knows_no_dns_nor_probing_and_uses_no_openssl() {
         deps.contains(&"meridian-steer".to_owned()),
         "spillover asks the one steering function"
     );
-    for forbidden in [
-        "meridian-dns",
-        "meridian-probe",
-        "hickory-server",
-        "hickory-proto",
-        "openssl",
-        "openssl-sys",
-        "boring",
-        "boring-sys",
-    ] {
-        assert!(
-            !deps.iter().any(|d| d == forbidden),
-            "meridian-proxy depends on {forbidden}: {deps:?}"
-        );
-    }
+    assert_none_of(
+        "meridian-proxy",
+        &deps,
+        [
+            "meridian-dns",
+            "meridian-probe",
+            "hickory-server",
+            "hickory-proto",
+            "openssl",
+            "openssl-sys",
+            "boring",
+            "boring-sys",
+        ],
+    );
 }
 
 #[test]
 fn tls_material_is_rustls_only_and_knows_no_server() {
     let deps = normal_dependencies("meridian-tls");
     assert!(deps.contains(&"rustls".to_owned()), "{deps:?}");
-    for forbidden in [
-        "meridian-proxy",
-        "meridian-dns",
-        "meridian-store",
-        "meridian-probe",
-        "pingora-core",
-        "hickory-proto",
-        "tokio",
-        "openssl",
-        "openssl-sys",
-        "boring",
-        "aws-lc-rs",
-        "aws-lc-sys",
-    ] {
-        assert!(
-            !deps.iter().any(|d| d == forbidden),
-            "meridian-tls depends on {forbidden}: {deps:?}"
-        );
-    }
+    assert_none_of(
+        "meridian-tls",
+        &deps,
+        [
+            "meridian-proxy",
+            "meridian-dns",
+            "meridian-store",
+            "meridian-probe",
+            "pingora-core",
+            "hickory-proto",
+            "tokio",
+            "openssl",
+            "openssl-sys",
+            "boring",
+            "aws-lc-rs",
+            "aws-lc-sys",
+        ],
+    );
 }
 
 #[test]
 fn acme_knows_no_server_and_uses_ring_only() {
     let deps = normal_dependencies("meridian-acme");
     assert!(deps.contains(&"instant-acme".to_owned()), "{deps:?}");
-    for forbidden in [
-        "meridian-proxy",
-        "meridian-dns",
-        "meridian-probe",
-        "pingora-core",
-        "hickory-proto",
-        "openssl",
-        "openssl-sys",
-        "boring",
-        "aws-lc-rs",
-        "aws-lc-sys",
-    ] {
-        assert!(
-            !deps.iter().any(|d| d == forbidden),
-            "meridian-acme depends on {forbidden}: {deps:?}"
-        );
-    }
+    assert_none_of(
+        "meridian-acme",
+        &deps,
+        [
+            "meridian-proxy",
+            "meridian-dns",
+            "meridian-probe",
+            "pingora-core",
+            "hickory-proto",
+            "openssl",
+            "openssl-sys",
+            "boring",
+            "aws-lc-rs",
+            "aws-lc-sys",
+        ],
+    );
 }
 
 /// The one crate allowed unsafe code holds the allocator and nothing of Meridian: no other crate's code
