@@ -178,6 +178,7 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
             args.store.embedded_dir().as_deref(),
         )
         .await?;
+    let mut stop = crate::node::StopSignals::install()?;
     eprintln!(
         "meridian dns: serving on {} (UDP, {} workers) and {} (TCP){}{}, state from {}, GeoIP {}{}{}",
         server.udp,
@@ -201,7 +202,7 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
             .map(|a| format!(", admin API on {}", a.url()))
             .unwrap_or_default(),
     );
-    crate::node::stop_signal().await?;
+    stop.wait().await;
     eprintln!("meridian dns: stopping");
     registration.stop().await;
     Ok(ExitCode::SUCCESS)

@@ -105,9 +105,10 @@ pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
             "meridian health: no --config and none in the store yet: waiting for `meridian config apply`"
         );
     }
+    let mut stop = crate::node::StopSignals::install()?;
     let (config, _follow) = tokio::select! {
         c = follow_config(node.watcher.clone()) => c,
-        _ = crate::node::stop_signal() => {
+        _ = stop.wait() => {
             registration.stop().await;
             return Ok(ExitCode::SUCCESS);
         }
@@ -131,7 +132,7 @@ pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
         args.vantage,
         node.store.describe()
     );
-    crate::node::stop_signal().await?;
+    stop.wait().await;
     eprintln!("meridian health: stopping");
     registration.stop().await;
     for prober in probers {

@@ -73,13 +73,31 @@ pub(crate) fn default_instance(fallback: &str) -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// Waits for SIGINT (Ctrl-C) or SIGTERM: both stop a node cleanly.
-pub(crate) async fn stop_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment [`StopSignals::install`] returns: both stop a node
+/// cleanly. A role installs them just before it prints its "ready" line, not when it starts waiting: a
+/// signal sent between the two (tests, like operators, send it as soon as they read that line) would
+/// otherwise kill the process with the default action, without a clean stop. Not earlier either: during
+/// startup, Ctrl-C keeps its default meaning (stop now), as nothing is announced or serving yet.
+pub(crate) struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Catches SIGINT and SIGTERM from now on.
+    pub(crate) fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
     }
-    Ok(())
+
+    /// Waits for the first of them (since [`install`](Self::install)).
+    pub(crate) async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }

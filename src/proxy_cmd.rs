@@ -166,6 +166,7 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
         Some(addr) => Some(crate::metrics_http::serve(addr, node.registry.clone()).await?.0),
         None => None,
     };
+    let mut stop = crate::node::StopSignals::install()?;
     eprintln!(
         "meridian proxy: region {} serving HTTP on {}{}{} (instance {instance}, {} thread(s)), state from {}, GeoIP {}{}",
         args.region,
@@ -183,7 +184,7 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
             .map(|m| format!(", metrics on http://{m}/metrics"))
             .unwrap_or_default(),
     );
-    crate::node::stop_signal().await?;
+    stop.wait().await;
     eprintln!(
         "meridian proxy: stopping (waiting up to {:.1} s for requests in flight)",
         grace.as_secs_f64()

@@ -323,6 +323,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         String::new()
     };
     let registration = node.register("up", None, &crate::node::default_instance("up"));
+    let mut stop = crate::node::StopSignals::install()?;
     banner(
         &source,
         &node.store.describe(),
@@ -332,7 +333,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         &cli,
         &dnssec_banner,
     );
-    crate::node::stop_signal().await?;
+    stop.wait().await;
     eprintln!("meridian up: stopping");
     registration.stop().await;
     let left = proxies.shutdown().await;
@@ -512,10 +513,7 @@ fn ensure_token(path: &std::path::Path) -> anyhow::Result<PathBuf> {
 /// The proxy address of the `i`th region: consecutive ports from `first`, or a free port when `first` is 0.
 fn proxy_address(ip: IpAddr, first: u16, i: usize) -> anyhow::Result<SocketAddr> {
     if first == 0 {
-        // Free now; the proxies bind it moments later (a race only tests, which ask for it, accept).
-        let probe = std::net::TcpListener::bind(SocketAddr::new(ip, 0))
-            .with_context(|| format!("--proxy-ip {ip}: cannot listen"))?;
-        return Ok(probe.local_addr()?);
+        return auto_address(ip);
     }
     let port = u16::try_from(usize::from(first) + i).ok().with_context(|| {
         format!(
@@ -525,6 +523,31 @@ fn proxy_address(ip: IpAddr, first: u16, i: usize) -> anyhow::Result<SocketAddr>
         )
     })?;
     Ok(SocketAddr::new(ip, port))
+}
+
+/// A free address on `ip` for port 0 ("free ports, for tests"). Free now; the proxies bind it moments
+/// later. Why not the kernel's port 0: it hands out ports of the ephemeral range (32768 and up), which
+/// every outgoing connection on the machine also takes, and one of them did take a proxy's port in that
+/// moment (CI, 2026-12-07). Ports 10000–19999 are never ephemeral; the tests' own free ports are
+/// 20000–32767 (tests/e2e/support.rs). Where to start is spread by process id, so that `up`s started
+/// together try different ports.
+fn auto_address(ip: IpAddr) -> anyhow::Result<SocketAddr> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7_919);
+    for _ in 0..SPAN {
+        let port = (LOW + start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        let addr = SocketAddr::new(ip, port);
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return Ok(addr);
+        }
+    }
+    bail!(
+        "--proxy-ip {ip}: no free port between {LOW} and {}",
+        LOW + SPAN - 1
+    )
 }
 
 /// The configuration text adapted to this machine: every region is probed at its demo origin, its proxy

@@ -119,12 +119,14 @@ fn webhooks_receive_signed_events_with_retries_and_a_dead_webhook_is_counted() {
     let tls_port = free_tcp_port();
     let tls_log = dir.path().join("received-tls.jsonl");
     let _tls_receiver = receiver(dir.path(), tls_port, &tls_log, Some((&cert, &key)));
-    std::fs::write(dir.path().join("hook.key"), format!("{SECRET}\n")).unwrap();
+    // Not "hook.key": that is the HTTPS receiver's private key, in the same directory (the receiver may
+    // still be reading it: it listens before it loads its certificate).
+    std::fs::write(dir.path().join("webhook-secret"), format!("{SECRET}\n")).unwrap();
     let notify = dir.path().join("notify.toml");
     std::fs::write(
         &notify,
         format!(
-            "[[webhook]]\nname = \"ops\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\nsecret-file = \"hook.key\"\nmax-attempts = 3\n\n\
+            "[[webhook]]\nname = \"ops\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\nsecret-file = \"webhook-secret\"\nmax-attempts = 3\n\n\
              [[webhook]]\nname = \"dead\"\nurl = \"http://127.0.0.1:{dead_port}/\"\nsecret = \"{SECRET}\"\nevents = [\"drill-start\"]\nmax-attempts = 2\ntimeout-ms = 500\n\n\
              [[webhook]]\nname = \"tls\"\nurl = \"https://localhost:{tls_port}/hook\"\nsecret = \"{SECRET}\"\nevents = [\"drill-start\"]\nca-file = \"{ca}\"\n",
             ca = pki.ca().display()
