@@ -64,6 +64,11 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// Two listeners were given the same address.
+    #[error(
+        "{0} is given to two listeners (each region's HTTP, HTTPS and hop listener needs its own address)"
+    )]
+    Duplicate(SocketAddr),
     /// The server did not start answering in time.
     #[error("the proxy did not start listening on {0} within 10 s")]
     NotListening(SocketAddr),
@@ -104,7 +109,15 @@ impl ProxyServer {
             return Err(StartError::Empty);
         }
         // pingora binds inside its service thread and only logs a failure: check first, so a taken
-        // address is an error here rather than a proxy that silently serves nothing.
+        // address is an error here rather than a proxy that silently serves nothing. Two listeners on one
+        // address must be refused here too: pingora would not fail — it keeps one table of listening
+        // sockets by address, so the second service would take the first one's socket as its own, two
+        // owners of one file descriptor (accepting each other's connections, and closing it twice at
+        // shutdown, which debug builds abort on: "IO Safety violation").
+        let mut seen = std::collections::HashSet::new();
+        if let Some(l) = listeners.iter().find(|l| !seen.insert(l.addr)) {
+            return Err(StartError::Duplicate(l.addr));
+        }
         for l in &listeners {
             TcpListener::bind(l.addr).map_err(|source| StartError::Bind { addr: l.addr, source })?;
         }

@@ -363,6 +363,34 @@ fn a_taken_port_is_a_clear_error_and_nothing_starts() {
     assert!(!state.contains("meridian up"), "nothing applied: {state}");
 }
 
+/// `--https-port` one above `--proxy-port`: the second region's HTTP port is the first region's HTTPS
+/// port. Refused by name before anything starts (pingora alone would have shared one socket between two
+/// services, and closed it twice at shutdown).
+#[test]
+fn overlapping_port_ranges_are_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let first = free_tcp_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["up", "--dns-listen", &ports.dns.to_string()])
+        .args(["--metrics-listen", &ports.metrics.to_string()])
+        .args(["--admin-listen", &ports.admin.to_string()])
+        .args(["--proxy-port", &first.to_string()])
+        .args(["--https-port", &(first + 1).to_string()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("127.0.0.1:{} is given to two listeners", first + 1)),
+        "{err}"
+    );
+    let state = std::fs::read_to_string(dir.path().join("state.json")).unwrap_or_default();
+    assert!(!state.contains("meridian up"), "nothing applied: {state}");
+}
+
 #[test]
 fn serves_dns_over_tls_and_https_with_a_demo_ca_certificate_and_the_banner_says_how() {
     let dir = tempfile::tempdir().unwrap();
