@@ -25,7 +25,7 @@ fn every_lab_scenario_holds() {
     )
     .unwrap();
     let scenarios = doc["scenarios"].as_array().unwrap();
-    assert_eq!(scenarios.len(), 7, "{doc}");
+    assert_eq!(scenarios.len(), 8, "{doc}");
     let failed: Vec<String> = scenarios
         .iter()
         .filter(|s| s["ok"] != true)
