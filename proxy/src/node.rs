@@ -581,6 +581,10 @@ impl ProxyNode {
         };
         if let Some(rtt_ms) = connection_rtt_ms(stream) {
             self.latency.record(area, rtt_ms, now_ms());
+            self.metrics
+                .latency_samples
+                .with_label_values(&[&self.options.region])
+                .inc();
         }
     }
 

@@ -114,6 +114,8 @@ pub struct ProxyMetrics {
     pub handed_over: IntCounterVec,
     /// `meridian_proxy_tls_handshakes_total{region,listener,result}`.
     pub tls_handshakes: IntCounterVec,
+    /// `meridian_proxy_latency_samples_total{region}`.
+    pub latency_samples: IntCounterVec,
     /// `meridian_proxy_in_flight{region}`.
     pub in_flight: IntGaugeVec,
     /// `meridian_proxy_healthy_backends{region,service}`.
@@ -169,6 +171,12 @@ impl ProxyMetrics {
                  tls.handshake-timeout-ms; closed: the client left before sending anything)",
                 &["region", "listener", "result"],
             ),
+            latency_samples: counter(
+                "meridian_proxy_latency_samples_total",
+                "Client connections whose round-trip time was recorded for latency steering (docs/latency.md): \
+                 while some service steers by latency, one per connection from a client with a latency area",
+                &["region"],
+            ),
             in_flight: IntGaugeVec::new(
                 Opts::new(
                     "meridian_proxy_in_flight",
@@ -209,6 +217,7 @@ impl ProxyMetrics {
         registry.register(Box::new(self.ejections.clone()))?;
         registry.register(Box::new(self.handed_over.clone()))?;
         registry.register(Box::new(self.tls_handshakes.clone()))?;
+        registry.register(Box::new(self.latency_samples.clone()))?;
         registry.register(Box::new(self.in_flight.clone()))?;
         registry.register(Box::new(self.healthy_backends.clone()))?;
         registry.register(Box::new(self.duration.clone()))

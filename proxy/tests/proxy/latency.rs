@@ -42,6 +42,22 @@ async fn client_connections_give_rtt_samples_and_a_published_summary() {
         w.nodes[1].latency().summary(now).areas.is_empty(),
         "unlocated clients are not attributed"
     );
+    // Counted, by region: waw's samples, none at fra.
+    let text = w.metrics_text();
+    let count = |region: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "meridian_proxy_latency_samples_total{{region=\"{region}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert!(
+        count("waw").is_some_and(|n| n >= f64::from(a.samples) && n <= 8.0),
+        "one per connection: {text}"
+    );
+    assert_eq!(count("fra"), None, "{text}");
 
     // Published under the proxy's lease within one publishing interval, and merged into the snapshot.
     let key = w.keys.latency("waw", "test-waw");
