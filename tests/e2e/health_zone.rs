@@ -187,4 +187,20 @@ async fn opinions_go_to_the_zone_and_survive_the_global_store() {
     assert_eq!(st["health_store"]["connected"], true, "{st}");
     let regions = regions(admin, token).unwrap();
     assert_eq!(health_of(&regions, "b").as_deref(), Some("up"), "{regions}");
+    // What an operator sees: the global store unreachable, the zone's health store in sync.
+    let out = meridian()
+        .args(["status", "--server", &format!("http://{admin}"), "--token-file"])
+        .arg(&token_file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("STORE UNREACHABLE: serving the last snapshot"),
+        "{text}"
+    );
+    let health_line = text
+        .lines()
+        .find(|l| l.starts_with("health store: revision"))
+        .unwrap_or_else(|| panic!("no health store line: {text}"));
+    assert!(!health_line.contains("UNREACHABLE"), "{text}");
 }
