@@ -82,6 +82,8 @@ pub(crate) struct DnsArgs {
     admin: AdminServeArgs,
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    health_store: crate::health_store_args::HealthStoreArgs,
 }
 
 pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
@@ -108,8 +110,9 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
     };
     let config_file = bootstrap.as_deref().zip(args.config.as_deref());
     let (geo, geo_watch) = open_watched_geoip(config_file, args.geoip.as_deref(), args.geoip_check_interval)?;
-    let node = Node::open(
+    let node = Node::open_zoned(
         &args.store,
+        &args.health_store,
         bootstrap,
         args.cache_file.clone(),
         prometheus::Registry::new(),
@@ -192,7 +195,7 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
             .doh
             .map(|a| format!(", https://{a}{} (DNS-over-HTTPS)", dns_options.doh_path))
             .unwrap_or_default(),
-        node.store.describe(),
+        node.describe_stores(),
         state.geo().description(),
         metrics
             .map(|m| format!(", metrics on http://{m}/metrics"))

@@ -46,6 +46,8 @@ pub(crate) struct HealthArgs {
     admin: AdminServeArgs,
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    health_store: crate::health_store_args::HealthStoreArgs,
 }
 
 fn check_vantage(id: &str) -> anyhow::Result<()> {
@@ -78,7 +80,7 @@ pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("--metrics-listen: cannot listen on {addr}"))?;
         eprintln!("meridian health: metrics on http://{bound}/metrics");
     }
-    let node = Node::open(&args.store, bootstrap.clone(), None, registry)?;
+    let node = Node::open_zoned(&args.store, &args.health_store, bootstrap.clone(), None, registry)?;
     let config_file = bootstrap.as_deref().zip(args.config.as_deref());
     let geo = Arc::new(crate::geo::open_geoip(config_file, args.geoip.as_deref())?);
     let registration = node.register(
@@ -126,11 +128,11 @@ pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
     };
     let probers = crate::roles::start_probers(&node, &config, &plan)
         .await
-        .with_context(|| format!("cannot take a lease in {}", node.store.describe()))?;
+        .with_context(|| format!("cannot take a lease in {}", node.health_store().describe()))?;
     eprintln!(
         "meridian health: vantage {} probing {checks} check(s), publishing to {}",
         args.vantage,
-        node.store.describe()
+        node.health_store().describe()
     );
     stop.wait().await;
     eprintln!("meridian health: stopping");

@@ -16,6 +16,7 @@ mod drill_run;
 mod explain;
 mod geo;
 mod health_cmd;
+mod health_store_args;
 mod metrics_http;
 mod node;
 mod ops_cmd;

@@ -11,12 +11,15 @@ use meridian_config::Config;
 use meridian_store::{Keys, KvStore, NodeIdentity, NodeRegistration, SnapshotWatcher, WatcherOptions};
 use prometheus::Registry;
 
+use crate::health_store_args::HealthStoreArgs;
 use crate::store_args::StoreArgs;
 
 /// What the roles of one process share, one of each whatever roles it runs: the state store, its key
 /// layout, the snapshots of it, and the Prometheus registry every part registers its metrics with.
 pub(crate) struct Node {
     pub(crate) store: Arc<dyn KvStore>,
+    /// The zone's health store (`--health-etcd`), if any: see [`Node::health_store`].
+    pub(crate) zone_store: Option<Arc<dyn KvStore>>,
     pub(crate) keys: Keys,
     pub(crate) watcher: Arc<SnapshotWatcher>,
     pub(crate) registry: Registry,
@@ -32,19 +35,48 @@ impl Node {
         cache_file: Option<PathBuf>,
         registry: Registry,
     ) -> anyhow::Result<Self> {
+        Self::open_zoned(args, &HealthStoreArgs::default(), bootstrap, cache_file, registry)
+    }
+
+    /// As [`Node::open`], with the zone's health store `health` names (`--health-etcd`): the snapshots
+    /// are built from both stores, and prober opinions and load reports are published to it.
+    pub(crate) fn open_zoned(
+        args: &StoreArgs,
+        health: &HealthStoreArgs,
+        bootstrap: Option<Arc<Config>>,
+        cache_file: Option<PathBuf>,
+        registry: Registry,
+    ) -> anyhow::Result<Self> {
         let store = args.open()?;
+        let zone_store = health.open(args)?;
         let keys = args.keys()?;
         let mut options = WatcherOptions::new(keys.clone());
         options.bootstrap = bootstrap;
         options.cache_file = cache_file;
         options.registry = Some(registry.clone());
+        options.health_store = zone_store.clone();
         let watcher = Arc::new(SnapshotWatcher::spawn(store.clone(), options));
         Ok(Self {
             store,
+            zone_store,
             keys,
             watcher,
             registry,
         })
+    }
+
+    /// Where prober opinions, load reports and latency summaries are published: the zone's health store
+    /// when there is one, else the one store.
+    pub(crate) fn health_store(&self) -> Arc<dyn KvStore> {
+        self.zone_store.clone().unwrap_or_else(|| self.store.clone())
+    }
+
+    /// How the node's stores are described in banners: `etcd URLS` or `etcd URLS, health in etcd URLS`.
+    pub(crate) fn describe_stores(&self) -> String {
+        match &self.zone_store {
+            Some(z) => format!("{}, health in {}", self.store.describe(), z.describe()),
+            None => self.store.describe(),
+        }
     }
 
     /// Registers this node in the store; stop the returned registration on the way out (its key goes at

@@ -421,6 +421,20 @@ fn status_text(s: &Value) -> String {
             " (STORE UNREACHABLE: serving the last snapshot)"
         },
     );
+    // Health per zone (--health-etcd): the zone's health store, followed apart from the global store.
+    if let Some(h) = s["health_store"].as_object() {
+        let _ = writeln!(
+            out,
+            "health store: revision {} | {} old{}",
+            h.get("revision").cloned().unwrap_or_default(),
+            human_ms(h.get("staleness_ms").and_then(|v| v.as_u64()).unwrap_or(0)),
+            if h.get("connected").and_then(|v| v.as_bool()) == Some(true) {
+                ""
+            } else {
+                " (HEALTH STORE UNREACHABLE: health as last known)"
+            },
+        );
+    }
     if s["panic"] == true {
         let _ = writeln!(
             out,

@@ -65,6 +65,8 @@ pub(crate) struct ProxyArgs {
     cache_file: Option<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    health_store: crate::health_store_args::HealthStoreArgs,
 }
 
 pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
@@ -108,8 +110,9 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     let config_file = bootstrap.as_deref().zip(args.config.as_deref());
     let (geo, geo_watch) = open_watched_geoip(config_file, args.geoip.as_deref(), args.geoip_check_interval)?;
     let geo = Arc::new(geo);
-    let node = Node::open(
+    let node = Node::open_zoned(
         &args.store,
+        &args.health_store,
         bootstrap.clone(),
         args.cache_file.clone(),
         prometheus::Registry::new(),
@@ -178,7 +181,7 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
             .map(|a| format!(", hops (mutual TLS) on {a}"))
             .unwrap_or_default(),
         args.threads,
-        node.store.describe(),
+        node.describe_stores(),
         geo_description,
         metrics_addr
             .map(|m| format!(", metrics on http://{m}/metrics"))

@@ -117,7 +117,8 @@ pub(crate) async fn start_proxies(node: &Node, plan: ProxyPlan) -> anyhow::Resul
             geo.clone(),
             metrics.clone(),
         );
-        proxy.start(Some(node.store.clone()));
+        // Load and latency reports go to the zone's health store when there is one.
+        proxy.start(Some(node.health_store()));
         listeners.push(Listener {
             node: proxy.clone(),
             addr: r.http,
@@ -194,7 +195,7 @@ pub(crate) async fn start_probers(
             options.registry = Some(node.registry.clone());
         }
         probers.push(
-            Prober::start(node.store.clone(), options, config.clone())
+            Prober::start(node.health_store(), options, config.clone())
                 .await
                 .with_context(|| format!("starting prober {vantage}"))?,
         );

@@ -64,12 +64,23 @@ impl StoreArgs {
             };
             return Ok(Arc::new(EmbeddedStore::open(&dir)?));
         }
-        for url in &self.etcd {
+        self.open_etcd(&self.etcd, "--etcd")
+    }
+
+    /// The global store's etcd client URLs (empty for the embedded store).
+    pub(crate) fn etcd_urls(&self) -> &[String] {
+        &self.etcd
+    }
+
+    /// Opens an etcd cluster at `urls` with this command's etcd TLS, auth and timeout flags (`flag`: what
+    /// an error names: `--etcd`, or `--health-etcd` for a zone's health store).
+    pub(crate) fn open_etcd(&self, urls: &[String], flag: &str) -> anyhow::Result<Arc<dyn KvStore>> {
+        for url in urls {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("--etcd {url:?}: expected a URL such as http://127.0.0.1:2379");
+                bail!("{flag} {url:?}: expected a URL such as http://127.0.0.1:2379");
             }
         }
-        let mut opts = EtcdOptions::new(self.etcd.clone());
+        let mut opts = EtcdOptions::new(urls.to_vec());
         opts.request_timeout = Duration::from_millis(self.etcd_timeout_ms);
         opts.connect_timeout = Duration::from_millis(self.etcd_timeout_ms);
         if let Some(user) = &self.etcd_user {

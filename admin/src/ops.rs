@@ -216,6 +216,19 @@ fn reason(meta: &ChangeMeta, required: bool) -> Result<String, ApiError> {
     Ok(r.to_owned())
 }
 
+/// A store that fails while a change reads the current state (on the side of a partition without the
+/// majority, say) fails it before anything is sent: the operator is told so, as for a failed write.
+fn before_writing(e: ApiError, what: &str) -> ApiError {
+    if e.status == 503 {
+        ApiError::unavailable(format!(
+            "{what}: cannot read the current state ({}); nothing was written",
+            e.message
+        ))
+    } else {
+        e
+    }
+}
+
 async fn commit(ctx: &AdminContext, w: Write<'_>, now_ms: u64) -> Result<Applied, ApiError> {
     let who = author(w.meta);
     let (stored, after_json) = match &w.doc {
@@ -233,7 +246,8 @@ async fn commit(ctx: &AdminContext, w: Write<'_>, now_ms: u64) -> Result<Applied
         let snap = snapshot(ctx)?;
         let (current, target) = tokio::try_join!(OperatorState::read(ctx), async {
             ctx.store.get(&w.key).await.map_err(ApiError::from)
-        })?;
+        })
+        .map_err(|e| before_writing(e, &w.what))?;
         let target_rev = target.as_ref().map_or(0, |kv| kv.mod_revision);
         match (&target, &w.must_exist) {
             (None, Some(e)) => return Err(e.clone()),

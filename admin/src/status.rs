@@ -175,6 +175,12 @@ pub(crate) fn status(ctx: &AdminContext, snapshot: &Snapshot, now_ms: u64) -> Va
         "revision": snapshot.revision,
         "connected": ctx.watcher.is_connected(),
         "staleness_ms": ctx.watcher.staleness().as_millis() as u64,
+        // The zone's health store, when the node has one (docs/deployment.md, "The Atlantic cut").
+        "health_store": ctx.watcher.health_store_connected().map(|connected| json!({
+            "connected": connected,
+            "revision": snapshot.health_revision,
+            "staleness_ms": ctx.watcher.health_store_staleness().map(|d| d.as_millis() as u64),
+        })),
         "config": config,
         "panic": snapshot.health.panic,
         "regions": regions(snapshot, now_ms),

@@ -77,6 +77,18 @@ pub enum KeyKind<'a> {
     Unknown,
 }
 
+impl KeyKind<'_> {
+    /// Whether the key belongs in a zone's health store when there is one (docs/deployment.md, "The
+    /// Atlantic cut"): prober opinions, load reports and latency summaries — leased, rebuilt within
+    /// seconds, and what must keep working inside a zone cut off from the global store's majority.
+    pub fn is_zone_scoped(&self) -> bool {
+        matches!(
+            self,
+            Self::Health { .. } | Self::Load { .. } | Self::Latency { .. }
+        )
+    }
+}
+
 impl Keys {
     /// The layout under `prefix`, which must start with `/`; a trailing `/` is added if missing.
     pub fn new(prefix: &str) -> Result<Self> {

@@ -10,6 +10,13 @@
 //! `meridian_health::aggregate`, at the time it is given, remembering the previous result (a region nobody
 //! sees keeps its last state; transitions keep their start time). The watcher calls it again on a timer,
 //! since opinions go stale with time, not only with store events.
+//!
+//! Health per zone (docs/deployment.md, "The Atlantic cut"): with a *health store* (the zone's own etcd
+//! cluster), what must keep working inside a zone — prober opinions, load reports, latency summaries
+//! ([`KeyKind::is_zone_scoped`]) — comes from it and only from it, and everything else (configuration,
+//! operator state, ACME) from the global store. The builder keeps the two sources apart
+//! ([`SnapshotBuilder::with_health_store`], [`SnapshotBuilder::reset_health`],
+//! [`SnapshotBuilder::apply_health`]) and builds one snapshot from both.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,6 +81,9 @@ pub struct Snapshot {
     pub acme_challenges: Arc<BTreeMap<String, Vec<String>>>,
     /// The store revision at which the challenges last changed (0: never): DNS's SOA serial follows it.
     pub acme_challenges_revision: Revision,
+    /// The health store's revision this reflects (`None`: no health store; health, load and latency come
+    /// from the global store, whose revision is `revision`).
+    pub health_revision: Option<Revision>,
     /// ACME certificates: (id, certificate with its sealed key).
     pub acme_certs: Vec<(String, AcmeCertDoc)>,
     /// How ordering each ACME certificate went last: (id, status).
@@ -117,6 +127,9 @@ pub struct SnapshotBuilder {
     challenges: Arc<BTreeMap<String, Vec<String>>>,
     challenges_dirty: bool,
     challenges_revision: Revision,
+    /// With a health store: its zone-scoped documents and its revision (the global store's copies of such
+    /// keys are then ignored).
+    health_store: Option<(BTreeMap<String, Entry>, Revision)>,
 }
 
 impl SnapshotBuilder {
@@ -132,6 +145,63 @@ impl SnapshotBuilder {
             challenges: Arc::default(),
             challenges_dirty: false,
             challenges_revision: 0,
+            health_store: None,
+        }
+    }
+
+    /// Takes prober opinions, load reports and latency summaries from a health store of their own
+    /// ([`SnapshotBuilder::reset_health`], [`SnapshotBuilder::apply_health`]); the global store's keys of
+    /// those kinds are ignored from now on.
+    pub fn with_health_store(mut self) -> Self {
+        self.health_store = Some((BTreeMap::new(), 0));
+        self.entries
+            .retain(|k, _| !self.keys.classify(k).is_zone_scoped());
+        self
+    }
+
+    /// The health store's revision applied last (`None` without one).
+    pub fn health_revision(&self) -> Option<Revision> {
+        self.health_store.as_ref().map(|(_, r)| *r)
+    }
+
+    /// Replaces everything from the health store with a listing of it (no-op without a health store).
+    pub fn reset_health(&mut self, kvs: Vec<KeyValue>, revision: Revision) {
+        let keys = self.keys.clone();
+        if let Some((entries, rev)) = &mut self.health_store {
+            entries.clear();
+            for kv in kvs {
+                let entry = health_entry(&keys, kv);
+                entries.insert(entry.kv.key.clone(), entry);
+            }
+            *rev = revision;
+        }
+    }
+
+    /// Applies the health store's watch events; `false` when there is no health store.
+    pub fn apply_health(&mut self, events: Vec<Event>, revision: Revision) -> bool {
+        let keys = self.keys.clone();
+        let Some((entries, rev)) = &mut self.health_store else {
+            return false;
+        };
+        for e in events {
+            match e.kind {
+                EventKind::Put => {
+                    let entry = health_entry(&keys, e.kv);
+                    entries.insert(entry.kv.key.clone(), entry);
+                }
+                EventKind::Delete => {
+                    entries.remove(&e.kv.key);
+                }
+            }
+        }
+        *rev = (*rev).max(revision);
+        true
+    }
+
+    /// Confirms the health store is in sync up to `revision` (progress).
+    pub fn confirm_health(&mut self, revision: Revision) {
+        if let Some((_, rev)) = &mut self.health_store {
+            *rev = (*rev).max(revision);
         }
     }
 
@@ -174,11 +244,16 @@ impl SnapshotBuilder {
     /// Applies watch events; `false` when none of them can change a snapshot (only audit records and
     /// node registrations, which no decision reads): the caller need not build a new one.
     pub fn apply(&mut self, events: Vec<Event>, revision: Revision) -> bool {
+        let zoned = self.health_store.is_some();
         let relevant = events.iter().any(|e| {
-            !matches!(
-                self.keys.classify(&e.kv.key),
+            let kind = self.keys.classify(&e.kv.key);
+            let unread = matches!(
+                kind,
                 KeyKind::Audit | KeyKind::Node | KeyKind::AcmeLock | KeyKind::AcmeAccount
-            )
+            );
+            // With a health store, the global store's zone-scoped keys are ignored too.
+            let ignored = zoned && kind.is_zone_scoped();
+            !(unread || ignored)
         });
         for e in events {
             if let KeyKind::AcmeChallenge(_) = self.keys.classify(&e.kv.key) {
@@ -207,6 +282,11 @@ impl SnapshotBuilder {
     }
 
     fn insert(&mut self, kv: KeyValue) {
+        if self.health_store.is_some() && self.keys.classify(&kv.key).is_zone_scoped() {
+            // Left behind by a node still writing to the global store (a deployment moving to health
+            // per zone): the health store is the one source of these.
+            return;
+        }
         let doc = match self.keys.classify(&kv.key) {
             // The audit log only grows and no decision reads it, nor node registrations: not kept.
             KeyKind::Audit | KeyKind::Node => return,
@@ -260,7 +340,8 @@ impl SnapshotBuilder {
         });
         let mut outcomes = overlay_operator_state(&topology, &mut states, operator_docs).into_iter();
 
-        for (key, entry) in &self.entries {
+        let health_entries = self.health_store.iter().flat_map(|(entries, _)| entries.iter());
+        for (key, entry) in self.entries.iter().chain(health_entries) {
             let doc = match &entry.doc {
                 Ok(d) => d,
                 Err(e) => {
@@ -418,6 +499,7 @@ impl SnapshotBuilder {
             problems,
             acme_challenges: self.challenges.clone(),
             acme_challenges_revision: self.challenges_revision,
+            health_revision: self.health_revision(),
             acme_certs,
             acme_status,
         })
@@ -462,4 +544,16 @@ impl SnapshotBuilder {
         self.last_good = Some((0, topo.clone(), ConfigSource::Bootstrap));
         Some((topo, ConfigSource::Bootstrap))
     }
+}
+
+/// A health store's key decoded: only zone-scoped kinds belong there; anything else is reported (in the
+/// snapshot's problems) and never used — configuration and operator state live in the global store.
+fn health_entry(keys: &Keys, kv: KeyValue) -> Entry {
+    let doc = match keys.classify(&kv.key) {
+        KeyKind::Health { .. } => decode(&kv.value).map(Doc::Health),
+        KeyKind::Load { .. } => decode(&kv.value).map(Doc::Load),
+        KeyKind::Latency { .. } => decode(&kv.value).map(Doc::Latency),
+        _ => Err("in the health store, which holds health/, load/ and latency/ only: ignored".to_owned()),
+    };
+    Entry { kv, doc }
 }

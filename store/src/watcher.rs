@@ -15,6 +15,15 @@
 //! {region,to}`, `meridian_health_stale_regions`, `meridian_health_panic`; and what steering makes of it
 //! with the operator state, every half second: `meridian_region_down{region}` (1 while steering treats the
 //! region as down: its health says so, or an active `down` drill).
+//!
+//! With a health store ([`WatcherOptions::health_store`]: the zone's own etcd cluster, docs/deployment.md
+//! "The Atlantic cut"), each store is followed by a task of its own (list, watch, resume, re-list), and
+//! one task applies what both deliver to one builder: losing either store never stops the other from
+//! updating the snapshot — a zone cut off from the global store's majority keeps its health current. The
+//! snapshot's `revision`, the staleness and `is_connected` are the global store's (operator writes wait
+//! for them); the health store's are [`SnapshotWatcher::health_store_connected`] and
+//! `meridian_health_store_connected` / `meridian_health_store_staleness_seconds`. The cache file holds
+//! the global store's keys only: opinions are leased and rebuild themselves within seconds.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,6 +62,9 @@ pub struct WatcherOptions {
     pub registry: Option<Registry>,
     /// How often health is re-aggregated without store events (opinions expire with time).
     pub health_tick: Duration,
+    /// The zone's health store, if any: prober opinions, load reports and latency summaries come from it
+    /// (and no longer from the global store).
+    pub health_store: Option<Arc<dyn KvStore>>,
 }
 
 impl WatcherOptions {
@@ -67,6 +79,7 @@ impl WatcherOptions {
             max_backoff: Duration::from_millis(200),
             registry: None,
             health_tick: Duration::from_millis(250),
+            health_store: None,
         }
     }
 }
@@ -190,9 +203,77 @@ struct Shared {
     connected: AtomicBool,
     revision: watch::Sender<Revision>,
     metrics: Metrics,
+    /// With a health store: how in sync with it.
+    health: Option<HealthSync>,
+}
+
+/// How in sync the snapshot is with the health store (only with one).
+struct HealthSync {
+    last_sync_ms: AtomicU64,
+    synced_once: AtomicBool,
+    connected: AtomicBool,
+    connected_gauge: IntGauge,
+    staleness_gauge: Gauge,
+}
+
+impl HealthSync {
+    fn new(registry: Option<&Registry>) -> Self {
+        // Constant names and help texts: construction cannot fail.
+        let connected_gauge = IntGauge::new(
+            "meridian_health_store_connected",
+            "1 while the zone's health store answers, 0 otherwise",
+        );
+        let staleness_gauge = Gauge::new(
+            "meridian_health_store_staleness_seconds",
+            "Seconds since the snapshot was last confirmed in sync with the zone's health store",
+        );
+        let (Ok(connected_gauge), Ok(staleness_gauge)) = (connected_gauge, staleness_gauge) else {
+            unreachable!("constant metric definitions are valid")
+        };
+        if let Some(r) = registry {
+            // As for the other metrics: a second watcher in one registry leaves the first one's.
+            let _ = r.register(Box::new(connected_gauge.clone()));
+            let _ = r.register(Box::new(staleness_gauge.clone()));
+        }
+        Self {
+            last_sync_ms: AtomicU64::new(0),
+            synced_once: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
+            connected_gauge,
+            staleness_gauge,
+        }
+    }
 }
 
 impl Shared {
+    fn mark_health_synced(&self) {
+        if let Some(h) = &self.health {
+            h.last_sync_ms
+                .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            h.synced_once.store(true, Ordering::Relaxed);
+            h.connected.store(true, Ordering::Relaxed);
+            h.connected_gauge.set(1);
+        }
+    }
+
+    fn mark_health_disconnected(&self) {
+        if let Some(h) = &self.health {
+            h.connected.store(false, Ordering::Relaxed);
+            h.connected_gauge.set(0);
+        }
+    }
+
+    fn health_staleness(&self) -> Option<Duration> {
+        let h = self.health.as_ref()?;
+        if !h.synced_once.load(Ordering::Relaxed) {
+            return Some(self.started.elapsed());
+        }
+        let now = self.started.elapsed().as_millis() as u64;
+        Some(Duration::from_millis(
+            now.saturating_sub(h.last_sync_ms.load(Ordering::Relaxed)),
+        ))
+    }
+
     fn mark_synced(&self, revision: Revision) {
         self.last_sync_ms
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -241,6 +322,10 @@ impl SnapshotWatcher {
             connected: AtomicBool::new(false),
             revision,
             metrics: Metrics::new(options.registry.as_ref()),
+            health: options
+                .health_store
+                .as_ref()
+                .map(|_| HealthSync::new(options.registry.as_ref())),
         });
         let gauge_shared = shared.clone();
         let gauge_task = tokio::spawn(async move {
@@ -251,6 +336,9 @@ impl SnapshotWatcher {
                     .metrics
                     .staleness
                     .set(gauge_shared.staleness().as_secs_f64());
+                if let (Some(h), Some(stale)) = (&gauge_shared.health, gauge_shared.health_staleness()) {
+                    h.staleness_gauge.set(stale.as_secs_f64());
+                }
                 if let Some(snapshot) = gauge_shared.current.load_full() {
                     record_down(&gauge_shared.metrics, &snapshot);
                 }
@@ -277,6 +365,19 @@ impl SnapshotWatcher {
     /// Whether the store answered last time it was asked.
     pub fn is_connected(&self) -> bool {
         self.shared.connected.load(Ordering::Relaxed)
+    }
+
+    /// Whether the health store answered last time it was asked (`None`: no health store).
+    pub fn health_store_connected(&self) -> Option<bool> {
+        self.shared
+            .health
+            .as_ref()
+            .map(|h| h.connected.load(Ordering::Relaxed))
+    }
+
+    /// Time since the snapshot was last confirmed in sync with the health store (`None`: no health store).
+    pub fn health_store_staleness(&self) -> Option<Duration> {
+        self.shared.health_staleness()
     }
 
     /// The highest revision the snapshot is known to be in sync with, as a channel to await changes on.
@@ -498,19 +599,47 @@ impl Backoff {
     }
 }
 
+/// Which store a [`Feed`] message comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// The global store: configuration, operator state, and (without a health store) everything.
+    Global,
+    /// The zone's health store: prober opinions, load reports, latency summaries.
+    Health,
+}
+
+impl Source {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Global => "state store",
+            Self::Health => "health store",
+        }
+    }
+}
+
+/// What a store's follower tells the task that owns the builder.
+enum Feed {
+    /// A full listing: replaces what came from this store.
+    Listed(Source, Vec<KeyValue>, Revision),
+    /// Changes.
+    Events(Source, Vec<crate::kv::Event>, Revision),
+    /// In sync up to a revision.
+    Progress(Source, Revision),
+    /// The store stopped answering; the follower retries.
+    Lost(Source),
+}
+
 async fn run(store: Arc<dyn KvStore>, options: WatcherOptions, shared: Arc<Shared>) {
     let keys = options.keys.clone();
     let prefix = keys.prefix().to_owned();
-    let progress = options.progress_interval;
     let mut tick = tokio::time::interval(options.health_tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut builder = SnapshotBuilder::new(keys.clone(), options.bootstrap.clone());
-    let mut backoff = Backoff {
-        next: Duration::from_millis(50),
-        max: options.max_backoff,
-        warned: None,
-        quiet: 0,
-    };
+    if options.health_store.is_some() {
+        builder = builder.with_health_store();
+    }
+    let follow_options = (options.progress_interval, options.max_backoff);
+    let health_store = options.health_store.clone();
     let mut publisher = Publisher {
         shared: shared.clone(),
         options,
@@ -534,76 +663,154 @@ async fn run(store: Arc<dyn KvStore>, options: WatcherOptions, shared: Arc<Share
         publisher.publish(&mut builder);
     }
 
+    // One follower per store, each in its own task (one stuck on an unreachable store never holds up the
+    // other); the set aborts them when this task ends.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let mut followers = tokio::task::JoinSet::new();
+    followers.spawn(follow(
+        store,
+        prefix.clone(),
+        follow_options,
+        Source::Global,
+        tx.clone(),
+    ));
+    if let Some(h) = health_store {
+        followers.spawn(follow(h, prefix, follow_options, Source::Health, tx.clone()));
+    }
+    drop(tx);
+
+    loop {
+        let feed = tokio::select! {
+            f = rx.recv() => f,
+            _ = tick.tick() => {
+                publisher.reevaluate(&mut builder);
+                continue;
+            }
+        };
+        let Some(feed) = feed else { return };
+        match feed {
+            Feed::Listed(Source::Global, kvs, revision) => {
+                builder.reset(kvs, revision);
+                publisher.publish(&mut builder);
+                shared.mark_synced(builder.revision());
+            }
+            Feed::Events(Source::Global, events, revision) => {
+                if builder.apply(events, revision) {
+                    publisher.publish(&mut builder);
+                }
+                shared.mark_synced(builder.revision());
+            }
+            Feed::Progress(Source::Global, revision) => {
+                builder.confirm(revision);
+                shared.mark_synced(builder.revision());
+            }
+            Feed::Lost(Source::Global) => shared.mark_disconnected(),
+            Feed::Listed(Source::Health, kvs, revision) => {
+                builder.reset_health(kvs, revision);
+                publisher.publish(&mut builder);
+                shared.mark_health_synced();
+            }
+            Feed::Events(Source::Health, events, revision) => {
+                if builder.apply_health(events, revision) {
+                    publisher.publish(&mut builder);
+                }
+                shared.mark_health_synced();
+            }
+            Feed::Progress(Source::Health, revision) => {
+                builder.confirm_health(revision);
+                shared.mark_health_synced();
+            }
+            Feed::Lost(Source::Health) => shared.mark_health_disconnected(),
+        }
+        publisher.maybe_write_cache(&builder);
+    }
+}
+
+/// Follows one store: lists the prefix, then watches from the listing's revision + 1, resuming a lost
+/// watch from the last revision seen and re-listing after a compaction; reports everything to `tx`.
+/// Returns when nobody listens any more.
+async fn follow(
+    store: Arc<dyn KvStore>,
+    prefix: String,
+    (progress, max_backoff): (Duration, Duration),
+    source: Source,
+    tx: tokio::sync::mpsc::Sender<Feed>,
+) {
+    let mut backoff = Backoff {
+        next: Duration::from_millis(50),
+        max: max_backoff,
+        warned: None,
+        quiet: 0,
+    };
+    let what = source.name();
     'relist: loop {
         let listing = match store.list(&prefix).await {
             Ok(l) => l,
             Err(e) => {
-                shared.mark_disconnected();
+                if tx.send(Feed::Lost(source)).await.is_err() {
+                    return;
+                }
                 if backoff.should_warn() {
-                    tracing::warn!(store = %store.describe(), error = %e, "cannot list the state store; serving the last snapshot");
+                    tracing::warn!(store = %store.describe(), error = %e, "cannot list the {what}; serving the last snapshot");
                 }
                 backoff.wait().await;
                 continue 'relist;
             }
         };
-        builder.reset(listing.kvs, listing.revision);
-        publisher.publish(&mut builder);
-        shared.mark_synced(builder.revision());
-        publisher.maybe_write_cache(&builder);
+        let mut revision = listing.revision;
+        if tx
+            .send(Feed::Listed(source, listing.kvs, revision))
+            .await
+            .is_err()
+        {
+            return;
+        }
         backoff.reset();
 
         loop {
-            let mut stream = match store.watch(&prefix, builder.revision() + 1, progress).await {
+            let mut stream = match store.watch(&prefix, revision + 1, progress).await {
                 Ok(s) => s,
                 Err(StoreError::Compacted { .. }) => continue 'relist,
                 Err(e) => {
-                    shared.mark_disconnected();
+                    if tx.send(Feed::Lost(source)).await.is_err() {
+                        return;
+                    }
                     if backoff.should_warn() {
-                        tracing::warn!(error = %e, "cannot watch the state store; retrying");
+                        tracing::warn!(error = %e, "cannot watch the {what}; retrying");
                     }
                     backoff.wait().await;
                     continue;
                 }
             };
             loop {
-                // The same `next()` future is polled across ticks (never dropped half-way): the stream's
-                // own progress/silence timing must not be reset by the health timer.
-                let message = {
-                    let next = stream.next();
-                    tokio::pin!(next);
-                    loop {
-                        tokio::select! {
-                            m = &mut next => break m,
-                            _ = tick.tick() => publisher.reevaluate(&mut builder),
-                        }
-                    }
-                };
-                match message {
-                    Ok(WatchMessage::Events { revision, events }) => {
-                        if builder.apply(events, revision) {
-                            publisher.publish(&mut builder);
-                        }
-                        shared.mark_synced(builder.revision());
+                let feed = match stream.next().await {
+                    Ok(WatchMessage::Events { revision: r, events }) => {
+                        revision = revision.max(r);
                         backoff.reset();
+                        Feed::Events(source, events, r)
                     }
-                    Ok(WatchMessage::Progress { revision }) => {
-                        builder.confirm(revision);
-                        shared.mark_synced(builder.revision());
+                    Ok(WatchMessage::Progress { revision: r }) => {
+                        revision = revision.max(r);
+                        Feed::Progress(source, r)
                     }
                     Err(StoreError::Compacted { .. }) => {
-                        tracing::info!("watch fell behind compaction; re-listing");
+                        tracing::info!("{what} watch fell behind compaction; re-listing");
                         continue 'relist;
                     }
                     Err(e) => {
-                        shared.mark_disconnected();
+                        if tx.send(Feed::Lost(source)).await.is_err() {
+                            return;
+                        }
                         if backoff.should_warn() {
-                            tracing::warn!(error = %e, revision = builder.revision(), "state store watch lost; resuming");
+                            tracing::warn!(error = %e, revision, "{what} watch lost; resuming");
                         }
                         backoff.wait().await;
                         break;
                     }
+                };
+                if tx.send(feed).await.is_err() {
+                    return;
                 }
-                publisher.maybe_write_cache(&builder);
             }
         }
     }

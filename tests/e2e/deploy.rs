@@ -47,9 +47,24 @@ fn every_flag_and_variable_of_the_units_exists() {
         "meridian-proxy.service",
         "meridian-health.service",
         "meridian-etcd.service",
+        "meridian-etcd-zone.service",
     ] {
         let exec = exec_start(unit);
-        let words: Vec<&str> = exec.split_whitespace().collect();
+        let env = env_files(unit);
+        // `$VAR` (unbraced) stands for zero or more words (systemd splits it): its flags are checked too.
+        let mut words: Vec<&str> = Vec::new();
+        for w in exec.split_whitespace() {
+            match w.strip_prefix('$').filter(|v| !v.starts_with('{')) {
+                Some(var) => {
+                    let value = env
+                        .lines()
+                        .find_map(|l| l.strip_prefix(&format!("{var}=")))
+                        .unwrap_or_else(|| panic!("{unit}: ${var} is set by none of its environment files"));
+                    words.extend(value.split_whitespace());
+                }
+                None => words.push(w),
+            }
+        }
         let help = if words[0].ends_with("/meridian") {
             let out = meridian().args([words[1], "--help"]).output().unwrap();
             String::from_utf8_lossy(&out.stdout).into_owned()
@@ -71,7 +86,6 @@ fn every_flag_and_variable_of_the_units_exists() {
                 words[0]
             );
         }
-        let env = env_files(unit);
         for var in exec.split("${").skip(1).map(|s| s.split('}').next().unwrap()) {
             assert!(
                 env.lines().any(|l| l.starts_with(&format!("{var}="))),

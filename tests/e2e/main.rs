@@ -16,6 +16,7 @@ mod dnssec;
 mod edge_tls;
 mod explain;
 mod health;
+mod health_zone;
 mod hops;
 mod latency;
 mod monitoring;
