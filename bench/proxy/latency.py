@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """What latency sampling costs the proxy (issue 22, docs/latency.md): the same `meridian proxy` build and
 configuration with and without `[services.bench.latency]`, taking turns, under the load that samples the
-most — a new TCP connection per request (wrk with `Connection: close`), so every request pays the sample
-(one GeoIP lookup of the peer, one `getsockopt(TCP_INFO)`, one short lock and map update). Goal: ≥ 0.97×.
+most — a new TCP connection per request (wrk with `Connection: close`), so every request pays the sampling
+check (a GeoIP lookup of the peer, a short lock), and the area's samples, one `getsockopt(TCP_INFO)` each,
+are as frequent as the proxy allows (20 a second per area). Goal: ≥ 0.97×.
 
 Why a network namespace: a sample is attributed to the client's GeoIP area, and a loopback client
 (127.0.0.1) has none, so the sample would stop after the lookup and the benchmark would measure less than
@@ -126,8 +127,9 @@ http {{ access_log off; keepalive_requests 1000000;
             m = re.search(r'^meridian_proxy_latency_samples_total\{region="waw"\} (\d+)', text, re.M)
             return int(m.group(1)) if m else 0
         requests = sum(g["on"]["total"] for g in rows)
-        # Every measured connection of the "on" proxy was sampled (warm-up ones too); none of the "off" one.
-        sampled = samples("on") >= requests and samples("off") == 0
+        # The "on" proxy sampled (at most 20 a second for the one area: proxy/src/latency.rs, MIN_SAMPLE_GAP);
+        # the "off" one never.
+        sampled = samples("on") > 0 and samples("off") == 0
         ratio = statistics.median(g["on"]["rps"] / g["off"]["rps"] for g in rows)
         ratio_cpu = statistics.median(g["on"]["per_cpu_s"] / g["off"]["per_cpu_s"] for g in rows)
         bad = sum(g[k]["bad"] for g in rows for k in ("on", "off"))

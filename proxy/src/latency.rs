@@ -4,8 +4,12 @@
 //! of the client's GeoIP location), kept as a time-decayed mean per area, and summarised for the store
 //! (`latency/REGION/INSTANCE`, at most [`MAX_LATENCY_AREAS`] areas, every [`PUBLISH_INTERVAL`]).
 //!
-//! Cost on the request path: nothing per request; per connection one `getsockopt` and one short lock,
-//! and only while some service steers by latency. Memory: at most [`MAX_TRACKED_AREAS`] estimates.
+//! Cost on the request path: nothing per request; per connection, while some service steers by latency,
+//! a GeoIP lookup of the peer and one short lock; and one `getsockopt(TCP_INFO)` (plus a second short lock)
+//! for at most one connection per area every [`MIN_SAMPLE_GAP`]. Why the gap: with a connection per
+//! request, sampling every connection cost 10 % of the proxy's CPU per request (bench/RESULTS.md), the
+//! syscall most of it; an area's estimate (ten-minute half-life) learns nothing more from the 21st sample
+//! of a second than from the 20th. Memory: at most [`MAX_TRACKED_AREAS`] estimates.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,6 +26,8 @@ pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(10);
 pub const HALF_LIFE: Duration = Duration::from_secs(600);
 /// Areas tracked in memory at most (the least-sampled is forgotten for a new one beyond this).
 pub const MAX_TRACKED_AREAS: usize = 1024;
+/// Shortest time between two samples of one area (see the module's comment): at most 20 a second.
+pub const MIN_SAMPLE_GAP: Duration = Duration::from_millis(50);
 /// An estimate whose decayed weight falls below this is dropped.
 const MIN_WEIGHT: f64 = 0.5;
 
@@ -64,6 +70,18 @@ impl LatencySampler {
     /// The area a client located by GeoIP is attributed to.
     pub fn area_for(&self, located: Option<LatencyArea>) -> Option<LatencyArea> {
         self.lock().attribute_all_to.or(located)
+    }
+
+    /// The area to sample a client located by GeoIP into, if it is due a sample at `now_ms`: it has an
+    /// area, and its last sample is at least [`MIN_SAMPLE_GAP`] old.
+    pub fn due(&self, located: Option<LatencyArea>, now_ms: u64) -> Option<LatencyArea> {
+        let st = self.lock();
+        let area = st.attribute_all_to.or(located)?;
+        let gap = MIN_SAMPLE_GAP.as_millis() as u64;
+        match st.estimates.get(&area) {
+            Some(e) if now_ms.saturating_sub(e.at_ms) < gap => None,
+            _ => Some(area),
+        }
     }
 
     /// Adds one round-trip sample of `area` at `now_ms`.
@@ -128,7 +146,10 @@ impl LatencySampler {
 /// The kernel's smoothed round-trip time of the client connection under `stream` (TLS included), in
 /// milliseconds; `None` for a non-TCP stream or when the kernel has no estimate yet.
 pub fn connection_rtt_ms(stream: &Stream) -> Option<f64> {
-    let info = stream.get_socket_digest()?.tcp_info()?;
+    // The stream's id is its socket's descriptor (pingora's `UniqueID`, through TLS too). Asked directly:
+    // the socket digest's `tcp_info` first asks the kernel for the local address (a second system call)
+    // to learn whether the socket is TCP, which a connection with a client IP address is.
+    let info = pingora::protocols::l4::ext::get_tcp_info(stream.id()).ok()?;
     (info.tcpi_rtt > 0).then(|| f64::from(info.tcpi_rtt) / 1000.0)
 }
 
@@ -180,6 +201,23 @@ mod tests {
         assert_eq!(r.areas.len(), MAX_LATENCY_AREAS);
         assert!(r.areas.iter().all(|a| a.samples == 7));
         assert!(s.lock().estimates.len() <= MAX_TRACKED_AREAS);
+    }
+
+    #[test]
+    fn an_area_is_due_a_sample_at_most_every_gap() {
+        let s = LatencySampler::default();
+        let pl = area("PL@50,20");
+        assert_eq!(s.due(None, 0), None, "no area, no sample");
+        assert_eq!(s.due(Some(pl), 1_000), Some(pl), "never sampled");
+        s.record(pl, 20.0, 1_000);
+        let gap = MIN_SAMPLE_GAP.as_millis() as u64;
+        assert_eq!(s.due(Some(pl), 1_000 + gap - 1), None);
+        assert_eq!(s.due(Some(pl), 1_000 + gap), Some(pl));
+        assert_eq!(
+            s.due(Some(area("DE@50,0")), 1_001),
+            Some(area("DE@50,0")),
+            "per area"
+        );
     }
 
     #[test]

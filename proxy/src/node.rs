@@ -567,20 +567,22 @@ impl ProxyNode {
         &self.latency
     }
 
-    /// Samples the round-trip time of a client connection from `peer` (once per connection), when some
-    /// service steers by latency and the client has a latency area.
+    /// Samples the round-trip time of a client connection from `peer` (once per connection, at most once
+    /// per area every [`crate::latency::MIN_SAMPLE_GAP`]), when some service steers by latency and the
+    /// client has a latency area.
     pub(crate) fn sample_rtt(&self, stream: &pingora::protocols::Stream, peer: IpAddr) {
         if !self.table.load().as_ref().is_some_and(|t| t.latency_on) {
             return;
         }
+        let now = now_ms();
         let Some(area) = self
             .latency
-            .area_for(meridian_steer::latency_area(&self.locate(peer)))
+            .due(meridian_steer::latency_area(&self.locate(peer)), now)
         else {
             return;
         };
         if let Some(rtt_ms) = connection_rtt_ms(stream) {
-            self.latency.record(area, rtt_ms, now_ms());
+            self.latency.record(area, rtt_ms, now);
             self.metrics
                 .latency_samples
                 .with_label_values(&[&self.options.region])
