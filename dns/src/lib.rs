@@ -19,9 +19,10 @@
 //! [`FixedState`], [`Transport`]), `info` (what it did: [`AnswerInfo`], [`Reason`]), `zone`
 //! ([`ZoneIndex`]), `dnssec` (signing: a zone's keys from BIND key files, signatures cached per RRset,
 //! compact denial records, DS records; [`dnssec`]). Around them: [`server`] (sockets, GeoIP reload; the UDP
-//! workers), [`stream`] (TCP, DNS-over-TLS and DNS-over-HTTPS on hickory-server's network layer), [`guard`]
-//! (connection limits, malformed-request accounting), [`xfr`] (zone transfers to secondaries with TSIG,
-//! NOTIFY), [`rrl`] (response rate limiting), [`metrics`]. Operator's view: docs/dns.md.
+//! workers), [`stream`] (TCP, DNS-over-TLS and DNS-over-HTTPS on hickory-server's network layer),
+//! [`records`] (what one TLS write holds on DoT and DoH), [`guard`] (connection limits, malformed-request
+//! accounting), [`xfr`] (zone transfers to secondaries with TSIG, NOTIFY), [`rrl`] (response rate
+//! limiting), [`metrics`]. Operator's view: docs/dns.md.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -33,6 +34,7 @@ pub mod guard;
 mod info;
 mod memo;
 pub mod metrics;
+pub mod records;
 mod request;
 mod resolve;
 mod respond;

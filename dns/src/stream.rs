@@ -18,6 +18,9 @@
 //!   costs no second parse and encode.
 //! - the DoH connection loop (hickory-server's is private to its `Server`), with GET, which hickory's
 //!   `message_from` does not implement and RFC 8484 requires.
+//! - what one TLS write holds ([`crate::records`]): on DoT the answers to pipelined queries leave
+//!   together, one write when nothing more is readable; on DoH a TLS record ends after each answer (what
+//!   dnsperf's DoH client needs not to stall), the records of one h2 flush sent in one write.
 //!
 //! The UDP hot path is not here at all: it is `server`'s `recvmmsg` workers.
 
@@ -38,12 +41,15 @@ use tokio_rustls::rustls::ServerConfig;
 
 use crate::guard::Governor;
 use crate::metrics::Recorder;
+use crate::records::{Batched, OneAnswerPerRecord};
 use crate::server::DnsState;
 
 /// How long a TLS handshake (DoT, DoH) may take.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests in flight at once on one HTTP/2 connection (Unbound's default, `http-max-streams`).
 const H2_MAX_STREAMS: u32 = 100;
+/// The TCP write buffer under a DoH connection's TLS: the records of one h2 flush leave in one write.
+const H2_WRITE_BUFFER: usize = 32 * 1024;
 /// The DoH path when none is configured (RFC 8484's example, and what clients try).
 pub const DEFAULT_DOH_PATH: &str = "/dns-query";
 
@@ -160,7 +166,9 @@ pub(crate) async fn serve_tls(
             else {
                 return;
             };
-            let (framed, handle) = hickory_net::tls::tls_from_stream(AsyncIoTokioAsStd(tls), peer);
+            // Answers to pipelined queries leave together, one TLS write per batch (records.rs).
+            let (framed, handle) =
+                hickory_net::tls::tls_from_stream(AsyncIoTokioAsStd(Batched::new(tls)), peer);
             serve_framed(framed, handle, peer, Protocol::Tls, handler, governor).await;
         });
     }
@@ -183,11 +191,14 @@ pub(crate) async fn serve_https(
             (handler.clone(), governor.clone(), acceptor.clone(), path.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let Ok(Ok(tls)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            // One answer per TLS record, the records sent together when h2 flushes (records.rs: what
+            // dnsperf's DoH client needs not to stall).
+            let buffered = tokio::io::BufWriter::with_capacity(H2_WRITE_BUFFER, stream);
+            let Ok(Ok(tls)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(buffered)).await
             else {
                 return;
             };
-            serve_h2(tls, peer, path, handler, governor).await;
+            serve_h2(OneAnswerPerRecord::new(tls), peer, path, handler, governor).await;
         });
     }
 }
