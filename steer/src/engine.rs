@@ -12,12 +12,14 @@ use meridian_config::{Continent, Coordinates, CountryCode, MAX_REGIONS};
 use crate::decision::{Basis, Chosen, Decision, Mode, NoAnswer, ResidencyNote, Skip, Status, Verdict};
 use crate::geometry::Point;
 use crate::hash::{SPILL_SALT, rendezvous_key, rendezvous_lower_bound, unit};
-use crate::latency::{LatencyNote, LatencyOutcome, latency_step};
+use crate::latency::{LatencyArea, LatencyNote, LatencyOutcome, latency_step};
 use crate::state::{DrillMode, Health, RegionState};
 use crate::topology::{CompiledAllDown, CompiledPolicy, CompiledService, RegionList, RegionSet, TieAngle};
 use crate::{RegionIndex, RegionStates, ServiceIndex, Topology};
 
-/// Where the client is, as far as steering cares.
+/// Where the client is, as far as steering cares. Built once per GeoIP location ([`ClientLocation::new`]),
+/// which also derives what decisions would otherwise recompute per query: the position as a unit vector
+/// and the latency area.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ClientLocation {
     /// Country, if known.
@@ -26,6 +28,11 @@ pub struct ClientLocation {
     pub continent: Option<Continent>,
     /// Position, if known (from the database, or the country's population centre).
     pub point: Option<Point>,
+    /// The latency area of `country` and the coordinates ([`crate::latency_area`]), derived by `new` from
+    /// the coordinates in degrees: no trigonometry per decision. Private, so that a location's area
+    /// always comes from its own country and coordinates (locations are built by `new`; build a new one
+    /// rather than reassigning `country` or `point`).
+    area: Option<LatencyArea>,
 }
 
 impl ClientLocation {
@@ -34,6 +41,7 @@ impl ClientLocation {
         country: None,
         continent: None,
         point: None,
+        area: None,
     };
 
     /// From what a GeoIP lookup found (any part may be unknown).
@@ -46,7 +54,16 @@ impl ClientLocation {
             country,
             continent,
             point: coordinates.map(Point::from_coordinates),
+            area: country
+                .zip(coordinates)
+                .map(|(country, c)| LatencyArea::new(country, c.lat, c.lon)),
         }
+    }
+
+    /// The latency area (see [`crate::latency_area`]).
+    #[inline]
+    pub(crate) fn area(&self) -> Option<LatencyArea> {
+        self.area
     }
 }
 

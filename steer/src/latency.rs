@@ -89,11 +89,11 @@ impl FromStr for LatencyArea {
 }
 
 /// The area of a client: `None` without a country or coordinates (such clients are steered by distance
-/// or their `unknown-location` list, and their connections are not attributed).
+/// or their `unknown-location` list, and their connections are not attributed). Computed once, when the
+/// location is built ([`ClientLocation::new`]: `LatencyArea::new` of its country and coordinates in
+/// degrees), not per decision.
 pub fn latency_area(client: &ClientLocation) -> Option<LatencyArea> {
-    let (country, point) = (client.country?, client.point?);
-    let (lat, lon) = point.lat_lon_degrees();
-    Some(LatencyArea::new(country, lat, lon))
+    client.area()
 }
 
 /// One (area, region) estimate: the decayed mean round-trip time and the (decayed) number of samples
@@ -200,9 +200,18 @@ pub struct LatencyNote {
 }
 
 /// Which regions answer first. `cands`: the usable regions with their rank (lower answers earlier: the
-/// distance order after near-ties), in any order — the step scans them linearly instead of sorting or
-/// copying them, as it needs only the nearest, the fastest and (for the few explorers) the next few. Returns the note,
-/// whose `explored` (if any) answers first and `chosen` next. Pure: a function of the arguments.
+/// distance order after near-ties), in any order — the step scans them instead of sorting or copying
+/// them, as it needs only the nearest, the fastest and (for the few explorers) the next few. Returns the
+/// note, whose `explored` (if any) answers first and `chosen` next. Pure: a function of the arguments.
+///
+/// At most two passes over `cands` (and a third for the explorers). The rule of `docs/latency.md` reads
+/// as three: the nearest; the fastest *contender* (a region beating the nearest by more than the margin);
+/// the nearest contender within the tie band of the fastest. The first two fuse because "beats the
+/// nearest" is monotone in a region's estimate (`base - rtt` never grows as `rtt` grows, rounding
+/// included): if any region is a contender, the fastest measured region is one, so the fastest contender
+/// is simply the fastest measured region, found in the same pass as the nearest. The second pass runs
+/// only when some region is faster. `tests::fused_step_decides_as_the_three_passes` checks this against
+/// the three-pass form.
 pub(crate) fn latency_step(
     settings: &LatencySteering,
     matrix: &LatencyMatrix,
@@ -210,28 +219,49 @@ pub(crate) fn latency_step(
     cands: impl Iterator<Item = (u128, RegionIndex)> + Clone,
     request_hash: u64,
 ) -> LatencyNote {
-    let nearest = cands.clone().min().map(|c| c.1);
     let mut note = LatencyNote {
         area: None,
         outcome: LatencyOutcome::NoArea,
-        nearest,
-        chosen: nearest,
+        nearest: None,
+        chosen: None,
         margin_ms: 0.0,
         explored: None,
     };
+    let Some(area) = client.area() else {
+        note.nearest = cands.min().map(|c| c.1);
+        note.chosen = note.nearest;
+        return note;
+    };
+    // An area nothing is measured for reads as an empty row: every region unmeasured.
+    let row = matrix.row(area).unwrap_or(&[]);
+    let min_samples = settings.min_samples;
+    let measured = |r: RegionIndex| {
+        row.get(r.get())
+            .filter(|m| m.samples >= min_samples)
+            .map(|m| f64::from(m.rtt_ms))
+    };
+    // One pass: the nearest (ranks are distinct: they end with the region), and the fastest measured
+    // region. Written out rather than with `min` and `Option` chains: this loop is most of the step's
+    // cost (tens of regions per decision). No rank is `u128::MAX` (the group is 0 or 1).
+    let (mut nearest_rank, mut nearest) = (u128::MAX, None);
+    let mut fastest = f32::INFINITY;
+    for (rank, region) in cands.clone() {
+        if rank < nearest_rank {
+            (nearest_rank, nearest) = (rank, Some(region));
+        }
+        if let Some(m) = row.get(region.get())
+            && m.samples >= min_samples
+            && m.rtt_ms < fastest
+        {
+            fastest = m.rtt_ms;
+        }
+    }
     let Some(baseline) = nearest else {
         return note;
     };
-    note.area = latency_area(client);
-    let Some(area) = note.area else {
-        return note;
-    };
-    let row = matrix.row(area);
-    let measured = |r: RegionIndex| {
-        row.and_then(|row| row.get(r.get()))
-            .filter(|m| m.samples >= settings.min_samples)
-            .map(|m| f64::from(m.rtt_ms))
-    };
+    note.area = Some(area);
+    note.nearest = Some(baseline);
+    note.chosen = Some(baseline);
     note.outcome = LatencyOutcome::NotMeasured;
     if let Some(base_rtt) = measured(baseline) {
         let margin = settings.margin_ms.max(settings.margin_share * base_rtt);
@@ -239,18 +269,24 @@ pub(crate) fn latency_step(
         note.outcome = LatencyOutcome::WithinMargin;
         // Contenders beat the nearest by more than the margin; the fastest of them sets a tie band of the
         // same margin, and the nearest contender within the band wins (near-equal regions do not
-        // alternate as their estimates wobble).
-        let contender = |r: RegionIndex| measured(r).filter(|rtt| base_rtt - rtt > margin);
-        let best = cands
-            .clone()
-            .filter_map(|c| contender(c.1))
-            .fold(f64::INFINITY, f64::min);
-        if best.is_finite() {
-            note.chosen = cands
-                .clone()
-                .filter(|c| contender(c.1).is_some_and(|rtt| rtt <= best + margin))
-                .min()
-                .map(|c| c.1);
+        // alternate as their estimates wobble). Estimates are finite (`LatencyMatrix::add`), and f32 to
+        // f64 is exact, so the fastest in f32 is the fastest in f64.
+        let fastest = f64::from(fastest);
+        if base_rtt - fastest > margin {
+            let band = fastest + margin;
+            let (mut chosen_rank, mut chosen) = (u128::MAX, None);
+            for (rank, region) in cands.clone() {
+                if rank < chosen_rank
+                    && let Some(m) = row.get(region.get())
+                    && m.samples >= min_samples
+                {
+                    let rtt = f64::from(m.rtt_ms);
+                    if base_rtt - rtt > margin && rtt <= band {
+                        (chosen_rank, chosen) = (rank, Some(region));
+                    }
+                }
+            }
+            note.chosen = chosen;
             note.outcome = LatencyOutcome::Faster;
         }
     }
@@ -278,6 +314,196 @@ pub(crate) fn latency_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Point;
+    use meridian_config::Coordinates;
+    use proptest::prelude::*;
+
+    /// The latency step as it was written before the passes were fused (commit 04bc805): three passes
+    /// (the nearest; the fastest contender; the nearest contender in its band), verbatim but for the
+    /// area, which both forms now take from the location.
+    fn three_pass_step(
+        settings: &LatencySteering,
+        matrix: &LatencyMatrix,
+        client: &ClientLocation,
+        cands: impl Iterator<Item = (u128, RegionIndex)> + Clone,
+        request_hash: u64,
+    ) -> LatencyNote {
+        let nearest = cands.clone().min().map(|c| c.1);
+        let mut note = LatencyNote {
+            area: None,
+            outcome: LatencyOutcome::NoArea,
+            nearest,
+            chosen: nearest,
+            margin_ms: 0.0,
+            explored: None,
+        };
+        let Some(baseline) = nearest else {
+            return note;
+        };
+        note.area = client.area();
+        let Some(area) = note.area else {
+            return note;
+        };
+        let row = matrix.row(area);
+        let measured = |r: RegionIndex| {
+            row.and_then(|row| row.get(r.get()))
+                .filter(|m| m.samples >= settings.min_samples)
+                .map(|m| f64::from(m.rtt_ms))
+        };
+        note.outcome = LatencyOutcome::NotMeasured;
+        if let Some(base_rtt) = measured(baseline) {
+            let margin = settings.margin_ms.max(settings.margin_share * base_rtt);
+            note.margin_ms = margin;
+            note.outcome = LatencyOutcome::WithinMargin;
+            let contender = |r: RegionIndex| measured(r).filter(|rtt| base_rtt - rtt > margin);
+            let best = cands
+                .clone()
+                .filter_map(|c| contender(c.1))
+                .fold(f64::INFINITY, f64::min);
+            if best.is_finite() {
+                note.chosen = cands
+                    .clone()
+                    .filter(|c| contender(c.1).is_some_and(|rtt| rtt <= best + margin))
+                    .min()
+                    .map(|c| c.1);
+                note.outcome = LatencyOutcome::Faster;
+            }
+        }
+        if settings.explore_share > 0.0 && unit(request_hash, EXPLORE_SALT) <= settings.explore_share {
+            let mut next: ArrayVec<(u128, RegionIndex), 8> = ArrayVec::new();
+            let keep = settings.explore_regions.clamp(1, 8);
+            for c in cands.filter(|c| Some(c.1) != note.chosen) {
+                let at = next.partition_point(|n| *n < c);
+                if at < keep {
+                    if next.len() == keep {
+                        next.pop();
+                    }
+                    next.insert(at, c);
+                }
+            }
+            if !next.is_empty() {
+                let k = (unit(request_hash, EXPLORE_PICK_SALT) * next.len() as f64) as usize;
+                note.explored = next.get(k.min(next.len() - 1)).map(|c| c.1);
+            }
+        }
+        note
+    }
+
+    /// Estimates drawn from a few values, so that ties between regions (equal estimates, estimates
+    /// exactly at the margin or at the band's edge) are frequent, and from anywhere.
+    fn rtt() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            prop::sample::select(vec![0.0f32, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 100.0]),
+            0.0f32..400.0,
+        ]
+    }
+
+    fn settings() -> impl Strategy<Value = LatencySteering> {
+        (
+            prop::sample::select(vec![1u32, 10, 20]),
+            prop_oneof![Just(0.0), Just(10.0), 0.0f64..50.0],
+            prop_oneof![Just(0.0), Just(0.15), 0.0f64..=1.0],
+            prop_oneof![Just(0.0), Just(0.02), Just(1.0), 0.0f64..=0.2],
+            1usize..=8,
+        )
+            .prop_map(
+                |(min_samples, margin_ms, margin_share, explore_share, explore_regions)| LatencySteering {
+                    min_samples,
+                    margin_ms,
+                    margin_share,
+                    explore_share,
+                    explore_regions,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// The fused step (at most two passes) decides exactly as the three passes did: same nearest,
+        /// outcome, chosen and explored regions, same margin — for any candidates (any subset of the
+        /// regions, any ranks, near-tie group or not), any estimates (ties included, regions beyond the
+        /// matrix's width), any settings, clients with and without an area or a row, any hash.
+        #[test]
+        fn fused_step_decides_as_the_three_passes(
+            regions in 1usize..60,
+            // Per region: usable (with this group and key for its rank), its estimate if any.
+            per_region in prop::collection::vec(
+                (any::<bool>(), 0u8..2, any::<u64>(), prop::option::of((rtt(), 0u32..40))), 60),
+            narrower in 0usize..3,
+            settings in settings(),
+            // 0: no area; 1: an area without a row; 2: an area with a row.
+            which in 0u8..3,
+            hash: u64,
+        ) {
+            let de = CountryCode::parse("DE").unwrap();
+            let client = if which == 0 {
+                ClientLocation::new(Some(de), None, None)
+            } else {
+                ClientLocation::new(Some(de), None, Some(Coordinates { lat: 50.1, lon: 8.7 }))
+            };
+            let area = LatencyArea::new(de, 50.1, 8.7);
+            let other = LatencyArea::new(de, 40.0, 8.7);
+            // Sometimes narrower than the regions (a matrix of an older configuration).
+            let mut matrix = LatencyMatrix::new(regions.saturating_sub(narrower).max(1));
+            for (r, (_, _, _, cell)) in per_region.iter().take(regions).enumerate() {
+                if let Some((rtt_ms, samples)) = *cell {
+                    let m = Measured { rtt_ms, samples, updated_at_ms: 0 };
+                    matrix.add(if which == 2 { area } else { other }, RegionIndex(r as u16), m);
+                }
+            }
+            let ranks: Vec<(u128, RegionIndex)> = per_region
+                .iter()
+                .take(regions)
+                .enumerate()
+                .filter(|(_, (usable, ..))| *usable)
+                .map(|(r, (_, group, key, _))| {
+                    let region = RegionIndex(r as u16);
+                    ((u128::from(*group) << 80) | (u128::from(*key) << 16) | r as u128, region)
+                })
+                .collect();
+            let fused = latency_step(&settings, &matrix, &client, ranks.iter().copied(), hash);
+            let three = three_pass_step(&settings, &matrix, &client, ranks.iter().copied(), hash);
+            prop_assert_eq!(fused, three);
+        }
+    }
+
+    /// The area comes from the coordinates in degrees; before, it was computed back from the unit vector
+    /// (`asin`, `atan2`), which agrees except within rounding of a cell's edge, where the degrees are
+    /// the truth (50.0 N is in the cell of 50, not of 40).
+    #[test]
+    fn the_area_is_the_cell_of_the_degrees() {
+        let pl = CountryCode::parse("PL").unwrap();
+        let area = |lat, lon| {
+            latency_area(&ClientLocation::new(
+                Some(pl),
+                None,
+                Some(Coordinates { lat, lon }),
+            ))
+        };
+        let via_point = |lat: f64, lon: f64| {
+            let (lat, lon) = Point::from_coordinates(Coordinates { lat, lon }).lat_lon_degrees();
+            LatencyArea::new(pl, lat, lon)
+        };
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..10_000 {
+            x = crate::hash::mix(x);
+            let lat = (x >> 11) as f64 / (1u64 << 53) as f64 * 180.0 - 90.0;
+            let lon = ((x >> 20) % 3_600_000) as f64 / 10_000.0 - 180.0;
+            let near_edge = |d: f64| (d / AREA_CELL_DEGREES - (d / AREA_CELL_DEGREES).round()).abs() < 1e-9;
+            if !near_edge(lat) && !near_edge(lon) && lat.abs() < 89.9 {
+                assert_eq!(area(lat, lon), Some(via_point(lat, lon)), "{lat},{lon}");
+            }
+        }
+        assert_eq!(
+            area(50.0, 20.0).map(|a| a.to_string()).as_deref(),
+            Some("PL@50,20")
+        );
+        assert_eq!(
+            area(-50.0, -20.0).map(|a| a.to_string()).as_deref(),
+            Some("PL@-50,-20")
+        );
+    }
 
     #[test]
     fn areas_print_and_parse() {
@@ -298,8 +524,7 @@ mod tests {
     #[test]
     fn the_area_comes_from_the_location() {
         let pl = CountryCode::parse("PL").unwrap();
-        let at =
-            |lat, lon| ClientLocation::new(Some(pl), None, Some(meridian_config::Coordinates { lat, lon }));
+        let at = |lat, lon| ClientLocation::new(Some(pl), None, Some(Coordinates { lat, lon }));
         assert_eq!(
             latency_area(&at(52.2, 21.0)),
             Some(LatencyArea::new(pl, 52.2, 21.0))
