@@ -17,9 +17,9 @@ use crate::state::{DrillMode, Health, RegionState};
 use crate::topology::{CompiledAllDown, CompiledPolicy, CompiledService, RegionList, RegionSet, TieAngle};
 use crate::{RegionIndex, RegionStates, ServiceIndex, Topology};
 
-/// Where the client is, as far as steering cares. Built once per GeoIP location ([`ClientLocation::new`]),
-/// which also derives what decisions would otherwise recompute per query: the position as a unit vector
-/// and the latency area.
+/// Where the client is, as far as steering cares. Built from a GeoIP lookup by [`ClientLocation::new`],
+/// which also derives what decisions would otherwise recompute: the position as a unit vector and the
+/// latency area (DNS's memo then decides once per location and snapshot).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ClientLocation {
     /// Country, if known.
