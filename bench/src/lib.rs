@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use meridian_config::{Config, Coordinates, CountryCode};
-use meridian_steer::{ClientLocation, Point, RegionStates, Topology};
+use meridian_steer::{ClientLocation, RegionStates, Topology};
 
 /// The reference deployment shipped in `examples/meridian.toml` (8 regions).
 pub const EXAMPLE: &str = include_str!("../../examples/meridian.toml");
@@ -66,19 +66,15 @@ pub fn clients() -> Vec<ClientLocation> {
     ]
     .iter()
     .filter_map(|c| CountryCode::parse(c))
-    .map(|c| ClientLocation {
-        country: Some(c),
-        continent: Some(c.info().continent),
-        point: c.info().population_centre.map(Point::from_coordinates),
-    })
-    .chain(std::iter::once(ClientLocation {
-        country: None,
-        continent: None,
-        point: Some(Point::from_coordinates(Coordinates {
+    .map(|c| ClientLocation::new(Some(c), Some(c.info().continent), c.info().population_centre))
+    .chain(std::iter::once(ClientLocation::new(
+        None,
+        None,
+        Some(Coordinates {
             lat: 35.0,
             lon: 139.0,
-        })),
-    }))
+        }),
+    )))
     .collect()
 }
 

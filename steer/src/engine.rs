@@ -12,12 +12,14 @@ use meridian_config::{Continent, Coordinates, CountryCode, MAX_REGIONS};
 use crate::decision::{Basis, Chosen, Decision, Mode, NoAnswer, ResidencyNote, Skip, Status, Verdict};
 use crate::geometry::Point;
 use crate::hash::{SPILL_SALT, rendezvous_key, rendezvous_lower_bound, unit};
-use crate::latency::{LatencyNote, LatencyOutcome, latency_step};
+use crate::latency::{LatencyArea, LatencyNote, LatencyOutcome, latency_step};
 use crate::state::{DrillMode, Health, RegionState};
 use crate::topology::{CompiledAllDown, CompiledPolicy, CompiledService, RegionList, RegionSet, TieAngle};
 use crate::{RegionIndex, RegionStates, ServiceIndex, Topology};
 
-/// Where the client is, as far as steering cares.
+/// Where the client is, as far as steering cares. Built from a GeoIP lookup by [`ClientLocation::new`],
+/// which also derives what decisions would otherwise recompute: the position as a unit vector and the
+/// latency area (DNS's memo then decides once per location and snapshot).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ClientLocation {
     /// Country, if known.
@@ -26,6 +28,11 @@ pub struct ClientLocation {
     pub continent: Option<Continent>,
     /// Position, if known (from the database, or the country's population centre).
     pub point: Option<Point>,
+    /// The latency area of `country` and the coordinates ([`crate::latency_area`]), derived by `new` from
+    /// the coordinates in degrees: no trigonometry per decision. Private, so that a location's area
+    /// always comes from its own country and coordinates (locations are built by `new`; build a new one
+    /// rather than reassigning `country` or `point`).
+    area: Option<LatencyArea>,
 }
 
 impl ClientLocation {
@@ -34,6 +41,7 @@ impl ClientLocation {
         country: None,
         continent: None,
         point: None,
+        area: None,
     };
 
     /// From what a GeoIP lookup found (any part may be unknown).
@@ -46,7 +54,16 @@ impl ClientLocation {
             country,
             continent,
             point: coordinates.map(Point::from_coordinates),
+            area: country
+                .zip(coordinates)
+                .map(|(country, c)| LatencyArea::new(country, c.lat, c.lon)),
         }
+    }
+
+    /// The latency area (see [`crate::latency_area`]).
+    #[inline]
+    pub(crate) fn area(&self) -> Option<LatencyArea> {
+        self.area
     }
 }
 
@@ -234,8 +251,10 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
 
     if !usable.is_empty() {
         decision.depends_on_hash |= apply_near_ties(topology, &mut usable, tie_angle, query.request_hash);
+        let mut first = None;
         if let (Some(settings), Keying::Distance(_)) = (&svc.latency, keying) {
-            let note = apply_latency(settings, states, client, &mut usable, query.request_hash);
+            let note;
+            (note, first) = apply_latency(settings, states, client, &mut usable, query.request_hash);
             // Exploration draws on the hash: any network of the area may be in its share.
             decision.depends_on_hash |= settings.explore_share > 0.0 && note.area.is_some();
             decision.latency = Some(note);
@@ -249,6 +268,7 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
             topology,
             query.request_hash,
             Some(&load),
+            first,
         );
         return decision;
     }
@@ -263,6 +283,7 @@ pub fn steer(topology: &Topology, states: &RegionStates, query: &Query<'_>) -> D
                 svc,
                 topology,
                 query.request_hash,
+                None,
                 None,
             );
         }
@@ -456,27 +477,30 @@ fn apply_near_ties(topology: &Topology, cands: &mut [Candidate], tie_angle: TieA
 /// The latency step (`crate::latency`) over the usable candidates in their distance order: the region it
 /// puts first (and the explored one before it) move to the front, ahead of any near-tie group; the rest
 /// keep their order. Residency, drains, health and weights have already removed what they exclude.
+/// Returns the note and the position of the candidate that now answers first (the step found it: the
+/// first pick need not look for it).
 fn apply_latency(
     settings: &meridian_config::LatencySteering,
     states: &RegionStates,
     client: &ClientLocation,
     cands: &mut [Candidate],
     request_hash: u64,
-) -> LatencyNote {
+) -> (LatencyNote, Option<usize>) {
     let ranked = cands.iter().map(|c| (c.rank, c.region));
-    let note = latency_step(settings, states.latency(), client, ranked, request_hash);
+    let (note, placed) = latency_step(settings, states.latency(), client, ranked, request_hash);
+    let Some(placed) = placed else {
+        return (note, None);
+    };
     // Group 0 with negative keys sorts before everything (near-tie keys are >= 0). Without a faster
     // region the nearest one is already first; an explored region goes before it.
-    let faster = (note.outcome == LatencyOutcome::Faster)
-        .then_some(note.chosen)
-        .flatten();
-    for (r, key) in [(faster, -1.0), (note.explored, -2.0)] {
-        if let Some(c) = r.and_then(|r| cands.iter_mut().find(|c| c.region == r)) {
+    let faster = (note.outcome == LatencyOutcome::Faster).then_some(placed.chosen);
+    for (at, key) in [(faster, -1.0), (placed.explored, -2.0)] {
+        if let Some(c) = at.and_then(|at| cands.get_mut(at)) {
             c.rank = rank(0, key, c.region);
             c.tie = false;
         }
     }
-    note
+    (note, Some(placed.explored.unwrap_or(placed.chosen)))
 }
 
 /// Takes candidates best-first into the answer, moving a share of an overloaded region's clients.
@@ -486,7 +510,8 @@ fn apply_latency(
 /// threshold), drawn per (client, region) so a client's fate is stable. It goes to the first later
 /// candidate with headroom; regions in between that are over their own threshold are passed over (they
 /// take no spilled clients). With no headroom anywhere the client stays: moving it would help nobody.
-/// Later answer slots follow the policy order.
+/// Later answer slots follow the policy order. `first`: the position of the best candidate when the
+/// caller already knows it (the latency step found it), so the first pick does not scan for it.
 fn pick(
     decision: &mut Decision,
     cands: &mut [Candidate],
@@ -494,6 +519,7 @@ fn pick(
     topology: &Topology,
     client: u64,
     load: Option<&dyn Fn(RegionIndex) -> Option<f64>>,
+    first: Option<usize>,
 ) {
     let n = svc.answer_regions;
     // `None` in panic mode: no spill, and no load judgement of regions that are down anyway.
@@ -518,7 +544,11 @@ fn pick(
     };
     let mut taken = RegionSet::default();
 
-    let Some(first) = best_remaining(cands, &taken, &exact) else {
+    // A known best is an exact rank (the latency step runs on distance keys, never on bounds); tests and
+    // debug builds check it against the scan.
+    let known = first.filter(|&i| cands.get(i).is_some_and(|c| !c.bound));
+    debug_assert!(known.is_none_or(|i| Some(i) == best_remaining(cands, &taken, &exact)));
+    let Some(first) = known.or_else(|| best_remaining(cands, &taken, &exact)) else {
         return;
     };
     let natural = cands[first];

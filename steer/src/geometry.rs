@@ -25,7 +25,8 @@ impl Point {
         }
     }
 
-    /// Latitude and longitude, in degrees (for latency areas; not on the distance path).
+    /// Latitude and longitude, in degrees (the inverse of [`Point::from_coordinates`], up to rounding; on
+    /// no decision path: latency areas are taken from the coordinates themselves).
     pub fn lat_lon_degrees(&self) -> (f64, f64) {
         (
             self.z.clamp(-1.0, 1.0).asin().to_degrees(),

@@ -57,11 +57,11 @@ impl Fixture {
 
 fn at(country: &str, lat: f64, lon: f64) -> ClientLocation {
     let country = CountryCode::parse(country).unwrap();
-    ClientLocation {
-        country: Some(country),
-        continent: Some(country.info().continent),
-        point: Some(Point::from_coordinates(Coordinates { lat, lon })),
-    }
+    ClientLocation::new(
+        Some(country),
+        Some(country.info().continent),
+        Some(Coordinates { lat, lon }),
+    )
 }
 
 fn warsaw() -> ClientLocation {

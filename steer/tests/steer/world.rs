@@ -322,13 +322,11 @@ pub(crate) fn build(spec: Spec) -> World {
         }
     }
     let country = spec.client_country.and_then(CountryCode::parse);
-    let client = ClientLocation {
+    let client = ClientLocation::new(
         country,
-        continent: country.map(|c| c.info().continent),
-        point: spec
-            .client_point
-            .map(|(lat, lon)| Point::from_coordinates(Coordinates { lat, lon })),
-    };
+        country.map(|c| c.info().continent),
+        spec.client_point.map(|(lat, lon)| Coordinates { lat, lon }),
+    );
     World {
         spec,
         config,
