@@ -17,7 +17,9 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -27,7 +29,7 @@ use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::proxy::{HttpProxy, ProxyHttp};
 use pingora::server::ShutdownWatch;
 use pingora::upstreams::peer::{HttpPeer, Peer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use crate::service::{REASON_HEADER, REGION_HEADER, RegionService, RequestCtx, RequestHead};
 use crate::tls::{ListenKind, Replay, handshake, is_h2};
@@ -42,8 +44,6 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const MAX_IDLE_PER_UPSTREAM: usize = 128;
 /// Read size for bodies.
 const CHUNK: usize = 16 * 1024;
-/// Read size for the start of a request head (most heads are a few hundred octets).
-const HEAD_CHUNK: usize = 2 * 1024;
 /// Scratch buffers kept per thread for the next request.
 const SCRATCH_POOL: usize = 64;
 /// Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1), and those the proxy sets itself.
@@ -242,10 +242,8 @@ async fn read_head(
             }
         }
         let start = buf.len();
-        // Into the spare capacity: no zeroing of a buffer the read overwrites.
-        buf.reserve(if start == 0 { HEAD_CHUNK } else { CHUNK });
         let read = tokio::select! {
-            r = tokio::time::timeout(timeout, stream.read_buf(buf)) => r,
+            r = tokio::time::timeout(timeout, read_more(stream, buf)) => r,
             // Stopping: an idle keep-alive connection is closed; a request already begun is read on.
             _ = shutdown.wait_for(|s| *s), if start == 0 => return Read::Gone,
         };
@@ -256,6 +254,35 @@ async fn read_head(
             _ => return Read::Gone,
         }
     }
+}
+
+thread_local! {
+    /// What a read from a client lands in before it is copied to the connection's own buffer.
+    static READ_BUF: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0; CHUNK].into_boxed_slice());
+}
+
+/// Reads what the client sent next and appends it to `buf`; `Ok(0)`: the client closed.
+///
+/// Why through a per-thread buffer: a connection waiting for its next request then holds no read buffer
+/// of its own, and its `buf` is allocated when octets arrive, to their size (bench/RESULTS.md, issue 19:
+/// nginx too allocates a connection's request buffer only when a request arrives). The copy is of a
+/// request head, a few hundred octets.
+async fn read_more(stream: &mut Stream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        READ_BUF.with(|tmp| {
+            let mut tmp = tmp.borrow_mut();
+            let mut read = ReadBuf::new(&mut tmp[..]);
+            match Pin::new(&mut **stream).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    buf.extend_from_slice(read.filled());
+                    Poll::Ready(Ok(read.filled().len()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    })
+    .await
 }
 
 /// Whether `buf` holds the empty line that ends a head (lines end in CRLF or, leniently, LF).
@@ -343,7 +370,28 @@ impl ServerApp for FastH1 {
 
     /// Serves the connection's requests one after another (keep-alive, pipelining) until it closes or a
     /// request needs pingora; then hands the connection over with the octets read and not yet served.
+    ///
+    /// On a task of its own, spawned here: pingora's task for an accepted connection is sized for every
+    /// stream its listeners can build (its own TLS handshake included) and would be held, with the boxed
+    /// future of this function, for as long as the connection lives — kilobytes per idle connection
+    /// (bench/RESULTS.md, issue 19). This task holds [`FastH1::connection`]'s future alone, and that
+    /// future is small where a connection waits: what is large (the handshake, a request's exchange) is
+    /// boxed for as long as it runs.
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let this = Arc::clone(self);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            // Nothing comes back: pingora's HTTP proxy keeps a connection handed to it until it closes.
+            drop(this.connection(stream, &shutdown).await);
+        });
+        None
+    }
+}
+
+impl FastH1 {
+    /// One accepted connection: the TLS handshake on TLS listeners, then the fast path's requests, or
+    /// pingora's proxy for HTTP/2 and for what the fast path hands over.
+    async fn connection(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let config = match &self.kind {
             ListenKind::Http { .. } => None,
             ListenKind::Https(edge) => Some(edge.config()),
@@ -357,7 +405,16 @@ impl ServerApp for FastH1 {
                     .table()
                     .map_or(Duration::from_secs(10), |t| t.handshake_timeout);
                 let label = self.kind.label();
-                let tls = handshake(config, stream, timeout, &node.metrics, node.region(), label).await?;
+                // Boxed, for the length of the handshake: rustls' connection state is inline in its future.
+                let tls = Box::pin(handshake(
+                    config,
+                    stream,
+                    timeout,
+                    &node.metrics,
+                    node.region(),
+                    label,
+                ))
+                .await?;
                 if is_h2(&tls) {
                     // HTTP/2 is pingora's: its server handles the streams, each through `RegionService`.
                     // The handshake's round trips gave the kernel its estimate.
@@ -373,8 +430,8 @@ impl ServerApp for FastH1 {
         // The round trip is sampled once per connection, after its first request (the kernel's estimate
         // then rests on the handshake and a request/response exchange), or when it is handed over.
         let mut sampled = false;
-        // Small until a request needs more: an idle keep-alive connection holds this buffer, and its
-        // response buffers only while a request is served (`Scratch`, from a per-thread pool).
+        // Allocated when a request's octets arrive and freed after it (`read_more`); the response
+        // buffers are held only while a request is served (`Scratch`, from a per-thread pool).
         let mut buf = Vec::new();
         loop {
             let Some(table) = self.service.node().table() else {
@@ -398,11 +455,11 @@ impl ServerApp for FastH1 {
                         timeout,
                         shutdown,
                     };
-                    client
-                        .write(
-                            b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                        )
-                        .await;
+                    // Boxed as `serve` is: rare, and not to be carried by every idle connection.
+                    Box::pin(client.write(
+                        b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    ))
+                    .await;
                     let node = self.service.node();
                     node.metrics
                         .refused
@@ -424,7 +481,10 @@ impl ServerApp for FastH1 {
                 shutdown,
             };
             let mut scratch = Scratch::take();
-            let keep = self.serve(&mut client, &head, peer, &mut scratch).await;
+            // Boxed, for the length of the request: its future (the upstream exchange, a TLS connect to
+            // an upstream) is kilobytes, and inline it would make the connection's own future, held
+            // as long as the connection idles, as large (bench/RESULTS.md, issue 19).
+            let keep = Box::pin(self.serve(&mut client, &head, peer, &mut scratch)).await;
             scratch.give_back();
             if !sampled {
                 sampled = true;
@@ -433,9 +493,10 @@ impl ServerApp for FastH1 {
             if !keep {
                 return None;
             }
-            // Pipelined octets after this request are the next request's.
+            // Pipelined octets after this request are the next request's; without any, the buffer goes
+            // (an idle connection holds none: `read_more`).
             buf.drain(..len);
-            if buf.is_empty() && buf.capacity() > HEAD_CHUNK {
+            if buf.is_empty() {
                 buf = Vec::new();
             }
         }

@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use crate::h1::FastH1;
 use crate::node::{Listener, ProxyNode};
 use crate::service::RegionService;
+use crate::tls::ListenKind;
 
 /// How the server runs.
 #[derive(Clone, Debug)]
@@ -141,9 +142,15 @@ impl ProxyServer {
             );
             // No L4 read buffer: pingora's default is 64 KiB per accepted connection, zero-filled, so all
             // resident — most of an idle connection's memory (bench/RESULTS.md, issue 19). Both engines
-            // read into their own buffers; the throughput did not change without it.
+            // read into their own buffers; the throughput did not change without it. No write buffer
+            // under TLS either: rustls writes whole records, and the fast path flushes after each
+            // response, so the 1,460 octets per connection would only hold what is sent at once.
+            let write = match l.kind {
+                ListenKind::Http { .. } => 1460,
+                ListenKind::Https(_) | ListenKind::Hop(_) => 0,
+            };
             service.add_listener(
-                ListenerConfig::tcp(l.addr.to_string()).l4_buffer(L4BufferSettings::new(0, 1460)),
+                ListenerConfig::tcp(l.addr.to_string()).l4_buffer(L4BufferSettings::new(0, write)),
             );
             server.add_service(service);
         }
