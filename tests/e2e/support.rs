@@ -27,11 +27,22 @@ pub(crate) fn stderr(o: &Output) -> String {
 pub(crate) struct Interrupted(pub(crate) std::process::Child);
 
 impl Interrupted {
-    /// Sends SIGINT and waits for the exit status.
+    /// Sends SIGINT and waits for the exit status; a process still running 15 s later is killed (its
+    /// status then says so, and a test expecting a clean stop fails instead of hanging). Why the bound:
+    /// a program that finds SIGINT ignored when it starts keeps ignoring it (Go's runtime, so Pebble,
+    /// does; a shell's background job starts so), and waiting for it would hang the test binary.
     pub(crate) fn interrupt(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .args(["-INT", &self.0.id().to_string()])
             .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
         self.0.wait().expect("waiting for our child")
     }
 }
