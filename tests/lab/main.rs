@@ -1,6 +1,7 @@
 //! The multi-region lab (`scripts/lab`, docs/deployment.md): five regions in network namespaces with WAN
-//! delay, a three-member etcd cluster across three of them, a DNS node, a proxy and a prober in each. Every
-//! scenario must hold; the lab prints its figures (bench/RESULTS.md records a run). Needs root, as CI is.
+//! delay, a three-member global etcd cluster across three of them and a health cluster per zone, a DNS
+//! node, a proxy and a prober in each, and a packet-level delay line for latency steering. Every scenario
+//! must hold; the lab prints its figures (bench/RESULTS.md records a run). Needs root, as CI is.
 //! A second lab on the machine (another checkout's test run) waits for this one: `scripts/lab` holds a lock.
 
 // Test code: a failed unwrap is a failed test, with its message.
