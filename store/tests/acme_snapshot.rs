@@ -8,20 +8,10 @@ use std::sync::Arc;
 
 use meridian_config::Config;
 use meridian_store::schema::{AcmeChallengeDoc, AcmeStatusDoc, encode};
-use meridian_store::{DEFAULT_PREFIX, Event, EventKind, KeyValue, Keys, SnapshotBuilder};
+use meridian_store::{DEFAULT_PREFIX, Event, EventKind, Keys, SnapshotBuilder};
 
-const EXAMPLE: &str = include_str!("../../examples/meridian.toml");
-
-fn kv(key: String, value: Vec<u8>, rev: i64) -> KeyValue {
-    KeyValue {
-        key,
-        value,
-        create_revision: rev,
-        mod_revision: rev,
-        version: 1,
-        lease: 0,
-    }
-}
+mod support;
+use support::*;
 
 fn challenge(v: &str) -> Vec<u8> {
     encode(&AcmeChallengeDoc {

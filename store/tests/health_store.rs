@@ -6,35 +6,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use meridian_config::Config;
 use meridian_steer::Health;
 use meridian_store::schema::*;
 use meridian_store::testing::EtcdServer;
 use meridian_store::*;
 
-const EXAMPLE: &str = include_str!("../../examples/meridian.toml");
-
-fn keys() -> Keys {
-    Keys::new(DEFAULT_PREFIX).unwrap()
-}
-
-fn example() -> Arc<Config> {
-    Arc::new(Config::from_toml_str(EXAMPLE).unwrap())
-}
-
-fn kv(key: String, value: Vec<u8>, rev: i64) -> KeyValue {
-    KeyValue {
-        key,
-        value,
-        create_revision: rev,
-        mod_revision: rev,
-        version: 1,
-        lease: 0,
-    }
-}
-
+mod support;
+use support::*;
 fn observation(healthy: bool, at_ms: u64) -> Vec<u8> {
     encode(&HealthObservation {
         schema: 1,
@@ -75,15 +55,6 @@ fn wall_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
-
-async fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < within, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// With a health store, opinions come from it only: the global store's are ignored (left behind by a node
 /// not yet moved), and what does not belong in a health store (a weight) is reported and never applied.
 #[test]

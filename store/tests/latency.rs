@@ -11,18 +11,8 @@ use meridian_steer::{LatencyArea, Measured};
 use meridian_store::schema::*;
 use meridian_store::*;
 
-const EXAMPLE: &str = include_str!("../../examples/meridian.toml");
-
-fn stored(key: String, value: Vec<u8>, rev: i64) -> KeyValue {
-    KeyValue {
-        key,
-        value,
-        create_revision: rev,
-        mod_revision: rev,
-        version: 1,
-        lease: 0,
-    }
-}
+mod support;
+use support::*;
 
 fn report(at: u64, areas: &[(&str, f64, u32)]) -> Vec<u8> {
     encode(&LatencyReport {
@@ -46,19 +36,19 @@ fn summaries_become_the_latency_matrix() {
     let mut b = SnapshotBuilder::new(k.clone(), Some(config));
     b.reset(
         vec![
-            stored(
+            kv(
                 k.latency("fra", "p1"),
                 report(5, &[("PL@50,20", 20.0, 30), ("DE@50,0", 5.0, 9)]),
                 2,
             ),
-            stored(k.latency("fra", "p2"), report(7, &[("PL@50,20", 40.0, 10)]), 3),
-            stored(
+            kv(k.latency("fra", "p2"), report(7, &[("PL@50,20", 40.0, 10)]), 3),
+            kv(
                 k.latency("waw", "p1"),
                 report(6, &[("PL@50,20", 3.0, 50), ("nowhere", 1.0, 5)]),
                 4,
             ),
-            stored(k.latency("xyz", "p1"), report(6, &[("PL@50,20", 3.0, 50)]), 5),
-            stored(k.latency("lon", "p1"), b"{".to_vec(), 6),
+            kv(k.latency("xyz", "p1"), report(6, &[("PL@50,20", 3.0, 50)]), 5),
+            kv(k.latency("lon", "p1"), b"{".to_vec(), 6),
         ],
         6,
     );

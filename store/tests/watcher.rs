@@ -8,33 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use meridian_config::Config;
 use meridian_steer::DrillMode;
 use meridian_store::schema::*;
 use meridian_store::testing::EtcdServer;
 use meridian_store::*;
 
-const EXAMPLE: &str = include_str!("../../examples/meridian.toml");
-
-/// A key as the store would list it: created and last changed at `rev`, under `lease` (0: none).
-fn stored(key: String, value: Vec<u8>, rev: i64, lease: i64) -> KeyValue {
-    KeyValue {
-        key,
-        value,
-        create_revision: rev,
-        mod_revision: rev,
-        version: 1,
-        lease,
-    }
-}
-
-fn keys() -> Keys {
-    Keys::new(DEFAULT_PREFIX).unwrap()
-}
-
-fn example() -> Arc<Config> {
-    Arc::new(Config::from_toml_str(EXAMPLE).unwrap())
-}
+mod support;
+use support::*;
 
 fn weight(w: u32) -> Vec<u8> {
     encode(&WeightOverride {
@@ -59,20 +39,11 @@ fn region_weight(w: &SnapshotWatcher, id: &str) -> u32 {
     let r = snap.topology.region_index(id).unwrap();
     snap.states.get(r).unwrap().weight
 }
-
-async fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[test]
 fn the_builder_applies_good_values_and_reports_bad_ones() {
     let k = keys();
     let mut b = SnapshotBuilder::new(k.clone(), Some(example()));
-    let kv = |key: String, value: Vec<u8>, rev: i64| stored(key, value, rev, 0);
+    let kv = |key: String, value: Vec<u8>, rev: i64| kv_leased(key, value, rev, 0);
     let drill = DrillDoc {
         schema: 1,
         region: "fra".into(),
@@ -496,7 +467,7 @@ fn the_builder_turns_opinions_into_region_health() {
     use meridian_steer::Health;
     let k = keys();
     let mut b = SnapshotBuilder::new(k.clone(), Some(example()));
-    let kv = |key: String, value: Vec<u8>, rev: i64| stored(key, value, rev, 7);
+    let kv = |key: String, value: Vec<u8>, rev: i64| kv_leased(key, value, rev, 7);
     let t = 1_000_000;
     b.reset(
         vec![
