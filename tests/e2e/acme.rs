@@ -19,41 +19,8 @@ use crate::support::{Interrupted, free_tcp_port, free_udp_port, http_get, meridi
 const TOKEN: &str = "acme-test-token-0123456789";
 
 fn config(origin: SocketAddr, dir: &Path, pebble: u16, file_cert: (&Path, &Path)) -> String {
-    format!(
-        r#"schema-version = 1
-[regions.waw]
-name = "Warsaw"
-lat = 52.23
-lon = 21.01
-country = "PL"
-ipv4 = ["192.0.2.1"]
-capacity = 100
-
-[zones."gslb.example"]
-ns = ["ns1.gslb.example."]
-[zones."gslb.example".soa]
-mname = "ns1.gslb.example."
-rname = "hostmaster.gslb.example."
-[[zones."gslb.example".records]]
-name = "ns1"
-type = "A"
-data = "203.0.113.53"
-
-[services.meet]
-hostname = "meet.gslb.example"
-policy = "nearest"
-regions = ["waw"]
-[services.meet.backends]
-waw = ["{origin}"]
-
-[services.www]
-hostname = "www.gslb.example"
-policy = "nearest"
-regions = ["waw"]
-[services.www.backends]
-waw = ["{origin}"]
-
-[tls]
+    let extra = format!(
+        r#"[tls]
 reload-interval-ms = 300
 [[tls.certificates]]
 cert = "{cert}"
@@ -74,7 +41,8 @@ names = ["meet.gslb.example", "*.gslb.example"]
         cert = file_cert.0.display(),
         key = file_cert.1.display(),
         dir = dir.display(),
-    )
+    );
+    crate::edge_tls::waw_config(origin, &["meet", "www"], &extra)
 }
 
 /// The TXT values `addr` answers for `name` (kdig over UDP).

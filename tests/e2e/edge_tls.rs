@@ -172,7 +172,13 @@ impl Pki {
 }
 
 pub(crate) fn config(origin: SocketAddr, tls: &str) -> String {
-    format!(
+    waw_config(origin, &["api", "www"], tls)
+}
+
+/// One region, waw, whose proxy serves each of `services` (hostname `NAME.gslb.example`) from `origin`, and
+/// the zone gslb.example; then `extra` (the tests' `[tls]`, `[acme]`, ...).
+pub(crate) fn waw_config(origin: SocketAddr, services: &[&str], extra: &str) -> String {
+    let mut out = String::from(
         r#"schema-version = 1
 [regions.waw]
 name = "Warsaw"
@@ -191,24 +197,15 @@ rname = "hostmaster.gslb.example."
 name = "ns1"
 type = "A"
 data = "203.0.113.53"
-
-[services.api]
-hostname = "api.gslb.example"
-policy = "nearest"
-regions = ["waw"]
-[services.api.backends]
-waw = ["{origin}"]
-
-[services.www]
-hostname = "www.gslb.example"
-policy = "nearest"
-regions = ["waw"]
-[services.www.backends]
-waw = ["{origin}"]
-
-{tls}
-"#
-    )
+"#,
+    );
+    for name in services {
+        out += &format!(
+            "\n[services.{name}]\nhostname = \"{name}.gslb.example\"\npolicy = \"nearest\"\nregions = [\"waw\"]\n\
+             [services.{name}.backends]\nwaw = [\"{origin}\"]\n"
+        );
+    }
+    out + "\n" + extra + "\n"
 }
 
 /// A running `meridian proxy` with HTTP, HTTPS and metrics listeners.
