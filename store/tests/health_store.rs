@@ -9,52 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_steer::Health;
-use meridian_store::schema::*;
 use meridian_store::testing::EtcdServer;
 use meridian_store::*;
 
 mod support;
 use support::*;
-fn observation(healthy: bool, at_ms: u64) -> Vec<u8> {
-    encode(&HealthObservation {
-        schema: 1,
-        healthy,
-        observed_at_ms: at_ms,
-        latency_ms: None,
-        detail: None,
-    })
-}
-
-fn weight(w: u32) -> Vec<u8> {
-    encode(&WeightOverride {
-        schema: 1,
-        weight: w,
-        author: "test".into(),
-        reason: "test".into(),
-        at_ms: 1,
-    })
-}
-
-fn health_of(snap: &Snapshot, id: &str) -> Health {
-    snap.states
-        .get(snap.topology.region_index(id).unwrap())
-        .unwrap()
-        .health
-}
-
-fn weight_of(snap: &Snapshot, id: &str) -> u32 {
-    snap.states
-        .get(snap.topology.region_index(id).unwrap())
-        .unwrap()
-        .weight
-}
-
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 /// With a health store, opinions come from it only: the global store's are ignored (left behind by a node
 /// not yet moved), and what does not belong in a health store (a weight) is reported and never applied.
 #[test]

@@ -16,16 +16,6 @@ use meridian_store::*;
 mod support;
 use support::*;
 
-fn weight(w: u32) -> Vec<u8> {
-    encode(&WeightOverride {
-        schema: 1,
-        weight: w,
-        author: "test".into(),
-        reason: "test".into(),
-        at_ms: 1,
-    })
-}
-
 fn options() -> WatcherOptions {
     let mut o = WatcherOptions::new(keys());
     o.bootstrap = Some(example());
@@ -35,10 +25,9 @@ fn options() -> WatcherOptions {
 }
 
 fn region_weight(w: &SnapshotWatcher, id: &str) -> u32 {
-    let snap = w.snapshot().unwrap();
-    let r = snap.topology.region_index(id).unwrap();
-    snap.states.get(r).unwrap().weight
+    weight_of(&w.snapshot().unwrap(), id)
 }
+
 #[test]
 fn the_builder_applies_good_values_and_reports_bad_ones() {
     let k = keys();
@@ -434,30 +423,6 @@ async fn a_restart_during_an_outage_serves_the_cached_snapshot() {
         "configuration from the cache"
     );
     assert!(!w.is_connected());
-}
-
-fn observation(healthy: bool, at_ms: u64) -> Vec<u8> {
-    encode(&HealthObservation {
-        schema: 1,
-        healthy,
-        observed_at_ms: at_ms,
-        latency_ms: None,
-        detail: None,
-    })
-}
-
-fn health_of(snap: &Snapshot, id: &str) -> meridian_steer::Health {
-    snap.states
-        .get(snap.topology.region_index(id).unwrap())
-        .unwrap()
-        .health
-}
-
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// The builder aggregates prober opinions into region health at the time it is given, remembers the

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meridian_config::Config;
-use meridian_store::{DEFAULT_PREFIX, KeyValue, Keys};
+use meridian_steer::Health;
+use meridian_store::schema::{HealthObservation, WeightOverride, encode};
+use meridian_store::{DEFAULT_PREFIX, KeyValue, Keys, Snapshot};
 
 pub(crate) const EXAMPLE: &str = include_str!("../../../examples/meridian.toml");
 
@@ -45,4 +47,50 @@ pub(crate) async fn eventually(what: &str, within: Duration, mut f: impl FnMut()
         assert!(start.elapsed() < within, "{what}: not within {within:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A prober's opinion as stored.
+pub(crate) fn observation(healthy: bool, at_ms: u64) -> Vec<u8> {
+    encode(&HealthObservation {
+        schema: 1,
+        healthy,
+        observed_at_ms: at_ms,
+        latency_ms: None,
+        detail: None,
+    })
+}
+
+/// An operator's weight override as stored.
+pub(crate) fn weight(w: u32) -> Vec<u8> {
+    encode(&WeightOverride {
+        schema: 1,
+        weight: w,
+        author: "test".into(),
+        reason: "test".into(),
+        at_ms: 1,
+    })
+}
+
+/// Region `id`'s health in `snap`.
+pub(crate) fn health_of(snap: &Snapshot, id: &str) -> Health {
+    snap.states
+        .get(snap.topology.region_index(id).unwrap())
+        .unwrap()
+        .health
+}
+
+/// Region `id`'s weight in `snap`.
+pub(crate) fn weight_of(snap: &Snapshot, id: &str) -> u32 {
+    snap.states
+        .get(snap.topology.region_index(id).unwrap())
+        .unwrap()
+        .weight
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub(crate) fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
