@@ -178,6 +178,33 @@ impl Governor {
     pub fn closed_idle_under_pressure(&self) {
         self.metrics.closed_busy.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// `next` (a connection's next query), or `None` once the connection has idled since `last` longer
+    /// than [`idle_timeout`](Self::idle_timeout) allows — counted when that was under pressure. When the
+    /// pressure comes or goes meanwhile, the wait goes on with the new idle time, from the same `last`.
+    /// `busy` is the connection's [`busy`](Self::busy) receiver.
+    pub async fn or_idle<F: Future>(
+        &self,
+        busy: &mut watch::Receiver<bool>,
+        last: tokio::time::Instant,
+        next: F,
+    ) -> Option<F::Output> {
+        tokio::pin!(next);
+        loop {
+            let pressure = *busy.borrow_and_update();
+            let deadline = last + self.idle_timeout(pressure);
+            tokio::select! {
+                v = &mut next => return Some(v),
+                _ = tokio::time::sleep_until(deadline) => {
+                    if pressure {
+                        self.closed_idle_under_pressure();
+                    }
+                    return None;
+                }
+                _ = busy.changed() => {}
+            }
+        }
+    }
 }
 
 impl Drop for Permit {

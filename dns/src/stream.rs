@@ -91,20 +91,7 @@ async fn serve_framed<S: hickory_net::runtime::DnsTcpStream>(
     // The connection's metrics, flushed now and then and when it closes (a flush per query costs a lock).
     let mut recorder = handler.state.metrics().recorder();
     loop {
-        let pressure = *busy.borrow_and_update();
-        let deadline = last + governor.idle_timeout(pressure);
-        let message = tokio::select! {
-            m = stream.next() => m,
-            _ = tokio::time::sleep_until(deadline) => {
-                if pressure {
-                    governor.closed_idle_under_pressure();
-                }
-                return;
-            }
-            // Pressure came or went: wait again with the new idle time (from the same last query).
-            _ = busy.changed() => continue,
-        };
-        let Some(Ok(message)) = message else {
+        let Some(Some(Ok(message))) = governor.or_idle(&mut busy, last, stream.next()).await else {
             return;
         };
         last = tokio::time::Instant::now();
@@ -246,19 +233,8 @@ where
     let mut last = tokio::time::Instant::now();
     let mut recorder = handler.state.metrics().recorder();
     loop {
-        let pressure = *busy.borrow_and_update();
-        let deadline = last + governor.idle_timeout(pressure);
-        let next = tokio::select! {
-            n = conn.accept() => n,
-            _ = tokio::time::sleep_until(deadline) => {
-                if pressure {
-                    governor.closed_idle_under_pressure();
-                }
-                return;
-            }
-            _ = busy.changed() => continue,
-        };
-        let Some(Ok((request, respond))) = next else {
+        let Some(Some(Ok((request, respond)))) = governor.or_idle(&mut busy, last, conn.accept()).await
+        else {
             return;
         };
         last = tokio::time::Instant::now();
