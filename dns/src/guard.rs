@@ -404,18 +404,7 @@ impl GuardMetrics {
 
     /// A collector to register with a Prometheus registry.
     pub fn collector(self: &Arc<Self>) -> Box<dyn Collector> {
-        let descs = GUARD_FAMILIES
-            .iter()
-            .filter_map(|(name, help, labels)| {
-                Desc::new(
-                    (*name).to_owned(),
-                    (*help).to_owned(),
-                    labels.iter().map(|l| (*l).to_owned()).collect(),
-                    HashMap::new(),
-                )
-                .ok()
-            })
-            .collect();
+        let descs = crate::metrics::descs(&GUARD_FAMILIES);
         Box::new(GuardCollector {
             metrics: self.clone(),
             descs,

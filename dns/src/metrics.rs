@@ -145,18 +145,7 @@ const FAMILIES: [(&str, &str, &[&str]); 9] = [
 impl DnsMetrics {
     /// New, empty totals.
     pub fn new() -> Arc<Self> {
-        let descs = FAMILIES
-            .iter()
-            .filter_map(|(name, help, labels)| {
-                Desc::new(
-                    (*name).to_owned(),
-                    (*help).to_owned(),
-                    labels.iter().map(|l| (*l).to_owned()).collect(),
-                    HashMap::new(),
-                )
-                .ok()
-            })
-            .collect();
+        let descs = descs(&FAMILIES);
         Arc::new(Self {
             totals: Mutex::new(Totals {
                 queries: vec![[0; RCODES.len()]; QTYPES.len()],
@@ -210,6 +199,23 @@ impl DnsMetrics {
         };
         self.totals.lock().map_or(0, |t| t.queries[q][r])
     }
+}
+
+/// The descriptions of hand-built families given as (name, help, label names). A family whose name or
+/// labels Prometheus refuses is left out (the tables are constants: none is).
+pub(crate) fn descs(families: &[(&str, &str, &[&str])]) -> Vec<Desc> {
+    families
+        .iter()
+        .filter_map(|(name, help, labels)| {
+            Desc::new(
+                (*name).to_owned(),
+                (*help).to_owned(),
+                labels.iter().map(|l| (*l).to_owned()).collect(),
+                HashMap::new(),
+            )
+            .ok()
+        })
+        .collect()
 }
 
 /// One label of a hand-built metric.
