@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Interrupted, ask, free_tcp_port, http_get, meridian, stderr, stdout};
+use crate::support::{Interrupted, ask, free_tcp_port, http_get, stderr, stdout, up_cli};
 use crate::up::{Ports, start_with};
 
 fn kit() -> PathBuf {
@@ -76,19 +76,6 @@ fn kit_metric_names() -> BTreeSet<String> {
     names
 }
 
-/// The CLI pointed at the admin API of a `meridian up` whose data directory is `dir`.
-fn cli(admin: SocketAddr, dir: &Path, args: &[&str]) -> String {
-    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
-    let o = meridian()
-        .env("MERIDIAN_SERVER", format!("http://{admin}"))
-        .env("MERIDIAN_TOKEN", token.trim())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{args:?}: {}{}", stdout(&o), stderr(&o));
-    stdout(&o)
-}
-
 /// The proxy address of `region` in the banner.
 fn proxy_of(banner: &str, region: &str) -> SocketAddr {
     let line = banner
@@ -126,7 +113,7 @@ fn every_metric_the_kit_names_is_exported_by_a_running_node() {
         sock.send_to(&query, ports.dns).unwrap();
     }
     let waw = proxy_of(&banner, "waw");
-    cli(
+    up_cli(
         ports.admin,
         dir.path(),
         &["region", "drain", "waw", "--reason", "spill for the metrics test"],
@@ -217,7 +204,7 @@ fn prometheus_scraping_meridian_up_fires_region_down_during_a_drill() {
     }
     assert!(alerts().is_empty(), "{:?}", alerts());
 
-    cli(
+    up_cli(
         ports.admin,
         dir.path(),
         &[

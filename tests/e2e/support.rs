@@ -154,3 +154,17 @@ pub(crate) fn a_records(m: &hickory_proto::op::Message) -> Vec<String> {
         })
         .collect()
 }
+
+/// The CLI pointed at the admin API of a `meridian up` whose data directory is `dir` (its token there);
+/// what it printed, after checking it succeeded.
+pub(crate) fn up_cli(admin: std::net::SocketAddr, dir: &Path, args: &[&str]) -> String {
+    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
+    let o = meridian()
+        .env("MERIDIAN_SERVER", format!("http://{admin}"))
+        .env("MERIDIAN_TOKEN", token.trim())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{args:?}: {}{}", stdout(&o), stderr(&o));
+    stdout(&o)
+}

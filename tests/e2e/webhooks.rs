@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Interrupted, ask, free_tcp_port, http_get, meridian, stderr, stdout};
+use crate::support::{Interrupted, ask, free_tcp_port, http_get, meridian, stderr, up_cli};
 use crate::up::{Ports, start_with};
 
 const SECRET: &str = "webhook-secret-0123456789";
@@ -43,18 +43,6 @@ if len(sys.argv) > 5:
     server.socket = tls.wrap_socket(server.socket, server_side=True)
 server.serve_forever()
 "#;
-
-fn cli(admin: SocketAddr, dir: &std::path::Path, args: &[&str]) -> String {
-    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
-    let o = meridian()
-        .env("MERIDIAN_SERVER", format!("http://{admin}"))
-        .env("MERIDIAN_TOKEN", token.trim())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{args:?}: {}{}", stdout(&o), stderr(&o));
-    stdout(&o)
-}
 
 /// The receiver's log lines so far.
 fn received(log: &std::path::Path) -> Vec<Value> {
@@ -141,7 +129,7 @@ fn webhooks_receive_signed_events_with_retries_and_a_dead_webhook_is_counted() {
     );
     let data = dir.path().join("data");
 
-    cli(
+    up_cli(
         ports.admin,
         &data,
         &[
@@ -187,7 +175,7 @@ fn webhooks_receive_signed_events_with_retries_and_a_dead_webhook_is_counted() {
     });
     assert_eq!(down.last().unwrap()["event"]["cause"], "drill hook-drill");
 
-    cli(ports.admin, &data, &["drill", "stop", "hook-drill"]);
+    up_cli(ports.admin, &data, &["drill", "stop", "hook-drill"]);
     wait_for_event(&log, "drill-end", |e| {
         e["event"] == "drill-end" && e["drill"] == "hook-drill"
     });
