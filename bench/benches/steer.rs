@@ -10,7 +10,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use meridian_bench::{EXAMPLE, clients, compile, latency_case, synthetic};
 use meridian_config::Config;
-use meridian_steer::{Query, steer};
+use meridian_steer::{ClientLocation, Query, RegionStates, ServiceIndex, Topology, steer};
 
 const NOW: u64 = 1_800_000_000_000;
 
@@ -38,20 +38,14 @@ fn bench(c: &mut Criterion) {
         }
         for service in services {
             let idx = topo.service_index(service).expect("service exists");
-            let mut i = 0u64;
-            c.bench_function(&format!("steer/{label}/{service}"), |b| {
-                b.iter(|| {
-                    i = i.wrapping_add(1);
-                    let client = &clients[(i as usize) % clients.len()];
-                    let q = Query {
-                        service: idx,
-                        client,
-                        request_hash: i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                        now_ms: NOW,
-                    };
-                    black_box(steer(black_box(&topo), black_box(&states), &q))
-                })
-            });
+            decisions(
+                c,
+                &format!("steer/{label}/{service}"),
+                &topo,
+                &states,
+                &clients,
+                idx,
+            );
         }
     }
 }
@@ -68,21 +62,34 @@ fn bench_latency(c: &mut Criterion) {
             }
         }
         let idx = topo.service_index(service).expect("service exists");
-        let mut i = 0u64;
-        c.bench_function(&format!("steer/{label}/{service}+latency"), |b| {
-            b.iter(|| {
-                i = i.wrapping_add(1);
-                let client = &clients[(i as usize) % clients.len()];
-                let q = Query {
-                    service: idx,
-                    client,
-                    request_hash: i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                    now_ms: NOW,
-                };
-                black_box(steer(black_box(&topo), black_box(&states), &q))
-            })
-        });
+        let name = format!("steer/{label}/{service}+latency");
+        decisions(c, &name, &topo, &states, &clients, idx);
     }
+}
+
+/// One benchmark: decisions of service `idx` for the clients in turn, a different request hash each.
+fn decisions(
+    c: &mut Criterion,
+    name: &str,
+    topo: &Topology,
+    states: &RegionStates,
+    clients: &[ClientLocation],
+    idx: ServiceIndex,
+) {
+    let mut i = 0u64;
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let client = &clients[(i as usize) % clients.len()];
+            let q = Query {
+                service: idx,
+                client,
+                request_hash: i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                now_ms: NOW,
+            };
+            black_box(steer(black_box(topo), black_box(states), &q))
+        })
+    });
 }
 
 criterion_group!(benches, bench, bench_latency);
