@@ -79,6 +79,8 @@ pub(crate) struct DnsArgs {
     #[arg(long, value_name = "FILE")]
     secondaries: Option<PathBuf>,
     #[command(flatten)]
+    notify: crate::notify_args::NotifyArgs,
+    #[command(flatten)]
     admin: AdminServeArgs,
     #[command(flatten)]
     store: StoreArgs,
@@ -102,6 +104,7 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let notifications = args.notify.load()?;
     let bootstrap = match &args.config {
         Some(p) => Some(Arc::new(
             Config::load(p).with_context(|| format!("{}", p.display()))?,
@@ -169,7 +172,14 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
         let state = state.clone();
         Arc::new(move || state.geo())
     };
-    let registration = node.register("dns", None, &crate::node::default_instance("dns"));
+    let instance = crate::node::default_instance("dns");
+    let registration = node.register("dns", None, &instance);
+    let notifier = crate::notify_args::start(
+        notifications.as_ref(),
+        &node,
+        vec![meridian_admin::notify::Surge::dns_rrl(&node.registry)],
+        &format!("dns/{instance}"),
+    )?;
     let admin = args
         .admin
         .start(
@@ -207,6 +217,7 @@ pub(crate) async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
     );
     stop.wait().await;
     eprintln!("meridian dns: stopping");
+    crate::notify_args::stop(notifier).await;
     registration.stop().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -43,6 +43,8 @@ pub(crate) struct HealthArgs {
     #[arg(long, value_name = "FILE")]
     geoip: Option<PathBuf>,
     #[command(flatten)]
+    notify: crate::notify_args::NotifyArgs,
+    #[command(flatten)]
     admin: AdminServeArgs,
     #[command(flatten)]
     store: StoreArgs,
@@ -67,6 +69,7 @@ pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
     if args.lease_ttl_ms < 1000 {
         bail!("--lease-ttl-ms {}: at least 1000", args.lease_ttl_ms);
     }
+    let notifications = args.notify.load()?;
     let bootstrap = match &args.config {
         Some(p) => Some(Arc::new(
             Config::load(p).with_context(|| format!("{}", p.display()))?,
@@ -83,11 +86,14 @@ pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
     let node = Node::open_zoned(&args.store, &args.health_store, bootstrap.clone(), None, registry)?;
     let config_file = bootstrap.as_deref().zip(args.config.as_deref());
     let geo = Arc::new(crate::geo::open_geoip(config_file, args.geoip.as_deref())?);
-    let registration = node.register(
-        "health",
-        Some(&args.vantage),
-        &crate::node::default_instance("health"),
-    );
+    let instance = crate::node::default_instance("health");
+    let registration = node.register("health", Some(&args.vantage), &instance);
+    let notifier = crate::notify_args::start(
+        notifications.as_ref(),
+        &node,
+        Vec::new(),
+        &format!("health/{instance}"),
+    )?;
     let admin = args
         .admin
         .start(
@@ -111,6 +117,7 @@ pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
     let (config, _follow) = tokio::select! {
         c = follow_config(node.watcher.clone()) => c,
         _ = stop.wait() => {
+            crate::notify_args::stop(notifier).await;
             registration.stop().await;
             return Ok(ExitCode::SUCCESS);
         }
@@ -136,6 +143,7 @@ pub(crate) async fn run(args: &HealthArgs) -> anyhow::Result<ExitCode> {
     );
     stop.wait().await;
     eprintln!("meridian health: stopping");
+    crate::notify_args::stop(notifier).await;
     registration.stop().await;
     for prober in probers {
         if let Err(e) = prober.stop().await {

@@ -19,6 +19,7 @@ mod health_cmd;
 mod health_store_args;
 mod metrics_http;
 mod node;
+mod notify_args;
 mod ops_cmd;
 mod proxy_cmd;
 mod roles;

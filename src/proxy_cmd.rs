@@ -64,6 +64,8 @@ pub(crate) struct ProxyArgs {
     #[arg(long, value_name = "FILE")]
     cache_file: Option<PathBuf>,
     #[command(flatten)]
+    notify: crate::notify_args::NotifyArgs,
+    #[command(flatten)]
     store: StoreArgs,
     #[command(flatten)]
     health_store: crate::health_store_args::HealthStoreArgs,
@@ -87,6 +89,7 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     if instance.is_empty() || instance.contains('/') {
         bail!("--instance {instance:?}: must be non-empty and contain no '/'");
     }
+    let notifications = args.notify.load()?;
     let bootstrap = match &args.config {
         Some(p) => Some(Arc::new(
             Config::load(p).with_context(|| format!("{}", p.display()))?,
@@ -169,6 +172,12 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
         Some(addr) => Some(crate::metrics_http::serve(addr, node.registry.clone()).await?.0),
         None => None,
     };
+    let notifier = crate::notify_args::start(
+        notifications.as_ref(),
+        &node,
+        vec![meridian_admin::notify::Surge::proxy_rate_limit(&node.registry)],
+        &format!("proxy/{instance}"),
+    )?;
     let mut stop = crate::node::StopSignals::install()?;
     eprintln!(
         "meridian proxy: region {} serving HTTP on {}{}{} (instance {instance}, {} thread(s)), state from {}, GeoIP {}{}",
@@ -196,6 +205,7 @@ pub(crate) async fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     if left > 0 {
         eprintln!("meridian proxy: {left} request(s) still in flight at the end of the grace period");
     }
+    crate::notify_args::stop(notifier).await;
     registration.stop().await;
     eprintln!("meridian proxy: stopped");
     Ok(ExitCode::SUCCESS)

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use meridian_admin::notify::Surge;
 use meridian_config::Config;
 use meridian_dns::rrl::RrlConfig;
 use meridian_dns::server::{DnsOptions, DnsServer, DnsState};
@@ -89,9 +90,8 @@ pub(crate) struct UpArgs {
     /// How often to check the GeoIP database file for a new version.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     geoip_check_interval: f64,
-    /// Webhook notifications: which events go to which webhooks (docs/dashboard.md). Checked at start.
-    #[arg(long, value_name = "FILE")]
-    notify: Option<PathBuf>,
+    #[command(flatten)]
+    notify: crate::notify_args::NotifyArgs,
     /// ACME directory of a local test CA (Pebble: https://localhost:14000/dir) to get every service
     /// hostname's certificate from, validated by DNS-01 against this DNS server (docs/up.md).
     #[arg(long, value_name = "URL")]
@@ -140,15 +140,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     let original =
         Config::from_toml_str(&text).with_context(|| format!("{source}: invalid configuration"))?;
 
-    let notifications = match &args.notify {
-        Some(p) => Some(
-            meridian_config::notifications::Notifications::from_file(p).map_err(|problems| {
-                let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                anyhow::anyhow!("--notify {}: invalid:\n  {}", p.display(), list.join("\n  "))
-            })?,
-        ),
-        None => None,
-    };
+    let notifications = args.notify.load()?;
 
     // Listeners first: a taken port fails here, before anything is announced or written.
     let registry = Registry::new();
@@ -279,19 +271,13 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     let token_file = data_dir.join(crate::admin_args::TOKEN_FILE_NAME);
     let admin = serve_admin(admin_listener, &node, &dns.state, &token_file).await?;
 
-    let _notifier = match &notifications {
-        Some(n) => Some(
-            meridian_admin::notify::start(
-                n,
-                node.watcher.clone(),
-                Some(rrl_counter(&registry)),
-                &registry,
-                "meridian up",
-            )
-            .map_err(|e| anyhow::anyhow!("--notify: {e}"))?,
-        ),
-        None => None,
-    };
+    let instance = crate::node::default_instance("up");
+    let notifier = crate::notify_args::start(
+        notifications.as_ref(),
+        &node,
+        vec![Surge::dns_rrl(&registry), Surge::proxy_rate_limit(&registry)],
+        &format!("up/{instance}"),
+    )?;
 
     // Everything is bound: only now is the configuration written to the store.
     apply(&node, &local, &source).await?;
@@ -322,7 +308,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     } else {
         String::new()
     };
-    let registration = node.register("up", None, &crate::node::default_instance("up"));
+    let registration = node.register("up", None, &instance);
     let mut stop = crate::node::StopSignals::install()?;
     banner(
         &source,
@@ -335,6 +321,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     );
     stop.wait().await;
     eprintln!("meridian up: stopping");
+    crate::notify_args::stop(notifier).await;
     registration.stop().await;
     let left = proxies.shutdown().await;
     if left > 0 {
@@ -399,21 +386,6 @@ async fn serve_admin(
     )
     .await
     .map_err(|e| anyhow::anyhow!("--admin-listen: {e}"))
-}
-
-/// The DNS server's count of rate-limited responses, read from the metrics registry (the notifier's RRL
-/// signal: a gather every 250 ms, far from any hot path).
-fn rrl_counter(registry: &Registry) -> meridian_admin::notify::RrlCounter {
-    let registry = registry.clone();
-    Arc::new(move || {
-        registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == "meridian_dns_rate_limited_total")
-            .flat_map(|f| f.get_metric())
-            .map(|m| m.get_counter().get_value() as u64)
-            .sum()
-    })
 }
 
 /// The demo CA's certificates for the configuration's hostnames (and a wildcard per zone) and the hop

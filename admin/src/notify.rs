@@ -1,16 +1,23 @@
 //! Webhook notifications (`docs/dashboard.md`): events a node observes — a region going down or up, a
-//! drill starting or ending, response rate limiting engaging or subsiding, the state store lost or
-//! regained — POSTed as JSON to the webhooks of the notifications file
+//! drill starting or ending, rate limiting (DNS RRL, the proxy's per-client limit) engaging or subsiding,
+//! the state store lost or regained — POSTed as JSON to the webhooks of the notifications file
 //! ([`meridian_config::notifications`]), signed with HMAC-SHA256 under each webhook's shared secret,
 //! retried with exponential backoff.
 //!
+//! Two kinds of events. The **fleet's** (region down/up, drills) are seen alike by every node in the shared
+//! snapshot: one node sends them, the holder of the leased store lock `notify/sender` ([`Fleet`]), so a
+//! fleet of nodes with `--notify` sends each once. A node that takes the lock over (the holder died or
+//! stopped) replays the fleet events it saw in the last [`REPLAY`] that the previous holder did not record
+//! as sent (`notify/sent`). The **node's own** (rate limiting, store lost/regained) are sent by each node.
+//!
 //! Never in the node's way: events are found by reading the node's snapshot and counters every 250 ms
-//! (no hot path touches this), each webhook has its own bounded queue and delivery task, and an event that
-//! finds a queue full is dropped and counted. Metrics: `meridian_webhook_deliveries_total{webhook,result}`
-//! (`delivered`, `gave-up` after the last attempt, `dropped` on a full queue) and
-//! `meridian_webhook_failed_attempts_total{webhook}`.
+//! (no hot path touches this), the lock and the sent record are kept by tasks of their own, each webhook has
+//! its own bounded queue and delivery task, and an event that finds a queue full is dropped and counted.
+//! Metrics: `meridian_webhook_deliveries_total{webhook,result}` (`delivered`, `gave-up` after the last
+//! attempt, `dropped` on a full queue), `meridian_webhook_failed_attempts_total{webhook}` and
+//! `meridian_webhook_fleet_sender` (1 on the node sending the fleet's events).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,11 +25,12 @@ use bytes::Bytes;
 use http_body_util::Full;
 use meridian_config::notifications::{Notifications, Webhook};
 use meridian_steer::{DrillMode, Health};
-use meridian_store::{Snapshot, SnapshotWatcher};
-use prometheus::{IntCounterVec, Opts, Registry};
+use meridian_store::schema::{DOC_SCHEMA, LockDoc, NotifySentDoc, SentEvent, decode, encode};
+use meridian_store::{Compare, Keys, KvStore, LeaseKeeper, Snapshot, SnapshotWatcher, TxnOp};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use ring::hmac;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::now_ms;
@@ -31,17 +39,104 @@ use crate::now_ms;
 pub const QUEUE: usize = 256;
 /// How often the node's state is compared with what was last seen.
 const TICK: Duration = Duration::from_millis(250);
-/// RRL counts as subsided after this long without a limited response.
-const RRL_QUIET: Duration = Duration::from_secs(10);
+/// Rate limiting counts as subsided after this long without a limited response.
+const QUIET: Duration = Duration::from_secs(10);
 /// The signature header: `sha256=HEX` of HMAC-SHA256(secret, body).
 pub const SIGNATURE_HEADER: &str = "x-meridian-signature";
+/// The TTL of the sender's lock: how long the fleet's events can go unsent after a sender dies without
+/// stopping (a clean stop hands over at once).
+pub const SENDER_TTL: Duration = Duration::from_secs(10);
+/// How often a node looks at the lock (takes it when free, checks it still holds it).
+const SENDER_CHECK: Duration = Duration::from_secs(1);
+/// How far back a node taking the lock over looks for fleet events the previous sender missed.
+pub const REPLAY: Duration = Duration::from_secs(30);
 
-/// Reads the node's count of rate-limited DNS responses (`None` when the node runs no DNS server).
-pub type RrlCounter = Arc<dyn Fn() -> u64 + Send + Sync>;
+/// Reads a counter of the node (a count of rate-limited responses).
+pub type Counter = Arc<dyn Fn() -> u64 + Send + Sync>;
 
-/// Running notifications; dropping it stops them.
+/// Rate limiting as events of the node: `engaged` when the counter rises, `subsided` after [`QUIET`]
+/// without a rise.
+pub struct Surge {
+    /// The event when the counter starts rising (`rrl-engaged`).
+    pub engaged: &'static str,
+    /// The event when it has been still for [`QUIET`] (`rrl-subsided`).
+    pub subsided: &'static str,
+    /// The counter.
+    pub count: Counter,
+}
+
+impl Surge {
+    /// DNS response rate limiting: `meridian_dns_rate_limited_total` in `registry`.
+    pub fn dns_rrl(registry: &Registry) -> Self {
+        Self {
+            engaged: "rrl-engaged",
+            subsided: "rrl-subsided",
+            count: counter_sum(registry, "meridian_dns_rate_limited_total", None),
+        }
+    }
+
+    /// The proxy's per-client rate limit: `meridian_proxy_refused_total{reason="rate-limited"}` in
+    /// `registry`.
+    pub fn proxy_rate_limit(registry: &Registry) -> Self {
+        Self {
+            engaged: "rate-limit-engaged",
+            subsided: "rate-limit-subsided",
+            count: counter_sum(
+                registry,
+                "meridian_proxy_refused_total",
+                Some(("reason", "rate-limited")),
+            ),
+        }
+    }
+}
+
+/// The sum of counter family `name` in `registry` (its series with `label` only, if given): a gather every
+/// tick, far from any hot path.
+fn counter_sum(
+    registry: &Registry,
+    name: &'static str,
+    label: Option<(&'static str, &'static str)>,
+) -> Counter {
+    let registry = registry.clone();
+    Arc::new(move || {
+        registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric())
+            .filter(|m| {
+                label.is_none_or(|(k, v)| m.get_label().iter().any(|l| l.name() == k && l.value() == v))
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    })
+}
+
+/// Where the lock of the fleet's sender lives, and who this node is to it.
+pub struct Fleet {
+    /// The state store (the global one: every node of the fleet must see the same lock).
+    pub store: Arc<dyn KvStore>,
+    /// Its key layout.
+    pub keys: Keys,
+    /// This node, as the lock names it (`ROLE/INSTANCE`).
+    pub holder: String,
+}
+
+/// Running notifications: [`stop`](Self::stop) them on the way out (hands the fleet's events over at
+/// once); dropping stops them too, the lock then going with its lease.
 pub struct Notifier {
     tasks: Vec<JoinHandle<()>>,
+    lock: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+impl Notifier {
+    /// Stops, releasing the sender's lock if this node holds it (another node takes over within a second).
+    pub async fn stop(mut self) {
+        if let Some((stop, task)) = self.lock.take() {
+            let _ = stop.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+        }
+    }
 }
 
 impl Drop for Notifier {
@@ -49,12 +144,16 @@ impl Drop for Notifier {
         for t in &self.tasks {
             t.abort();
         }
+        if let Some((_, task)) = &self.lock {
+            task.abort();
+        }
     }
 }
 
 struct Metrics {
     deliveries: IntCounterVec,
     failed_attempts: IntCounterVec,
+    sender: IntGauge,
 }
 
 impl Metrics {
@@ -75,15 +174,22 @@ impl Metrics {
             &["webhook"],
         )
         .map_err(|e| e.to_string())?;
-        registry
-            .register(Box::new(deliveries.clone()))
-            .map_err(|e| e.to_string())?;
-        registry
-            .register(Box::new(failed_attempts.clone()))
-            .map_err(|e| e.to_string())?;
+        let sender = IntGauge::new(
+            "meridian_webhook_fleet_sender",
+            "1 while this node holds the lock of the fleet's webhook events (region down/up, drills) and sends them",
+        )
+        .map_err(|e| e.to_string())?;
+        for c in [
+            Box::new(deliveries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(failed_attempts.clone()),
+            Box::new(sender.clone()),
+        ] {
+            registry.register(c).map_err(|e| e.to_string())?;
+        }
         Ok(Self {
             deliveries,
             failed_attempts,
+            sender,
         })
     }
 }
@@ -97,12 +203,29 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     )
 }
 
-/// Starts watching `watcher` (and `rrl`) for events and delivering them to `config`'s webhooks, with
-/// metrics in `registry`. `node` names the sender in every payload.
+/// Whether `event` is the fleet's (seen alike by every node, sent by one) rather than the node's own.
+pub fn is_fleet_event(event: &str) -> bool {
+    matches!(event, "region-down" | "region-up" | "drill-start" | "drill-end")
+}
+
+/// What a fleet event is about: its region, or its drill.
+fn subject(event: &Value) -> String {
+    event
+        .get("drill")
+        .or_else(|| event.get("region"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Starts watching `watcher` (and `surges`) for events and delivering them to `config`'s webhooks, with
+/// metrics in `registry`; the fleet's events only while this node holds `fleet`'s lock. `node` names the
+/// sender in every payload.
 pub fn start(
     config: &Notifications,
     watcher: Arc<SnapshotWatcher>,
-    rrl: Option<RrlCounter>,
+    surges: Vec<Surge>,
+    fleet: Fleet,
     registry: &Registry,
     node: &str,
 ) -> Result<Notifier, String> {
@@ -119,49 +242,234 @@ pub fn start(
         tasks.push(tokio::spawn(deliver(
             hook.clone(),
             target,
-            tls.clone(),
+            tls,
             rx,
             metrics.clone(),
         )));
     }
+    let (role_tx, mut role) = watch::channel(Role::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (sent_tx, sent_rx) = mpsc::channel::<Vec<SentEvent>>(16);
+    let lock = tokio::spawn(hold_lock(fleet, role_tx, stop_rx, sent_rx, metrics.clone()));
+    let send = move |event: &Value| {
+        let name = event["event"].as_str().unwrap_or("");
+        for (hook, tx) in &queues {
+            if !hook.wants(name) {
+                continue;
+            }
+            if tx.try_send(event.clone()).is_err() {
+                metrics
+                    .deliveries
+                    .with_label_values(&[hook.name.as_str(), "dropped"])
+                    .inc();
+            }
+        }
+    };
     let node = node.to_owned();
     tasks.push(tokio::spawn(async move {
-        let mut seen = Seen::default();
+        let mut seen = Seen::new(surges.len());
+        // The fleet events of the last REPLAY, whoever sent them: what a handover replays.
+        let mut recent: VecDeque<Value> = VecDeque::new();
+        let mut generation = 0;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let snapshot = watcher.snapshot();
-            let limited = rrl.as_ref().map(|f| f());
+            let counts: Vec<u64> = surges.iter().map(|s| (s.count)()).collect();
+            let now = now_ms();
             let events = seen.observe(
                 snapshot.as_deref(),
                 watcher.is_connected(),
-                limited,
-                now_ms(),
+                &surges,
+                &counts,
+                now,
                 Instant::now(),
             );
-            for mut event in events {
-                event["node"] = json!(node);
-                for (hook, tx) in &queues {
-                    let name = event["event"].as_str().unwrap_or("");
-                    if !hook.wants(name) {
-                        continue;
-                    }
-                    if tx.try_send(event.clone()).is_err() {
-                        metrics
-                            .deliveries
-                            .with_label_values(&[hook.name.as_str(), "dropped"])
-                            .inc();
+            let current = role.borrow_and_update().clone();
+            let mut sent = Vec::new();
+            if current.held && current.generation != generation {
+                // Just became the sender: what the last one may have missed.
+                generation = current.generation;
+                for event in &recent {
+                    let (name, subj) = (event["event"].as_str().unwrap_or(""), subject(event));
+                    let at = event["at_ms"].as_u64().unwrap_or(0);
+                    let recorded = current.sent.iter().any(|s| {
+                        s.event == name
+                            && s.subject == subj
+                            && s.at_ms.abs_diff(at) <= REPLAY.as_millis() as u64
+                    });
+                    if !recorded {
+                        let mut event = event.clone();
+                        event["handover"] = json!(true);
+                        send(&event);
+                        sent.push(sent_event(&event));
                     }
                 }
             }
+            for mut event in events {
+                event["node"] = json!(node);
+                let name = event["event"].as_str().unwrap_or("").to_owned();
+                if is_fleet_event(&name) {
+                    recent.push_back(event.clone());
+                    if !current.held {
+                        continue;
+                    }
+                    sent.push(sent_event(&event));
+                }
+                send(&event);
+            }
+            let horizon = now.saturating_sub(REPLAY.as_millis() as u64);
+            while recent
+                .front()
+                .is_some_and(|e| e["at_ms"].as_u64().unwrap_or(0) < horizon)
+            {
+                recent.pop_front();
+            }
+            if !sent.is_empty() {
+                // Recorded by the lock's task; never waited for here.
+                let _ = sent_tx.try_send(sent);
+            }
         }
     }));
-    Ok(Notifier { tasks })
+    Ok(Notifier {
+        tasks,
+        lock: Some((stop_tx, lock)),
+    })
+}
+
+fn sent_event(event: &Value) -> SentEvent {
+    SentEvent {
+        event: event["event"].as_str().unwrap_or_default().to_owned(),
+        subject: subject(event),
+        at_ms: event["at_ms"].as_u64().unwrap_or(0),
+    }
+}
+
+/// Whether this node sends the fleet's events, as the lock's task last found.
+#[derive(Clone, Default)]
+struct Role {
+    held: bool,
+    /// Counts the takings of the lock: a new one means "replay what was missed".
+    generation: u64,
+    /// The events the previous sender recorded, read when the lock was taken.
+    sent: Arc<Vec<SentEvent>>,
+}
+
+/// Keeps (or waits for) the sender's lock: every [`SENDER_CHECK`] it takes the lock when free and checks
+/// that it still holds it (its key, under this node's lease). It holds it no longer than [`SENDER_TTL`]
+/// after the last time the store said so: a node cut off from the store stops sending before another can
+/// have taken over. Also records the events sent (`notify/sent`), and releases the lock on `stop`.
+async fn hold_lock(
+    fleet: Fleet,
+    role: watch::Sender<Role>,
+    mut stop: watch::Receiver<bool>,
+    mut sent: mpsc::Receiver<Vec<SentEvent>>,
+    metrics: Arc<Metrics>,
+) {
+    let key = fleet.keys.notify_sender();
+    let sent_key = fleet.keys.notify_sent();
+    let mut lease: Option<LeaseKeeper> = None;
+    let mut confirmed: Option<Instant> = None;
+    let mut generation = 0;
+    let mut record: Vec<SentEvent> = Vec::new();
+    let mut check = tokio::time::interval(SENDER_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = check.tick() => {}
+            batch = sent.recv() => {
+                if let Some(batch) = batch {
+                    record.extend(batch);
+                    let skip = record.len().saturating_sub(NotifySentDoc::KEEP);
+                    record.drain(..skip);
+                    let doc = NotifySentDoc { schema: DOC_SCHEMA, events: record.clone() };
+                    if let Err(e) = fleet.store.put(&sent_key, encode(&doc), None).await {
+                        tracing::warn!(error = %e, "notifications: cannot record the events sent");
+                    }
+                }
+                continue;
+            }
+            _ = stop.changed() => {
+                if let Some(lease) = lease.take() {
+                    // Revoking deletes the lock with it: the next node takes over at its next look.
+                    let _ = lease.stop().await;
+                }
+                metrics.sender.set(0);
+                return;
+            }
+        }
+        let was = role.borrow().held;
+        let held = match look(&fleet, &key, &mut lease).await {
+            Some(true) => {
+                confirmed = Some(Instant::now());
+                true
+            }
+            Some(false) => false,
+            // No answer: still the sender while the lease may still be alive.
+            None => was && confirmed.is_some_and(|t| t.elapsed() < SENDER_TTL),
+        };
+        if held && !was {
+            generation += 1;
+            let previous: Vec<SentEvent> = match fleet.store.get(&sent_key).await {
+                Ok(Some(kv)) => decode::<NotifySentDoc>(&kv.value)
+                    .map(|d| d.events)
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            record = previous.clone();
+            tracing::info!(holder = %fleet.holder, "notifications: this node sends the fleet's events now");
+            role.send_replace(Role {
+                held: true,
+                generation,
+                sent: Arc::new(previous),
+            });
+        } else if !held && was {
+            tracing::info!(holder = %fleet.holder, "notifications: this node no longer sends the fleet's events");
+            role.send_replace(Role::default());
+        }
+        metrics.sender.set(i64::from(held));
+    }
+}
+
+/// One look at the lock: `Some(true)` if this node holds it (taking it if free), `Some(false)` if another
+/// does, `None` if the store did not answer.
+async fn look(fleet: &Fleet, key: &str, lease: &mut Option<LeaseKeeper>) -> Option<bool> {
+    if lease.is_none() {
+        *lease = Some(LeaseKeeper::start(fleet.store.clone(), SENDER_TTL).await.ok()?);
+    }
+    let id = lease.as_ref()?.id();
+    match fleet.store.get(key).await.ok()? {
+        Some(kv) => {
+            Some(kv.lease == id && decode::<LockDoc>(&kv.value).is_ok_and(|d| d.holder == fleet.holder))
+        }
+        None => {
+            let doc = LockDoc {
+                schema: DOC_SCHEMA,
+                holder: fleet.holder.clone(),
+                since_ms: now_ms(),
+            };
+            let taken = fleet
+                .store
+                .txn(
+                    vec![Compare {
+                        key: key.to_owned(),
+                        mod_revision: 0,
+                    }],
+                    vec![TxnOp::Put {
+                        key: key.to_owned(),
+                        value: encode(&doc),
+                        lease: Some(id),
+                    }],
+                )
+                .await
+                .ok()?;
+            Some(taken.succeeded)
+        }
+    }
 }
 
 /// What was last observed, to turn states into events.
-#[derive(Default)]
 struct Seen {
     started: bool,
     /// Region id -> down, and why (`health` or the drill's id).
@@ -169,9 +477,17 @@ struct Seen {
     /// Active drills: id -> (region, mode).
     drills: BTreeMap<String, (String, String)>,
     connected: bool,
-    rrl_count: u64,
-    rrl_engaged: bool,
-    rrl_last_limited: Option<Instant>,
+    /// A `store-lost` was sent and no `store-regained` yet.
+    lost: bool,
+    /// Per surge: its last count, whether engaged, when it last rose.
+    surges: Vec<SurgeSeen>,
+}
+
+#[derive(Default, Clone)]
+struct SurgeSeen {
+    count: u64,
+    engaged: bool,
+    last_rise: Option<Instant>,
 }
 
 fn event(name: &str, at_ms: u64, fields: Value) -> Value {
@@ -183,27 +499,41 @@ fn event(name: &str, at_ms: u64, fields: Value) -> Value {
 }
 
 impl Seen {
+    fn new(surges: usize) -> Self {
+        Self {
+            started: false,
+            down: BTreeMap::new(),
+            drills: BTreeMap::new(),
+            connected: false,
+            lost: false,
+            surges: vec![SurgeSeen::default(); surges],
+        }
+    }
+
     /// The events between the last observation and this one (none on the first: that is the baseline).
+    /// `counts[i]` is `surges[i]`'s counter now.
     fn observe(
         &mut self,
         snapshot: Option<&Snapshot>,
         connected: bool,
-        rrl_count: Option<u64>,
+        surges: &[Surge],
+        counts: &[u64],
         now_ms: u64,
         now: Instant,
     ) -> Vec<Value> {
         let mut events = Vec::new();
         let first = !self.started;
         self.started = true;
-        if !first && connected != self.connected {
-            events.push(event(
-                if connected { "store-regained" } else { "store-lost" },
-                now_ms,
-                json!({}),
-            ));
+        // Lost: it was connected and is no longer. Regained: only after a loss (a node still connecting
+        // at its first looks has lost nothing).
+        if !first && self.connected && !connected {
+            self.lost = true;
+            events.push(event("store-lost", now_ms, json!({})));
+        } else if self.lost && connected {
+            self.lost = false;
+            events.push(event("store-regained", now_ms, json!({})));
         }
         self.connected = connected;
-
         if let Some(snap) = snapshot {
             let topology = &snap.topology;
             let mut drills = BTreeMap::new();
@@ -263,30 +593,26 @@ impl Seen {
             self.down = down;
         }
 
-        if let Some(count) = rrl_count {
-            if count > self.rrl_count {
-                self.rrl_last_limited = Some(now);
-                if !self.rrl_engaged && !first {
-                    self.rrl_engaged = true;
+        for ((surge, seen), &count) in surges.iter().zip(&mut self.surges).zip(counts) {
+            if count > seen.count {
+                seen.last_rise = Some(now);
+                if !seen.engaged && !first {
+                    seen.engaged = true;
                     events.push(event(
-                        "rrl-engaged",
+                        surge.engaged,
                         now_ms,
-                        json!({ "limited_responses": count - self.rrl_count }),
+                        json!({ "limited_responses": count - seen.count }),
                     ));
                 }
-            } else if self.rrl_engaged
-                && self
-                    .rrl_last_limited
-                    .is_none_or(|t| now.duration_since(t) >= RRL_QUIET)
-            {
-                self.rrl_engaged = false;
+            } else if seen.engaged && seen.last_rise.is_none_or(|t| now.duration_since(t) >= QUIET) {
+                seen.engaged = false;
                 events.push(event(
-                    "rrl-subsided",
+                    surge.subsided,
                     now_ms,
-                    json!({ "quiet_for_ms": RRL_QUIET.as_millis() as u64 }),
+                    json!({ "quiet_for_ms": QUIET.as_millis() as u64 }),
                 ));
             }
-            self.rrl_count = count;
+            seen.count = count;
         }
         events
     }
@@ -378,28 +704,48 @@ mod tests {
 
     #[test]
     fn rrl_engages_on_a_rising_count_and_subsides_after_quiet() {
-        let mut seen = Seen::default();
+        let registry = Registry::new();
+        let surges = [Surge::dns_rrl(&registry), Surge::proxy_rate_limit(&registry)];
+        let mut seen = Seen::new(surges.len());
         let t0 = Instant::now();
+        let mut look = |connected, counts: [u64; 2], ms, secs| {
+            seen.observe(
+                None,
+                connected,
+                &surges,
+                &counts,
+                ms,
+                t0 + Duration::from_secs(secs),
+            )
+        };
         assert!(
-            seen.observe(None, true, Some(0), 0, t0).is_empty(),
+            look(false, [0, 0], 0, 0).is_empty(),
             "the first look is the baseline"
         );
-        let e = seen.observe(None, true, Some(50), 1, t0 + Duration::from_secs(1));
+        assert!(
+            look(true, [0, 0], 0, 0).is_empty(),
+            "connecting at start is no regaining"
+        );
+        let e = look(true, [50, 0], 1, 1);
         assert_eq!(e.len(), 1);
         assert_eq!(e[0]["event"], "rrl-engaged");
-        assert!(
-            seen.observe(None, true, Some(60), 2, t0 + Duration::from_secs(2))
-                .is_empty()
+        assert_eq!(e[0]["limited_responses"], 50);
+        let e = look(true, [60, 3], 2, 2);
+        assert_eq!(e.len(), 1, "RRL stays engaged; the proxy's limit engages: {e:?}");
+        assert_eq!(e[0]["event"], "rate-limit-engaged");
+        assert!(look(true, [60, 4], 3, 5).is_empty(), "both stay engaged");
+        let e = look(true, [60, 4], 4, 12);
+        let names: Vec<&str> = e.iter().filter_map(|e| e["event"].as_str()).collect();
+        assert_eq!(
+            names,
+            ["rrl-subsided"],
+            "10 s quiet since 2 s for RRL, only 7 s for the proxy"
         );
-        assert!(
-            seen.observe(None, true, Some(60), 3, t0 + Duration::from_secs(5))
-                .is_empty()
-        );
-        let e = seen.observe(None, true, Some(60), 4, t0 + Duration::from_secs(12));
-        assert_eq!(e[0]["event"], "rrl-subsided");
-        let e = seen.observe(None, false, Some(60), 5, t0 + Duration::from_secs(13));
+        let e = look(true, [60, 4], 5, 15);
+        assert_eq!(e[0]["event"], "rate-limit-subsided");
+        let e = look(false, [60, 4], 6, 16);
         assert_eq!(e[0]["event"], "store-lost");
-        let e = seen.observe(None, true, Some(60), 6, t0 + Duration::from_secs(14));
+        let e = look(true, [60, 4], 7, 17);
         assert_eq!(e[0]["event"], "store-regained");
     }
 }

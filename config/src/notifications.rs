@@ -1,4 +1,4 @@
-//! The notifications file (`meridian up --notify FILE`, `docs/dashboard.md`): which webhooks receive which
+//! The notifications file (`--notify FILE` of `meridian up|dns|proxy|health`, `docs/dashboard.md`): which webhooks receive which
 //! events. A file of its own, not part of the deployment configuration: that one is stored in the state
 //! store and shown by the admin API, and webhook secrets must be in neither.
 //!
@@ -30,6 +30,8 @@ pub const EVENTS: &[&str] = &[
     "drill-end",
     "rrl-engaged",
     "rrl-subsided",
+    "rate-limit-engaged",
+    "rate-limit-subsided",
     "store-lost",
     "store-regained",
 ];

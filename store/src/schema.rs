@@ -65,6 +65,10 @@ pub enum KeyKind<'a> {
     Node,
     /// `acme/lock`: the node ordering ACME certificates now (leased; one at a time).
     AcmeLock,
+    /// `notify/sender`: the node sending the fleet's webhook events now (leased; one at a time).
+    NotifySender,
+    /// `notify/sent`: the fleet's webhook events sent lately (read by the next sender on a handover).
+    NotifySent,
     /// `acme/account`: the ACME account's credentials, encrypted (read by the ordering node only).
     AcmeAccount,
     /// `acme/challenges/NAME`: DNS-01 answers for one name being validated (leased by the orderer).
@@ -175,6 +179,16 @@ impl Keys {
         format!("{}acme/lock", self.prefix)
     }
 
+    /// The lock of the node sending the fleet's webhook events.
+    pub fn notify_sender(&self) -> String {
+        format!("{}notify/sender", self.prefix)
+    }
+
+    /// The fleet's webhook events sent lately.
+    pub fn notify_sent(&self) -> String {
+        format!("{}notify/sent", self.prefix)
+    }
+
     /// The ACME account (credentials encrypted).
     pub fn acme_account(&self) -> String {
         format!("{}acme/account", self.prefix)
@@ -227,6 +241,8 @@ impl Keys {
             ["audit", _] => KeyKind::Audit,
             ["nodes", role, instance] if !role.is_empty() && !instance.is_empty() => KeyKind::Node,
             ["acme", "lock"] => KeyKind::AcmeLock,
+            ["notify", "sender"] => KeyKind::NotifySender,
+            ["notify", "sent"] => KeyKind::NotifySent,
             ["acme", "account"] => KeyKind::AcmeAccount,
             ["acme", "challenges", n] if !n.is_empty() => KeyKind::AcmeChallenge(n),
             ["acme", "certs", id] if !id.is_empty() => KeyKind::AcmeCert(id),
@@ -439,15 +455,46 @@ pub struct AuditRecord {
     pub after: serde_json::Value,
 }
 
-/// `acme/lock`: which node orders ACME certificates now, under its lease (it vanishes with the node).
+/// A leased lock (`acme/lock`, `notify/sender`): which node holds it, under its lease (it vanishes with
+/// the node).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AcmeLockDoc {
+pub struct LockDoc {
     /// Document schema version.
     pub schema: u32,
     /// The node (`ROLE/INSTANCE`).
     pub holder: String,
     /// Since when, ms since the epoch.
     pub since_ms: u64,
+}
+
+/// `acme/lock`'s document.
+pub type AcmeLockDoc = LockDoc;
+
+/// `notify/sent`: the fleet's webhook events the sender handed to its webhooks lately, newest last (at
+/// most [`NotifySentDoc::KEEP`]). A node that takes over sending replays the events it saw in the
+/// meantime that are not here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifySentDoc {
+    /// Document schema version.
+    pub schema: u32,
+    /// The events, each named by its kind and subject.
+    pub events: Vec<SentEvent>,
+}
+
+impl NotifySentDoc {
+    /// How many events are kept.
+    pub const KEEP: usize = 64;
+}
+
+/// One fleet event sent ([`NotifySentDoc`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentEvent {
+    /// `region-down`, `region-up`, `drill-start`, `drill-end`.
+    pub event: String,
+    /// The region or the drill it is about.
+    pub subject: String,
+    /// When the sender saw it, ms since the epoch.
+    pub at_ms: u64,
 }
 
 /// `acme/account`: the ACME account, its credentials (with the account's private key) sealed with the
@@ -585,6 +632,8 @@ mod tests {
         );
         assert_eq!(k.classify(&k.audit(1, 2)), KeyKind::Audit);
         assert_eq!(k.classify(&k.acme_lock()), KeyKind::AcmeLock);
+        assert_eq!(k.classify(&k.notify_sender()), KeyKind::NotifySender);
+        assert_eq!(k.classify(&k.notify_sent()), KeyKind::NotifySent);
         assert_eq!(k.classify(&k.acme_account()), KeyKind::AcmeAccount);
         assert_eq!(
             k.classify(&k.acme_challenge("*.gslb.example")),

@@ -249,7 +249,12 @@ impl SnapshotBuilder {
             let kind = self.keys.classify(&e.kv.key);
             let unread = matches!(
                 kind,
-                KeyKind::Audit | KeyKind::Node | KeyKind::AcmeLock | KeyKind::AcmeAccount
+                KeyKind::Audit
+                    | KeyKind::Node
+                    | KeyKind::AcmeLock
+                    | KeyKind::AcmeAccount
+                    | KeyKind::NotifySender
+                    | KeyKind::NotifySent
             );
             // With a health store, the global store's zone-scoped keys are ignored too.
             let ignored = zoned && kind.is_zone_scoped();
@@ -292,6 +297,8 @@ impl SnapshotBuilder {
             KeyKind::Audit | KeyKind::Node => return,
             // The lock and the account concern the ordering node only, which reads them itself.
             KeyKind::AcmeLock | KeyKind::AcmeAccount => return,
+            // Who sends the fleet's webhook events concerns the notifiers only.
+            KeyKind::NotifySender | KeyKind::NotifySent => return,
             KeyKind::AcmeChallenge(_) => decode(&kv.value).map(Doc::AcmeChallenge),
             KeyKind::AcmeCert(_) => decode(&kv.value).map(Doc::AcmeCert),
             KeyKind::AcmeStatus(_) => decode(&kv.value).map(Doc::AcmeStatus),

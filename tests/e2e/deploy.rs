@@ -94,3 +94,22 @@ fn every_flag_and_variable_of_the_units_exists() {
         }
     }
 }
+
+#[test]
+fn the_example_notifications_file_is_valid() {
+    // Its secret files are the deployment's own: made up here, where the file names them.
+    let text = std::fs::read_to_string(deploy().join("notify.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut local = text.clone();
+    for name in ["webhook-oncall.key", "webhook-log.key"] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, "a-secret-of-at-least-16-characters\n").unwrap();
+        local = local.replace(&format!("/etc/meridian/{name}"), path.to_str().unwrap());
+    }
+    assert_ne!(local, text, "the example names its secret files");
+    let parsed = meridian_config::notifications::Notifications::from_toml_str(&local, dir.path())
+        .unwrap_or_else(|problems| panic!("deploy/notify.toml: {problems:?}"));
+    assert_eq!(parsed.webhooks.len(), 2);
+    assert!(parsed.webhooks[0].wants("region-down") && !parsed.webhooks[0].wants("drill-start"));
+    assert!(parsed.webhooks[1].wants("rate-limit-engaged"));
+}

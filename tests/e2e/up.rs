@@ -233,7 +233,7 @@ fn runs_the_whole_system_and_stops_on_sigint() {
 }
 
 /// The proxy address of `region` in the ready banner.
-fn proxy_of(banner: &str, region: &str) -> SocketAddr {
+pub(crate) fn proxy_of(banner: &str, region: &str) -> SocketAddr {
     banner
         .lines()
         .find(|l| l.trim_start().starts_with(&format!("region    {region}")))

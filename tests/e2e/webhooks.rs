@@ -1,8 +1,10 @@
-//! Webhook notifications of `meridian up --notify FILE`, received by a real HTTP server on loopback (a
-//! small Python receiver that checks each signature with the shared secret and fails every first attempt,
-//! so the sender must retry): drill start and end, the region it takes down and back up, RRL engaging;
-//! a webhook that never answers is given up on and counted, without holding anything up; a bad file is
-//! refused at start with every problem's path.
+//! Webhook notifications (`--notify FILE`), received by a real HTTP server on loopback (a small Python
+//! receiver that checks each signature with the shared secret and fails every first attempt, so the sender
+//! must retry). `meridian up`: drill start and end, the region it takes down and back up, DNS RRL and the
+//! proxy's rate limit engaging and subsiding, each webhook only its events; a webhook that never answers
+//! is given up on and counted, without holding anything up; a bad file is refused at start with every
+//! problem's path; etcd lost and regained. A fleet of `meridian dns` nodes on one etcd: the fleet's events
+//! sent once, by one node, and by another when that one is killed or stops.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{Interrupted, ask, free_tcp_port, http_get, meridian, stderr, up_cli};
-use crate::up::{Ports, start_with};
+use crate::up::{Ports, proxy_of, start_with};
 
 const SECRET: &str = "webhook-secret-0123456789";
 
@@ -55,7 +57,17 @@ fn received(log: &std::path::Path) -> Vec<Value> {
 
 /// Waits until a delivered (status 200) request matches `pred`; returns every request of that event.
 fn wait_for_event(log: &std::path::Path, what: &str, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    wait_for_event_within(log, what, Duration::from_secs(15), pred)
+}
+
+/// [`wait_for_event`], waiting up to `within`.
+fn wait_for_event_within(
+    log: &std::path::Path,
+    what: &str,
+    within: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + within;
     loop {
         let all = received(log);
         let matching: Vec<Value> = all.iter().filter(|r| pred(&r["event"])).cloned().collect();
@@ -64,7 +76,7 @@ fn wait_for_event(log: &std::path::Path, what: &str, pred: impl Fn(&Value) -> bo
         }
         assert!(
             Instant::now() < deadline,
-            "no {what} delivered within 15 s; received: {all:#?}"
+            "no {what} delivered within {within:?}; received: {all:#?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -98,7 +110,9 @@ fn receiver(
 fn webhooks_receive_signed_events_with_retries_and_a_dead_webhook_is_counted() {
     let dir = tempfile::tempdir().unwrap();
     let hook_port = free_tcp_port();
-    let dead_port = free_tcp_port(); // nothing listens there
+    // A webhook that never answers: connections are taken (the listen backlog) and left unanswered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = silent.local_addr().unwrap().port();
     let log = dir.path().join("received.jsonl");
     let _receiver = receiver(dir.path(), hook_port, &log, None);
     // A second receiver over HTTPS, with a certificate from a private CA the webhook names.
@@ -121,11 +135,22 @@ fn webhooks_receive_signed_events_with_retries_and_a_dead_webhook_is_counted() {
         ),
     )
     .unwrap();
+    // The example deployment with a per-client rate limit low enough to reach from a test.
+    let example = std::fs::read_to_string(crate::support::example()).unwrap();
+    let limited = example.replace("rate-limit-per-client = 1000", "rate-limit-per-client = 5");
+    assert_ne!(limited, example, "the example sets rate-limit-per-client = 1000");
+    let config = dir.path().join("meridian.toml");
+    std::fs::write(&config, limited).unwrap();
     let ports = Ports::free();
-    let (_up, _) = start_with(
+    let (_up, banner) = start_with(
         &ports,
         &dir.path().join("data"),
-        &["--notify", notify.to_str().unwrap()],
+        &[
+            "--notify",
+            notify.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
     );
     let data = dir.path().join("data");
 
@@ -164,7 +189,11 @@ fn webhooks_receive_signed_events_with_retries_and_a_dead_webhook_is_counted() {
     assert_eq!(start[1]["header_event"], "drill-start");
     assert_eq!(start[1]["event"]["region"], "waw");
     assert_eq!(start[1]["event"]["mode"], "down");
-    assert_eq!(start[1]["event"]["node"], "meridian up");
+    let node = start[1]["event"]["node"].as_str().unwrap_or_default();
+    assert!(
+        node.starts_with("up/"),
+        "the sender names itself ROLE/INSTANCE: {node:?}"
+    );
     // Over HTTPS too, verified against the webhook's CA.
     let tls_start = wait_for_event(&tls_log, "drill-start over https", |e| {
         e["event"] == "drill-start"
@@ -198,14 +227,37 @@ fn webhooks_receive_signed_events_with_retries_and_a_dead_webhook_is_counted() {
     for _ in 0..300 {
         sock.send_to(&query, ports.dns).unwrap();
     }
+    // The proxy's per-client limit (5 per second): one client asking 30 times at once.
+    let waw = proxy_of(&banner, "waw");
+    let refused = (0..30).filter(|_| http_get(waw, "/").0 == 429).count();
+    assert!(refused >= 20, "{refused} of 30 requests refused with 429");
     wait_for_event(&log, "rrl-engaged", |e| e["event"] == "rrl-engaged");
+    let engaged = wait_for_event(&log, "rate-limit-engaged", |e| e["event"] == "rate-limit-engaged");
+    assert!(
+        engaged.last().unwrap()["event"]["limited_responses"].as_u64() >= Some(1),
+        "{engaged:#?}"
+    );
+    // Both subside after 10 s without a limited response.
+    wait_for_event(&log, "rrl-subsided", |e| e["event"] == "rrl-subsided");
+    wait_for_event(&log, "rate-limit-subsided", |e| {
+        e["event"] == "rate-limit-subsided"
+    });
     assert!(
         received(&log).iter().all(|r| r["valid"] == true),
         "every signature is valid"
     );
+    // The HTTPS webhook asked for drill starts only, and got nothing else.
+    let tls_events: Vec<Value> = received(&tls_log)
+        .iter()
+        .map(|r| r["event"]["event"].clone())
+        .collect();
+    assert!(
+        !tls_events.is_empty() && tls_events.iter().all(|e| e == "drill-start"),
+        "{tls_events:?}"
+    );
 
-    // The dead webhook: both attempts failed, the event was given up on and counted; the node answered
-    // all along.
+    // The silent webhook: both attempts timed out, the event was given up on and counted; the node
+    // answered all along.
     assert!(ask(ports.dns, "meet.gslb.example.", "83.0.0.0").is_some());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -233,6 +285,7 @@ fn webhooks_receive_signed_events_with_retries_and_a_dead_webhook_is_counted() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    drop(silent);
 }
 
 #[test]
@@ -331,4 +384,205 @@ fn losing_and_regaining_etcd_is_notified() {
         "{:#?}",
         received(&log)
     );
+}
+
+/// One `meridian dns` of a fleet on a shared etcd, with `--notify`.
+struct FleetNode {
+    metrics: SocketAddr,
+    admin: SocketAddr,
+    process: Interrupted,
+}
+
+impl FleetNode {
+    fn start(etcd: &str, notify: &std::path::Path, token: &std::path::Path) -> Self {
+        let dns = format!("127.0.0.1:{}", crate::support::free_udp_port());
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let process = Interrupted(
+            meridian()
+                .args(["dns", "--rrl-rate", "0", "--listen", &dns, "--etcd", etcd])
+                .args(["--metrics-listen", &metrics.to_string()])
+                .args(["--admin-listen", &admin.to_string()])
+                .arg("--admin-token-file")
+                .arg(token)
+                .arg("--notify")
+                .arg(notify)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_get(metrics, "/metrics").0 != 200 {
+            assert!(Instant::now() < deadline, "meridian dns did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            metrics,
+            admin,
+            process,
+        }
+    }
+
+    /// Whether it says it sends the fleet's events (`None`: it does not answer).
+    fn sender(&self) -> Option<bool> {
+        let (status, metrics) = http_get(self.metrics, "/metrics");
+        (status == 200).then(|| metrics.lines().any(|l| l == "meridian_webhook_fleet_sender 1"))
+    }
+
+    /// `meridian drill start` through its admin API.
+    fn drill(&self, token: &std::path::Path, id: &str, region: &str, mode: &str) {
+        let o = meridian()
+            .args([
+                "drill", "start", "--region", region, "--mode", mode, "--for", "10m",
+            ])
+            .args(["--id", id, "--reason", "fleet notifications"])
+            .args(["--server", &format!("http://{}", self.admin)])
+            .arg("--token-file")
+            .arg(token)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "drill start {id}: {}", stderr(&o));
+    }
+}
+
+/// Waits until exactly one of `nodes` (those still running) says it sends the fleet's events; its index.
+fn the_sender(nodes: &[&FleetNode], within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let says: Vec<Option<bool>> = nodes.iter().map(|n| n.sender()).collect();
+        let senders: Vec<usize> = (0..nodes.len()).filter(|&i| says[i] == Some(true)).collect();
+        if senders.len() == 1 {
+            return senders[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no single sender within {within:?}: {says:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The delivered (status 200) requests of `event` about `subject` (its drill or region).
+fn delivered(log: &std::path::Path, event: &str, subject: &str) -> Vec<Value> {
+    received(log)
+        .into_iter()
+        .filter(|r| r["status"] == 200 && r["event"]["event"] == event)
+        .filter(|r| r["event"]["drill"] == subject || r["event"]["region"] == subject)
+        .collect()
+}
+
+#[test]
+fn a_fleet_sends_its_events_once_and_hands_over_when_the_sender_dies_or_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = meridian_store::testing::EtcdServer::start();
+    let applied = meridian()
+        .args(["config", "apply", crate::support::example().to_str().unwrap()])
+        .args(["--author", "test", "--etcd", &etcd.client_url])
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let hook_port = free_tcp_port();
+    let log = dir.path().join("received.jsonl");
+    let _receiver = receiver(dir.path(), hook_port, &log, None);
+    let notify = dir.path().join("notify.toml");
+    std::fs::write(
+        &notify,
+        format!(
+            "[[webhook]]\nname = \"fleet\"\nurl = \"http://127.0.0.1:{hook_port}/\"\nsecret = \"{SECRET}\"\nmax-attempts = 3\n"
+        ),
+    )
+    .unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "fleet-token-0123456789\n").unwrap();
+
+    let mut nodes = vec![
+        FleetNode::start(&etcd.client_url, &notify, &token),
+        FleetNode::start(&etcd.client_url, &notify, &token),
+    ];
+    let first = the_sender(&nodes.iter().collect::<Vec<_>>(), Duration::from_secs(10));
+
+    // Both nodes see the drill; one sends it, once.
+    nodes[1 - first].drill(&token, "fleet-1", "waw", "down");
+    wait_for_event(&log, "drill-start fleet-1", |e| {
+        e["event"] == "drill-start" && e["drill"] == "fleet-1"
+    });
+    wait_for_event(&log, "region-down waw", |e| {
+        e["event"] == "region-down" && e["region"] == "waw"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        delivered(&log, "drill-start", "fleet-1").len(),
+        1,
+        "{:#?}",
+        received(&log)
+    );
+    assert_eq!(
+        delivered(&log, "region-down", "waw").len(),
+        1,
+        "{:#?}",
+        received(&log)
+    );
+    let sender_name = delivered(&log, "drill-start", "fleet-1")[0]["event"]["node"].clone();
+
+    // The sender killed (no clean stop: its lock stays until its lease expires), and a drill started at
+    // once: the other node takes over and sends what the dead one could not.
+    let killed = Instant::now();
+    nodes[first].process.0.kill().unwrap();
+    nodes[first].process.0.wait().unwrap();
+    let survivor = nodes.remove(1 - first);
+    // (Not down: with waw down, the European services would be left without a region.)
+    survivor.drill(&token, "fleet-2", "fra", "capacity=50");
+    let two = wait_for_event_within(&log, "drill-start fleet-2", Duration::from_secs(25), |e| {
+        e["event"] == "drill-start" && e["drill"] == "fleet-2"
+    });
+    eprintln!(
+        "fleet-2 delivered {:?} after the sender was killed",
+        killed.elapsed()
+    );
+    let sent = &two.last().unwrap()["event"];
+    assert_eq!(
+        sent["handover"], true,
+        "sent as missed by the previous sender: {sent}"
+    );
+    assert_ne!(sent["node"], sender_name, "{sent}");
+    assert_eq!(survivor.sender(), Some(true));
+    // What the first sender had sent is not sent again.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        delivered(&log, "drill-start", "fleet-1").len(),
+        1,
+        "{:#?}",
+        received(&log)
+    );
+    assert_eq!(
+        delivered(&log, "drill-start", "fleet-2").len(),
+        1,
+        "{:#?}",
+        received(&log)
+    );
+
+    // A clean stop hands over at once.
+    let mut survivor = survivor;
+    let third = FleetNode::start(&etcd.client_url, &notify, &token);
+    assert_eq!(third.sender(), Some(false));
+    let stopped = Instant::now();
+    assert!(survivor.process.interrupt().success());
+    let took_over = the_sender(&[&third], Duration::from_secs(5));
+    assert_eq!(took_over, 0);
+    eprintln!("handed over {:?} after a clean stop", stopped.elapsed());
+    third.drill(&token, "fleet-3", "bhs", "capacity=50");
+    wait_for_event(&log, "drill-start fleet-3", |e| {
+        e["event"] == "drill-start" && e["drill"] == "fleet-3"
+    });
+    // Nodes starting (connecting to etcd) or being killed are no store events of the others.
+    let store_events: Vec<Value> = received(&log)
+        .into_iter()
+        .filter(|r| {
+            r["event"]["event"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("store-"))
+        })
+        .collect();
+    assert!(store_events.is_empty(), "{store_events:#?}");
 }
