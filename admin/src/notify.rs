@@ -702,6 +702,63 @@ mod tests {
         );
     }
 
+    /// The example deployment's snapshot with every region up from three vantages but `down`, down.
+    fn snapshot_with(down: &[&str], now: u64) -> Snapshot {
+        use meridian_store::schema::HealthObservation;
+        let config = meridian_config::Config::from_toml_str(include_str!("../../examples/meridian.toml"))
+            .expect("the example configuration");
+        let keys = Keys::new("/meridian").expect("keys");
+        let mut kvs = Vec::new();
+        for region in config.regions() {
+            for vantage in ["v1", "v2", "v3"] {
+                let observation = HealthObservation {
+                    schema: 1,
+                    healthy: !down.contains(&region.id.as_str()),
+                    observed_at_ms: now,
+                    latency_ms: None,
+                    detail: None,
+                };
+                kvs.push(meridian_store::KeyValue {
+                    key: keys.health(&region.id, vantage),
+                    value: encode(&observation),
+                    create_revision: 2,
+                    mod_revision: 2,
+                    version: 1,
+                    lease: 0,
+                });
+            }
+        }
+        let mut builder = meridian_store::SnapshotBuilder::new(keys, Some(Arc::new(config)));
+        builder.reset(kvs, 2);
+        builder.build(now).expect("a snapshot")
+    }
+
+    #[test]
+    fn a_region_the_probers_find_down_is_an_event_and_so_is_its_recovery() {
+        let mut seen = Seen::new(0);
+        let t0 = Instant::now();
+        let now = 1_000_000;
+        let up = snapshot_with(&[], now);
+        assert!(seen.observe(Some(&up), true, &[], &[], now, t0).is_empty());
+        let down = snapshot_with(&["waw"], now);
+        let e = seen.observe(Some(&down), true, &[], &[], now + 1, t0);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(
+            (&e[0]["event"], &e[0]["region"], &e[0]["cause"]),
+            (&json!("region-down"), &json!("waw"), &json!("health"))
+        );
+        assert!(is_fleet_event("region-down"));
+        assert!(
+            seen.observe(Some(&down), true, &[], &[], now + 2, t0).is_empty(),
+            "once"
+        );
+        let e = seen.observe(Some(&up), true, &[], &[], now + 3, t0);
+        assert_eq!(
+            (&e[0]["event"], &e[0]["region"]),
+            (&json!("region-up"), &json!("waw"))
+        );
+    }
+
     #[test]
     fn rrl_engages_on_a_rising_count_and_subsides_after_quiet() {
         let registry = Registry::new();
