@@ -130,156 +130,187 @@ impl Notifications {
         let mut problems = Vec::new();
         let mut webhooks = Vec::new();
         for (i, w) in raw.webhook.into_iter().enumerate() {
-            let at = |field: &str| format!("webhook[{i}].{field}");
-            let name = match w.name {
-                Some(n)
-                    if !n.is_empty()
-                        && n.len() <= 64
-                        && n.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
-                {
-                    n
-                }
-                Some(n) => {
-                    push(
-                        &mut problems,
-                        at("name"),
-                        format!("{n:?}: 1 to 64 of a-z, A-Z, 0-9, - and _"),
-                    );
-                    String::new()
-                }
-                None => {
-                    push(&mut problems, at("name"), "is required".to_owned());
-                    String::new()
-                }
-            };
-            if !name.is_empty() && webhooks.iter().any(|o: &Webhook| o.name == name) {
-                push(
-                    &mut problems,
-                    at("name"),
-                    format!("{name:?} is used by an earlier webhook"),
-                );
-            }
-            let url = match w.url {
-                Some(u) => match check_url(&u) {
-                    Ok(()) => u,
-                    Err(m) => {
-                        push(&mut problems, at("url"), m);
-                        String::new()
-                    }
-                },
-                None => {
-                    push(&mut problems, at("url"), "is required".to_owned());
-                    String::new()
-                }
-            };
-            let secret = match (w.secret, w.secret_file) {
-                (Some(_), Some(_)) => {
-                    push(
-                        &mut problems,
-                        at("secret"),
-                        "give secret or secret-file, not both".to_owned(),
-                    );
-                    None
-                }
-                (Some(s), None) => Some((s, at("secret"))),
-                (None, Some(f)) => {
-                    let p = base.join(&f);
-                    match std::fs::read_to_string(&p) {
-                        Ok(s) => Some((s.trim().to_owned(), at("secret-file"))),
-                        Err(e) => {
-                            push(
-                                &mut problems,
-                                at("secret-file"),
-                                format!("cannot read {}: {e}", p.display()),
-                            );
-                            None
-                        }
-                    }
-                }
-                (None, None) => {
-                    push(
-                        &mut problems,
-                        at("secret"),
-                        "is required (secret or secret-file)".to_owned(),
-                    );
-                    None
-                }
-            };
-            let secret = match secret {
-                Some((s, _)) if s.len() >= MIN_SECRET_LEN => s,
-                Some((_, path)) => {
-                    push(
-                        &mut problems,
-                        path,
-                        format!(
-                            "the secret must have at least {MIN_SECRET_LEN} characters (try: openssl rand -hex 32)"
-                        ),
-                    );
-                    String::new()
-                }
-                None => String::new(),
-            };
-            let events = match w.events {
-                None => EVENTS.iter().map(|e| (*e).to_owned()).collect(),
-                Some(list) if list.is_empty() => {
-                    push(
-                        &mut problems,
-                        at("events"),
-                        "is empty (leave it out for every event)".to_owned(),
-                    );
-                    Vec::new()
-                }
-                Some(list) => {
-                    for (j, e) in list.iter().enumerate() {
-                        if !EVENTS.contains(&e.as_str()) {
-                            push(
-                                &mut problems,
-                                format!("webhook[{i}].events[{j}]"),
-                                format!("unknown event {e:?} (known: {})", EVENTS.join(", ")),
-                            );
-                        }
-                    }
-                    list
-                }
-            };
-            let int =
-                |v: Option<i64>, default: u32, lo: u32, hi: u32, field: &str, problems: &mut Vec<Problem>| {
-                    match v {
-                        None => default,
-                        Some(n) if (i64::from(lo)..=i64::from(hi)).contains(&n) => n as u32,
-                        Some(n) => {
-                            push(problems, at(field), format!("{n} is out of range ({lo} to {hi})"));
-                            default
-                        }
-                    }
-                };
-            let timeout_ms = int(w.timeout_ms, 5000, 100, 60_000, "timeout-ms", &mut problems);
-            let max_attempts = int(w.max_attempts, 5, 1, 20, "max-attempts", &mut problems);
-            let ca_file = w.ca_file.map(|f| base.join(f));
-            if let Some(f) = &ca_file
-                && !f.is_file()
-            {
-                push(
-                    &mut problems,
-                    at("ca-file"),
-                    format!("{} is not a readable file", f.display()),
-                );
-            }
-            webhooks.push(Webhook {
-                name,
-                url,
-                secret,
-                events,
-                timeout_ms,
-                max_attempts,
-                ca_file,
-            });
+            let hook = webhook(i, w, base, &webhooks, &mut problems);
+            webhooks.push(hook);
         }
         if problems.is_empty() {
             Ok(Self { webhooks })
         } else {
             Err(problems)
+        }
+    }
+}
+
+/// Checks the `i`th webhook (`earlier`: those before it), reporting its problems; what is wrong is left
+/// empty or at its default.
+fn webhook(
+    i: usize,
+    w: RawWebhook,
+    base: &Path,
+    earlier: &[Webhook],
+    problems: &mut Vec<Problem>,
+) -> Webhook {
+    let at = |field: &str| format!("webhook[{i}].{field}");
+    let name = name(w.name, &at("name"), problems);
+    if !name.is_empty() && earlier.iter().any(|o| o.name == name) {
+        push(
+            problems,
+            at("name"),
+            format!("{name:?} is used by an earlier webhook"),
+        );
+    }
+    let url = match w.url {
+        Some(u) => match check_url(&u) {
+            Ok(()) => u,
+            Err(m) => {
+                push(problems, at("url"), m);
+                String::new()
+            }
+        },
+        None => {
+            push(problems, at("url"), "is required".to_owned());
+            String::new()
+        }
+    };
+    let secret = secret(w.secret, w.secret_file, base, &at, problems);
+    let events = events(w.events, i, problems);
+    let mut int = |v: Option<i64>, default: u32, lo: u32, hi: u32, field: &str| match v {
+        None => default,
+        Some(n) if (i64::from(lo)..=i64::from(hi)).contains(&n) => n as u32,
+        Some(n) => {
+            push(problems, at(field), format!("{n} is out of range ({lo} to {hi})"));
+            default
+        }
+    };
+    let timeout_ms = int(w.timeout_ms, 5000, 100, 60_000, "timeout-ms");
+    let max_attempts = int(w.max_attempts, 5, 1, 20, "max-attempts");
+    let ca_file = w.ca_file.map(|f| base.join(f));
+    if let Some(f) = &ca_file
+        && !f.is_file()
+    {
+        push(
+            problems,
+            at("ca-file"),
+            format!("{} is not a readable file", f.display()),
+        );
+    }
+    Webhook {
+        name,
+        url,
+        secret,
+        events,
+        timeout_ms,
+        max_attempts,
+        ca_file,
+    }
+}
+
+/// `name`: 1 to 64 of a-z, A-Z, 0-9, - and _ (a metrics label).
+fn name(name: Option<String>, path: &str, problems: &mut Vec<Problem>) -> String {
+    match name {
+        Some(n)
+            if !n.is_empty()
+                && n.len() <= 64
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            n
+        }
+        Some(n) => {
+            push(
+                problems,
+                path.to_owned(),
+                format!("{n:?}: 1 to 64 of a-z, A-Z, 0-9, - and _"),
+            );
+            String::new()
+        }
+        None => {
+            push(problems, path.to_owned(), "is required".to_owned());
+            String::new()
+        }
+    }
+}
+
+/// `secret` or `secret-file` (relative to `base`), one of them, of at least [`MIN_SECRET_LEN`] characters.
+fn secret(
+    secret: Option<String>,
+    secret_file: Option<String>,
+    base: &Path,
+    at: &dyn Fn(&str) -> String,
+    problems: &mut Vec<Problem>,
+) -> String {
+    let secret = match (secret, secret_file) {
+        (Some(_), Some(_)) => {
+            push(
+                problems,
+                at("secret"),
+                "give secret or secret-file, not both".to_owned(),
+            );
+            None
+        }
+        (Some(s), None) => Some((s, at("secret"))),
+        (None, Some(f)) => {
+            let p = base.join(&f);
+            match std::fs::read_to_string(&p) {
+                Ok(s) => Some((s.trim().to_owned(), at("secret-file"))),
+                Err(e) => {
+                    push(
+                        problems,
+                        at("secret-file"),
+                        format!("cannot read {}: {e}", p.display()),
+                    );
+                    None
+                }
+            }
+        }
+        (None, None) => {
+            push(
+                problems,
+                at("secret"),
+                "is required (secret or secret-file)".to_owned(),
+            );
+            None
+        }
+    };
+    match secret {
+        Some((s, _)) if s.len() >= MIN_SECRET_LEN => s,
+        Some((_, path)) => {
+            push(
+                problems,
+                path,
+                format!(
+                    "the secret must have at least {MIN_SECRET_LEN} characters (try: openssl rand -hex 32)"
+                ),
+            );
+            String::new()
+        }
+        None => String::new(),
+    }
+}
+
+/// `events`: names from [`EVENTS`]; left out, every event.
+fn events(events: Option<Vec<String>>, i: usize, problems: &mut Vec<Problem>) -> Vec<String> {
+    match events {
+        None => EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+        Some(list) if list.is_empty() => {
+            push(
+                problems,
+                format!("webhook[{i}].events"),
+                "is empty (leave it out for every event)".to_owned(),
+            );
+            Vec::new()
+        }
+        Some(list) => {
+            for (j, e) in list.iter().enumerate() {
+                if !EVENTS.contains(&e.as_str()) {
+                    push(
+                        problems,
+                        format!("webhook[{i}].events[{j}]"),
+                        format!("unknown event {e:?} (known: {})", EVENTS.join(", ")),
+                    );
+                }
+            }
+            list
         }
     }
 }
