@@ -310,6 +310,138 @@ async fn bad_requests_are_clear(store: Arc<dyn KvStore>) {
     assert_eq!(c.get("/v1/audit").await.unwrap()["total"], 0);
 }
 
+/// One raw HTTP/1.1 request with the bearer token (a body that is not JSON cannot go through the
+/// client): (status, body as JSON).
+async fn raw(n: &Node, method: &str, path: &str, body: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(n.server.addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        n.server.addr,
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head.get(9..12).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// A 400 whose message names `field` (and says `also`), from a raw request.
+async fn refused_naming(n: &Node, method: &str, path: &str, body: &str, field: &str, also: &str) {
+    let (status, doc) = raw(n, method, path, body).await;
+    let message = doc["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(
+        (status, doc["error"]["code"].as_str()),
+        (400, Some("bad-request")),
+        "{method} {path} {body}: {doc}"
+    );
+    assert!(
+        message.contains(field) && message.contains(also),
+        "{method} {path} {body}: the message should name {field:?} and say {also:?}: {message}"
+    );
+}
+
+/// Bad input on every write the dashboard makes (drill start, undrain, drill stop) and on the audit
+/// log's query: a 400 naming the field, and nothing changed — the drain and the drill stay, the audit log
+/// has no new record.
+async fn bad_input_changes_nothing(store: Arc<dyn KvStore>) {
+    let n = node(store).await;
+    let c = &n.client;
+    c.send("PUT", "/v1/regions/waw/drain", Some(&json!({"reason": "before"})))
+        .await
+        .unwrap();
+    c.send(
+        "POST",
+        "/v1/drills",
+        Some(&json!({"region": "bhs", "mode": "drain", "duration_ms": 600_000, "reason": "r", "id": "kept"})),
+    )
+    .await
+    .unwrap();
+    let total = c.get("/v1/audit").await.unwrap()["total"].clone();
+    assert_eq!(total, 2);
+
+    // Drill start.
+    let drill = |extra: Value| {
+        let mut b = json!({"region": "vin", "mode": "down", "duration_ms": 60_000, "reason": "r"});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b.to_string()
+    };
+    for (body, field, also) in [
+        (drill(json!({"mode": "capacity=150"})), "capacity=150", "from 0 to 100"),
+        (drill(json!({"mode": "capacity=-5"})), "capacity=-5", "from 0 to 100"),
+        (drill(json!({"mode": "capacity=half"})), "capacity=half", "from 0 to 100"),
+        (drill(json!({"duration_ms": -1})), "duration_ms", "invalid value"),
+        (drill(json!({"duration_ms": 1e20})), "duration_ms", "invalid type"),
+        (drill(json!({"duration_ms": 300_000_000})), "duration_ms", "72 hours"),
+        (drill(json!({"region": "nowhere"})), "nowhere", "known"),
+        (drill(json!({"reason": ""})), "reason", "required"),
+        (drill(json!({"force": "yes"})), "force", "expected a boolean"),
+        (drill(json!({"id": "Has Spaces"})), "drill id", "a-z"),
+        (drill(json!({"minutes": 5})), "minutes", "unknown field"),
+        ("{\"region\": \"bhs\"".to_owned(), "request body", "EOF"),
+        ("[]".to_owned(), "request body", "invalid type"),
+    ] {
+        let (status, doc) = raw(&n, "POST", "/v1/drills", &body).await;
+        let message = doc["error"]["message"].as_str().unwrap_or_default();
+        // An unknown region is a 404 (its own code); everything else a 400.
+        let want = if field == "nowhere" { 404 } else { 400 };
+        assert_eq!(status, want, "{body}: {doc}");
+        assert!(
+            message.contains(field) && message.contains(also),
+            "{body}: the message should name {field:?} and say {also:?}: {message}"
+        );
+    }
+    // Undrain and drill stop: their bodies are optional, but a body given must be right.
+    for path in ["/v1/regions/waw/drain", "/v1/drills/kept"] {
+        for (body, field, also) in [
+            ("{\"reason\": 5}", "reason", "expected a string"),
+            ("{\"force\": \"yes\"}", "force", "expected a boolean"),
+            ("{\"expect_revision\": \"x\"}", "expect_revision", "expected i64"),
+            ("{\"forse\": true}", "forse", "unknown field"),
+            ("reason=done", "request body", "expected value"),
+            ("{} {}", "request body", "trailing characters"),
+        ] {
+            refused_naming(&n, "DELETE", path, body, field, also).await;
+        }
+        let long = json!({"reason": "x".repeat(1001)}).to_string();
+        refused_naming(&n, "DELETE", path, &long, "reason", "longer than 1000").await;
+    }
+    // The audit log's limit.
+    for limit in ["abc", "-1", "0", "1001", "99999999999999999999999", "1.5", ""] {
+        refused_naming(
+            &n,
+            "GET",
+            &format!("/v1/audit?limit={limit}"),
+            "",
+            &format!("limit: {limit:?}"),
+            "from 1 to 1000",
+        )
+        .await;
+    }
+    refused_naming(&n, "GET", "/v1/audit?limt=5", "", "\"limt\"", "unknown query parameter").await;
+    refused_naming(&n, "GET", "/v1/drills?all=maybe", "", "all", "not true or false").await;
+
+    // Nothing changed: waw is still drained, the drill still runs, no drill on vin, no new record.
+    let status = c.get("/v1/status").await.unwrap();
+    assert_eq!(region(&status, "waw")["drained"]["reason"], "before", "{status}");
+    assert_eq!(region(&status, "bhs")["drills"][0]["id"], "kept", "{status}");
+    assert_eq!(region(&status, "vin")["drills"], json!([]), "{status}");
+    assert_eq!(c.get("/v1/audit").await.unwrap()["total"], total);
+    // And the same bodies, right, do apply.
+    c.send("DELETE", "/v1/drills/kept", Some(&json!({"reason": "done"})))
+        .await
+        .unwrap();
+    c.send("DELETE", "/v1/regions/waw/drain", Some(&json!({"force": false})))
+        .await
+        .unwrap();
+    assert_eq!(c.get("/v1/audit?limit=1000").await.unwrap()["total"], 4);
+}
+
 async fn concurrent_edits_one_wins(store: Arc<dyn KvStore>) {
     let n = node(store).await;
     let read = n.client.get("/v1/status").await.unwrap()["revision"]
@@ -727,6 +859,12 @@ macro_rules! battery {
             async fn bad_requests_are_clear() {
                 let (s, _g) = super::$backend();
                 super::bad_requests_are_clear(s).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn bad_input_changes_nothing() {
+                let (s, _g) = super::$backend();
+                super::bad_input_changes_nothing(s).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
