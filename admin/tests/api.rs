@@ -58,6 +58,16 @@ async fn node_with_tls(
     tls: Option<Arc<rustls::ServerConfig>>,
     ca_file: Option<&std::path::Path>,
 ) -> Node {
+    node_at(store, tls, ca_file, "127.0.0.1:0").await
+}
+
+/// A node listening on `bind`.
+async fn node_at(
+    store: Arc<dyn KvStore>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    ca_file: Option<&std::path::Path>,
+    bind: &str,
+) -> Node {
     let keys = Keys::new(DEFAULT_PREFIX).unwrap();
     let mut options = WatcherOptions::new(keys.clone());
     options.bootstrap = Some(Arc::new(Config::load(std::path::Path::new(EXAMPLE)).unwrap()));
@@ -74,7 +84,7 @@ async fn node_with_tls(
         tls,
         node: "test".into(),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let server = serve(listener, ctx).await.unwrap();
     let client =
         AdminClient::new(&server.url(), Some(TOKEN.into()), ca_file, Duration::from_secs(5)).unwrap();
@@ -313,11 +323,16 @@ async fn bad_requests_are_clear(store: Arc<dyn KvStore>) {
 /// One raw HTTP/1.1 request with the bearer token (a body that is not JSON cannot go through the
 /// client): (status, body as JSON).
 async fn raw(n: &Node, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let (status, _, body) = raw_to(n.server.addr, method, path, body).await;
+    (status, body)
+}
+
+/// One raw HTTP/1.1 request to `addr`: (status, head, body as JSON).
+async fn raw_to(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(n.server.addr).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        n.server.addr,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(request.as_bytes()).await.unwrap();
@@ -326,7 +341,11 @@ async fn raw(n: &Node, method: &str, path: &str, body: &str) -> (u16, Value) {
     let answer = String::from_utf8_lossy(&answer).into_owned();
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
     let status = head.get(9..12).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    (
+        status,
+        head.to_owned(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
 }
 
 /// A 400 whose message names `field` (and says `also`), from a raw request.
@@ -1091,4 +1110,84 @@ async fn https_with_a_private_ca() {
     // A CA file that is not PEM is refused by the client, naming it.
     let e = AdminClient::new(&url, None, Some(&pki.path("missing.pem")), Duration::from_secs(1)).unwrap_err();
     assert!(e.to_string().contains("missing.pem"), "{e}");
+}
+
+/// This host's address on its default route, which is not loopback: a connection to it from the host
+/// itself is delivered locally (it never leaves the host) but reaches a listener at a non-loopback local
+/// address. Connecting a UDP socket sends nothing; it only picks the source address.
+fn own_non_loopback_address() -> IpAddr {
+    let candidates = [("0.0.0.0:0", "203.0.113.1:9"), ("[::]:0", "[2001:db8::1]:9")];
+    candidates
+        .iter()
+        .find_map(|(bind, to)| {
+            let s = std::net::UdpSocket::bind(bind).ok()?;
+            s.connect(to).ok()?;
+            let ip = s.local_addr().ok()?.ip();
+            (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+        })
+        .expect("this test needs a non-loopback address on this host (a default route)")
+}
+
+/// The dashboard's session cookie is always Secure; a browser keeps one set over plain HTTP only on a
+/// loopback address. So a login over plain HTTP is answered with the cookie when the connection reached a
+/// loopback address (also an IPv4 client of a dual-stack listener, at ::ffff:127.0.0.1), and refused with
+/// a message saying why when it reached another address of the same wildcard listener — judged by the
+/// connection's local address, whatever the Host header says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_login_over_plain_http_only_on_loopback() {
+    let login = json!({ "token": TOKEN }).to_string();
+    let cookie_of = |head: &str| {
+        head.lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+            .map(str::to_owned)
+    };
+    let own = own_non_loopback_address();
+    let (wildcard, lo) = if own.is_ipv4() {
+        ("0.0.0.0:0", IpAddr::from([127, 0, 0, 1]))
+    } else {
+        ("[::]:0", IpAddr::from(std::net::Ipv6Addr::LOCALHOST))
+    };
+    let n = node_at(embedded().0, None, None, wildcard).await;
+    let port = n.server.addr.port();
+
+    let (status, head, doc) = raw_to((lo, port).into(), "POST", "/dashboard/login", &login).await;
+    assert_eq!(status, 204, "{head}{doc}");
+    let cookie = cookie_of(&head).unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.ends_with("; Secure"),
+        "{cookie}"
+    );
+
+    let (status, head, doc) = raw_to((own, port).into(), "POST", "/dashboard/login", &login).await;
+    assert_eq!(
+        (status, doc["error"]["code"].as_str()),
+        (403, Some("needs-https")),
+        "{head}{doc}"
+    );
+    let message = doc["error"]["message"].as_str().unwrap();
+    for says in [
+        "plain HTTP",
+        "not a loopback address",
+        &own.to_string(),
+        "--admin-tls-cert",
+        "SSH tunnel",
+    ] {
+        assert!(message.contains(says), "{says:?}: {message}");
+    }
+    assert_eq!(cookie_of(&head), None, "{head}");
+    // The API itself still answers there with the bearer token (only the browser's cookie needs more).
+    let (status, _, doc) = raw_to((own, port).into(), "GET", "/v1/status", "").await;
+    assert_eq!(status, 200, "{doc}");
+
+    // A dual-stack listener: an IPv4 client on loopback arrives at ::ffff:127.0.0.1, still loopback.
+    let v6 = node_at(embedded().0, None, None, "[::]:0").await;
+    let (status, head, doc) = raw_to(
+        ([127, 0, 0, 1], v6.server.addr.port()).into(),
+        "POST",
+        "/dashboard/login",
+        &login,
+    )
+    .await;
+    assert_eq!(status, 204, "{head}{doc}");
+    assert!(cookie_of(&head).unwrap().ends_with("; Secure"), "{head}");
 }
