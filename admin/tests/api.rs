@@ -391,12 +391,28 @@ async fn bad_input_changes_nothing(store: Arc<dyn KvStore>) {
         b.to_string()
     };
     for (body, field, also) in [
-        (drill(json!({"mode": "capacity=150"})), "capacity=150", "from 0 to 100"),
-        (drill(json!({"mode": "capacity=-5"})), "capacity=-5", "from 0 to 100"),
-        (drill(json!({"mode": "capacity=half"})), "capacity=half", "from 0 to 100"),
+        (
+            drill(json!({"mode": "capacity=150"})),
+            "capacity=150",
+            "from 0 to 100",
+        ),
+        (
+            drill(json!({"mode": "capacity=-5"})),
+            "capacity=-5",
+            "from 0 to 100",
+        ),
+        (
+            drill(json!({"mode": "capacity=half"})),
+            "capacity=half",
+            "from 0 to 100",
+        ),
         (drill(json!({"duration_ms": -1})), "duration_ms", "invalid value"),
         (drill(json!({"duration_ms": 1e20})), "duration_ms", "invalid type"),
-        (drill(json!({"duration_ms": 300_000_000})), "duration_ms", "72 hours"),
+        (
+            drill(json!({"duration_ms": 300_000_000})),
+            "duration_ms",
+            "72 hours",
+        ),
         (drill(json!({"region": "nowhere"})), "nowhere", "known"),
         (drill(json!({"reason": ""})), "reason", "required"),
         (drill(json!({"force": "yes"})), "force", "expected a boolean"),
@@ -442,7 +458,15 @@ async fn bad_input_changes_nothing(store: Arc<dyn KvStore>) {
         )
         .await;
     }
-    refused_naming(&n, "GET", "/v1/audit?limt=5", "", "\"limt\"", "unknown query parameter").await;
+    refused_naming(
+        &n,
+        "GET",
+        "/v1/audit?limt=5",
+        "",
+        "\"limt\"",
+        "unknown query parameter",
+    )
+    .await;
     refused_naming(&n, "GET", "/v1/drills?all=maybe", "", "all", "not true or false").await;
 
     // Nothing changed: waw is still drained, the drill still runs, no drill on vin, no new record.

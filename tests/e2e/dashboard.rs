@@ -66,15 +66,13 @@ fn api(addr: SocketAddr, token: &str, method: &str, path: &str, body: Option<&Va
     let headers = format!("Authorization: Bearer {token}\r\nContent-Type: application/json\r\n");
     let body = body.map(Value::to_string).unwrap_or_default();
     let (status, head, answer) = request(addr, method, path, &headers, &body);
-    let doc = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{method} {path}: {e}: {head}{answer}"));
+    let doc =
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{method} {path}: {e}: {head}{answer}"));
     (status, doc)
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 /// A script (for `Browser::eval`) returning the texts of the elements matching a CSS selector.
@@ -198,7 +196,9 @@ fn without_the_token_the_dashboard_gives_no_data() {
     // Secure too, though this API is plain HTTP: on a loopback address browsers keep it (the browser
     // test logs in so); elsewhere the login is refused (admin/tests/api.rs).
     assert!(
-        cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Strict") && cookie_line.contains("Secure"),
+        cookie_line.contains("HttpOnly")
+            && cookie_line.contains("SameSite=Strict")
+            && cookie_line.contains("Secure"),
         "{cookie_line}"
     );
     assert!(
@@ -681,14 +681,13 @@ fn point_at(browser: &Browser, id: &str, heading: &str) -> (Vec<String>, Vec<Str
     // Somewhere else first, so pointing at the marker is a new `mouseenter`; and no details left from
     // before.
     browser.hover("#regions");
-    browser.eval(
-        "document.getElementById('details').replaceChildren()",
-        json!([]),
-    );
+    browser.eval("document.getElementById('details').replaceChildren()", json!([]));
     browser.hover(&format!("#map g.region[data-region={id}] circle.core"));
     browser.wait_for(
         &format!("pointing at {id} shows its details"),
-        &format!("const h = document.querySelector('#details h3'); return h && h.textContent === {heading:?}"),
+        &format!(
+            "const h = document.querySelector('#details h3'); return h && h.textContent === {heading:?}"
+        ),
         Duration::from_secs(3),
     );
     let p: Vec<String> = serde_json::from_value(browser.eval(&texts("#details p"), json!([]))).unwrap();
@@ -731,7 +730,11 @@ fn region_details_on_the_map(browser: &Browser, shots: &Shots<'_>, admin: Socket
         let says = format!(
             "{}: {}",
             v["vantage"].as_str().unwrap(),
-            if v["healthy"] == true { "healthy" } else { "unhealthy" }
+            if v["healthy"] == true {
+                "healthy"
+            } else {
+                "unhealthy"
+            }
         );
         assert!(li.iter().any(|l| l.starts_with(&says)), "{says:?} in {li:?}");
         assert!(
@@ -830,7 +833,11 @@ fn the_drill_form_checks_its_input(browser: &Browser, shots: &Shots<'_>, admin: 
         let case = format!("mode {mode}, capacity {pct:?}, minutes {min:?}, reason {why:?}");
         assert_eq!(
             shown,
-            json!(["Cannot start the drill", format!("{says}. Nothing was changed."), true]),
+            json!([
+                "Cannot start the drill",
+                format!("{says}. Nothing was changed."),
+                true
+            ]),
             "{case}"
         );
         shots.step(&format!("drill-form-refused-{i}"));
@@ -942,7 +949,12 @@ fn weight_and_capacity_on_the_map(
 
 /// A configuration change that widens a residency rule (gdpr also covers Switzerland) reaches the open
 /// page: the legend is redrawn with the rule as now written, and Switzerland is fenced.
-fn the_legend_follows_the_configuration(browser: &Browser, shots: &Shots<'_>, admin: SocketAddr, token: &str) {
+fn the_legend_follows_the_configuration(
+    browser: &Browser,
+    shots: &Shots<'_>,
+    admin: SocketAddr,
+    token: &str,
+) {
     let (status, stored) = api(admin, token, "GET", "/v1/config", None);
     assert_eq!(status, 200, "{stored}");
     let toml = stored["toml"].as_str().unwrap();
@@ -963,7 +975,10 @@ fn the_legend_follows_the_configuration(browser: &Browser, shots: &Shots<'_>, ad
         Duration::from_secs(3),
     );
     assert_eq!(
-        browser.eval("return document.querySelectorAll('#legend span.fence').length", json!([])),
+        browser.eval(
+            "return document.querySelectorAll('#legend span.fence').length",
+            json!([])
+        ),
         json!(1),
         "{legend}"
     );

@@ -279,7 +279,10 @@ impl Browser {
             .map_err(|e| e.to_string())?;
         let _ = std::fs::remove_file(&tmp);
         if !out.status.success() {
-            return Err(format!("base64 -d failed: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "base64 -d failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         std::fs::write(path, out.stdout).map_err(|e| e.to_string())?;
         eprintln!("screenshot: {}", path.display());

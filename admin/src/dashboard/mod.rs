@@ -285,3 +285,36 @@ pub(crate) fn routes(ctx: Arc<AdminContext>) -> Router {
         )
         .with_state(ctx)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Connection;
+
+    #[test]
+    fn a_secure_cookie_is_kept_over_tls_or_on_loopback() {
+        let kept = |local: &str, tls: bool| {
+            Connection {
+                local: local.parse().unwrap(),
+                tls,
+            }
+            .keeps_secure_cookies()
+        };
+        for loopback in [
+            "127.0.0.1:9090",
+            "127.8.9.10:1",
+            "[::1]:9090",
+            "[::ffff:127.0.0.1]:9090",
+        ] {
+            assert!(kept(loopback, false), "{loopback}");
+        }
+        for elsewhere in [
+            "192.0.2.2:9090",
+            "[2001:db8::1]:9090",
+            "[::ffff:192.0.2.2]:9090",
+            "0.0.0.0:9090",
+        ] {
+            assert!(!kept(elsewhere, false), "{elsewhere}");
+            assert!(kept(elsewhere, true), "{elsewhere} over TLS");
+        }
+    }
+}
