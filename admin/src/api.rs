@@ -111,21 +111,54 @@ impl From<meridian_store::StoreError> for ApiError {
 }
 
 /// Who makes a change, and the guards on it: common to every write.
+///
+/// Each field names itself in a deserialization error: the bodies that flatten `ChangeMeta` into theirs
+/// ([`SetWeight`], [`StartDrill`]) read it from a buffer, where an error would otherwise not say which
+/// field was wrong (`invalid type: string "yes", expected a boolean`, of what?).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChangeMeta {
     /// Who (`alice@ops1`); recorded in the audit log and the document.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "named::author")]
     pub author: Option<String>,
     /// Why; recorded too.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "named::reason")]
     pub reason: Option<String>,
     /// Apply only if the key did not change after this store revision (the `revision` of the status you
     /// read); otherwise 409 with the current value.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "named::expect_revision"
+    )]
     pub expect_revision: Option<i64>,
     /// Apply even if a safety check refuses.
+    #[serde(deserialize_with = "named::force")]
     pub force: bool,
+}
+
+/// [`ChangeMeta`]'s fields, read with their name in the error (`force: invalid type: ...`).
+mod named {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    fn field<'de, D: Deserializer<'de>, T: Deserialize<'de>>(name: &str, d: D) -> Result<T, D::Error> {
+        T::deserialize(d).map_err(|e| D::Error::custom(format_args!("{name}: {e}")))
+    }
+
+    pub(super) fn author<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        field("author", d)
+    }
+
+    pub(super) fn reason<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        field("reason", d)
+    }
+
+    pub(super) fn expect_revision<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        field("expect_revision", d)
+    }
+
+    pub(super) fn force<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        field("force", d)
+    }
 }
 
 /// `PUT /v1/regions/{id}/weight`.

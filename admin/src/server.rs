@@ -13,8 +13,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use meridian_store::schema::{AuditRecord, decode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -22,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::api::{ApiError, ChangeMeta, DrillList, PutConfig, SetWeight, StartDrill};
+use crate::dashboard::Connection;
 use crate::ops::RegionChange;
 use crate::{AdminContext, Auth, now_ms, ops, status};
 
@@ -55,7 +57,37 @@ fn body<T: DeserializeOwned>(bytes: &Bytes, empty: Option<T>) -> Result<T, ApiEr
     {
         return Ok(d);
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+    // Through serde_path_to_error, so a wrong value names its field (`request body: force: invalid
+    // type: string "yes", expected a boolean ...`), not only its line and column.
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // A field that names itself already (`api::ChangeMeta`'s) is not named twice.
+        if path == "." || inner.starts_with(&format!("{path}: ")) {
+            ApiError::bad_request(format!("request body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("request body: {path}: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
+    Ok(parsed)
+}
+
+/// The query parameters of a request, refusing any `allowed` does not name (a misspelt `limt=5` would
+/// otherwise be ignored without a word).
+fn params(q: BTreeMap<String, String>, allowed: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
+    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) if allowed.is_empty() => Err(ApiError::bad_request(format!(
+            "unknown query parameter {k:?} (this endpoint takes none)"
+        ))),
+        Some(k) => Err(ApiError::bad_request(format!(
+            "unknown query parameter {k:?} (this endpoint takes: {})",
+            allowed.join(", ")
+        ))),
+        None => Ok(q),
+    }
 }
 
 async fn auth(State(ctx): State<Arc<AdminContext>>, request: Request, next: Next) -> Response {
@@ -130,8 +162,17 @@ async fn list_drills(
     State(ctx): State<Arc<AdminContext>>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> ApiResult {
+    let q = params(q, &["all"])?;
+    let all = match q.get("all").map(String::as_str) {
+        None | Some("false" | "0") => false,
+        Some("true" | "1" | "") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "all: {other:?} is not true or false"
+            )));
+        }
+    };
     let snap = ops::snapshot(&ctx)?;
-    let all = q.get("all").is_some_and(|v| v == "true" || v == "1");
     let now = now_ms();
     typed(&DrillList {
         revision: snap.revision,
@@ -171,6 +212,7 @@ async fn get_explain(
     State(ctx): State<Arc<AdminContext>>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> ApiResult {
+    let q = params(q, &["service", "client", "hash"])?;
     let snap = ops::snapshot(&ctx)?;
     let service = q
         .get("service")
@@ -255,12 +297,16 @@ async fn get_audit(
     State(ctx): State<Arc<AdminContext>>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> ApiResult {
+    let q = params(q, &["limit"])?;
     let limit = match q.get("limit") {
         Some(l) => l
+            .trim()
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::bad_request("limit: a whole number from 1 to 1000"))?,
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit: {l:?} is not a whole number from 1 to 1000"))
+            })?,
         None => 50,
     };
     let listing = ctx.store.list(&ctx.keys.audit_prefix()).await?;
@@ -379,8 +425,18 @@ pub async fn serve(listener: TcpListener, ctx: AdminContext) -> Result<AdminServ
             let _ = tcp.set_nodelay(true);
             let router = router.clone();
             let tls = tls.clone();
+            // The address this connection reached (not the listener's, which may be a wildcard): the
+            // dashboard's login needs to know whether the browser is on a loopback origin.
+            let connection = Connection {
+                local: tcp.local_addr().unwrap_or(addr),
+                tls: is_tls,
+            };
             tokio::spawn(async move {
-                let service = TowerToHyperService::new(router);
+                let service = service_fn(move |mut request: hyper::Request<Incoming>| {
+                    request.extensions_mut().insert(connection);
+                    let mut router = router.clone();
+                    async move { tower::Service::call(&mut router, request).await }
+                });
                 let mut http = hyper::server::conn::http1::Builder::new();
                 http.timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(10));

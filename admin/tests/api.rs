@@ -58,6 +58,16 @@ async fn node_with_tls(
     tls: Option<Arc<rustls::ServerConfig>>,
     ca_file: Option<&std::path::Path>,
 ) -> Node {
+    node_at(store, tls, ca_file, "127.0.0.1:0").await
+}
+
+/// A node listening on `bind`.
+async fn node_at(
+    store: Arc<dyn KvStore>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    ca_file: Option<&std::path::Path>,
+    bind: &str,
+) -> Node {
     let keys = Keys::new(DEFAULT_PREFIX).unwrap();
     let mut options = WatcherOptions::new(keys.clone());
     options.bootstrap = Some(Arc::new(Config::load(std::path::Path::new(EXAMPLE)).unwrap()));
@@ -74,7 +84,7 @@ async fn node_with_tls(
         tls,
         node: "test".into(),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let server = serve(listener, ctx).await.unwrap();
     let client =
         AdminClient::new(&server.url(), Some(TOKEN.into()), ca_file, Duration::from_secs(5)).unwrap();
@@ -308,6 +318,171 @@ async fn bad_requests_are_clear(store: Arc<dyn KvStore>) {
     assert_eq!(s, 400);
     // None of it reached the store.
     assert_eq!(c.get("/v1/audit").await.unwrap()["total"], 0);
+}
+
+/// One raw HTTP/1.1 request with the bearer token (a body that is not JSON cannot go through the
+/// client): (status, body as JSON).
+async fn raw(n: &Node, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let (status, _, body) = raw_to(n.server.addr, method, path, body).await;
+    (status, body)
+}
+
+/// One raw HTTP/1.1 request to `addr`: (status, head, body as JSON).
+async fn raw_to(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head.get(9..12).unwrap().parse().unwrap();
+    (
+        status,
+        head.to_owned(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+/// A 400 whose message names `field` (and says `also`), from a raw request.
+async fn refused_naming(n: &Node, method: &str, path: &str, body: &str, field: &str, also: &str) {
+    let (status, doc) = raw(n, method, path, body).await;
+    let message = doc["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(
+        (status, doc["error"]["code"].as_str()),
+        (400, Some("bad-request")),
+        "{method} {path} {body}: {doc}"
+    );
+    assert!(
+        message.contains(field) && message.contains(also),
+        "{method} {path} {body}: the message should name {field:?} and say {also:?}: {message}"
+    );
+}
+
+/// Bad input on every write the dashboard makes (drill start, undrain, drill stop) and on the audit
+/// log's query: a 400 naming the field, and nothing changed — the drain and the drill stay, the audit log
+/// has no new record.
+async fn bad_input_changes_nothing(store: Arc<dyn KvStore>) {
+    let n = node(store).await;
+    let c = &n.client;
+    c.send("PUT", "/v1/regions/waw/drain", Some(&json!({"reason": "before"})))
+        .await
+        .unwrap();
+    c.send(
+        "POST",
+        "/v1/drills",
+        Some(&json!({"region": "bhs", "mode": "drain", "duration_ms": 600_000, "reason": "r", "id": "kept"})),
+    )
+    .await
+    .unwrap();
+    let total = c.get("/v1/audit").await.unwrap()["total"].clone();
+    assert_eq!(total, 2);
+
+    // Drill start.
+    let drill = |extra: Value| {
+        let mut b = json!({"region": "vin", "mode": "down", "duration_ms": 60_000, "reason": "r"});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b.to_string()
+    };
+    for (body, field, also) in [
+        (
+            drill(json!({"mode": "capacity=150"})),
+            "capacity=150",
+            "from 0 to 100",
+        ),
+        (
+            drill(json!({"mode": "capacity=-5"})),
+            "capacity=-5",
+            "from 0 to 100",
+        ),
+        (
+            drill(json!({"mode": "capacity=half"})),
+            "capacity=half",
+            "from 0 to 100",
+        ),
+        (drill(json!({"duration_ms": -1})), "duration_ms", "invalid value"),
+        (drill(json!({"duration_ms": 1e20})), "duration_ms", "invalid type"),
+        (
+            drill(json!({"duration_ms": 300_000_000})),
+            "duration_ms",
+            "72 hours",
+        ),
+        (drill(json!({"region": "nowhere"})), "nowhere", "known"),
+        (drill(json!({"reason": ""})), "reason", "required"),
+        (drill(json!({"force": "yes"})), "force", "expected a boolean"),
+        (drill(json!({"id": "Has Spaces"})), "drill id", "a-z"),
+        (drill(json!({"minutes": 5})), "minutes", "unknown field"),
+        ("{\"region\": \"bhs\"".to_owned(), "request body", "EOF"),
+        ("[]".to_owned(), "request body", "invalid type"),
+    ] {
+        let (status, doc) = raw(&n, "POST", "/v1/drills", &body).await;
+        let message = doc["error"]["message"].as_str().unwrap_or_default();
+        // An unknown region is a 404 (its own code); everything else a 400.
+        let want = if field == "nowhere" { 404 } else { 400 };
+        assert_eq!(status, want, "{body}: {doc}");
+        assert!(
+            message.contains(field) && message.contains(also),
+            "{body}: the message should name {field:?} and say {also:?}: {message}"
+        );
+    }
+    // Undrain and drill stop: their bodies are optional, but a body given must be right.
+    for path in ["/v1/regions/waw/drain", "/v1/drills/kept"] {
+        for (body, field, also) in [
+            ("{\"reason\": 5}", "reason", "expected a string"),
+            ("{\"force\": \"yes\"}", "force", "expected a boolean"),
+            ("{\"expect_revision\": \"x\"}", "expect_revision", "expected i64"),
+            ("{\"forse\": true}", "forse", "unknown field"),
+            ("reason=done", "request body", "expected value"),
+            ("{} {}", "request body", "trailing characters"),
+        ] {
+            refused_naming(&n, "DELETE", path, body, field, also).await;
+        }
+        let long = json!({"reason": "x".repeat(1001)}).to_string();
+        refused_naming(&n, "DELETE", path, &long, "reason", "longer than 1000").await;
+    }
+    // The audit log's limit.
+    for limit in ["abc", "-1", "0", "1001", "99999999999999999999999", "1.5", ""] {
+        refused_naming(
+            &n,
+            "GET",
+            &format!("/v1/audit?limit={limit}"),
+            "",
+            &format!("limit: {limit:?}"),
+            "from 1 to 1000",
+        )
+        .await;
+    }
+    refused_naming(
+        &n,
+        "GET",
+        "/v1/audit?limt=5",
+        "",
+        "\"limt\"",
+        "unknown query parameter",
+    )
+    .await;
+    refused_naming(&n, "GET", "/v1/drills?all=maybe", "", "all", "not true or false").await;
+
+    // Nothing changed: waw is still drained, the drill still runs, no drill on vin, no new record.
+    let status = c.get("/v1/status").await.unwrap();
+    assert_eq!(region(&status, "waw")["drained"]["reason"], "before", "{status}");
+    assert_eq!(region(&status, "bhs")["drills"][0]["id"], "kept", "{status}");
+    assert_eq!(region(&status, "vin")["drills"], json!([]), "{status}");
+    assert_eq!(c.get("/v1/audit").await.unwrap()["total"], total);
+    // And the same bodies, right, do apply.
+    c.send("DELETE", "/v1/drills/kept", Some(&json!({"reason": "done"})))
+        .await
+        .unwrap();
+    c.send("DELETE", "/v1/regions/waw/drain", Some(&json!({"force": false})))
+        .await
+        .unwrap();
+    assert_eq!(c.get("/v1/audit?limit=1000").await.unwrap()["total"], 4);
 }
 
 async fn concurrent_edits_one_wins(store: Arc<dyn KvStore>) {
@@ -730,6 +905,12 @@ macro_rules! battery {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn bad_input_changes_nothing() {
+                let (s, _g) = super::$backend();
+                super::bad_input_changes_nothing(s).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_edits_one_wins() {
                 let (s, _g) = super::$backend();
                 super::concurrent_edits_one_wins(s).await;
@@ -953,4 +1134,84 @@ async fn https_with_a_private_ca() {
     // A CA file that is not PEM is refused by the client, naming it.
     let e = AdminClient::new(&url, None, Some(&pki.path("missing.pem")), Duration::from_secs(1)).unwrap_err();
     assert!(e.to_string().contains("missing.pem"), "{e}");
+}
+
+/// This host's address on its default route, which is not loopback: a connection to it from the host
+/// itself is delivered locally (it never leaves the host) but reaches a listener at a non-loopback local
+/// address. Connecting a UDP socket sends nothing; it only picks the source address.
+fn own_non_loopback_address() -> IpAddr {
+    let candidates = [("0.0.0.0:0", "203.0.113.1:9"), ("[::]:0", "[2001:db8::1]:9")];
+    candidates
+        .iter()
+        .find_map(|(bind, to)| {
+            let s = std::net::UdpSocket::bind(bind).ok()?;
+            s.connect(to).ok()?;
+            let ip = s.local_addr().ok()?.ip();
+            (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+        })
+        .expect("this test needs a non-loopback address on this host (a default route)")
+}
+
+/// The dashboard's session cookie is always Secure; a browser keeps one set over plain HTTP only on a
+/// loopback address. So a login over plain HTTP is answered with the cookie when the connection reached a
+/// loopback address (also an IPv4 client of a dual-stack listener, at ::ffff:127.0.0.1), and refused with
+/// a message saying why when it reached another address of the same wildcard listener — judged by the
+/// connection's local address, whatever the Host header says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_login_over_plain_http_only_on_loopback() {
+    let login = json!({ "token": TOKEN }).to_string();
+    let cookie_of = |head: &str| {
+        head.lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+            .map(str::to_owned)
+    };
+    let own = own_non_loopback_address();
+    let (wildcard, lo) = if own.is_ipv4() {
+        ("0.0.0.0:0", IpAddr::from([127, 0, 0, 1]))
+    } else {
+        ("[::]:0", IpAddr::from(std::net::Ipv6Addr::LOCALHOST))
+    };
+    let n = node_at(embedded().0, None, None, wildcard).await;
+    let port = n.server.addr.port();
+
+    let (status, head, doc) = raw_to((lo, port).into(), "POST", "/dashboard/login", &login).await;
+    assert_eq!(status, 204, "{head}{doc}");
+    let cookie = cookie_of(&head).unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.ends_with("; Secure"),
+        "{cookie}"
+    );
+
+    let (status, head, doc) = raw_to((own, port).into(), "POST", "/dashboard/login", &login).await;
+    assert_eq!(
+        (status, doc["error"]["code"].as_str()),
+        (403, Some("needs-https")),
+        "{head}{doc}"
+    );
+    let message = doc["error"]["message"].as_str().unwrap();
+    for says in [
+        "plain HTTP",
+        "not a loopback address",
+        &own.to_string(),
+        "--admin-tls-cert",
+        "SSH tunnel",
+    ] {
+        assert!(message.contains(says), "{says:?}: {message}");
+    }
+    assert_eq!(cookie_of(&head), None, "{head}");
+    // The API itself still answers there with the bearer token (only the browser's cookie needs more).
+    let (status, _, doc) = raw_to((own, port).into(), "GET", "/v1/status", "").await;
+    assert_eq!(status, 200, "{doc}");
+
+    // A dual-stack listener: an IPv4 client on loopback arrives at ::ffff:127.0.0.1, still loopback.
+    let v6 = node_at(embedded().0, None, None, "[::]:0").await;
+    let (status, head, doc) = raw_to(
+        ([127, 0, 0, 1], v6.server.addr.port()).into(),
+        "POST",
+        "/dashboard/login",
+        &login,
+    )
+    .await;
+    assert_eq!(status, 204, "{head}{doc}");
+    assert!(cookie_of(&head).unwrap().ends_with("; Secure"), "{head}");
 }

@@ -53,6 +53,117 @@ fn promtool_rejects_a_broken_rule_file() {
     assert!(!ok, "{out}");
 }
 
+/// Every panel of a Grafana dashboard, those inside rows too.
+fn grafana_panels(panels: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut all = Vec::new();
+    for p in panels.as_array().map_or(&[][..], Vec::as_slice) {
+        all.push(p);
+        all.extend(grafana_panels(&p["panels"]));
+    }
+    all
+}
+
+/// The Grafana dashboard read as the JSON document Grafana imports: a `datasource` variable over
+/// Prometheus that every panel and query uses, the `instance` variable its queries filter on, panels with
+/// unique ids on the 24-column grid, every query with an `expr` — and every `expr` valid PromQL
+/// (`promtool check rules` on them as recording rules, with the variables substituted).
+#[test]
+fn the_grafana_dashboard_is_well_formed() {
+    let text = std::fs::read_to_string(kit().join("grafana-dashboard.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("grafana-dashboard.json is JSON");
+    for key in ["title", "uid"] {
+        assert!(doc[key].as_str().is_some_and(|s| !s.is_empty()), "{key}");
+    }
+    assert!(doc["schemaVersion"].is_u64(), "schemaVersion");
+    let vars = doc["templating"]["list"].as_array().expect("templating.list");
+    let var = |name: &str| {
+        vars.iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no variable {name}"))
+    };
+    let ds = var("datasource");
+    assert_eq!(
+        (&ds["type"], &ds["query"]),
+        (&serde_json::json!("datasource"), &serde_json::json!("prometheus"))
+    );
+    let source = serde_json::json!({"type": "prometheus", "uid": "${datasource}"});
+    assert_eq!(var("instance")["datasource"], source, "the node variable");
+    let defined: BTreeSet<&str> = vars.iter().filter_map(|v| v["name"].as_str()).collect();
+
+    let panels = grafana_panels(&doc["panels"]);
+    let mut ids = BTreeSet::new();
+    let mut rules = Vec::new();
+    let mut queries = 0;
+    for p in &panels {
+        let id = p["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("a panel without an id: {p}"));
+        assert!(ids.insert(id), "panel id {id} used twice");
+        let title = p["title"].as_str().unwrap_or_default();
+        assert!(!title.is_empty(), "panel {id} has no title");
+        let grid = &p["gridPos"];
+        let (x, w) = (grid["x"].as_u64().unwrap(), grid["w"].as_u64().unwrap());
+        assert!(
+            grid["h"].as_u64().unwrap() > 0 && w > 0 && x + w <= 24,
+            "panel {id}: {grid}"
+        );
+        if p["type"] == "row" {
+            continue;
+        }
+        assert!(
+            ["stat", "timeseries", "table", "gauge", "bargauge"].contains(&p["type"].as_str().unwrap_or("")),
+            "panel {id}: type {}",
+            p["type"]
+        );
+        assert_eq!(p["datasource"], source, "panel {id} ({title})");
+        let targets = p["targets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("panel {id} ({title}) has no targets"));
+        assert!(!targets.is_empty(), "panel {id} ({title}) has no targets");
+        let mut refs = BTreeSet::new();
+        for t in targets {
+            let expr = t["expr"].as_str().unwrap_or_default();
+            assert!(
+                expr.contains("meridian_"),
+                "panel {id} ({title}): a target without a meridian expr: {t}"
+            );
+            assert!(
+                refs.insert(t["refId"].as_str().unwrap_or_default()),
+                "panel {id}: refId twice: {t}"
+            );
+            if !t["datasource"].is_null() {
+                assert_eq!(t["datasource"], source, "panel {id} ({title})");
+            }
+            // Every variable it uses is defined (or one of Grafana's own, `$__...`).
+            for (i, _) in expr.match_indices('$') {
+                let name: String = expr[i + 1..]
+                    .trim_start_matches('{')
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    name.starts_with("__") || defined.contains(name.as_str()),
+                    "panel {id} ({title}): ${name} is not a variable of the dashboard: {expr}"
+                );
+            }
+            queries += 1;
+            rules.push(serde_json::json!({
+                "record": format!("grafana:panel_{id}:{}", t["refId"].as_str().unwrap_or("A").to_lowercase()),
+                "expr": expr.replace("$instance", ".*").replace("$__rate_interval", "5m").replace("$__interval", "1m"),
+            }));
+        }
+    }
+    assert!(queries >= 20, "{queries} queries");
+    // JSON is YAML: promtool reads the queries as recording rules.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("grafana-queries.yml");
+    let groups = serde_json::json!({"groups": [{"name": "grafana", "rules": rules}]});
+    std::fs::write(&file, groups.to_string()).unwrap();
+    let (ok, out) = promtool(&["check", "rules", file.to_str().unwrap()]);
+    assert!(ok, "a Grafana query is not valid PromQL: {out}");
+    assert!(out.contains(&format!("SUCCESS: {queries} rules found")), "{out}");
+}
+
 /// Every `meridian_...` name in the kit's files (histogram series reduced to their family).
 fn kit_metric_names() -> BTreeSet<String> {
     let mut names = BTreeSet::new();

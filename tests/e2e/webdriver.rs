@@ -1,6 +1,7 @@
 //! A minimal W3C WebDriver client over plain HTTP/1.1 (std sockets, serde_json) for Debian's chromedriver
-//! driving headless Chromium: new session, navigate, find and type, click, run a script, read the
-//! browser console, take a screenshot. Enough for the dashboard's tests, with no WebDriver crate to vet.
+//! driving headless Chromium: new session, navigate, find and type, click, point at, run a script, read
+//! the browser console, take a screenshot. Enough for the dashboard's tests, with no WebDriver crate to
+//! vet.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -170,10 +171,13 @@ impl Browser {
         Some(id.unwrap_or_else(|| panic!("find {css}: {v}")).to_owned())
     }
 
-    /// Types `text` into the element matching `css` (after clearing it).
+    /// Types `text` into the element matching `css` (after clearing it; "" only clears it).
     pub(crate) fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).unwrap_or_else(|| panic!("no element {css}"));
         self.cmd("POST", &format!("/element/{e}/clear"), Some(json!({})));
+        if text.is_empty() {
+            return;
+        }
         self.cmd(
             "POST",
             &format!("/element/{e}/value"),
@@ -185,6 +189,32 @@ impl Browser {
     pub(crate) fn click(&self, css: &str) {
         let e = self.find(css).unwrap_or_else(|| panic!("no element {css}"));
         self.cmd("POST", &format!("/element/{e}/click"), Some(json!({})));
+    }
+
+    /// Moves the mouse pointer to the middle of the element matching `css` (what a user pointing at it
+    /// does: `mouseenter` fires, a `<title>` would show). Tried three times: a page that redraws may
+    /// replace the element between finding it and pointing at it.
+    pub(crate) fn hover(&self, css: &str) {
+        let mut last = Value::Null;
+        for _ in 0..3 {
+            let e = self.find(css).unwrap_or_else(|| panic!("no element {css}"));
+            let actions = json!({"actions": [{
+                "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+                "actions": [{"type": "pointerMove", "duration": 0, "origin": {ELEMENT: e}, "x": 0, "y": 0}],
+            }]});
+            let (status, v) = call(
+                self.addr,
+                "POST",
+                &format!("/session/{}/actions", self.session),
+                Some(&actions),
+            );
+            if status == 200 {
+                return;
+            }
+            last = v;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("pointing at {css}: {last}");
     }
 
     /// Polls `script` until it returns something other than null/false/"" , or panics after `within`.
@@ -218,17 +248,45 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    /// Saves a PNG screenshot of the window to `path`.
+    /// Saves a PNG screenshot of the window to `path`, and prints where (test output: CI logs say where
+    /// the artifacts are).
     pub(crate) fn screenshot(&self, path: &Path) {
-        let b64 = self.cmd("GET", "/screenshot", None);
-        let b64 = b64.as_str().unwrap();
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        if let Err(e) = self.try_screenshot(path) {
+            panic!("screenshot {}: {e}", path.display());
+        }
+    }
+
+    /// [`Self::screenshot`] without panicking (for a test that is already failing).
+    pub(crate) fn try_screenshot(&self, path: &Path) -> Result<(), String> {
+        let (status, v) = call(
+            self.addr,
+            "GET",
+            &format!("/session/{}/screenshot", self.session),
+            None,
+        );
+        let b64 = match (status, v["value"].as_str()) {
+            (200, Some(b64)) => b64.to_owned(),
+            _ => return Err(format!("chromedriver answered {status}: {v}")),
+        };
+        let parent = path.parent().ok_or("no directory")?;
+        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
         let tmp = path.with_extension("b64");
-        std::fs::write(&tmp, b64).unwrap();
-        let out = Command::new("base64").arg("-d").arg(&tmp).output().unwrap();
-        assert!(out.status.success());
-        std::fs::write(path, out.stdout).unwrap();
-        let _ = std::fs::remove_file(tmp);
+        std::fs::write(&tmp, b64).map_err(|e| e.to_string())?;
+        let out = Command::new("base64")
+            .arg("-d")
+            .arg(&tmp)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&tmp);
+        if !out.status.success() {
+            return Err(format!(
+                "base64 -d failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        std::fs::write(path, out.stdout).map_err(|e| e.to_string())?;
+        eprintln!("screenshot: {}", path.display());
+        Ok(())
     }
 }
 

@@ -13,12 +13,13 @@ pub(crate) mod session;
 pub(crate) mod view;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -50,6 +51,25 @@ pub(crate) enum Credential {
     Session,
     /// The node runs without authentication (loopback only).
     None,
+}
+
+/// The connection a request came on, put in its extensions by the accept loop (`server::serve`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Connection {
+    /// The address the client connected to (this side of the connection).
+    pub(crate) local: SocketAddr,
+    /// Whether the connection speaks TLS.
+    pub(crate) tls: bool,
+}
+
+impl Connection {
+    /// Whether a browser keeps the session cookie, which is always `Secure`, set over this connection:
+    /// over HTTPS, or over plain HTTP to a loopback address (`http://127.0.0.1`, `http://[::1]`,
+    /// `http://localhost` are "potentially trustworthy" origins, where browsers accept `Secure` cookies).
+    /// An IPv4 client of a dual-stack listener arrives at `::ffff:127.0.0.1`: canonical form first.
+    pub(crate) fn keeps_secure_cookies(&self) -> bool {
+        self.tls || self.local.ip().to_canonical().is_loopback()
+    }
 }
 
 fn now_s() -> u64 {
@@ -139,11 +159,30 @@ struct Login {
     token: String,
 }
 
-/// `POST /dashboard/login {"token": "..."}`: a session cookie for the right token, 401 for any other.
-async fn login(State(ctx): State<Arc<AdminContext>>, bytes: Bytes) -> Result<Response, ApiError> {
+/// `POST /dashboard/login {"token": "..."}`: a session cookie for the right token, 401 for any other;
+/// 403 `needs-https` over plain HTTP to an address that is not loopback, where the browser would drop the
+/// (`Secure`) cookie and the page would ask for the token again without saying why.
+async fn login(
+    State(ctx): State<Arc<AdminContext>>,
+    Extension(connection): Extension<Connection>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    if !connection.keeps_secure_cookies() {
+        return Err(ApiError {
+            status: 403,
+            code: "needs-https",
+            message: format!(
+                "this admin API is plain HTTP on {}, not a loopback address: a browser keeps the dashboard's \
+                 session cookie (Secure) only over HTTPS or on a loopback address, so a login here cannot last. \
+                 Serve the admin API over HTTPS (--admin-tls-cert and --admin-tls-key), or reach it through an \
+                 SSH tunnel to a loopback address (ssh -L 9090:{} HOST, then http://127.0.0.1:9090/dashboard)",
+                connection.local, connection.local
+            ),
+            details: None,
+        });
+    }
     let body: Login = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("request body: {e} (expected {{\"token\": \"...\"}})")))?;
-    let secure = ctx.tls.is_some();
     let value = match &ctx.auth {
         Auth::Token(token) => {
             let given = body.token.trim();
@@ -160,16 +199,16 @@ async fn login(State(ctx): State<Arc<AdminContext>>, bytes: Bytes) -> Result<Res
         Auth::InsecureNone => "none".to_owned(),
     };
     let mut r = StatusCode::NO_CONTENT.into_response();
-    let cookie = HeaderValue::from_str(&session::set_cookie(&value, secure))
+    let cookie = HeaderValue::from_str(&session::set_cookie(&value))
         .map_err(|e| ApiError::internal(format!("session cookie: {e}")))?;
     r.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(r)
 }
 
 /// `POST /dashboard/logout`: ends the browser's session.
-async fn logout(State(ctx): State<Arc<AdminContext>>) -> Result<Response, ApiError> {
+async fn logout() -> Result<Response, ApiError> {
     let mut r = StatusCode::NO_CONTENT.into_response();
-    let cookie = HeaderValue::from_str(&session::clear_cookie(ctx.tls.is_some()))
+    let cookie = HeaderValue::from_str(&session::clear_cookie())
         .map_err(|e| ApiError::internal(format!("session cookie: {e}")))?;
     r.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(r)
@@ -245,4 +284,37 @@ pub(crate) fn routes(ctx: Arc<AdminContext>) -> Router {
             get(|| async { page("application/json", view::MAP_JSON) }),
         )
         .with_state(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Connection;
+
+    #[test]
+    fn a_secure_cookie_is_kept_over_tls_or_on_loopback() {
+        let kept = |local: &str, tls: bool| {
+            Connection {
+                local: local.parse().unwrap(),
+                tls,
+            }
+            .keeps_secure_cookies()
+        };
+        for loopback in [
+            "127.0.0.1:9090",
+            "127.8.9.10:1",
+            "[::1]:9090",
+            "[::ffff:127.0.0.1]:9090",
+        ] {
+            assert!(kept(loopback, false), "{loopback}");
+        }
+        for elsewhere in [
+            "192.0.2.2:9090",
+            "[2001:db8::1]:9090",
+            "[::ffff:192.0.2.2]:9090",
+            "0.0.0.0:9090",
+        ] {
+            assert!(!kept(elsewhere, false), "{elsewhere}");
+            assert!(kept(elsewhere, true), "{elsewhere} over TLS");
+        }
+    }
 }

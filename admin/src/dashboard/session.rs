@@ -73,20 +73,15 @@ pub(crate) fn from_cookie_header(header: &str) -> Option<&str> {
 }
 
 /// `Set-Cookie` for a new session: HttpOnly (scripts cannot read it), SameSite=Strict (other sites
-/// cannot make the browser send it), Secure when the API is served over HTTPS, for the whole origin.
-pub(crate) fn set_cookie(value: &str, secure: bool) -> String {
-    format!(
-        "{COOKIE}={value}; Path=/; Max-Age={SESSION_SECS}; HttpOnly; SameSite=Strict{}",
-        if secure { "; Secure" } else { "" }
-    )
+/// cannot make the browser send it), Secure (never sent over plain HTTP but to a loopback address, which
+/// browsers treat as a secure context: `Connection::keeps_secure_cookies`), for the whole origin.
+pub(crate) fn set_cookie(value: &str) -> String {
+    format!("{COOKIE}={value}; Path=/; Max-Age={SESSION_SECS}; HttpOnly; SameSite=Strict; Secure")
 }
 
-/// `Set-Cookie` that ends the session.
-pub(crate) fn clear_cookie(secure: bool) -> String {
-    format!(
-        "{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{}",
-        if secure { "; Secure" } else { "" }
-    )
+/// `Set-Cookie` that ends the session (with the same attributes, or the browser would keep the old one).
+pub(crate) fn clear_cookie() -> String {
+    format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure")
 }
 
 #[cfg(test)]
@@ -126,8 +121,7 @@ mod tests {
             Some("12.ab")
         );
         assert_eq!(from_cookie_header("a=b"), None);
-        assert!(set_cookie("v", true).contains("; Secure"));
-        assert!(!set_cookie("v", false).contains("Secure"));
-        assert!(set_cookie("v", false).contains("HttpOnly; SameSite=Strict"));
+        assert!(set_cookie("v").contains("HttpOnly; SameSite=Strict; Secure"));
+        assert!(clear_cookie().contains("Max-Age=0; HttpOnly; SameSite=Strict; Secure"));
     }
 }

@@ -12,6 +12,7 @@ const $ = (id) => document.getElementById(id);
 let map = null;          // data/map-eu-na.json
 let state = null;        // the last state document
 let lastRevision = null; // the revision the audit log and drill history were read at
+let lastActive = null;   // and the active drills then
 const colour = {};       // region id -> colour
 
 function el(tag, attrs, text) {
@@ -117,7 +118,7 @@ function showCountry(c) {
 }
 
 // Redrawn only when what they show changed, so that a pointer or a click is not lost to an update.
-const drawn = { markers: null, table: null };
+const drawn = { markers: null, table: null, legend: null };
 
 function regionsKey() {
   return JSON.stringify(state.regions.map((r) => [r.id, r.health.state, r.health.stale, r.health.held_by_panic,
@@ -149,7 +150,7 @@ function drawRegions() {
     const dot = el("circle", { r: 3 });
     dot.style.fill = colour[r.id];
     m.appendChild(dot);
-    const util = r.utilisation === null || r.utilisation === undefined ? 0 : Math.min(1, r.utilisation);
+    const util = loadFraction(r);
     m.appendChild(el("rect", { class: "load-bg", x: -10, y: 9, width: 20, height: 3 }));
     m.appendChild(el("rect", { class: "load" + (util > 0.8 ? " high" : ""), x: -10, y: 9, width: 20 * util, height: 3 }));
     const label = r.id + (active ? " drill " + active.mode : "") + (r.drained ? " drained" : "") + (r.weight !== r.configured_weight ? " w" + r.weight : "");
@@ -158,6 +159,14 @@ function drawRegions() {
     m.addEventListener("mouseenter", () => showRegion(r.id));
     g.appendChild(m);
   }
+}
+
+// The load bar's fill, 0 to 1: in flight over effective capacity; full when a region with no capacity
+// left (a capacity=0 drill) has anything in flight; empty with no load report.
+function loadFraction(r) {
+  if (r.in_flight === null || r.in_flight === undefined) return 0;
+  if (r.effective_capacity > 0) return Math.min(1, r.in_flight / r.effective_capacity);
+  return r.in_flight > 0 ? 1 : 0;
 }
 
 function loadText(r) {
@@ -190,7 +199,11 @@ function showRegion(id) {
   if (r.excluded) d.appendChild(html("p", "gets no clients: " + r.excluded, { class: "bad-text" }));
 }
 
+// The legend: the regions' colours and the residency rules, redrawn when the configuration changes them.
 function drawLegend() {
+  const key = JSON.stringify([state.regions.map((r) => [r.id, r.name]), state.steering.fences]);
+  if (drawn.legend === key) return;
+  drawn.legend = key;
   const l = $("legend");
   l.replaceChildren();
   for (const r of state.regions) {
@@ -201,7 +214,7 @@ function drawLegend() {
     l.appendChild(s);
   }
   for (const f of state.steering.fences) {
-    l.appendChild(html("span", "▭ residency " + f.rule + " (" + f.written_as.join(", ") + "): only " + (f.regions.join(", ") || "no region") + " [" + f.jurisdiction + "]", { class: "fence" }));
+    l.appendChild(html("span", "▭ residency " + f.rule + " (" + f.written_as.join(", ") + "): only " + (f.regions.join(", ") || "no region") + " [" + f.jurisdiction + "]", { class: "fence", "data-rule": f.rule }));
   }
   l.appendChild(html("span", "dashed red border: clients moved from their usual region", { class: "muted" }));
 }
@@ -312,7 +325,6 @@ function fillSelect(select, values, keep) {
 }
 
 function render(doc) {
-  const first = state === null;
   state = doc;
   state.regions.forEach((r, i) => { colour[r.id] = colour[r.id] || PALETTE[i % PALETTE.length]; });
   $("node").textContent = doc.node + " · " + doc.store;
@@ -329,9 +341,12 @@ function render(doc) {
   drawRegions();
   paintCountries();
   drawRegionTable();
-  if (first) drawLegend();
-  if (doc.revision !== lastRevision) {
+  drawLegend();
+  // The history changes with the store, and when a drill expires (which changes nothing in the store).
+  const active = doc.regions.flatMap((r) => r.drills.filter((d) => d.active).map((d) => d.id)).join(" ");
+  if (doc.revision !== lastRevision || active !== lastActive) {
     lastRevision = doc.revision;
+    lastActive = active;
     refreshHistory();
   }
   const problems = doc.problems || [];
@@ -442,14 +457,14 @@ $("drill-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const region = $("drill-region").value;
   let mode = $("drill-mode").value;
-  const minutes = Number($("drill-minutes").value);
+  const minutes = number($("drill-minutes").value);
   const reason = $("drill-reason").value.trim();
   if (!Number.isFinite(minutes) || minutes < 1 || minutes > 4320) {
     alertForm("minutes: from 1 to 4320 (72 hours)");
     return;
   }
   if (mode === "capacity") {
-    const pct = Number($("drill-capacity").value);
+    const pct = number($("drill-capacity").value);
     if (!Number.isInteger(pct) || pct < 0 || pct > 100) {
       alertForm("capacity %: a whole number from 0 to 100");
       return;
@@ -463,6 +478,11 @@ $("drill-form").addEventListener("submit", (ev) => {
   confirmThen("Start a " + mode + " drill on " + regionName(region) + "?", "For " + minutes + " min: " + reason, false,
     (_r, force) => api("POST", "/v1/drills", { region, mode, duration_ms: Math.round(minutes * 60000), reason, author: author(), force }));
 });
+
+// A field's number; NaN when empty (Number("") is 0, which would pass for a capacity of 0 %).
+function number(text) {
+  return text.trim() === "" ? NaN : Number(text);
+}
 
 function alertForm(msg) {
   confirmThen("Cannot start the drill", msg + ". Nothing was changed.", false, async () => {});
