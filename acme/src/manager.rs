@@ -35,7 +35,7 @@ pub struct AcmeMetrics {
     failures: IntGaugeVec,
     info: IntGaugeVec,
     last_error: IntGaugeVec,
-    key_file_ok: prometheus::IntGauge,
+    key_file_ok: IntGaugeVec,
     orders: IntCounterVec,
 }
 
@@ -89,9 +89,14 @@ impl AcmeMetrics {
                 &["certificate", "error"],
             )
             .unwrap_or_else(|_| unreachable!("valid metric name")),
-            key_file_ok: prometheus::IntGauge::new(
-                "meridian_acme_key_file_ok",
-                "1 if this node can load acme.key-file (it opens and seals the certificates' keys), else 0",
+            // Labelled by the file so that a node without [acme] exports no series (not a 0).
+            key_file_ok: IntGaugeVec::new(
+                Opts::new(
+                    "meridian_acme_key_file_ok",
+                    "1 if this node can load acme.key-file (it opens and seals the certificates' keys), \
+                     else 0",
+                ),
+                &["file"],
             )
             .unwrap_or_else(|_| unreachable!("valid metric name")),
             orders: IntCounterVec::new(
@@ -206,8 +211,9 @@ pub struct AcmeManager {
     watcher: Arc<SnapshotWatcher>,
     holder: String,
     metrics: AcmeMetrics,
-    /// The last key-file error logged (logged again only when it changes: the loop looks every second).
-    key_error: std::sync::Mutex<Option<String>>,
+    /// The key file looked at last, and its last error logged (logged again only when it changes: the
+    /// loop looks every second).
+    key_error: std::sync::Mutex<(String, Option<String>)>,
 }
 
 impl AcmeManager {
@@ -225,7 +231,7 @@ impl AcmeManager {
             watcher,
             holder,
             metrics,
-            key_error: std::sync::Mutex::new(None),
+            key_error: std::sync::Mutex::new((String::new(), None)),
         }
     }
 
@@ -263,15 +269,24 @@ impl AcmeManager {
     /// Loads the key file: sets `meridian_acme_key_file_ok`, logs a new error (once per change).
     fn check_key_file(&self, settings: &AcmeSettings) -> Result<OperatorKey, String> {
         let key = OperatorKey::load(&settings.key_file).map_err(|e| format!("acme.key-file {e}"));
-        self.metrics.key_file_ok.set(i64::from(key.is_ok()));
+        let file = settings.key_file.display().to_string();
         let mut last = self.key_error.lock().unwrap_or_else(|p| p.into_inner());
+        if last.0 != file {
+            // A path configured before is no longer this node's key file: only the current one's series.
+            self.metrics.key_file_ok.reset();
+            last.0.clone_from(&file);
+        }
+        self.metrics
+            .key_file_ok
+            .with_label_values(&[&file])
+            .set(i64::from(key.is_ok()));
         let now = key.as_ref().err().cloned();
-        if now != *last {
+        if now != last.1 {
             match &now {
                 Some(e) => tracing::warn!("ACME: cannot order or open certificates: {e}"),
                 None => tracing::info!("ACME: acme.key-file loads again"),
             }
-            *last = now;
+            last.1 = now;
         }
         key
     }
@@ -663,7 +678,8 @@ names = ["meet.gslb.example"]
                 .await
                 .unwrap();
             b.manager.round(&settings).await;
-            assert_eq!(b.metrics.key_file_ok.get(), 0);
+            let file = key_file.display().to_string();
+            assert_eq!(b.metrics.key_file_ok.with_label_values(&[&file]).get(), 0);
             let st = status(&store).await.unwrap();
             let e = st.last_error.unwrap();
             assert!(e.starts_with("proxy/b: acme.key-file"), "{e}");
