@@ -1,5 +1,6 @@
 //! ACME end to end against Pebble (Let's Encrypt's test CA, real DNS-01 validation: `PEBBLE_VA_NOSLEEP`
-//! and `PEBBLE_VA_ALWAYS_VALID` unset, a fifth of good nonces rejected, validation sleeps of up to 5 s):
+//! and `PEBBLE_VA_ALWAYS_VALID` unset, no authorisation reused, a fifth of good nonces rejected, validation
+//! sleeps of up to 5 s):
 //! two `meridian dns` nodes and two `meridian proxy` nodes on one etcd; Pebble's resolver is the first DNS
 //! node. A certificate for `meet.gslb.example` and `*.gslb.example` is issued and served (curl with
 //! Pebble's root, fetched from its management API), its challenge TXT records answered by both DNS nodes
@@ -166,6 +167,8 @@ fn start_pebble(dir: &Path, pki: &Pki, dns: SocketAddr) -> Pebble {
             .env_remove("PEBBLE_VA_ALWAYS_VALID")
             .env("PEBBLE_VA_SLEEPTIME", "5")
             .env("PEBBLE_WFE_NONCEREJECT", "20")
+            // Every order validated anew (Pebble reuses half of the valid authorisations by default).
+            .env("PEBBLE_AUTHZREUSE", "0")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -440,7 +443,7 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
         Duration::from_secs(90),
         || {
             let text = status();
-            text.contains("last error (") && text.contains("DNS problem")
+            text.contains("last error (") && text.contains("Error retrieving TXT records")
         },
     );
     let invalid = status();
@@ -484,7 +487,10 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
             .sum::<f64>()
     };
     assert!(errors() >= 1.0);
-    assert_eq!(served(https, "meet.gslb.example"), renewed);
+    // (An order already validated when the node stopped may have renewed it once more: the certificate
+    // serving now is the one that must keep serving.)
+    let kept = served(https, "meet.gslb.example");
+    assert!(kept.contains("Pebble"), "{kept}");
     assert!(curl(https, "meet.gslb.example", &root).0);
 
     // The CA itself goes away: the next order (after a doubled wait) cannot connect.
@@ -512,8 +518,8 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
         .filter(|l| l.contains(" POST /") && l.contains("-> calling handler()"))
         .count();
     assert!(posts >= 40, "only {posts} POSTs to Pebble:\n{pebble_log}");
-    // The renewed certificate keeps serving, valid.
-    assert_eq!(served(https, "meet.gslb.example"), renewed);
+    // The last issued certificate keeps serving, valid.
+    assert_eq!(served(https, "meet.gslb.example"), kept);
     let (ok, out) = curl(https, "meet.gslb.example", &root);
     assert!(ok, "the renewed certificate stopped serving: {out}");
 }
