@@ -395,14 +395,20 @@ fn acme_challenge_records_from_the_store_are_signed_and_denied_signed_once_gone(
         meridian()
             .args(["dns", "--config", config, "--listen", &addr.to_string()])
             .args(["--etcd", &etcd.client_url])
-            .arg("--data-dir")
-            .arg(zone.dir.path().join("data-acme"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(zone.dir.path().join("dns.log")).unwrap())
             .spawn()
             .unwrap(),
     );
-    wait_answering(addr, &["meet.gslb.example", "A"]);
+    let start = Instant::now();
+    while !kdig(addr, &["meet.gslb.example", "A"]).contains("status: ") {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "meridian dns never answered: {}",
+            std::fs::read_to_string(zone.dir.path().join("dns.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
