@@ -501,9 +501,7 @@ mod tests {
 
         use meridian_config::Config;
         use meridian_store::schema::{AcmeLockDoc, AcmeStatusDoc, DOC_SCHEMA, decode, encode};
-        use meridian_store::{
-            Compare, EmbeddedStore, Keys, KvStore, SnapshotWatcher, TxnOp, WatcherOptions,
-        };
+        use meridian_store::{Compare, EmbeddedStore, Keys, KvStore, SnapshotWatcher, TxnOp, WatcherOptions};
 
         use super::super::{AcmeManager, AcmeMetrics, now_ms};
 

@@ -126,7 +126,11 @@ mod tests {
         // Everyone live caught up: at once.
         let started = Instant::now();
         let p = wait_for_dns_nodes(store.as_ref(), &keys, 100, Duration::from_secs(5)).await;
-        assert!(started.elapsed() < Duration::from_millis(150), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(150),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(p.caught_up, ["a"]);
         assert!(p.lagging.is_empty(), "{p:?}");
         assert_eq!(p.silent.len(), 1);

@@ -104,10 +104,7 @@ fn parse_key_type(c: &mut Checker, path: &str, value: Option<&str>) -> Option<Ac
         k => {
             // RSA is not offered: the key is made by the ordering node with *ring*, which cannot make
             // RSA keys.
-            c.err(
-                path,
-                format!("{k:?}: expected \"ecdsa-p256\" or \"ecdsa-p384\""),
-            );
+            c.err(path, format!("{k:?}: expected \"ecdsa-p256\" or \"ecdsa-p384\""));
             None
         }
     }
@@ -175,7 +172,8 @@ pub(crate) fn check_acme(
             );
         }
     }
-    let key_type = parse_key_type(c, "acme.key-type", raw.key_type.as_deref()).unwrap_or(AcmeKeyType::EcdsaP256);
+    let key_type =
+        parse_key_type(c, "acme.key-type", raw.key_type.as_deref()).unwrap_or(AcmeKeyType::EcdsaP256);
     let ca_root = raw
         .ca_root
         .as_deref()
@@ -401,7 +399,13 @@ key = "/etc/meridian/c.key"
              [[acme.certificates]]\nnames = [\"b.gslb.example\"]\n"
         );
         let c = Config::from_toml_str(&text).unwrap();
-        let types: Vec<_> = c.acme().unwrap().certificates.iter().map(|c| c.key_type).collect();
+        let types: Vec<_> = c
+            .acme()
+            .unwrap()
+            .certificates
+            .iter()
+            .map(|c| c.key_type)
+            .collect();
         assert_eq!(
             types,
             [super::AcmeKeyType::EcdsaP256, super::AcmeKeyType::EcdsaP384]

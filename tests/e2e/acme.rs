@@ -453,21 +453,22 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
         "the renewal failure in the metrics",
         Duration::from_secs(10),
         || {
-            [metrics, metrics2].iter().all(|m| {
-                metric(*m, "meridian_acme_renewal_failing{name=\"meet.gslb.example\"}") == Some(1.0)
-            })
+            [metrics, metrics2]
+                .iter()
+                .all(|m| metric(*m, "meridian_acme_renewal_failing{name=\"meet.gslb.example\"}") == Some(1.0))
         },
     );
     let (_, body) = http_get(metrics, "/metrics");
     assert!(
-        body.lines().any(|l| l
-            .starts_with("meridian_acme_last_error_info{certificate=\"meet.gslb.example\",error=")),
+        body.lines()
+            .any(|l| l.starts_with("meridian_acme_last_error_info{certificate=\"meet.gslb.example\",error=")),
         "{body}"
     );
     assert!(
-        body.lines().any(|l| l.starts_with("meridian_acme_certificate_info{")
-            && l.contains("names=\"meet.gslb.example,*.gslb.example\"")
-            && l.contains("issuer=\"CN=Pebble")),
+        body.lines()
+            .any(|l| l.starts_with("meridian_acme_certificate_info{")
+                && l.contains("names=\"meet.gslb.example,*.gslb.example\"")
+                && l.contains("issuer=\"CN=Pebble")),
         "{body}"
     );
     assert_eq!(

@@ -458,8 +458,7 @@ fn acme_challenge_records_from_the_store_are_signed_and_denied_signed_once_gone(
         out = kdig(addr, &[name, "TXT", "+dnssec"]);
     }
     assert!(
-        out.lines().any(|l| l.contains("\tNSEC\t"))
-            && out.lines().any(|l| l.contains("\tRRSIG\tNSEC 13 ")),
+        out.lines().any(|l| l.contains("\tNSEC\t")) && out.lines().any(|l| l.contains("\tRRSIG\tNSEC 13 ")),
         "no signed denial:\n{out}"
     );
     let v = delv(&zone, addr, &[name, "TXT"]);
