@@ -96,7 +96,8 @@ pub(crate) struct UpArgs {
     /// hostname's certificate from, validated by DNS-01 against this DNS server (docs/up.md).
     #[arg(long, value_name = "URL")]
     acme_directory: Option<String>,
-    /// PEM root the ACME directory's HTTPS certificate chains to (Pebble's test/certs/pebble.minica.pem).
+    /// PEM root the ACME directory's HTTPS certificate chains to: for Pebble, the CA of the certificate
+    /// its configuration names (the Debian package ships none; docs/up.md makes one).
     #[arg(long, value_name = "FILE", requires = "acme_directory")]
     acme_ca: Option<PathBuf>,
     /// Sign the zones with DNSSEC: a zone without a `dnssec` table gets a combined signing key (ECDSA

@@ -1,8 +1,9 @@
 //! One order, start to finish, with instant-acme: the account (created once, its credentials sealed in
 //! the store), the order, the DNS-01 answers published in the store under the orderer's lease and
-//! waited for in this node's own snapshot (then `propagation-delay-ms` more, for the other DNS nodes),
-//! the CA told to look, the order polled until ready, finalised with a CSR for a key made here, the
-//! chain fetched. The challenge keys are deleted however the order ends.
+//! waited for in this node's own snapshot and then until every live DNS node reports serving their
+//! revision (`propagation`, at most `propagation-timeout-ms`; then `propagation-delay-ms` more), the CA
+//! told to look, the order polled until ready, finalised with a CSR for a key made here, the chain
+//! fetched. The challenge keys are deleted however the order ends.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use meridian_store::schema::{AcmeAccountDoc, AcmeCertDoc, AcmeChallengeDoc, DOC_
 use meridian_store::{Keys, KvStore, LeaseId, SnapshotWatcher};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+use crate::propagation::wait_for_dns_nodes;
 use crate::seal::OperatorKey;
 
 /// What an order needs around it.
@@ -143,6 +145,7 @@ async fn order_inner(
     for (name, value) in &answers {
         by_name.entry(name).or_default().push(value.clone());
     }
+    let mut written = 0;
     for (name, values) in by_name {
         let key = ctx.keys.acme_challenge(name);
         let doc = AcmeChallengeDoc {
@@ -150,13 +153,40 @@ async fn order_inner(
             values,
             holder: ctx.holder.to_owned(),
         };
-        ctx.store
+        let revision = ctx
+            .store
             .put(&key, encode(&doc), Some(ctx.lease))
             .await
             .map_err(|e| format!("publishing {key}: {e}"))?;
+        written = written.max(revision);
         published.push(key);
     }
     wait_until_answered(ctx, &answers).await?;
+    if written > 0 {
+        let limit = Duration::from_millis(u64::from(ctx.settings.propagation_timeout_ms));
+        let p = wait_for_dns_nodes(ctx.store.as_ref(), ctx.keys, written, limit).await;
+        if !p.lagging.is_empty() {
+            tracing::warn!(
+                certificate = cert.id(),
+                "ACME: asking the CA to validate although DNS nodes lag after {} ms: {}",
+                limit.as_millis(),
+                p.lagging.join(", ")
+            );
+        }
+        if !p.silent.is_empty() {
+            tracing::warn!(
+                certificate = cert.id(),
+                "ACME: not waiting for silent DNS nodes: {}",
+                p.silent.join(", ")
+            );
+        }
+        tracing::info!(
+            certificate = cert.id(),
+            revision = written,
+            "ACME: challenge records served by DNS nodes {:?}",
+            p.caught_up
+        );
+    }
     tokio::time::sleep(Duration::from_millis(u64::from(
         ctx.settings.propagation_delay_ms,
     )))
@@ -202,7 +232,7 @@ async fn order_inner(
         return Err(format!("the order is {status:?}: {}", why.join("; ")));
     }
 
-    let alg = match ctx.settings.key_type {
+    let alg = match cert.key_type {
         AcmeKeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
         AcmeKeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
     };

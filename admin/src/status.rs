@@ -228,7 +228,7 @@ pub(crate) fn acme_certificates(snapshot: &Snapshot) -> Vec<Value> {
 }
 
 /// A node whose last report is older than this has gone silent.
-pub(crate) const SILENT_AFTER_MS: u64 = 3_000;
+pub(crate) const SILENT_AFTER_MS: u64 = meridian_store::nodes::NODE_SILENT_AFTER.as_millis() as u64;
 /// A node whose watcher has not heard from the store for this long lags.
 pub(crate) const LAGGING_AFTER_MS: u64 = 3_000;
 

@@ -28,6 +28,7 @@ pub(crate) struct RawAcme {
     pub(crate) retry_initial_ms: Option<i64>,
     pub(crate) retry_max_ms: Option<i64>,
     pub(crate) propagation_delay_ms: Option<i64>,
+    pub(crate) propagation_timeout_ms: Option<i64>,
     #[serde(default)]
     pub(crate) certificates: Vec<RawAcmeCertificate>,
 }
@@ -37,6 +38,7 @@ pub(crate) struct RawAcme {
 pub(crate) struct RawAcmeCertificate {
     #[serde(default)]
     pub(crate) names: Vec<String>,
+    pub(crate) key_type: Option<String>,
 }
 
 /// The key type of the certificates ordered (the key is made by the ordering node).
@@ -53,6 +55,8 @@ pub enum AcmeKeyType {
 pub struct AcmeCertificate {
     /// Names in file order; the first one names the certificate (its store key, its metrics label).
     pub names: Vec<String>,
+    /// Key type of this certificate: its own `key-type`, else `[acme]`'s (used at its next order).
+    pub key_type: AcmeKeyType,
 }
 
 impl AcmeCertificate {
@@ -82,11 +86,28 @@ pub struct AcmeSettings {
     pub retry_initial_ms: u32,
     /// Longest wait between failed orders, milliseconds (default 6 h).
     pub retry_max_ms: u32,
-    /// How long the ordering node waits after its own snapshot shows the challenge records before it
-    /// tells the CA to look, so that every DNS node has them (default 2,000 ms).
+    /// How long the ordering node waits, at most, for every live DNS node to report the store revision
+    /// of the challenge records (default 30,000 ms); a node still behind then is named in the log.
+    pub propagation_timeout_ms: u32,
+    /// How long the ordering node waits more once the DNS nodes serve the challenge records, before it
+    /// tells the CA to look (default 2,000 ms).
     pub propagation_delay_ms: u32,
     /// The certificates, in file order.
     pub certificates: Vec<AcmeCertificate>,
+}
+
+/// A `key-type` value at `path` (`None`: absent, or reported).
+fn parse_key_type(c: &mut Checker, path: &str, value: Option<&str>) -> Option<AcmeKeyType> {
+    match value? {
+        "ecdsa-p256" => Some(AcmeKeyType::EcdsaP256),
+        "ecdsa-p384" => Some(AcmeKeyType::EcdsaP384),
+        k => {
+            // RSA is not offered: the key is made by the ordering node with *ring*, which cannot make
+            // RSA keys.
+            c.err(path, format!("{k:?}: expected \"ecdsa-p256\" or \"ecdsa-p384\""));
+            None
+        }
+    }
 }
 
 fn absolute(c: &mut Checker, path: &str, value: &str) -> Option<PathBuf> {
@@ -151,17 +172,8 @@ pub(crate) fn check_acme(
             );
         }
     }
-    let key_type = match raw.key_type.as_deref() {
-        None | Some("ecdsa-p256") => AcmeKeyType::EcdsaP256,
-        Some("ecdsa-p384") => AcmeKeyType::EcdsaP384,
-        Some(k) => {
-            c.err(
-                "acme.key-type",
-                format!("{k:?}: expected \"ecdsa-p256\" or \"ecdsa-p384\""),
-            );
-            AcmeKeyType::EcdsaP256
-        }
-    };
+    let key_type =
+        parse_key_type(c, "acme.key-type", raw.key_type.as_deref()).unwrap_or(AcmeKeyType::EcdsaP256);
     let ca_root = raw
         .ca_root
         .as_deref()
@@ -211,6 +223,12 @@ pub(crate) fn check_acme(
         2_000,
         0..=600_000,
     );
+    let propagation_timeout_ms = c.int(
+        "acme.propagation-timeout-ms",
+        raw.propagation_timeout_ms,
+        30_000,
+        0..=600_000,
+    );
     if raw.certificates.is_empty() && by_service.is_empty() {
         c.err(
             "acme.certificates",
@@ -220,6 +238,11 @@ pub(crate) fn check_acme(
     let mut certificates = Vec::new();
     let mut ids: Vec<String> = Vec::new();
     for (i, cert) in raw.certificates.iter().enumerate() {
+        let own_key_type = parse_key_type(
+            c,
+            &format!("acme.certificates[{i}].key-type"),
+            cert.key_type.as_deref(),
+        );
         let p = format!("acme.certificates[{i}].names");
         if cert.names.is_empty() {
             c.err(&p, "must list at least one name");
@@ -266,7 +289,10 @@ pub(crate) fn check_acme(
                 continue;
             }
             ids.push(id.clone());
-            certificates.push(AcmeCertificate { names });
+            certificates.push(AcmeCertificate {
+                names,
+                key_type: own_key_type.unwrap_or(key_type),
+            });
         }
     }
     // A service's hostname (its validity is the service check's) not covered by a listed certificate's
@@ -290,7 +316,10 @@ pub(crate) fn check_acme(
             continue; // the service check reports a hostname outside the zones
         }
         ids.push(host.clone());
-        certificates.push(AcmeCertificate { names: vec![host] });
+        certificates.push(AcmeCertificate {
+            names: vec![host],
+            key_type,
+        });
     }
     Some(AcmeSettings {
         directory,
@@ -301,6 +330,7 @@ pub(crate) fn check_acme(
         renew_fraction,
         retry_initial_ms,
         retry_max_ms,
+        propagation_timeout_ms,
         propagation_delay_ms,
         certificates,
     })
@@ -358,6 +388,37 @@ key = "/etc/meridian/c.key"
         assert!((a.renew_fraction - 2.0 / 3.0).abs() < 1e-9);
         assert_eq!(a.key_type, super::AcmeKeyType::EcdsaP256);
         assert_eq!(a.retry_initial_ms, 60_000);
+        assert_eq!(a.propagation_timeout_ms, 30_000);
+    }
+
+    #[test]
+    fn a_certificate_may_have_its_own_key_type() {
+        let text = format!(
+            "{BASE}\n[acme]\ndirectory = \"https://ca.example/dir\"\nkey-file = \"/k\"\nkey-type = \"ecdsa-p384\"\n\
+             [[acme.certificates]]\nnames = [\"a.gslb.example\"]\nkey-type = \"ecdsa-p256\"\n\
+             [[acme.certificates]]\nnames = [\"b.gslb.example\"]\n"
+        );
+        let c = Config::from_toml_str(&text).unwrap();
+        let types: Vec<_> = c
+            .acme()
+            .unwrap()
+            .certificates
+            .iter()
+            .map(|c| c.key_type)
+            .collect();
+        assert_eq!(
+            types,
+            [super::AcmeKeyType::EcdsaP256, super::AcmeKeyType::EcdsaP384]
+        );
+        let p = problems(
+            "[acme]\ndirectory = \"https://ca.example/dir\"\nkey-file = \"/k\"\n\
+             [[acme.certificates]]\nnames = [\"a.gslb.example\"]\nkey-type = \"rsa-2048\"\n",
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("acme.certificates[0].key-type: \"rsa-2048\": expected")),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -23,6 +23,9 @@ use crate::watcher::SnapshotWatcher;
 pub const NODE_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// TTL of the registration's lease.
 pub const NODE_LEASE_TTL: Duration = Duration::from_secs(30);
+/// A node whose last report is older than this has gone silent (dead, or cut off from the store, its
+/// lease not yet expired): `meridian status` flags it, the ACME orderer does not wait for it.
+pub const NODE_SILENT_AFTER: Duration = Duration::from_secs(3);
 
 /// What a node is.
 #[derive(Clone, Debug)]

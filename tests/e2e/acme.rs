@@ -1,10 +1,13 @@
 //! ACME end to end against Pebble (Let's Encrypt's test CA, real DNS-01 validation: `PEBBLE_VA_NOSLEEP`
-//! and `PEBBLE_VA_ALWAYS_VALID` unset, a third of good nonces rejected, validation sleeps kept short but
-//! on): two `meridian dns` nodes and a `meridian proxy` on one etcd; Pebble's resolver is the first DNS
+//! and `PEBBLE_VA_ALWAYS_VALID` unset, no authorisation reused, a fifth of good nonces rejected, validation
+//! sleeps of up to 5 s):
+//! two `meridian dns` nodes and two `meridian proxy` nodes on one etcd; Pebble's resolver is the first DNS
 //! node. A certificate for `meet.gslb.example` and `*.gslb.example` is issued and served (curl with
 //! Pebble's root, fetched from its management API), its challenge TXT records answered by both DNS nodes
-//! (kdig) and gone after validation; renewed at half its 40-second life; with Pebble stopped, the renewal
-//! fails, the error shows in `meridian status` and the metrics, and the renewed certificate keeps serving.
+//! (kdig; the orderer waited for both nodes' registrations to report them) and gone after validation;
+//! renewed at half its 40-second life. With Pebble's DNS node stopped, the CA finds the challenge invalid:
+//! the order fails, the error shows in `meridian status` and the metrics, and the renewed certificate keeps
+//! serving; with Pebble stopped too, the next order fails to connect, after a longer backoff.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -108,6 +111,16 @@ fn metric(addr: SocketAddr, line_start: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The failures in a row `meridian status` shows for the certificate (`last error (N failure(s), ...`).
+fn failures(status: &str) -> u32 {
+    status
+        .split("last error (")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no failure count in {status}"))
+}
+
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !f() {
@@ -122,6 +135,7 @@ struct Pebble {
     process: Interrupted,
 }
 
+/// Pebble, asking `dns` for the challenge records; its output goes to DIR/pebble.log.
 fn start_pebble(dir: &Path, pki: &Pki, dns: SocketAddr) -> Pebble {
     let (cert, key) = pki.leaf("pebble", "ec", "ca", "localhost", &["localhost"]);
     let (acme, management) = (free_tcp_port(), free_tcp_port());
@@ -140,19 +154,23 @@ fn start_pebble(dir: &Path, pki: &Pki, dns: SocketAddr) -> Pebble {
     });
     let file = dir.join("pebble.json");
     std::fs::write(&file, config.to_string()).unwrap();
+    let log = std::fs::File::create(dir.join("pebble.log")).unwrap();
     let process = Interrupted(
         Command::new("pebble")
             .arg("-config")
             .arg(&file)
             .args(["-dnsserver", &dns.to_string()])
-            // Real validation, with Pebble's random delays kept short and a third of good nonces
-            // rejected (clients must retry badNonce).
+            // Real validation, with Pebble's random delay before each validation (up to 15 s by
+            // default) kept at up to 5 s, and a fifth of good nonces rejected (instant-acme retries a
+            // badNonce twice; a third in a row fails the order into backoff).
             .env_remove("PEBBLE_VA_NOSLEEP")
             .env_remove("PEBBLE_VA_ALWAYS_VALID")
-            .env("PEBBLE_VA_SLEEPTIME", "2")
-            .env("PEBBLE_WFE_NONCEREJECT", "30")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env("PEBBLE_VA_SLEEPTIME", "5")
+            .env("PEBBLE_WFE_NONCEREJECT", "20")
+            // Every order validated anew (Pebble reuses half of the valid authorisations by default).
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .expect("pebble runs (scripts/install-deps installs it)"),
     );
@@ -239,8 +257,8 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
     let file = d.join("meridian.toml");
     std::fs::write(&file, &placeholder).unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-    let (dns1, _dns1) = start_dns(&etcd, &file, Some((admin, &token)));
-    let (dns2, _dns2) = start_dns(&etcd, &file, None);
+    let (dns1, mut dns1_process) = start_dns(&etcd, &file, None);
+    let (dns2, _dns2) = start_dns(&etcd, &file, Some((admin, &token)));
     let mut pebble = start_pebble(d, &pki, dns1);
     let text = config(origin.addr, d, pebble.acme, (&file_cert.0, &file_cert.1));
     std::fs::write(&file, &text).unwrap();
@@ -310,6 +328,8 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
                 .arg("--config")
                 .arg(&file)
                 .args(["--etcd", &etcd.client_url])
+                // The orderer's steps (which DNS nodes it waited for) are logged at info.
+                .env("RUST_LOG", "warn,meridian_acme=info")
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(d.join(format!("{name}.log"))).unwrap())
                 .spawn()
@@ -361,6 +381,27 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
         seen.iter().any(|(a, b)| a == b),
         "the second DNS node never answered the same challenge values: {seen:?}"
     );
+    // The orderer waited for both DNS nodes' registrations to report the challenge records.
+    let logs = || {
+        ["proxy.log", "proxy2.log"]
+            .iter()
+            .map(|f| std::fs::read_to_string(d.join(f)).unwrap_or_default())
+            .collect::<String>()
+    };
+    let waited = logs();
+    let line = waited
+        .lines()
+        .find(|l| l.contains("challenge records served by DNS nodes"))
+        .unwrap_or_else(|| panic!("the orderer did not wait for the DNS nodes:\n{waited}"));
+    assert_eq!(
+        line.split("DNS nodes [")
+            .nth(1)
+            .and_then(|l| l.split(']').next())
+            .map(|l| l.matches('"').count()),
+        Some(4),
+        "both DNS nodes: {line}"
+    );
+    assert!(!waited.contains("DNS nodes lag"), "{waited}");
 
     // The per-certificate expiry metric covers it.
     let expiry = metric(
@@ -383,9 +424,9 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
     assert_eq!(orders(), 2.0, "one order per renewal for the fleet");
     assert!(curl(https, "www.gslb.example", &root).0);
 
-    // The CA fails: the error is reported, the renewed certificate keeps serving.
-    pebble.process.interrupt();
-    // The next renewal fails: status says why (the CA does not answer), the metric says it fails.
+    // Pebble's DNS node stops: the CA cannot find the challenge records, the order fails; status says
+    // why, the metrics say it fails, the renewed certificate keeps serving.
+    dns1_process.interrupt();
     let status = || {
         let out = meridian()
             .args(["status", "--server", &format!("http://{admin}")])
@@ -396,22 +437,71 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
         assert!(out.status.success(), "{}", stderr(&out));
         stdout(&out)
     };
+    // (A badNonce rejected three times in a row also fails an order: wait for the CA's own reason.)
     wait_for(
-        "the renewal error in meridian status",
-        Duration::from_secs(60),
+        "the invalid challenge in meridian status",
+        Duration::from_secs(90),
         || {
             let text = status();
-            text.contains("last error") && text.contains("(Connect)")
+            text.contains("last error (") && text.contains("Error retrieving TXT records")
         },
     );
+    let invalid = status();
+    eprintln!("{invalid}");
+    let failures_then = failures(&invalid);
     wait_for(
         "the renewal failure in the metrics",
         Duration::from_secs(10),
         || {
-            metric(
-                metrics,
-                "meridian_acme_renewal_failing{name=\"meet.gslb.example\"}",
-            ) == Some(1.0)
+            [metrics, metrics2]
+                .iter()
+                .all(|m| metric(*m, "meridian_acme_renewal_failing{name=\"meet.gslb.example\"}") == Some(1.0))
+        },
+    );
+    let (_, body) = http_get(metrics, "/metrics");
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("meridian_acme_last_error_info{certificate=\"meet.gslb.example\",error=")),
+        "{body}"
+    );
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("meridian_acme_certificate_info{")
+                && l.contains("names=\"meet.gslb.example,*.gslb.example\"")
+                && l.contains("issuer=\"CN=Pebble")),
+        "{body}"
+    );
+    assert_eq!(
+        metric(
+            metrics,
+            &format!(
+                "meridian_acme_key_file_ok{{file=\"{}\"}}",
+                d.join("acme.key").display()
+            )
+        ),
+        Some(1.0)
+    );
+    let errors = || {
+        [metrics, metrics2]
+            .iter()
+            .filter_map(|m| metric(*m, "meridian_acme_orders_total{result=\"error\"}"))
+            .sum::<f64>()
+    };
+    assert!(errors() >= 1.0);
+    // (An order already validated when the node stopped may have renewed it once more: the certificate
+    // serving now is the one that must keep serving.)
+    let kept = served(https, "meet.gslb.example");
+    assert!(kept.contains("Pebble"), "{kept}");
+    assert!(curl(https, "meet.gslb.example", &root).0);
+
+    // The CA itself goes away: the next order (after a doubled wait) cannot connect.
+    pebble.process.interrupt();
+    wait_for(
+        "the connection error in meridian status",
+        Duration::from_secs(60),
+        || {
+            let text = status();
+            text.contains("(Connect)") && failures(&text) > failures_then
         },
     );
     let status_text = status();
@@ -420,8 +510,17 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
         status_text.contains("meet.gslb.example, *.gslb.example: issuer CN=Pebble"),
         "status shows the certificate: {status_text}"
     );
-    // The renewed certificate keeps serving, valid.
-    assert_eq!(served(https, "meet.gslb.example"), renewed);
+    // Pebble does not log the good nonces it rejects, but it logs every request: over this many POSTs
+    // at a 20 % rejection rate, some were rejected (the chance of none is 0.8^40 < 0.01 %), and every
+    // order above was made through them.
+    let pebble_log = std::fs::read_to_string(d.join("pebble.log")).unwrap_or_default();
+    let posts = pebble_log
+        .lines()
+        .filter(|l| l.contains(" POST /") && l.contains("-> calling handler()"))
+        .count();
+    assert!(posts >= 40, "only {posts} POSTs to Pebble:\n{pebble_log}");
+    // The last issued certificate keeps serving, valid.
+    assert_eq!(served(https, "meet.gslb.example"), kept);
     let (ok, out) = curl(https, "meet.gslb.example", &root);
     assert!(ok, "the renewed certificate stopped serving: {out}");
 }

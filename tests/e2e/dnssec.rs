@@ -368,3 +368,103 @@ fn config_check_reads_the_key_files() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no signed zone"), "{}", stderr(&out));
 }
+
+/// ACME's DNS-01 records (issue 25) in a signed zone, end to end: a challenge document written to the
+/// store as the orderer writes it is answered by `meridian dns` with its RRSIG (delv validates it), and
+/// once deleted the name is denied with a signed NSEC (delv validates the denial).
+#[test]
+fn acme_challenge_records_from_the_store_are_signed_and_denied_signed_once_gone() {
+    use meridian_store::schema::{AcmeChallengeDoc, encode};
+    use meridian_store::{DEFAULT_PREFIX, EtcdOptions, EtcdStore, Keys, KvStore};
+
+    let zone = signed_zone("ecdsap256sha256", &["ksk", "zsk"]);
+    let etcd = meridian_store::testing::EtcdServer::start();
+    let config = zone.config.to_str().unwrap();
+    let applied = run(&[
+        "config",
+        "apply",
+        config,
+        "--author",
+        "test",
+        "--etcd",
+        &etcd.client_url,
+    ]);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let _dns = Interrupted(
+        meridian()
+            .args(["dns", "--config", config, "--listen", &addr.to_string()])
+            .args(["--etcd", &etcd.client_url])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(zone.dir.path().join("dns.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while !kdig(addr, &["meet.gslb.example", "A"]).contains("status: ") {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "meridian dns never answered: {}",
+            std::fs::read_to_string(zone.dir.path().join("dns.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let keys = Keys::new(DEFAULT_PREFIX).unwrap();
+    let key = keys.acme_challenge("meet.gslb.example");
+    let store = rt.block_on(async { EtcdStore::new(EtcdOptions::new(vec![etcd.client_url.clone()])) });
+    let store = store.unwrap();
+    let doc = AcmeChallengeDoc {
+        schema: 1,
+        values: vec!["challenge-value-0123456789".into()],
+        holder: "proxy/test".into(),
+    };
+    rt.block_on(store.put(&key, encode(&doc), None)).unwrap();
+
+    let name = "_acme-challenge.meet.gslb.example";
+    let start = Instant::now();
+    let mut out = String::new();
+    while !out.contains("challenge-value-0123456789") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the challenge never answered:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        out = kdig(addr, &[name, "TXT", "+dnssec"]);
+    }
+    assert!(
+        out.lines().any(|l| l.contains("\tRRSIG\tTXT 13 4 ")),
+        "no RRSIG over the challenge TXT set:\n{out}"
+    );
+    let v = delv(&zone, addr, &[name, "TXT"]);
+    let text = format!("{}{}", stdout(&v), stderr(&v));
+    assert!(
+        text.contains("; fully validated") && text.contains("challenge-value-0123456789"),
+        "delv {name} TXT:\n{text}"
+    );
+
+    rt.block_on(store.delete(&key)).unwrap();
+    let start = Instant::now();
+    while out.contains("challenge-value-0123456789") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the challenge outlived its key:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        out = kdig(addr, &[name, "TXT", "+dnssec"]);
+    }
+    assert!(
+        out.lines().any(|l| l.contains("\tNSEC\t")) && out.lines().any(|l| l.contains("\tRRSIG\tNSEC 13 ")),
+        "no signed denial:\n{out}"
+    );
+    let v = delv(&zone, addr, &[name, "TXT"]);
+    let text = format!("{}{}", stdout(&v), stderr(&v));
+    assert!(
+        text.contains("; negative response, fully validated"),
+        "delv {name} TXT after removal:\n{text}"
+    );
+}
