@@ -1084,3 +1084,105 @@ fn the_dashboard_shows_a_lost_store_and_stale_health() {
     );
     shots.step("store-regained");
 }
+
+/// A network namespace of this test's own (only its loopback interface, up, with `192.0.2.1/32` added:
+/// a local address that is not a loopback address), removed on drop.
+struct Namespace(String);
+
+impl Namespace {
+    fn new() -> Self {
+        let name = format!("mdash-{}", std::process::id());
+        let ip = |args: &[&str]| {
+            let o = std::process::Command::new("ip").args(args).output().unwrap();
+            assert!(o.status.success(), "ip {args:?}: {}", stderr(&o));
+        };
+        ip(&["netns", "add", &name]);
+        let ns = Self(name);
+        ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+        ip(&["-n", &ns.0, "addr", "add", "192.0.2.1/32", "dev", "lo"]);
+        ns
+    }
+
+    /// `program args` inside the namespace.
+    fn command(&self, program: &str) -> std::process::Command {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &self.0, program]);
+        c
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+/// The dashboard's session cookie is always `Secure`, which a browser keeps over plain HTTP only from a
+/// loopback address: a login over plain HTTP is answered with the cookie on 127.0.0.1, and refused, saying
+/// why, on another local address of the same wildcard listener (judged by the address the connection
+/// reached). In a namespace of the test's own, so that the non-loopback address is no real interface's.
+#[test]
+fn a_login_over_plain_http_is_refused_off_loopback() {
+    let ns = Namespace::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = ns.command(env!("CARGO_BIN_EXE_meridian"));
+    up.args([
+        "up",
+        "--dns-listen",
+        "127.0.0.1:5353",
+        "--metrics-listen",
+        "127.0.0.1:9100",
+    ])
+    .args([
+        "--admin-listen",
+        "0.0.0.0:9090",
+        "--proxy-port",
+        "0",
+        "--https-port",
+        "0",
+    ])
+    .arg("--data-dir")
+    .arg(dir.path());
+    let (_up, _) = crate::up::start_command(up);
+    let token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
+    let login = |host: &str| {
+        let o = ns
+            .command("curl")
+            .args(["-s", "-i", "-X", "POST", "-H", "content-type: application/json"])
+            .args(["-d", &json!({ "token": token.trim() }).to_string()])
+            .arg(format!("http://{host}:9090/dashboard/login"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "curl: {}", stderr(&o));
+        stdout(&o)
+    };
+    let on_loopback = login("127.0.0.1");
+    assert!(on_loopback.starts_with("HTTP/1.1 204"), "{on_loopback}");
+    let cookie = on_loopback
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {on_loopback}"));
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.trim_end().ends_with("; Secure"),
+        "{cookie}"
+    );
+    let off = login("192.0.2.1");
+    assert!(off.starts_with("HTTP/1.1 403"), "{off}");
+    assert!(!off.to_ascii_lowercase().contains("set-cookie"), "{off}");
+    let body: Value = serde_json::from_str(off.split("\r\n\r\n").nth(1).unwrap_or("")).unwrap();
+    assert_eq!(body["error"]["code"], "needs-https", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    for says in [
+        "plain HTTP",
+        "not a loopback address",
+        "192.0.2.1",
+        "--admin-tls-cert",
+        "SSH tunnel",
+    ] {
+        assert!(message.contains(says), "{says:?}: {message}");
+    }
+}
