@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{Interrupted, ask, free_tcp_port, http_get, stderr, stdout, up_cli};
-use crate::up::{Ports, start_with};
+use crate::up::{Ports, proxy_of, start_with};
 
 fn kit() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/monitoring")
@@ -29,7 +29,7 @@ fn promtool(args: &[&str]) -> (bool, String) {
 fn promtool_accepts_the_alerting_rules_and_their_unit_tests_pass() {
     let (ok, out) = promtool(&["check", "rules", "alerts.yml"]);
     assert!(ok, "{out}");
-    assert!(out.contains("SUCCESS: 7 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 9 rules found"), "{out}");
     let (ok, out) = promtool(&["test", "rules", "alerts.test.yml"]);
     assert!(ok, "{out}");
     assert!(out.contains("SUCCESS"), "{out}");
@@ -187,21 +187,22 @@ fn kit_metric_names() -> BTreeSet<String> {
     names
 }
 
-/// The proxy address of `region` in the banner.
-fn proxy_of(banner: &str, region: &str) -> SocketAddr {
-    let line = banner
-        .lines()
-        .find(|l| l.trim_start().starts_with(&format!("region    {region} ")))
-        .unwrap();
-    let at = line.find("proxy http://").unwrap() + "proxy http://".len();
-    line[at..].split('/').next().unwrap().parse().unwrap()
-}
-
 #[test]
 fn every_metric_the_kit_names_is_exported_by_a_running_node() {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
-    let (_up, banner) = start_with(&ports, dir.path(), &[]);
+    // A webhook nobody answers: its failures are what the webhook rules count.
+    let notify = dir.path().join("notify.toml");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std::fs::write(
+        &notify,
+        format!(
+            "[[webhook]]\nname = \"ops\"\nurl = \"http://{}/\"\nsecret = \"monitoring-secret-0123456789\"\nmax-attempts = 1\ntimeout-ms = 200\n",
+            silent.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let (_up, banner) = start_with(&ports, dir.path(), &["--notify", notify.to_str().unwrap()]);
     let names = kit_metric_names();
     assert!(names.len() >= 20, "{names:?}");
 
