@@ -428,11 +428,14 @@ mod tests {
     use meridian_config::AcmeKeyType;
 
     fn settings() -> AcmeSettings {
-        AcmeSettings {
+        let ca = meridian_config::AcmeCa {
             directory: "https://ca/dir".into(),
             contact: Vec::new(),
-            key_type: AcmeKeyType::EcdsaP256,
             ca_root: None,
+        };
+        AcmeSettings {
+            ca: ca.clone(),
+            key_type: AcmeKeyType::EcdsaP256,
             key_file: "/k".into(),
             renew_fraction: 2.0 / 3.0,
             retry_initial_ms: 1000,
@@ -442,8 +445,28 @@ mod tests {
             certificates: vec![AcmeCertificate {
                 names: vec!["a.example".into()],
                 key_type: AcmeKeyType::EcdsaP256,
+                ca,
             }],
         }
+    }
+
+    #[test]
+    fn an_account_per_ca_and_contacts() {
+        let keys = Keys::new("/m").unwrap();
+        let s = settings();
+        let key = |ca: &meridian_config::AcmeCa| crate::order::account_key(&keys, &s, ca);
+        assert_eq!(key(&s.ca), "/m/acme/account", "[acme]'s CA keeps the one key");
+        let mut other = s.ca.clone();
+        other.directory = "https://other/dir".into();
+        let at_other = key(&other);
+        assert!(
+            at_other.starts_with("/m/acme/accounts/") && at_other.len() == "/m/acme/accounts/".len() + 16
+        );
+        let mut other_contact = s.ca.clone();
+        other_contact.contact = vec!["mailto:b@x".into()];
+        assert_ne!(key(&other_contact), at_other);
+        assert_ne!(key(&other_contact), key(&s.ca), "other contacts, another account");
+        assert_eq!(key(&other), at_other, "stable");
     }
 
     fn doc(names: &[&str], from: u64, to: u64) -> AcmeCertDoc {

@@ -12,7 +12,7 @@ use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder,
     OrderStatus, RetryPolicy,
 };
-use meridian_config::{AcmeCertificate, AcmeKeyType, AcmeSettings};
+use meridian_config::{AcmeCa, AcmeCertificate, AcmeKeyType, AcmeSettings};
 use meridian_store::schema::{AcmeAccountDoc, AcmeCertDoc, AcmeChallengeDoc, DOC_SCHEMA, decode, encode};
 use meridian_store::{Keys, KvStore, LeaseId, SnapshotWatcher};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -39,14 +39,32 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-async fn account(ctx: &OrderContext<'_>) -> Result<Account, String> {
-    let builder = || match &ctx.settings.ca_root {
+/// Where the account at `ca` is kept: `acme/account` for `[acme]`'s CA, `acme/accounts/ID` for a
+/// certificate's own, `ID` the first 16 hex digits of SHA-256 over its directory and contacts (one account
+/// per CA and contacts).
+pub(crate) fn account_key(keys: &Keys, settings: &AcmeSettings, ca: &AcmeCa) -> String {
+    if *ca == settings.ca {
+        return keys.acme_account();
+    }
+    let mut text = ca.directory.clone();
+    for c in &ca.contact {
+        text.push('\n');
+        text.push_str(c);
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let id: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+    keys.acme_account_at(&id)
+}
+
+/// The account at `ca`: the stored one, or a new one (stored, sealed).
+async fn account(ctx: &OrderContext<'_>, ca: &AcmeCa) -> Result<Account, String> {
+    let builder = || match &ca.ca_root {
         Some(root) => {
             Account::builder_with_root(root).map_err(|e| format!("acme.ca-root {}: {e}", root.display()))
         }
         None => Account::builder().map_err(|e| format!("ACME HTTP client: {e}")),
     };
-    let key = ctx.keys.acme_account();
+    let key = account_key(ctx.keys, ctx.settings, ca);
     let stored = ctx
         .store
         .get(&key)
@@ -54,21 +72,21 @@ async fn account(ctx: &OrderContext<'_>) -> Result<Account, String> {
         .map_err(|e| format!("reading {key}: {e}"))?;
     if let Some(kv) = stored {
         match decode::<AcmeAccountDoc>(&kv.value) {
-            Ok(doc) if doc.directory == ctx.settings.directory => {
+            Ok(doc) if doc.directory == ca.directory => {
                 let json = ctx.key.open(&key, &doc.key_id, &doc.sealed_credentials)?;
                 let creds: AccountCredentials = serde_json::from_slice(&json)
                     .map_err(|e| format!("{key}: the sealed credentials are not ACME credentials: {e}"))?;
                 return builder()?
                     .from_credentials(creds)
                     .await
-                    .map_err(|e| format!("restoring the ACME account at {}: {e}", ctx.settings.directory));
+                    .map_err(|e| format!("restoring the ACME account at {}: {e}", ca.directory));
             }
             // Another directory (the operator moved to another CA): a new account there.
             Ok(_) => {}
             Err(e) => tracing::warn!("{key}: {e}; creating a new ACME account"),
         }
     }
-    let contact: Vec<&str> = ctx.settings.contact.iter().map(String::as_str).collect();
+    let contact: Vec<&str> = ca.contact.iter().map(String::as_str).collect();
     let (account, creds) = builder()?
         .create(
             &NewAccount {
@@ -76,15 +94,15 @@ async fn account(ctx: &OrderContext<'_>) -> Result<Account, String> {
                 terms_of_service_agreed: true,
                 only_return_existing: false,
             },
-            ctx.settings.directory.clone(),
+            ca.directory.clone(),
             None,
         )
         .await
-        .map_err(|e| format!("creating an ACME account at {}: {e}", ctx.settings.directory))?;
+        .map_err(|e| format!("creating an ACME account at {}: {e}", ca.directory))?;
     let json = serde_json::to_vec(&creds).map_err(|e| format!("serialising ACME credentials: {e}"))?;
     let doc = AcmeAccountDoc {
         schema: DOC_SCHEMA,
-        directory: ctx.settings.directory.clone(),
+        directory: ca.directory.clone(),
         sealed_credentials: ctx.key.seal(&key, &json)?,
         key_id: ctx.key.id().to_owned(),
     };
@@ -92,7 +110,7 @@ async fn account(ctx: &OrderContext<'_>) -> Result<Account, String> {
         .put(&key, encode(&doc), None)
         .await
         .map_err(|e| format!("writing {key}: {e}"))?;
-    tracing::info!(directory = %ctx.settings.directory, "ACME account created");
+    tracing::info!(directory = %ca.directory, "ACME account created");
     Ok(account)
 }
 
@@ -113,7 +131,7 @@ async fn order_inner(
     cert: &AcmeCertificate,
     published: &mut Vec<String>,
 ) -> Result<AcmeCertDoc, String> {
-    let account = account(ctx).await?;
+    let account = account(ctx, &cert.ca).await?;
     let identifiers: Vec<Identifier> = cert.names.iter().map(|n| Identifier::Dns(n.clone())).collect();
     let mut order = account
         .new_order(&NewOrder::new(&identifiers))

@@ -39,6 +39,9 @@ pub(crate) struct RawAcmeCertificate {
     #[serde(default)]
     pub(crate) names: Vec<String>,
     pub(crate) key_type: Option<String>,
+    pub(crate) directory: Option<String>,
+    pub(crate) contact: Option<Vec<String>>,
+    pub(crate) ca_root: Option<String>,
 }
 
 /// The key type of the certificates ordered (the key is made by the ordering node).
@@ -50,6 +53,19 @@ pub enum AcmeKeyType {
     EcdsaP384,
 }
 
+/// Where a certificate is ordered: the CA's directory and the account there (one account per directory
+/// and contacts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcmeCa {
+    /// The CA's ACME directory URL (`https://...`).
+    pub directory: String,
+    /// Account contacts (`mailto:...`).
+    pub contact: Vec<String>,
+    /// PEM file of the root that the directory's HTTPS certificate chains to, when it is not a public
+    /// one (a test CA such as Pebble).
+    pub ca_root: Option<PathBuf>,
+}
+
 /// One certificate to keep valid: the DNS names it covers (`*.zone` for a wildcard).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AcmeCertificate {
@@ -57,6 +73,8 @@ pub struct AcmeCertificate {
     pub names: Vec<String>,
     /// Key type of this certificate: its own `key-type`, else `[acme]`'s (used at its next order).
     pub key_type: AcmeKeyType,
+    /// The CA it is ordered from: its own `directory` (with its `contact` and `ca-root`), else `[acme]`'s.
+    pub ca: AcmeCa,
 }
 
 impl AcmeCertificate {
@@ -69,15 +87,10 @@ impl AcmeCertificate {
 /// The `[acme]` section.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AcmeSettings {
-    /// The CA's ACME directory URL (`https://...`).
-    pub directory: String,
-    /// Account contacts (`mailto:...`).
-    pub contact: Vec<String>,
+    /// The CA certificates are ordered from unless one names its own (`directory`, `contact`, `ca-root`).
+    pub ca: AcmeCa,
     /// Key type of the certificates.
     pub key_type: AcmeKeyType,
-    /// PEM file of the root that the directory's HTTPS certificate chains to, when it is not a public
-    /// one (a test CA such as Pebble).
-    pub ca_root: Option<PathBuf>,
     /// The operator's 32-byte key that encrypts private keys in the store (64 hex digits, or 32 raw bytes).
     pub key_file: PathBuf,
     /// Renew once this fraction of a certificate's lifetime has passed (default 2/3).
@@ -124,6 +137,48 @@ fn absolute(c: &mut Checker, path: &str, value: &str) -> Option<PathBuf> {
     Some(PathBuf::from(value))
 }
 
+/// Checks a CA's `directory` (required), `contact` and `ca-root` under `at` (`acme`,
+/// `acme.certificates[0]`).
+fn check_ca(
+    c: &mut Checker,
+    at: &str,
+    directory: Option<&str>,
+    contact: &[String],
+    ca_root: Option<&str>,
+) -> AcmeCa {
+    let directory = match directory {
+        None => {
+            c.err(
+                format!("{at}.directory"),
+                "is required (the CA's ACME directory URL)",
+            );
+            String::new()
+        }
+        Some(d) if !d.starts_with("https://") => {
+            c.err(
+                format!("{at}.directory"),
+                format!("{d:?}: expected an https:// URL"),
+            );
+            String::new()
+        }
+        Some(d) => d.to_owned(),
+    };
+    for (i, contact) in contact.iter().enumerate() {
+        if !contact.starts_with("mailto:") {
+            c.err(
+                format!("{at}.contact[{i}]"),
+                format!("{contact:?}: expected a mailto: URL"),
+            );
+        }
+    }
+    let ca_root = ca_root.and_then(|p| absolute(c, &format!("{at}.ca-root"), p));
+    AcmeCa {
+        directory,
+        contact: contact.to_vec(),
+        ca_root,
+    }
+}
+
 /// Checks `[acme]`; `zones` are the configured zone origins (a name must lie in one of them); a service
 /// with `tls = "acme"` adds a certificate for its hostname (unless a listed certificate names it already).
 pub(crate) fn check_acme(
@@ -153,31 +208,15 @@ pub(crate) fn check_acme(
         }
     }
     let raw = raw?;
-    let directory = match raw.directory.as_deref() {
-        None => {
-            c.err("acme.directory", "is required (the CA's ACME directory URL)");
-            String::new()
-        }
-        Some(d) if !d.starts_with("https://") => {
-            c.err("acme.directory", format!("{d:?}: expected an https:// URL"));
-            String::new()
-        }
-        Some(d) => d.to_owned(),
-    };
-    for (i, contact) in raw.contact.iter().enumerate() {
-        if !contact.starts_with("mailto:") {
-            c.err(
-                format!("acme.contact[{i}]"),
-                format!("{contact:?}: expected a mailto: URL"),
-            );
-        }
-    }
+    let ca = check_ca(
+        c,
+        "acme",
+        raw.directory.as_deref(),
+        &raw.contact,
+        raw.ca_root.as_deref(),
+    );
     let key_type =
         parse_key_type(c, "acme.key-type", raw.key_type.as_deref()).unwrap_or(AcmeKeyType::EcdsaP256);
-    let ca_root = raw
-        .ca_root
-        .as_deref()
-        .and_then(|p| absolute(c, "acme.ca-root", p));
     let key_file = match raw.key_file.as_deref() {
         None => {
             c.err(
@@ -243,6 +282,24 @@ pub(crate) fn check_acme(
             &format!("acme.certificates[{i}].key-type"),
             cert.key_type.as_deref(),
         );
+        // Its own CA: a directory, with its own contacts and root (not `[acme]`'s: another CA).
+        let own_ca = match (&cert.directory, &cert.contact, &cert.ca_root) {
+            (None, None, None) => None,
+            (None, _, _) => {
+                c.err(
+                    format!("acme.certificates[{i}].directory"),
+                    "is required with contact or ca-root (they belong to a CA's account)",
+                );
+                None
+            }
+            (Some(d), contact, root) => Some(check_ca(
+                c,
+                &format!("acme.certificates[{i}]"),
+                Some(d),
+                contact.as_deref().unwrap_or_default(),
+                root.as_deref(),
+            )),
+        };
         let p = format!("acme.certificates[{i}].names");
         if cert.names.is_empty() {
             c.err(&p, "must list at least one name");
@@ -292,6 +349,7 @@ pub(crate) fn check_acme(
             certificates.push(AcmeCertificate {
                 names,
                 key_type: own_key_type.unwrap_or(key_type),
+                ca: own_ca.unwrap_or_else(|| ca.clone()),
             });
         }
     }
@@ -319,13 +377,12 @@ pub(crate) fn check_acme(
         certificates.push(AcmeCertificate {
             names: vec![host],
             key_type,
+            ca: ca.clone(),
         });
     }
     Some(AcmeSettings {
-        directory,
-        contact: raw.contact.clone(),
+        ca,
         key_type,
-        ca_root,
         key_file: key_file.unwrap_or_default(),
         renew_fraction,
         retry_initial_ms,
@@ -419,6 +476,45 @@ key = "/etc/meridian/c.key"
                 .any(|x| x.starts_with("acme.certificates[0].key-type: \"rsa-2048\": expected")),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn a_certificate_may_be_ordered_from_its_own_ca() {
+        let text = format!(
+            "{BASE}\n[acme]\ndirectory = \"https://ca.example/dir\"\ncontact = [\"mailto:ops@x\"]\nkey-file = \"/k\"\n\
+             [[acme.certificates]]\nnames = [\"a.gslb.example\"]\n\
+             [[acme.certificates]]\nnames = [\"b.gslb.example\"]\ndirectory = \"https://other.example/acme\"\n\
+             contact = [\"mailto:b@x\"]\nca-root = \"/etc/other-root.pem\"\n"
+        );
+        let c = Config::from_toml_str(&text).unwrap();
+        let a = c.acme().unwrap();
+        assert_eq!(a.certificates[0].ca, a.ca, "[acme]'s CA by default");
+        assert_eq!(a.ca.contact, ["mailto:ops@x"]);
+        let own = &a.certificates[1].ca;
+        assert_eq!(own.directory, "https://other.example/acme");
+        assert_eq!(own.contact, ["mailto:b@x"], "its own contacts, not [acme]'s");
+        assert_eq!(
+            own.ca_root.as_deref(),
+            Some(std::path::Path::new("/etc/other-root.pem"))
+        );
+
+        let p = problems(
+            "[acme]\ndirectory = \"https://ca.example/dir\"\nkey-file = \"/k\"\n\
+             [[acme.certificates]]\nnames = [\"a.gslb.example\"]\ncontact = [\"mailto:a@x\"]\n\
+             [[acme.certificates]]\nnames = [\"b.gslb.example\"]\ndirectory = \"http://plain.example/\"\n\
+             contact = [\"b@x\"]\nca-root = \"root.pem\"\n",
+        );
+        for expected in [
+            "acme.certificates[0].directory: is required with contact or ca-root",
+            "acme.certificates[1].directory: \"http://plain.example/\": expected an https:// URL",
+            "acme.certificates[1].contact[0]: \"b@x\": expected a mailto: URL",
+            "acme.certificates[1].ca-root: \"root.pem\" is not an absolute path",
+        ] {
+            assert!(
+                p.iter().any(|x| x.starts_with(expected)),
+                "{expected} not in {p:?}"
+            );
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use acme::{AcmeCertificate, AcmeKeyType, AcmeSettings};
+pub use acme::{AcmeCa, AcmeCertificate, AcmeKeyType, AcmeSettings};
 pub use country::{BUILTIN_GROUPS, Continent, CountryCode, CountryInfo, CountrySet, builtin_group};
 pub use dnssec::{DnssecSettings, KeyFiles};
 pub use model::*;

@@ -69,7 +69,8 @@ pub enum KeyKind<'a> {
     NotifySender,
     /// `notify/sent`: the fleet's webhook events sent lately (read by the next sender on a handover).
     NotifySent,
-    /// `acme/account`: the ACME account's credentials, encrypted (read by the ordering node only).
+    /// `acme/account` (the `[acme]` CA's) or `acme/accounts/ID` (a certificate's own CA's): an ACME
+    /// account's credentials, encrypted (read by the ordering node only).
     AcmeAccount,
     /// `acme/challenges/NAME`: DNS-01 answers for one name being validated (leased by the orderer).
     AcmeChallenge(&'a str),
@@ -194,6 +195,12 @@ impl Keys {
         format!("{}acme/account", self.prefix)
     }
 
+    /// The account at another CA than `[acme]`'s (a certificate's own `directory`); `id` names the CA
+    /// and contacts (see `meridian_acme`).
+    pub fn acme_account_at(&self, id: &str) -> String {
+        format!("{}acme/accounts/{id}", self.prefix)
+    }
+
     /// The DNS-01 answers for `name` (`meet.gslb.example`, `*.gslb.example`).
     pub fn acme_challenge(&self, name: &str) -> String {
         format!("{}acme/challenges/{name}", self.prefix)
@@ -244,6 +251,7 @@ impl Keys {
             ["notify", "sender"] => KeyKind::NotifySender,
             ["notify", "sent"] => KeyKind::NotifySent,
             ["acme", "account"] => KeyKind::AcmeAccount,
+            ["acme", "accounts", id] if !id.is_empty() => KeyKind::AcmeAccount,
             ["acme", "challenges", n] if !n.is_empty() => KeyKind::AcmeChallenge(n),
             ["acme", "certs", id] if !id.is_empty() => KeyKind::AcmeCert(id),
             ["acme", "status", id] if !id.is_empty() => KeyKind::AcmeStatus(id),
@@ -635,6 +643,7 @@ mod tests {
         assert_eq!(k.classify(&k.notify_sender()), KeyKind::NotifySender);
         assert_eq!(k.classify(&k.notify_sent()), KeyKind::NotifySent);
         assert_eq!(k.classify(&k.acme_account()), KeyKind::AcmeAccount);
+        assert_eq!(k.classify(&k.acme_account_at("0123abcd")), KeyKind::AcmeAccount);
         assert_eq!(
             k.classify(&k.acme_challenge("*.gslb.example")),
             KeyKind::AcmeChallenge("*.gslb.example")

@@ -40,6 +40,10 @@ retry-max-ms = 4000
 propagation-delay-ms = 300
 [[acme.certificates]]
 names = ["meet.gslb.example", "*.gslb.example"]
+# Its own account (other contacts than [acme]'s: the CA could be another one too).
+directory = "https://localhost:{pebble}/dir"
+contact = ["mailto:certs@gslb.example"]
+ca-root = "{dir}/pki/ca.pem"
 "#,
         cert = file_cert.0.display(),
         key = file_cert.1.display(),
@@ -357,6 +361,32 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
         std::thread::sleep(Duration::from_millis(300));
     }
     let first = served(https, "meet.gslb.example");
+    // The certificate's own account, not [acme]'s: kept apart in the store, sealed.
+    {
+        use meridian_store::{DEFAULT_PREFIX, EtcdOptions, EtcdStore, Keys, KvStore};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let keys = Keys::new(DEFAULT_PREFIX).unwrap();
+        let store = EtcdStore::new(EtcdOptions::new(vec![etcd.client_url.clone()])).unwrap();
+        let listed = rt
+            .block_on(store.list(&format!("{DEFAULT_PREFIX}acme/")))
+            .unwrap();
+        let accounts: Vec<&str> = listed
+            .kvs
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .filter(|k| k.contains("/acme/account"))
+            .collect();
+        assert_eq!(accounts.len(), 1, "{accounts:?}");
+        assert!(accounts[0].starts_with(&keys.acme_account_at("")), "{accounts:?}");
+        let doc = &listed.kvs.iter().find(|kv| kv.key == accounts[0]).unwrap().value;
+        assert!(
+            !String::from_utf8_lossy(doc).contains("BEGIN"),
+            "sealed, no key in clear"
+        );
+    }
     // The other proxy serves the same certificate, and only one order was made.
     wait_for("the second proxy to serve it", Duration::from_secs(10), || {
         served(https2, "meet.gslb.example") == first
