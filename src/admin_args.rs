@@ -165,9 +165,8 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
 /// An API error as an operator should read it.
 pub(crate) fn explain_error(e: ClientError, client: &AdminClient) -> anyhow::Error {
     match &e {
-        ClientError::Api {
-            status: 401, message, ..
-        } => {
+        ClientError::Api { status: 401, error } => {
+            let message = &error.message;
             let hint = if message.contains("MERIDIAN_TOKEN") {
                 ""
             } else {
@@ -178,45 +177,23 @@ pub(crate) fn explain_error(e: ClientError, client: &AdminClient) -> anyhow::Err
                 client.url()
             )
         }
-        ClientError::Api {
-            status: 422,
-            code,
-            error,
-            ..
-        } if code == "refused" => {
-            let list: Vec<String> = error["violations"]
-                .as_array()
-                .map(|v| v.iter().map(|x| format!("  - {}", violation_text(x))).collect())
-                .unwrap_or_default();
+        ClientError::Api { status: 422, error } if error.code == "refused" => {
+            let list: Vec<String> = error.violations.iter().map(|v| format!("  - {v}")).collect();
             anyhow!(
                 "refused: this change would break a safety guarantee:\n{}\nrepeat with --force to do it anyway",
                 list.join("\n")
             )
         }
-        ClientError::Api {
-            status: 409,
-            message,
-            error,
-            ..
-        } => {
-            let current = &error["current"];
-            let shown = if current.is_null() {
-                String::new()
-            } else {
-                format!(
+        ClientError::Api { status: 409, error } => {
+            let shown = match &error.current {
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(current) => format!(
                     "\ncurrent value: {}",
                     serde_json::to_string(current).unwrap_or_default()
-                )
+                ),
             };
-            anyhow!("conflict: {message}{shown}")
+            anyhow!("conflict: {}{shown}", error.message)
         }
         _ => anyhow!(e),
-    }
-}
-
-fn violation_text(v: &serde_json::Value) -> String {
-    match serde_json::from_value::<meridian_admin::safety::Violation>(v.clone()) {
-        Ok(v) => v.to_string(),
-        Err(_) => v.to_string(),
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
+use meridian_admin::api::ExplainAnswer;
 use meridian_admin::explain::explain;
 use meridian_config::Config;
 use meridian_steer::Topology;
@@ -101,8 +102,11 @@ async fn live(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     if let Some(h) = args.hash {
         path.push_str(&format!("&hash={h}"));
     }
-    let v = crate::ops_cmd::call(&client, "GET", &path, None).await?;
-    print_explanation(args.json, v["text"].as_str().unwrap_or_default(), &v["report"])
+    let answer: ExplainAnswer = client
+        .get_as(&path)
+        .await
+        .map_err(|e| crate::admin_args::explain_error(e, &client))?;
+    print_explanation(args.json, &answer.text, &answer.report)
 }
 
 /// Percent-encodes a query value.

@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 use meridian_admin::api::{
-    Applied, ChangeMeta, DrillList, DrillStarted, DrillStopped, DrillView, SetWeight, StartDrill,
+    Applied, CertificateStatus, ChangeMeta, ConfigOrigin, DrillList, DrillStarted, DrillStopped, DrillView,
+    NodeList, NodeStatus, RegionStatus, SetWeight, StartDrill, Status,
 };
 use meridian_admin::client::AdminClient;
 use meridian_admin::safety::Violation;
@@ -397,45 +398,40 @@ fn drills_table(drills: &[DrillView]) -> String {
     out
 }
 
-fn status_text(s: &Value) -> String {
+fn status_text(s: &Status) -> String {
     let mut out = String::new();
-    let config = &s["config"];
-    let source = match config["source"].as_str() {
-        Some("store") => format!(
-            "store revision {} by {}",
-            config["revision"],
-            config["author"].as_str().unwrap_or("?")
-        ),
-        _ => "bootstrap file (none in the store)".to_owned(),
+    let source = match &s.config {
+        ConfigOrigin::Store { revision, author, .. } => format!("store revision {revision} by {author}"),
+        ConfigOrigin::Bootstrap => "bootstrap file (none in the store)".to_owned(),
     };
     let _ = writeln!(
         out,
         "node {} | state {} | revision {} | snapshot {} old{} | config: {source}",
-        s["node"].as_str().unwrap_or("?"),
-        s["store"].as_str().unwrap_or("?"),
-        s["revision"],
-        human_ms(s["staleness_ms"].as_u64().unwrap_or(0)),
-        if s["connected"] == true {
+        s.node,
+        s.store,
+        s.revision,
+        human_ms(s.staleness_ms),
+        if s.connected {
             ""
         } else {
             " (STORE UNREACHABLE: serving the last snapshot)"
         },
     );
     // Health per zone (--health-etcd): the zone's health store, followed apart from the global store.
-    if let Some(h) = s["health_store"].as_object() {
+    if let Some(h) = &s.health_store {
         let _ = writeln!(
             out,
             "health store: revision {} | {} old{}",
-            h.get("revision").cloned().unwrap_or_default(),
-            human_ms(h.get("staleness_ms").and_then(|v| v.as_u64()).unwrap_or(0)),
-            if h.get("connected").and_then(|v| v.as_bool()) == Some(true) {
+            h.revision.map_or("null".to_owned(), |r| r.to_string()),
+            human_ms(h.staleness_ms.unwrap_or(0)),
+            if h.connected {
                 ""
             } else {
                 " (HEALTH STORE UNREACHABLE: health as last known)"
             },
         );
     }
-    if s["panic"] == true {
+    if s.panic {
         let _ = writeln!(
             out,
             "PANIC: most regions look down; the probers are suspected, nothing newly marked down"
@@ -447,111 +443,104 @@ fn status_text(s: &Value) -> String {
         "{:<8} {:<14} {:<16} {:<24} {:>7} {:>18}  state",
         "region", "name", "health", "vantages", "weight", "load/capacity"
     );
-    for r in s["regions"].as_array().map_or(&[][..], Vec::as_slice) {
-        let h = &r["health"];
-        let mut health = h["state"].as_str().unwrap_or("?").to_owned();
-        if h["stale"] == true {
-            health.push_str(" (stale)");
-        } else if h["probed"] == false {
-            health.push_str(" (no checks)");
-        }
-        let vantages: Vec<String> = h["vantages"]
-            .as_array()
-            .map(|v| {
-                v.iter()
-                    .map(|o| {
-                        format!(
-                            "{}:{}{}",
-                            o["vantage"].as_str().unwrap_or("?"),
-                            if o["healthy"] == true { "up" } else { "down" },
-                            if o["fresh"] == true { "" } else { "?" }
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let weight = if r["weight_override"].is_null() {
-            r["weight"].to_string()
-        } else {
-            format!("{}*", r["weight"])
-        };
-        let load = match r["in_flight"].as_u64() {
-            Some(n) => format!(
-                "{n}/{} ({:.0}%)",
-                r["effective_capacity"],
-                r["utilisation"].as_f64().unwrap_or(0.0) * 100.0
-            ),
-            None => format!("-/{}", r["effective_capacity"]),
-        };
-        let mut state = Vec::new();
-        if let Some(d) = r["drained"].as_object() {
-            state.push(format!(
-                "DRAINED by {}: {}",
-                d.get("author").and_then(Value::as_str).unwrap_or("?"),
-                d.get("reason").and_then(Value::as_str).unwrap_or("")
-            ));
-        }
-        for d in r["drills"].as_array().map_or(&[][..], Vec::as_slice) {
-            state.push(format!(
-                "DRILL {} {} ({} left)",
-                d["id"].as_str().unwrap_or("?"),
-                d["mode"].as_str().unwrap_or("?"),
-                human_ms(d["remaining_ms"].as_u64().unwrap_or(0))
-            ));
-        }
-        if let Some(w) = r["weight_override"].as_object() {
-            state.push(format!(
-                "weight set by {}: {}",
-                w.get("author").and_then(Value::as_str).unwrap_or("?"),
-                w.get("reason").and_then(Value::as_str).unwrap_or("")
-            ));
-        }
-        let serving = if r["usable"] == true {
-            "serving".to_owned()
-        } else {
-            format!("NOT SERVING ({})", r["excluded"].as_str().unwrap_or("?"))
-        };
-        state.insert(0, serving);
-        let _ = writeln!(
-            out,
-            "{:<8} {:<14} {:<16} {:<24} {:>7} {:>18}  {}",
-            r["id"].as_str().unwrap_or("?"),
-            r["name"].as_str().unwrap_or("?"),
-            health,
-            if vantages.is_empty() {
-                "-".to_owned()
-            } else {
-                vantages.join(" ")
-            },
-            weight,
-            load,
-            state.join("; ")
-        );
+    for r in &s.regions {
+        out.push_str(&region_line(r));
     }
-    let drills: Vec<DrillView> = serde_json::from_value(s["drills"].clone()).unwrap_or_default();
-    if !drills.is_empty() {
+    if !s.drills.is_empty() {
         let _ = writeln!(out, "\nactive drills:");
-        out.push_str(&drills_table(&drills));
+        out.push_str(&drills_table(&s.drills));
     }
-    out.push_str(&nodes_text(&s["nodes"]));
-    out.push_str(&meridian_admin::latency::matrix_text(&s["latency"]));
-    out.push_str(&certificates_text(s));
-    if let Some(p) = s["problems"].as_array().filter(|p| !p.is_empty()) {
+    if let Some(nodes) = &s.nodes {
+        out.push_str(&nodes_text(nodes));
+    }
+    out.push_str(&meridian_admin::latency::matrix_text(&s.latency));
+    out.push_str(&certificates_text(&s.certificates, s.now_ms));
+    if !s.problems.is_empty() {
         let _ = writeln!(out, "\nproblems in the store (skipped):");
-        for x in p {
-            let _ = writeln!(out, "  {}", x.as_str().unwrap_or(""));
+        for x in &s.problems {
+            let _ = writeln!(out, "  {x}");
         }
     }
     out
 }
 
-/// The ACME certificates: names, issuer, expiry and renewal, and the last renewal error.
-fn certificates_text(s: &Value) -> String {
-    let mut out = String::new();
-    let Some(list) = s["certificates"].as_array().filter(|l| !l.is_empty()) else {
-        return out;
+/// One region's row of the status table.
+fn region_line(r: &RegionStatus) -> String {
+    let h = &r.health;
+    let mut health = h.state.clone();
+    if h.stale {
+        health.push_str(" (stale)");
+    } else if !h.probed {
+        health.push_str(" (no checks)");
+    }
+    let vantages: Vec<String> = h
+        .vantages
+        .iter()
+        .map(|o| {
+            format!(
+                "{}:{}{}",
+                o.vantage,
+                if o.healthy { "up" } else { "down" },
+                if o.fresh { "" } else { "?" }
+            )
+        })
+        .collect();
+    let weight = if r.weight_override.is_none() {
+        r.weight.to_string()
+    } else {
+        format!("{}*", r.weight)
     };
-    let now = s["now_ms"].as_u64().unwrap_or(0);
+    let load = match r.in_flight {
+        Some(n) => format!(
+            "{n}/{} ({:.0}%)",
+            r.effective_capacity,
+            r.utilisation.unwrap_or(0.0) * 100.0
+        ),
+        None => format!("-/{}", r.effective_capacity),
+    };
+    let mut state = Vec::new();
+    if let Some(d) = &r.drained {
+        state.push(format!("DRAINED by {}: {}", d.author, d.reason));
+    }
+    for d in &r.drills {
+        state.push(format!(
+            "DRILL {} {} ({} left)",
+            d.id,
+            d.mode,
+            human_ms(d.remaining_ms)
+        ));
+    }
+    if let Some(w) = &r.weight_override {
+        state.push(format!("weight set by {}: {}", w.author, w.reason));
+    }
+    let serving = if r.usable {
+        "serving".to_owned()
+    } else {
+        format!("NOT SERVING ({})", r.excluded.as_deref().unwrap_or("?"))
+    };
+    state.insert(0, serving);
+    format!(
+        "{:<8} {:<14} {:<16} {:<24} {:>7} {:>18}  {}\n",
+        r.id,
+        r.name,
+        health,
+        if vantages.is_empty() {
+            "-".to_owned()
+        } else {
+            vantages.join(" ")
+        },
+        weight,
+        load,
+        state.join("; ")
+    )
+}
+
+/// The ACME certificates: names, issuer, expiry and renewal, and the last renewal error.
+fn certificates_text(list: &[CertificateStatus], now: u64) -> String {
+    let mut out = String::new();
+    if list.is_empty() {
+        return out;
+    }
     // Days for certificate lifetimes; human_ms below a day.
     let span = |ms: u64| {
         if ms >= 86_400_000 {
@@ -560,7 +549,7 @@ fn certificates_text(s: &Value) -> String {
             human_ms(ms)
         }
     };
-    let in_time = |v: &Value| match v.as_u64() {
+    let in_time = |v: Option<u64>| match v {
         Some(t) if t >= now => format!("in {}", span(t - now)),
         Some(t) => format!("{} ago", span(now - t)),
         None => "-".to_owned(),
@@ -571,29 +560,25 @@ fn certificates_text(s: &Value) -> String {
 certificates (ACME):"
     );
     for c in list {
-        let names: Vec<&str> = c["names"]
-            .as_array()
-            .map(|n| n.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        if c["issued"].as_bool() == Some(true) {
+        let names = c.names.join(", ");
+        if c.issued {
             let _ = writeln!(
                 out,
-                "  {}: issuer {}; expires {}; renews {}; last renewal {}",
-                names.join(", "),
-                c["issuer"].as_str().unwrap_or("?"),
-                in_time(&c["not_after_ms"]),
-                in_time(&c["renew_at_ms"]),
-                in_time(&c["last_success_ms"]),
+                "  {names}: issuer {}; expires {}; renews {}; last renewal {}",
+                c.issuer.as_deref().unwrap_or("?"),
+                in_time(c.not_after_ms),
+                in_time(c.renew_at_ms),
+                in_time(c.last_success_ms),
             );
         } else {
-            let _ = writeln!(out, "  {}: not issued yet", names.join(", "));
+            let _ = writeln!(out, "  {names}: not issued yet");
         }
-        if let Some(e) = c["last_error"].as_str() {
+        if let Some(e) = &c.last_error {
             let _ = writeln!(
                 out,
                 "    last error ({} failure(s), next try {}): {e}",
-                c["failures"].as_u64().unwrap_or(0),
-                in_time(&c["next_attempt_ms"]),
+                c.failures,
+                in_time(c.next_attempt_ms),
             );
         }
     }
@@ -602,52 +587,40 @@ certificates (ACME):"
 
 /// The registered nodes, those that lag or went silent first, each said in a sentence an operator can act
 /// on ("dns in bhs (dns-bhs-1) serves revision 412, the store is at 415, 3.0 s stale").
-fn nodes_text(nodes: &Value) -> String {
+fn nodes_text(nodes: &NodeList) -> String {
     let mut out = String::new();
-    if let Some(e) = nodes["error"].as_str() {
-        let _ = writeln!(out, "\nnodes: cannot read the registrations: {e}");
-        return out;
-    }
-    let Some(list) = nodes["list"].as_array() else {
-        return out;
+    let (store, list) = match nodes {
+        NodeList::Unreadable { error } => {
+            let _ = writeln!(out, "\nnodes: cannot read the registrations: {error}");
+            return out;
+        }
+        NodeList::Listed {
+            store_revision,
+            list,
+        } => (*store_revision, list),
     };
-    let store = nodes["store_revision"].as_i64().unwrap_or(0);
     let _ = writeln!(out, "\nnodes ({}; store at revision {store}):", list.len());
-    let mut rows: Vec<&Value> = list.iter().collect();
-    let rank = |n: &Value| match n["state"].as_str() {
-        Some("silent") => 0,
-        Some("lagging") => 1,
+    let mut rows: Vec<&NodeStatus> = list.iter().collect();
+    let rank = |n: &NodeStatus| match n.state.as_str() {
+        "silent" => 0,
+        "lagging" => 1,
         _ => 2,
     };
-    rows.sort_by_key(|n| {
-        (
-            rank(n),
-            n["role"].as_str().unwrap_or("").to_owned(),
-            n["region"].as_str().unwrap_or("").to_owned(),
-        )
-    });
+    rows.sort_by_key(|n| (rank(n), n.role.clone(), n.region.clone().unwrap_or_default()));
     for n in rows {
-        let role = n["role"].as_str().unwrap_or("?");
-        let place = n["region"]
-            .as_str()
-            .map(|r| format!(" in {r}"))
-            .unwrap_or_default();
-        let what = format!(
-            "{role}{place} ({}, v{})",
-            n["instance"].as_str().unwrap_or("?"),
-            n["version"].as_str().unwrap_or("?")
-        );
-        let line = match n["state"].as_str() {
-            Some("silent") => format!(
+        let place = n.region.as_ref().map(|r| format!(" in {r}")).unwrap_or_default();
+        let what = format!("{}{place} ({}, v{})", n.role, n.instance, n.version);
+        let line = match n.state.as_str() {
+            "silent" => format!(
                 "SILENT   {what}: no report for {} (last served revision {})",
-                human_ms(n["report_age_ms"].as_u64().unwrap_or(0)),
-                n["revision"]
+                human_ms(n.report_age_ms),
+                n.revision
             ),
-            Some("lagging") => format!(
+            "lagging" => format!(
                 "LAGGING  {what} serves revision {}, the store is at {store}, {} stale{}",
-                n["revision"],
-                human_ms(n["staleness_ms"].as_u64().unwrap_or(0)),
-                if n["connected"] == true {
+                n.revision,
+                human_ms(n.staleness_ms),
+                if n.connected {
                     ""
                 } else {
                     " (disconnected from the store)"
@@ -655,8 +628,8 @@ fn nodes_text(nodes: &Value) -> String {
             ),
             _ => format!(
                 "ok       {what} serves revision {}, {} stale",
-                n["revision"],
-                human_ms(n["staleness_ms"].as_u64().unwrap_or(0))
+                n.revision,
+                human_ms(n.staleness_ms)
             ),
         };
         let _ = writeln!(out, "  {line}");
@@ -664,12 +637,25 @@ fn nodes_text(nodes: &Value) -> String {
     out
 }
 
+/// `GET /v1/status`, read as the API's status document.
+pub(crate) async fn get_status(client: &AdminClient) -> anyhow::Result<Status> {
+    client
+        .get_as("/v1/status")
+        .await
+        .map_err(|e| explain_error(e, client))
+}
+
+/// A typed answer as the server sent it: through a JSON value, so with its keys sorted.
+fn as_sent<T: Serialize>(answer: &T) -> anyhow::Result<Value> {
+    Ok(serde_json::to_value(answer)?)
+}
+
 pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let client = args.conn.client()?;
     let Some(every) = args.watch else {
-        let s = call(&client, "GET", "/v1/status", None).await?;
+        let s = get_status(&client).await?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            println!("{}", serde_json::to_string_pretty(&as_sent(&s)?)?);
         } else {
             print!("{}", status_text(&s));
         }
@@ -679,8 +665,8 @@ pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         return Err(anyhow!("--watch {every}: at least 0.1 seconds"));
     }
     loop {
-        let text = match call(&client, "GET", "/v1/status", None).await {
-            Ok(s) if args.json => serde_json::to_string(&s)? + "\n",
+        let text = match get_status(&client).await {
+            Ok(s) if args.json => serde_json::to_string(&as_sent(&s)?)? + "\n",
             Ok(s) => format!("\x1b[2J\x1b[H{}", status_text(&s)),
             // A node restarting is worth watching through: say so, keep trying.
             Err(e) => format!("\x1b[2J\x1b[Herror: {e:#}\n"),
