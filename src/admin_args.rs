@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use meridian_admin::client::{AdminClient, ClientError};
+use meridian_admin::safety::Violation;
 use meridian_admin::{AdminContext, AdminServer, Auth, GeoSource};
 use meridian_store::{Keys, KvStore, SnapshotWatcher};
 
@@ -162,6 +163,16 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
     Ok(t.to_owned())
 }
 
+/// A safety refusal as an operator should read it: each guarantee the change would break, and how to do
+/// it anyway (`--force`).
+pub(crate) fn refusal_text(violations: &[Violation]) -> String {
+    let list: Vec<String> = violations.iter().map(|v| format!("  - {v}")).collect();
+    format!(
+        "refused: this change would break a safety guarantee:\n{}\nrepeat with --force to do it anyway",
+        list.join("\n")
+    )
+}
+
 /// An API error as an operator should read it.
 pub(crate) fn explain_error(e: ClientError, client: &AdminClient) -> anyhow::Error {
     match &e {
@@ -178,11 +189,7 @@ pub(crate) fn explain_error(e: ClientError, client: &AdminClient) -> anyhow::Err
             )
         }
         ClientError::Api { status: 422, error } if error.code == "refused" => {
-            let list: Vec<String> = error.violations.iter().map(|v| format!("  - {v}")).collect();
-            anyhow!(
-                "refused: this change would break a safety guarantee:\n{}\nrepeat with --force to do it anyway",
-                list.join("\n")
-            )
+            anyhow!("{}", refusal_text(&error.violations))
         }
         ClientError::Api { status: 409, error } => {
             let shown = match &error.current {

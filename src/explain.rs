@@ -10,7 +10,6 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
 use meridian_admin::api::ExplainAnswer;
@@ -58,9 +57,7 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let geo = open_geoip(Some((&config, path)), args.geoip.as_deref())?;
     let topology = Topology::new(Arc::new(config));
     let states = args.state.states(&topology)?;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = meridian_store::now_ms();
     let e = explain(
         &topology,
         &states,

@@ -312,7 +312,8 @@ pub(crate) async fn region(cmd: &RegionCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_forced(forced: &[Violation]) {
+/// Warns of each safety refusal a change was forced past.
+pub(crate) fn print_forced(forced: &[Violation]) {
     for v in forced {
         eprintln!("warning: forced past a safety check: {v}");
     }

@@ -19,7 +19,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use meridian_config::Config;
@@ -27,7 +26,7 @@ use meridian_dns::rrl::RrlConfig;
 use meridian_dns::server::{DnsOptions, DnsServer, DnsState};
 use meridian_dns::stream::TlsListen;
 use meridian_probe::follow_config;
-use meridian_store::{ApplyOutcome, apply_config};
+use meridian_store::{ApplyOutcome, apply_config, now_ms};
 use prometheus::Registry;
 
 use crate::demo_origin::DemoOrigin;
@@ -754,8 +753,3 @@ fn banner(
     print!("{out}");
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
