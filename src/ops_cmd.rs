@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use meridian_admin::api::{
     Applied, CertificateStatus, ChangeMeta, ConfigOrigin, DrillList, DrillStarted, DrillStopped, DrillView,
@@ -247,15 +247,9 @@ pub(crate) async fn call_as<B: Serialize, R: DeserializeOwned>(
         .map_err(|e| explain_error(e, client))
 }
 
+/// A region id by the configuration's rule (a typo never reaches the server).
 fn check_region_id(id: &str) -> anyhow::Result<()> {
-    if id.is_empty()
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        bail!("{id:?} is not a region id");
-    }
-    Ok(())
+    meridian_config::check_identifier(id).map_err(|e| anyhow!("region id {e}"))
 }
 
 pub(crate) async fn region(cmd: &RegionCommand) -> anyhow::Result<ExitCode> {
@@ -266,19 +260,15 @@ pub(crate) async fn region(cmd: &RegionCommand) -> anyhow::Result<ExitCode> {
             change,
             conn,
         } => {
-            if *weight > meridian_config::MAX_WEIGHT {
-                bail!("weight {weight}: at most {}", meridian_config::MAX_WEIGHT);
-            }
+            meridian_admin::check_weight(*weight).map_err(|e| anyhow!(e))?;
             (region, change, conn)
         }
         RegionCommand::ClearWeight { region, change, conn }
         | RegionCommand::Drain { region, change, conn }
         | RegionCommand::Undrain { region, change, conn } => (region, change, conn),
     };
-    if matches!(cmd, RegionCommand::SetWeight { .. } | RegionCommand::Drain { .. }) && change.reason.is_none()
-    {
-        bail!("--reason TEXT is required (it goes to the audit log)");
-    }
+    let required = matches!(cmd, RegionCommand::SetWeight { .. } | RegionCommand::Drain { .. });
+    meridian_admin::check_reason(change.reason.as_deref(), required).map_err(|e| anyhow!("--reason: {e}"))?;
     check_region_id(region)?;
     let client = conn.client()?;
     let path = |suffix: &str| format!("/v1/regions/{region}/{suffix}");

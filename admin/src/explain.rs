@@ -9,11 +9,13 @@ use std::net::IpAddr;
 use meridian_config::{Config, Policy};
 use meridian_geoip::{CoordinatesSource, GeoDb, Located, UnknownReason};
 use meridian_steer::{
-    Basis, ClientLocation, Decision, Health, LatencyOutcome, Measured, Mode, NoAnswer, Point, Query,
+    Basis, ClientLocation, Decision, LatencyOutcome, Measured, Mode, NoAnswer, Point, Query,
     RegionIndex, RegionStates, ResidencyNote, ServiceIndex, Skip, Status, Topology, answer_addresses,
     client_hash, latency_area, steer,
 };
 use serde_json::{Value, json};
+
+use crate::status::health_name;
 
 /// An explanation, both ways.
 #[derive(Clone, Debug)]
@@ -346,12 +348,7 @@ impl Report<'_> {
     }
 
     fn mode(&self) -> &'static str {
-        match self.decision.mode {
-            Mode::Normal => "normal",
-            Mode::Panic => "panic",
-            Mode::Fallback => "fallback",
-            Mode::NoAnswer(_) => "no-answer",
-        }
+        mode_name(self.decision.mode)
     }
 
     fn mode_detail(&self) -> Option<&'static str> {
@@ -624,11 +621,13 @@ fn or_none(v: &[String]) -> String {
     }
 }
 
-fn health_name(h: Health) -> &'static str {
-    match h {
-        Health::Up => "up",
-        Health::Down => "down",
-        Health::Unknown => "unknown",
+/// A decision's mode as reports and the dashboard name it.
+pub(crate) fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Normal => "normal",
+        Mode::Panic => "panic",
+        Mode::Fallback => "fallback",
+        Mode::NoAnswer(_) => "no-answer",
     }
 }
 

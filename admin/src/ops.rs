@@ -205,16 +205,35 @@ fn author(given: Option<&str>) -> String {
 }
 
 fn reason(meta: &ChangeMeta, required: bool) -> Result<String, ApiError> {
-    let r = meta.reason.as_deref().map(str::trim).unwrap_or_default();
+    check_reason(meta.reason.as_deref(), required).map_err(ApiError::bad_request)
+}
+
+/// The longest reason a change records.
+pub const MAX_REASON_LEN: usize = 1000;
+
+/// A change's reason as recorded (trimmed), or why it is refused: missing where `required` (drains,
+/// weights, drills), or longer than [`MAX_REASON_LEN`]. The API's rule, which the CLI checks first.
+pub fn check_reason(reason: Option<&str>, required: bool) -> Result<String, String> {
+    let r = reason.map(str::trim).unwrap_or_default();
     if required && r.is_empty() {
-        return Err(ApiError::bad_request(
-            "a reason is required (it goes to the audit log)",
-        ));
+        return Err("a reason is required (it goes to the audit log)".to_owned());
     }
-    if r.len() > 1000 {
-        return Err(ApiError::bad_request("the reason is longer than 1000 characters"));
+    if r.len() > MAX_REASON_LEN {
+        return Err(format!("the reason is longer than {MAX_REASON_LEN} characters"));
     }
     Ok(r.to_owned())
+}
+
+/// Whether a region weight is in range (0 to [`meridian_config::MAX_WEIGHT`]); why not. The API's rule,
+/// which the CLI checks first.
+pub fn check_weight(weight: u32) -> Result<(), String> {
+    if weight > meridian_config::MAX_WEIGHT {
+        return Err(format!(
+            "weight {weight} is above the maximum {}",
+            meridian_config::MAX_WEIGHT
+        ));
+    }
+    Ok(())
 }
 
 /// A store that fails while a change reads the current state (on the side of a partition without the
@@ -406,13 +425,8 @@ pub(crate) async fn region_change(
     let now_ms = crate::now_ms();
     let snap = snapshot(ctx)?;
     check_region(&snap.topology, region)?;
-    if let RegionChange::SetWeight(weight) = change
-        && weight > meridian_config::MAX_WEIGHT
-    {
-        return Err(ApiError::bad_request(format!(
-            "weight {weight} is above the maximum {}",
-            meridian_config::MAX_WEIGHT
-        )));
+    if let RegionChange::SetWeight(weight) = change {
+        check_weight(weight).map_err(ApiError::bad_request)?;
     }
     let adds = matches!(change, RegionChange::SetWeight(_) | RegionChange::Drain);
     let reason = reason(meta, adds)?;
