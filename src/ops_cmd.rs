@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use meridian_admin::api::{
-    Applied, CertificateStatus, ChangeMeta, ConfigOrigin, DrillList, DrillStarted, DrillStopped, DrillView,
+    Applied, CertificateStatus, ChangeMeta, ConfigOrigin, DrillList, DrillModeText, DrillStarted, DrillStopped, DrillView,
     NodeList, NodeStatus, RegionStatus, SetWeight, StartDrill, Status,
 };
 use meridian_admin::client::AdminClient;
@@ -109,8 +109,8 @@ pub(crate) struct DrillSpec {
     #[arg(long, value_name = "REGION")]
     pub(crate) region: String,
     /// down (as if health checks failed), drain, or capacity=PCT.
-    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
-    pub(crate) mode: String,
+    #[arg(long, value_name = "MODE", value_parser = str::parse::<DrillModeText>)]
+    pub(crate) mode: DrillModeText,
     /// How long: 90s, 5m, 1h30m (at most 72h). The drill ends then even if nobody stops it.
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) duration: Duration,
@@ -129,7 +129,7 @@ impl DrillSpec {
     pub(crate) fn body(&self) -> StartDrill {
         StartDrill {
             region: self.region.clone(),
-            mode: self.mode.clone(),
+            mode: self.mode,
             duration_ms: self.duration.as_millis() as u64,
             id: self.id.clone(),
             meta: ChangeMeta {
@@ -140,10 +140,6 @@ impl DrillSpec {
             },
         }
     }
-}
-
-fn parse_mode(s: &str) -> Result<String, String> {
-    meridian_admin::parse_drill_mode(s).map(meridian_admin::mode_text)
 }
 
 /// Parses `500ms`, `90s`, `5m`, `1h30m`, `2d`; a bare number is seconds.

@@ -6,6 +6,7 @@
 //! inside the explain answer, the stored configuration and the audit log stay JSON values (the CLI
 //! prints them as they come; `docs/admin-api.md` describes every field).
 
+use meridian_store::schema::DrillModeDoc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -177,6 +178,69 @@ pub struct SetWeight {
     pub meta: ChangeMeta,
 }
 
+/// Parses `down`, `drain`, `capacity=PCT` (also `capacity:PCT`).
+pub fn parse_drill_mode(text: &str) -> Result<DrillModeDoc, String> {
+    let t = text.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "down" => Ok(DrillModeDoc::Down),
+        "drain" => Ok(DrillModeDoc::Drain),
+        _ => {
+            let pct = t
+                .strip_prefix("capacity=")
+                .or_else(|| t.strip_prefix("capacity:"))
+                .ok_or_else(|| format!("drill mode {text:?}: expected down, drain or capacity=PCT"))?;
+            let pct = pct.trim_end_matches('%');
+            match pct.parse::<u8>() {
+                Ok(p) if p <= 100 => Ok(DrillModeDoc::Capacity { percent: p }),
+                _ => Err(format!(
+                    "drill mode {text:?}: PCT must be a whole number from 0 to 100"
+                )),
+            }
+        }
+    }
+}
+
+/// The mode as written on the command line and in drill ids.
+pub fn mode_text(mode: DrillModeDoc) -> String {
+    match mode {
+        DrillModeDoc::Down => "down".to_owned(),
+        DrillModeDoc::Drain => "drain".to_owned(),
+        DrillModeDoc::Capacity { percent } => format!("capacity={percent}"),
+    }
+}
+
+/// A drill's mode as the API writes it: `down`, `drain`, `capacity=PCT`; read also as `capacity:PCT%`, in
+/// any case ([`parse_drill_mode`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DrillModeText(pub DrillModeDoc);
+
+impl std::str::FromStr for DrillModeText {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_drill_mode(s).map(Self)
+    }
+}
+
+impl std::fmt::Display for DrillModeText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&mode_text(self.0))
+    }
+}
+
+impl Serialize for DrillModeText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&mode_text(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for DrillModeText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// `POST /v1/drills`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,7 +248,7 @@ pub struct StartDrill {
     /// The region.
     pub region: String,
     /// `down`, `drain` or `capacity=PCT`.
-    pub mode: String,
+    pub mode: DrillModeText,
     /// How long it lasts, in milliseconds (at most 72 hours).
     pub duration_ms: u64,
     /// Its identifier (default: `REGION-MODE-STARTMS`).
@@ -231,7 +295,7 @@ pub struct DrillView {
     /// The region drilled.
     pub region: String,
     /// `down`, `drain` or `capacity=PCT`.
-    pub mode: String,
+    pub mode: DrillModeText,
     /// Start, ms since the epoch.
     pub started_at_ms: u64,
     /// End, ms since the epoch.

@@ -34,7 +34,8 @@ mod status;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use ops::{ConfigCheck, MAX_REASON_LEN, check_reason, check_weight, mode_text, parse_drill_mode};
+pub use api::{mode_text, parse_drill_mode};
+pub use ops::{ConfigCheck, MAX_REASON_LEN, check_reason, check_weight};
 pub use server::{AdminServer, serve};
 
 use meridian_geoip::GeoDb;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use meridian_config::Config;
 use meridian_steer::{RegionStates, Topology};
 use meridian_store::schema::{
-    AuditRecord, DOC_SCHEMA, DrainOverride, DrillDoc, DrillModeDoc, WeightOverride, decode, encode,
+    AuditRecord, DOC_SCHEMA, DrainOverride, DrillDoc, WeightOverride, decode, encode,
 };
 use meridian_store::{
     ApplyOptions, ApplyOutcome, Compare, ConfigDocError, KeyValue, Keys, KvStore, Listing, OperatorDoc, Revision,
@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use crate::AdminContext;
 use crate::api::{
     ApiError, Applied, ChangeMeta, ConfigApplied, DrillStarted, DrillStopped, MAX_DRILL_MS, PutConfig,
-    StartDrill,
+    StartDrill, mode_text,
 };
 use crate::safety::{Violation, introduced, introduced_across};
 
@@ -494,37 +494,6 @@ fn with_reason(what: String, reason: &str) -> String {
     }
 }
 
-/// Parses `down`, `drain`, `capacity=PCT` (also `capacity:PCT`).
-pub fn parse_drill_mode(text: &str) -> Result<DrillModeDoc, String> {
-    let t = text.trim().to_ascii_lowercase();
-    match t.as_str() {
-        "down" => Ok(DrillModeDoc::Down),
-        "drain" => Ok(DrillModeDoc::Drain),
-        _ => {
-            let pct = t
-                .strip_prefix("capacity=")
-                .or_else(|| t.strip_prefix("capacity:"))
-                .ok_or_else(|| format!("drill mode {text:?}: expected down, drain or capacity=PCT"))?;
-            let pct = pct.trim_end_matches('%');
-            match pct.parse::<u8>() {
-                Ok(p) if p <= 100 => Ok(DrillModeDoc::Capacity { percent: p }),
-                _ => Err(format!(
-                    "drill mode {text:?}: PCT must be a whole number from 0 to 100"
-                )),
-            }
-        }
-    }
-}
-
-/// The mode as written on the command line and in drill ids.
-pub fn mode_text(mode: DrillModeDoc) -> String {
-    match mode {
-        DrillModeDoc::Down => "down".to_owned(),
-        DrillModeDoc::Drain => "drain".to_owned(),
-        DrillModeDoc::Capacity { percent } => format!("capacity={percent}"),
-    }
-}
-
 fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
@@ -537,7 +506,7 @@ pub(crate) async fn start_drill(ctx: &AdminContext, body: StartDrill) -> Result<
     let now_ms = crate::now_ms();
     let snap = snapshot(ctx)?;
     check_region(&snap.topology, &body.region)?;
-    let mode = parse_drill_mode(&body.mode).map_err(ApiError::bad_request)?;
+    let mode = body.mode.0;
     if body.duration_ms == 0 || body.duration_ms > MAX_DRILL_MS {
         return Err(ApiError::bad_request(format!(
             "duration_ms {}: must be between 1 and {MAX_DRILL_MS} (72 hours)",
@@ -766,6 +735,8 @@ mod tests {
 
     #[test]
     fn drill_modes_parse() {
+        use crate::api::parse_drill_mode;
+        use meridian_store::schema::DrillModeDoc;
         assert_eq!(parse_drill_mode("down").unwrap(), DrillModeDoc::Down);
         assert_eq!(parse_drill_mode("Drain").unwrap(), DrillModeDoc::Drain);
         assert_eq!(

@@ -9,10 +9,9 @@ use serde_json::Value;
 
 use crate::AdminContext;
 use crate::api::{
-    CertificateStatus, ConfigOrigin, DrainView, DrillView, HealthStoreStatus, NodeList, NodeStatus,
+    CertificateStatus, ConfigOrigin, DrainView, DrillModeText, DrillView, HealthStoreStatus, NodeList, NodeStatus,
     RegionHealthStatus, RegionStatus, ServiceStatus, Status, VantageOpinion, WeightOverrideView,
 };
-use crate::ops::mode_text;
 use crate::safety::usable;
 
 /// A health state's name in the API and the reports.
@@ -29,7 +28,7 @@ pub(crate) fn drill_view(id: &str, d: &DrillDoc, now_ms: u64) -> DrillView {
     DrillView {
         id: id.to_owned(),
         region: d.region.clone(),
-        mode: mode_text(d.mode),
+        mode: DrillModeText(d.mode),
         started_at_ms: d.started_at_ms,
         expires_at_ms: d.expires_at_ms,
         remaining_ms: d.expires_at_ms.saturating_sub(now_ms),
