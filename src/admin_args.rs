@@ -3,7 +3,8 @@
 //! (`--server` or `$MERIDIAN_SERVER`, `$MERIDIAN_TOKEN` or `--token-file`, `--ca-file`).
 //!
 //! Both sides also look for the token in the data directory's `admin-token` file (what `meridian up`
-//! writes), so a single-machine setup needs no flags at all.
+//! writes), so a single-machine setup needs no flags at all. The operator side's requests (`call`,
+//! `call_as`, `get_status`) explain the API's errors as an operator should read them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,10 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use meridian_admin::api::Status;
 use meridian_admin::client::{AdminClient, ClientError};
 use meridian_admin::safety::Violation;
 use meridian_admin::{AdminContext, AdminServer, Auth, GeoSource};
 use meridian_store::{Keys, KvStore, SnapshotWatcher};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::store_args::default_data_dir;
 
@@ -193,7 +198,7 @@ pub(crate) fn explain_error(e: ClientError, client: &AdminClient) -> anyhow::Err
         }
         ClientError::Api { status: 409, error } => {
             let shown = match &error.current {
-                None | Some(serde_json::Value::Null) => String::new(),
+                None | Some(Value::Null) => String::new(),
                 Some(current) => format!(
                     "\ncurrent value: {}",
                     serde_json::to_string(current).unwrap_or_default()
@@ -203,4 +208,38 @@ pub(crate) fn explain_error(e: ClientError, client: &AdminClient) -> anyhow::Err
         }
         _ => anyhow!(e),
     }
+}
+
+/// A request with an optional untyped body, its answer as JSON (`--json` printing), or the error explained.
+pub(crate) async fn call(
+    client: &AdminClient,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Value> {
+    client
+        .send(method, path, body)
+        .await
+        .map_err(|e| explain_error(e, client))
+}
+
+/// A request with one of the API's typed bodies, its answer read as the API's typed answer.
+pub(crate) async fn call_as<B: Serialize, R: DeserializeOwned>(
+    client: &AdminClient,
+    method: &str,
+    path: &str,
+    body: &B,
+) -> anyhow::Result<R> {
+    client
+        .send_as(method, path, body)
+        .await
+        .map_err(|e| explain_error(e, client))
+}
+
+/// `GET /v1/status`, read as the API's status document.
+pub(crate) async fn get_status(client: &AdminClient) -> anyhow::Result<Status> {
+    client
+        .get_as("/v1/status")
+        .await
+        .map_err(|e| explain_error(e, client))
 }

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use meridian_admin::ConfigCheck;
 use meridian_config::calendar::utc_datetime_ms;
 use meridian_config::{Config, ConfigError};
-use meridian_admin::ConfigCheck;
 use meridian_steer::Topology;
 use meridian_store::{
     ApplyOutcome, ConfigDocError, Keys, KvStore, SnapshotBuilder, StoredConfig, apply_config_with, now_ms,

@@ -4,6 +4,8 @@
 //! watches every observer that was served from the drilled region until it moves, rolls the drill back,
 //! and watches them return — reporting how long each took.
 //!
+//! What a drill is (`DrillSpec`) is defined here and shared with `meridian drill start`.
+//!
 //! On Ctrl-C it rolls back (stops the drill) and exits non-zero. If it is killed outright, the drill
 //! still ends at its expiry: every reader enforces it.
 
@@ -16,14 +18,55 @@ use anyhow::{Context, anyhow, bail};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RData, RecordType};
-use meridian_admin::api::{ChangeMeta, DrillStarted, DrillStopped, Status};
+use meridian_admin::api::{ChangeMeta, DrillModeText, DrillStarted, DrillStopped, StartDrill, Status};
 use meridian_admin::client::{AdminClient, get_header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::admin_args::AdminConnArgs;
+use crate::admin_args::{call_as, get_status};
 use crate::author::author;
-use crate::ops_cmd::{DrillSpec, call_as, get_status, human_ms, parse_duration};
+use crate::durations::{human_ms, parse_duration};
+
+/// What a drill does and for how long (shared by `drill start` and `drill run`).
+#[derive(clap::Args, Clone)]
+pub(crate) struct DrillSpec {
+    /// The region drilled.
+    #[arg(long, value_name = "REGION")]
+    pub(crate) region: String,
+    /// down (as if health checks failed), drain, or capacity=PCT.
+    #[arg(long, value_name = "MODE", value_parser = str::parse::<DrillModeText>)]
+    pub(crate) mode: DrillModeText,
+    /// How long: 90s, 5m, 1h30m (at most 72h). The drill ends then even if nobody stops it.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+    /// Why (recorded in the drill and the audit log).
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) reason: String,
+    /// The drill's id (default: REGION-MODE-STARTMS).
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: Option<String>,
+    /// Start it even if a safety check refuses.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+impl DrillSpec {
+    pub(crate) fn body(&self) -> StartDrill {
+        StartDrill {
+            region: self.region.clone(),
+            mode: self.mode,
+            duration_ms: self.duration.as_millis() as u64,
+            id: self.id.clone(),
+            meta: ChangeMeta {
+                author: Some(author()),
+                reason: Some(self.reason.clone()),
+                expect_revision: None,
+                force: self.force,
+            },
+        }
+    }
+}
 
 /// Sample clients (address in the bundled database's country) when no --client is given.
 const SAMPLES: &[(&str, &str)] = &[
@@ -405,9 +448,7 @@ fn targets(args: &RunArgs) -> anyhow::Result<Vec<(String, Target)>> {
 async fn baselines(targets: Vec<(String, Target)>, env: &Env, region: &str) -> anyhow::Result<Vec<Observer>> {
     let mut observers = Vec::new();
     for (label, target) in targets {
-        let baseline = observe(&target, env)
-            .await
-            .map_err(|e| anyhow!("{label}: {e}"))?;
+        let baseline = observe(&target, env).await.map_err(|e| anyhow!("{label}: {e}"))?;
         let affected = serves_from(&baseline, region);
         println!(
             "  {label:<28} {baseline}{}",

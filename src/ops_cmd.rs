@@ -9,17 +9,17 @@ use std::time::Duration;
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use meridian_admin::api::{
-    Applied, CertificateStatus, ChangeMeta, ConfigOrigin, DrillList, DrillModeText, DrillStarted, DrillStopped, DrillView,
-    NodeList, NodeStatus, RegionStatus, SetWeight, StartDrill, Status,
+    Applied, CertificateStatus, ChangeMeta, ConfigOrigin, DrillList, DrillStarted, DrillStopped, DrillView,
+    NodeList, NodeStatus, RegionStatus, SetWeight, Status,
 };
-use meridian_admin::client::AdminClient;
 use meridian_admin::safety::Violation;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::admin_args::{AdminConnArgs, explain_error};
+use crate::admin_args::{AdminConnArgs, call, call_as, explain_error, get_status};
 use crate::author::author;
+use crate::drill_run::DrillSpec;
+use crate::durations::human_ms;
 
 /// `meridian status`.
 #[derive(Args)]
@@ -102,87 +102,6 @@ pub(crate) enum RegionCommand {
     },
 }
 
-/// What a drill does and for how long (shared by `drill start` and `drill run`).
-#[derive(Args, Clone)]
-pub(crate) struct DrillSpec {
-    /// The region drilled.
-    #[arg(long, value_name = "REGION")]
-    pub(crate) region: String,
-    /// down (as if health checks failed), drain, or capacity=PCT.
-    #[arg(long, value_name = "MODE", value_parser = str::parse::<DrillModeText>)]
-    pub(crate) mode: DrillModeText,
-    /// How long: 90s, 5m, 1h30m (at most 72h). The drill ends then even if nobody stops it.
-    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
-    pub(crate) duration: Duration,
-    /// Why (recorded in the drill and the audit log).
-    #[arg(long, value_name = "TEXT")]
-    pub(crate) reason: String,
-    /// The drill's id (default: REGION-MODE-STARTMS).
-    #[arg(long, value_name = "ID")]
-    pub(crate) id: Option<String>,
-    /// Start it even if a safety check refuses.
-    #[arg(long)]
-    pub(crate) force: bool,
-}
-
-impl DrillSpec {
-    pub(crate) fn body(&self) -> StartDrill {
-        StartDrill {
-            region: self.region.clone(),
-            mode: self.mode,
-            duration_ms: self.duration.as_millis() as u64,
-            id: self.id.clone(),
-            meta: ChangeMeta {
-                author: Some(author()),
-                reason: Some(self.reason.clone()),
-                expect_revision: None,
-                force: self.force,
-            },
-        }
-    }
-}
-
-/// Parses `500ms`, `90s`, `5m`, `1h30m`, `2d`; a bare number is seconds.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?}: expected a duration such as 90s, 5m or 1h30m");
-    let t = s.trim();
-    if t.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(secs) = t.parse::<f64>() {
-        return (secs.is_finite() && secs > 0.0)
-            .then(|| Duration::from_secs_f64(secs))
-            .ok_or_else(bad);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: f64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            _ => return Err(bad()),
-        };
-        total += Duration::from_secs_f64(n * factor);
-        rest = &rest[unit_len..];
-    }
-    if total.is_zero() {
-        return Err(bad());
-    }
-    Ok(total)
-}
-
 /// `meridian drill ...`.
 #[derive(Subcommand)]
 pub(crate) enum DrillCommand {
@@ -216,31 +135,6 @@ pub(crate) enum DrillCommand {
     },
     /// Prove failover: start a drill, watch DNS answers (and proxies) move, roll back, watch them return.
     Run(Box<crate::drill_run::RunArgs>),
-}
-
-pub(crate) async fn call(
-    client: &AdminClient,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> anyhow::Result<Value> {
-    client
-        .send(method, path, body)
-        .await
-        .map_err(|e| explain_error(e, client))
-}
-
-/// A request with one of the API's typed bodies, its answer read as the API's typed answer.
-pub(crate) async fn call_as<B: Serialize, R: DeserializeOwned>(
-    client: &AdminClient,
-    method: &str,
-    path: &str,
-    body: &B,
-) -> anyhow::Result<R> {
-    client
-        .send_as(method, path, body)
-        .await
-        .map_err(|e| explain_error(e, client))
 }
 
 /// A region id by the configuration's rule (a typo never reaches the server).
@@ -347,16 +241,6 @@ pub(crate) async fn drill(cmd: &DrillCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DrillCommand::Run(args) => crate::drill_run::run(args).await,
-    }
-}
-
-pub(crate) fn human_ms(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0 => format!("{ms} ms"),
-        1..60 => format!("{:.1} s", ms as f64 / 1000.0),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
     }
 }
 
@@ -581,10 +465,7 @@ fn nodes_text(nodes: &NodeList) -> String {
             let _ = writeln!(out, "\nnodes: cannot read the registrations: {error}");
             return out;
         }
-        NodeList::Listed {
-            store_revision,
-            list,
-        } => (*store_revision, list),
+        NodeList::Listed { store_revision, list } => (*store_revision, list),
     };
     let _ = writeln!(out, "\nnodes ({}; store at revision {store}):", list.len());
     let mut rows: Vec<&NodeStatus> = list.iter().collect();
@@ -624,14 +505,6 @@ fn nodes_text(nodes: &NodeList) -> String {
     out
 }
 
-/// `GET /v1/status`, read as the API's status document.
-pub(crate) async fn get_status(client: &AdminClient) -> anyhow::Result<Status> {
-    client
-        .get_as("/v1/status")
-        .await
-        .map_err(|e| explain_error(e, client))
-}
-
 /// A typed answer as the server sent it: through a JSON value, so with its keys sorted.
 fn as_sent<T: Serialize>(answer: &T) -> anyhow::Result<Value> {
     Ok(serde_json::to_value(answer)?)
@@ -662,23 +535,6 @@ pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs_f64(every)) => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        for bad in ["", "m", "5x", "0s", "-1", "1h30", "s5"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
 }

@@ -107,7 +107,8 @@ impl StateFlags {
         }
         for (i, arg) in self.drill.iter().enumerate() {
             let (r, mode) = split("drill", arg)?;
-            let mode = meridian_admin::parse_drill_mode(&mode).map_err(|e| anyhow!("--drill {arg:?}: {e}"))?;
+            let mode =
+                meridian_admin::parse_drill_mode(&mode).map_err(|e| anyhow!("--drill {arg:?}: {e}"))?;
             docs.push(OperatorDoc::Drill {
                 id: format!("cli-{}", i + 1),
                 doc: DrillDoc {
@@ -122,7 +123,10 @@ impl StateFlags {
             });
         }
         // Every region was checked above: nothing is skipped.
-        for (doc, applied) in docs.iter().zip(overlay_operator_state(topology, &mut states, &docs)) {
+        for (doc, applied) in docs
+            .iter()
+            .zip(overlay_operator_state(topology, &mut states, &docs))
+        {
             applied.map_err(|e| anyhow!("{:?}: {e}", doc.region()))?;
         }
         for arg in &self.load {

@@ -752,4 +752,3 @@ fn banner(
     out += "Ctrl-C stops everything; operator state stays in the store.\n";
     print!("{out}");
 }
-

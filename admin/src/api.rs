@@ -118,7 +118,11 @@ pub struct ErrorBody {
     pub code: String,
     /// 409 `conflict`: the current value (`null`: there is none). A conflict's value is whichever stored
     /// document changed first, so it stays a JSON value.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub current: Option<Value>,
     /// What a human should read.
     pub message: String,

@@ -9,9 +9,9 @@ use std::net::IpAddr;
 use meridian_config::{Config, Policy};
 use meridian_geoip::{CoordinatesSource, GeoDb, Located, UnknownReason};
 use meridian_steer::{
-    Basis, ClientLocation, Decision, LatencyOutcome, Measured, Mode, NoAnswer, Point, Query,
-    RegionIndex, RegionStates, ResidencyNote, ServiceIndex, Skip, Status, Topology, answer_addresses,
-    client_hash, latency_area, steer,
+    Basis, ClientLocation, Decision, LatencyOutcome, Measured, Mode, NoAnswer, Point, Query, RegionIndex,
+    RegionStates, ResidencyNote, ServiceIndex, Skip, Status, Topology, answer_addresses, client_hash,
+    latency_area, steer,
 };
 use serde_json::{Value, json};
 

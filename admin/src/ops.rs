@@ -18,8 +18,8 @@ use meridian_store::schema::{
     AuditRecord, DOC_SCHEMA, DrainOverride, DrillDoc, WeightOverride, decode, encode,
 };
 use meridian_store::{
-    ApplyOptions, ApplyOutcome, Compare, ConfigDocError, KeyValue, Keys, KvStore, Listing, OperatorDoc, Revision,
-    Snapshot, StoreError, StoredConfig, TxnOp, overlay_operator_state,
+    ApplyOptions, ApplyOutcome, Compare, ConfigDocError, KeyValue, Keys, KvStore, Listing, OperatorDoc,
+    Revision, Snapshot, StoreError, StoredConfig, TxnOp, overlay_operator_state,
 };
 use serde_json::{Value, json};
 
@@ -692,7 +692,8 @@ pub(crate) async fn put_config(ctx: &AdminContext, body: PutConfig) -> Result<Co
         // The states now are those under the stored configuration: this node's snapshot must have it.
         ctx.watcher.wait_for(stored_rev, REFLECT_WAIT).await;
         let snap = ctx.watcher.snapshot();
-        let check = ConfigCheck::run(ctx.store.as_ref(), &ctx.keys, &topology, snap.as_deref(), now_ms).await?;
+        let check =
+            ConfigCheck::run(ctx.store.as_ref(), &ctx.keys, &topology, snap.as_deref(), now_ms).await?;
         if !check.violations.is_empty() && !body.force {
             return Err(ApiError::refused(&check.violations));
         }

@@ -22,8 +22,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::api::{
-    ApiError, ChangeMeta, DrillAnswer, DrillList, ExplainAnswer, PutConfig, RegionAnswer, RegionList, SetWeight,
-    StartDrill,
+    ApiError, ChangeMeta, DrillAnswer, DrillList, ExplainAnswer, PutConfig, RegionAnswer, RegionList,
+    SetWeight, StartDrill,
 };
 use crate::ops::RegionChange;
 use crate::{AdminContext, Auth, now_ms, ops, status};

@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use crate::AdminContext;
 use crate::api::{
-    CertificateStatus, ConfigOrigin, DrainView, DrillModeText, DrillView, HealthStoreStatus, NodeList, NodeStatus,
-    RegionHealthStatus, RegionStatus, ServiceStatus, Status, VantageOpinion, WeightOverrideView,
+    CertificateStatus, ConfigOrigin, DrainView, DrillModeText, DrillView, HealthStoreStatus, NodeList,
+    NodeStatus, RegionHealthStatus, RegionStatus, ServiceStatus, Status, VantageOpinion, WeightOverrideView,
 };
 use crate::safety::usable;
 
@@ -48,7 +48,12 @@ pub(crate) fn drills(snapshot: &Snapshot, now_ms: u64, all: bool) -> Vec<DrillVi
 }
 
 /// One region's status.
-pub(crate) fn region(snapshot: &Snapshot, topology: &Topology, id: &str, now_ms: u64) -> Option<RegionStatus> {
+pub(crate) fn region(
+    snapshot: &Snapshot,
+    topology: &Topology,
+    id: &str,
+    now_ms: u64,
+) -> Option<RegionStatus> {
     let index = topology.region_index(id)?;
     let config = &topology.config().regions()[index.get()];
     let state = snapshot.states.get(index)?;
@@ -208,10 +213,7 @@ pub(crate) fn status_doc(ctx: &AdminContext, snapshot: &Snapshot, now_ms: u64) -
             .map(|connected| HealthStoreStatus {
                 connected,
                 revision: snapshot.health_revision,
-                staleness_ms: ctx
-                    .watcher
-                    .health_store_staleness()
-                    .map(|d| d.as_millis() as u64),
+                staleness_ms: ctx.watcher.health_store_staleness().map(|d| d.as_millis() as u64),
             }),
         config,
         panic: snapshot.health.panic,

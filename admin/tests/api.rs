@@ -193,7 +193,11 @@ async fn weights_drains_and_audit(store: Arc<dyn KvStore>) {
     let typed: Status = same_as_sent(&status);
     let fra = typed.regions.iter().find(|r| r.id == "fra").unwrap();
     assert_eq!(fra.weight_override.as_ref().unwrap().author, "alice");
-    assert!(matches!(typed.nodes, Some(NodeList::Listed { .. })), "{:?}", typed.nodes);
+    assert!(
+        matches!(typed.nodes, Some(NodeList::Listed { .. })),
+        "{:?}",
+        typed.nodes
+    );
     let regions: RegionList = same_as_sent(&n.client.get("/v1/regions").await.unwrap());
     assert_eq!(regions.regions.len(), typed.regions.len());
     let one: RegionAnswer = same_as_sent(&n.client.get("/v1/regions/waw").await.unwrap());
@@ -351,7 +355,8 @@ async fn concurrent_edits_one_wins(store: Arc<dyn KvStore>) {
     };
     assert_eq!(status, 409);
     assert_eq!(
-        error.current.unwrap()["document"]["weight"], winner,
+        error.current.unwrap()["document"]["weight"],
+        winner,
         "the conflict names the current value"
     );
     let status = n.client.get("/v1/status").await.unwrap();
@@ -816,7 +821,10 @@ async fn store_unreachable_is_503_and_status_still_answers() {
         if status["connected"] == false {
             // The registrations cannot be read either: the status says why.
             let typed: Status = same_as_sent(&status);
-            assert!(matches!(typed.nodes, Some(NodeList::Unreadable { .. })), "{status}");
+            assert!(
+                matches!(typed.nodes, Some(NodeList::Unreadable { .. })),
+                "{status}"
+            );
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(10), "{status}");

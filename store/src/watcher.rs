@@ -40,8 +40,8 @@ use tokio::task::JoinHandle;
 
 use crate::embedded::{PersistedKv, write_atomically};
 use crate::kv::{KeyValue, KvStore, Revision, StoreError, WatchMessage};
-use crate::schema::Keys;
 use crate::now_ms;
+use crate::schema::Keys;
 use crate::snapshot::{Snapshot, SnapshotBuilder};
 
 /// How a watcher behaves.

@@ -1,7 +1,7 @@
 //! `meridian config get | diff | apply` against the embedded store and a real etcd.
 
-use meridian_store::testing::EtcdServer;
 use meridian_store::schema::{DOC_SCHEMA, DrainOverride, encode};
+use meridian_store::testing::EtcdServer;
 use meridian_store::{EmbeddedStore, Keys, KvStore};
 
 use crate::support::{example, meridian, run, stderr, stdout};
@@ -236,7 +236,13 @@ fn unsafe_changes_are_refused_unless_forced() {
         all.extend_from_slice(&store_args);
         run(&all)
     };
-    let out = with(&["config", "apply", example().to_str().unwrap(), "--author", "alice"]);
+    let out = with(&[
+        "config",
+        "apply",
+        example().to_str().unwrap(),
+        "--author",
+        "alice",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let rt = tokio::runtime::Runtime::new().unwrap();
     // The drains an operator would make with `meridian region drain` (the store is free: no process runs).
@@ -284,17 +290,26 @@ unknown-location = ["waw", "vin"]"#,
                 && err.contains("Nothing was written."),
             "{err}"
         );
-        assert_eq!(stdout(&with(&["config", "get"])), example_text(), "nothing was written");
+        assert_eq!(
+            stdout(&with(&["config", "get"])),
+            example_text(),
+            "nothing was written"
+        );
     }
 
     let out = with(&["config", "apply", file, "--author", "carol", "--force"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("warning: forced past a safety check: service meet: clients covered by residency rule gdpr"),
+        stderr(&out).contains(
+            "warning: forced past a safety check: service meet: clients covered by residency rule gdpr"
+        ),
         "{}",
         stderr(&out)
     );
-    assert_eq!(stdout(&with(&["config", "get"])), std::fs::read_to_string(&without_fra).unwrap());
+    assert_eq!(
+        stdout(&with(&["config", "get"])),
+        std::fs::read_to_string(&without_fra).unwrap()
+    );
     let record = rt.block_on(async {
         let store = EmbeddedStore::open(&data).unwrap();
         let keys = Keys::new("/meridian/").unwrap();

@@ -100,7 +100,11 @@ fn what_if_flags_move_the_answer_and_say_why() {
         let v = explain("meet", "83.0.0.1", &[&["--load", "waw=2000"], extra].concat());
         candidate(&v, "waw")["reason"].as_str().unwrap().to_owned()
     };
-    assert_eq!(reason(&[]), "nearest usable", "2000 of 4000 is under the spill threshold");
+    assert_eq!(
+        reason(&[]),
+        "nearest usable",
+        "2000 of 4000 is under the spill threshold"
+    );
     for mode in ["waw=capacity:25%", "waw=capacity=25"] {
         assert_eq!(
             reason(&["--drill", mode]),

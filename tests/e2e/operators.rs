@@ -483,7 +483,9 @@ fn refusals_and_errors(node: &Node) {
     let o = node.run(&["region", "drain", "WAW_1", "--reason", "r"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("region id \"WAW_1\" must start with a lower-case letter and contain only a-z, 0-9 and '-'"),
+        stderr(&o).contains(
+            "region id \"WAW_1\" must start with a lower-case letter and contain only a-z, 0-9 and '-'"
+        ),
         "{}",
         stderr(&o)
     );
