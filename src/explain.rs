@@ -12,11 +12,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
-use meridian_admin::api::ExplainAnswer;
+use meridian_admin::api::{ExplainAnswer, ExplainReport};
 use meridian_admin::explain::explain;
 use meridian_config::Config;
 use meridian_steer::Topology;
-use serde_json::Value;
 
 use crate::admin_args::AdminConnArgs;
 use crate::geo::open_geoip;
@@ -68,12 +67,16 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         now_ms,
     )
     .map_err(|m| anyhow!(m))?;
-    print_explanation(args.json, &e.text, &e.json)
+    print_explanation(args.json, &e.text, &e.report)
 }
 
-fn print_explanation(json: bool, text: &str, value: &Value) -> anyhow::Result<ExitCode> {
+fn print_explanation(json: bool, text: &str, report: &ExplainReport) -> anyhow::Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        // Through a JSON value, as the API sends it: keys sorted.
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::to_value(report)?)?
+        );
     } else {
         print!("{text}");
     }

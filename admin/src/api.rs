@@ -2,9 +2,9 @@
 //! drills, the configuration), the read documents the CLI reads (status, regions, drills, the explain
 //! answer) and the error document — shared by the server, which builds them, and the client (the
 //! `meridian` CLI), which reads them, so they cannot drift. The server sends every answer through a
-//! `serde_json::Value`, so object keys go out sorted whatever the field order here. The explain report
-//! inside the explain answer, the stored configuration and the audit log stay JSON values (the CLI
-//! prints them as they come; `docs/admin-api.md` describes every field).
+//! `serde_json::Value`, so object keys go out sorted whatever the field order here. The stored
+//! configuration and the audit log stay JSON values (the CLI prints them as they come;
+//! `docs/admin-api.md` describes every field).
 
 use meridian_store::schema::DrillModeDoc;
 use serde::{Deserialize, Serialize};
@@ -682,6 +682,160 @@ pub struct ExplainAnswer {
     pub revision: i64,
     /// The report as `meridian explain` prints it.
     pub text: String,
-    /// The report as JSON (`docs/admin-api.md`, "Explain").
-    pub report: Value,
+    /// The report as data.
+    pub report: ExplainReport,
+}
+
+/// The explain report as data (`meridian explain --json`, `GET /v1/explain`'s `report`): where the client
+/// is, which regions it would be sent to, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplainReport {
+    /// The service's name.
+    pub service: String,
+    /// Its hostname.
+    pub hostname: String,
+    /// Its steering policy.
+    pub policy: String,
+    /// The client.
+    pub client: ExplainClient,
+    /// The residency rules that cover the client, in words.
+    pub residency: String,
+    /// What ordered the candidates, in words.
+    pub basis: String,
+    /// The answer.
+    pub decision: ExplainDecision,
+    /// Every region of the service, with its verdict.
+    pub candidates: Vec<ExplainCandidate>,
+    /// How latency steering decided (`null` when the service does not steer by latency).
+    pub latency: Option<ExplainLatency>,
+}
+
+/// The client of an explanation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplainClient {
+    /// Its address.
+    pub ip: String,
+    /// Its network (the /24 or /56 the request hash derives from).
+    pub network: String,
+    /// The GeoIP database that located it.
+    pub geoip: String,
+    /// Where it is.
+    pub location: ExplainLocation,
+    /// The request hash.
+    pub request_hash: u64,
+}
+
+/// Where a client is, or why that is unknown.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ExplainLocation {
+    /// Not located (`known` is false). First: the located form would read this one too.
+    Unknown {
+        /// `false`.
+        known: bool,
+        /// `non-routable` or `not-in-database`.
+        reason: String,
+    },
+    /// Located (`known` is true).
+    Known {
+        /// `true`.
+        known: bool,
+        /// Its country.
+        country: Option<String>,
+        /// Its continent.
+        continent: Option<String>,
+        /// Its coordinates.
+        coordinates: Option<Coordinates>,
+        /// Where they come from: `database` or `country-population-centre`.
+        coordinates_source: Option<String>,
+    },
+}
+
+/// A point on the globe.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Coordinates {
+    /// Latitude, degrees.
+    pub lat: f64,
+    /// Longitude, degrees.
+    pub lon: f64,
+}
+
+/// The answer an explanation explains.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainDecision {
+    /// `normal`, `panic`, `fallback` or `no-answer`.
+    pub mode: String,
+    /// What the mode means here (`null` when normal).
+    pub detail: Option<String>,
+    /// The regions answered, first first.
+    pub regions: Vec<String>,
+    /// The answer's TTL.
+    pub ttl: u32,
+    /// The IPv4 addresses answered.
+    pub ipv4: Vec<String>,
+    /// The IPv6 addresses answered.
+    pub ipv6: Vec<String>,
+}
+
+/// One region of the service, and the verdict on it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplainCandidate {
+    /// Its id.
+    pub region: String,
+    /// Its name.
+    pub name: String,
+    /// Its distance from the client, km (one decimal; `null` when the client is not located).
+    pub distance_km: Option<f64>,
+    /// `up`, `down` or `unknown`.
+    pub health: Option<String>,
+    /// Whether an operator drained it.
+    pub drained: Option<bool>,
+    /// Its weight.
+    pub weight: Option<u32>,
+    /// Requests in flight.
+    pub in_flight: Option<u32>,
+    /// Its capacity.
+    pub capacity: Option<u32>,
+    /// `chosen`, `available`, `down`, `drained`...
+    pub verdict: Option<String>,
+    /// Its place in the answer, from 1, when chosen.
+    pub rank: Option<u8>,
+    /// The latency measured from the client's area.
+    pub latency: Option<ExplainMeasured>,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// A latency estimate in an explanation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplainMeasured {
+    /// The estimate, ms.
+    pub rtt_ms: f64,
+    /// The samples it rests on.
+    pub samples: u32,
+    /// Its age.
+    pub age_ms: u64,
+    /// Whether it has the samples the service needs to act on it.
+    pub enough_samples: bool,
+}
+
+/// How latency steering decided.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplainLatency {
+    /// The client's area.
+    pub area: Option<String>,
+    /// `no-area`, `not-measured`, `within-margin` or `faster`.
+    pub outcome: String,
+    /// The region distance alone would have put first.
+    pub nearest: Option<String>,
+    /// The region latency put first.
+    pub chosen: Option<String>,
+    /// The margin a region had to win by, ms.
+    pub margin_ms: f64,
+    /// The region answering first to be measured (this network is in the exploration share).
+    pub explored: Option<String>,
+    /// The service's exploration share.
+    pub explore_share: Option<f64>,
+    /// What happened, in words.
+    pub summary: Option<String>,
 }

@@ -208,7 +208,7 @@ async fn get_explain(
     typed(&ExplainAnswer {
         revision: snap.revision,
         text: e.text,
-        report: e.json,
+        report: e.report,
     })
 }
 

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meridian_admin::api::{
-    ConfigApplied, DrillAnswer, ExplainAnswer, NodeList, PutConfig, RegionAnswer, RegionList, Status,
+    ConfigApplied, DrillAnswer, ExplainAnswer, ExplainLocation, NodeList, PutConfig, RegionAnswer,
+    RegionList, Status,
 };
 use meridian_admin::client::{AdminClient, ClientError};
 use meridian_admin::{AdminContext, AdminServer, Auth, serve};
@@ -575,8 +576,25 @@ async fn explain_matches_the_library(store: Arc<dyn KvStore>) {
     assert_eq!(v["text"].as_str().unwrap(), local.text);
     let answer: ExplainAnswer = same_as_sent(&v);
     assert_eq!(answer.text, local.text);
+    assert_eq!(answer.report.decision, local.report.decision);
+    assert!(
+        matches!(&answer.report.client.location, ExplainLocation::Known { country: Some(c), .. } if c == "PL"),
+        "{:?}",
+        answer.report.client.location
+    );
     assert!(local.text.contains("decision   waw (normal)"), "{}", local.text);
     assert_eq!(v["report"]["client"]["location"]["country"], "PL");
+    // A client nowhere: the other form of the location, typed too.
+    let nowhere = n
+        .client
+        .get("/v1/explain?service=meet&client=10.1.2.3")
+        .await
+        .unwrap();
+    let answer: ExplainAnswer = same_as_sent(&nowhere);
+    assert!(
+        matches!(&answer.report.client.location, ExplainLocation::Unknown { known: false, reason } if reason == "non-routable"),
+        "{nowhere}"
+    );
 }
 
 async fn config_get_and_put(store: Arc<dyn KvStore>) {
