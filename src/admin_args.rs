@@ -3,7 +3,8 @@
 //! (`--server` or `$MERIDIAN_SERVER`, `$MERIDIAN_TOKEN` or `--token-file`, `--ca-file`).
 //!
 //! Both sides also look for the token in the data directory's `admin-token` file (what `meridian up`
-//! writes), so a single-machine setup needs no flags at all.
+//! writes), so a single-machine setup needs no flags at all. The operator side's requests (`call`,
+//! `call_as`, `get_status`) explain the API's errors as an operator should read them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,9 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use meridian_admin::api::Status;
 use meridian_admin::client::{AdminClient, ClientError};
+use meridian_admin::safety::Violation;
 use meridian_admin::{AdminContext, AdminServer, Auth, GeoSource};
 use meridian_store::{Keys, KvStore, SnapshotWatcher};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::store_args::default_data_dir;
 
@@ -162,12 +168,21 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
     Ok(t.to_owned())
 }
 
+/// A safety refusal as an operator should read it: each guarantee the change would break, and how to do
+/// it anyway (`--force`).
+pub(crate) fn refusal_text(violations: &[Violation]) -> String {
+    let list: Vec<String> = violations.iter().map(|v| format!("  - {v}")).collect();
+    format!(
+        "refused: this change would break a safety guarantee:\n{}\nrepeat with --force to do it anyway",
+        list.join("\n")
+    )
+}
+
 /// An API error as an operator should read it.
 pub(crate) fn explain_error(e: ClientError, client: &AdminClient) -> anyhow::Error {
     match &e {
-        ClientError::Api {
-            status: 401, message, ..
-        } => {
+        ClientError::Api { status: 401, error } => {
+            let message = &error.message;
             let hint = if message.contains("MERIDIAN_TOKEN") {
                 ""
             } else {
@@ -178,45 +193,53 @@ pub(crate) fn explain_error(e: ClientError, client: &AdminClient) -> anyhow::Err
                 client.url()
             )
         }
-        ClientError::Api {
-            status: 422,
-            code,
-            error,
-            ..
-        } if code == "refused" => {
-            let list: Vec<String> = error["violations"]
-                .as_array()
-                .map(|v| v.iter().map(|x| format!("  - {}", violation_text(x))).collect())
-                .unwrap_or_default();
-            anyhow!(
-                "refused: this change would break a safety guarantee:\n{}\nrepeat with --force to do it anyway",
-                list.join("\n")
-            )
+        ClientError::Api { status: 422, error } if error.code == "refused" => {
+            anyhow!("{}", refusal_text(&error.violations))
         }
-        ClientError::Api {
-            status: 409,
-            message,
-            error,
-            ..
-        } => {
-            let current = &error["current"];
-            let shown = if current.is_null() {
-                String::new()
-            } else {
-                format!(
+        ClientError::Api { status: 409, error } => {
+            let shown = match &error.current {
+                None | Some(Value::Null) => String::new(),
+                Some(current) => format!(
                     "\ncurrent value: {}",
                     serde_json::to_string(current).unwrap_or_default()
-                )
+                ),
             };
-            anyhow!("conflict: {message}{shown}")
+            anyhow!("conflict: {}{shown}", error.message)
         }
         _ => anyhow!(e),
     }
 }
 
-fn violation_text(v: &serde_json::Value) -> String {
-    match serde_json::from_value::<meridian_admin::safety::Violation>(v.clone()) {
-        Ok(v) => v.to_string(),
-        Err(_) => v.to_string(),
-    }
+/// A request with an optional untyped body, its answer as JSON (`--json` printing), or the error explained.
+pub(crate) async fn call(
+    client: &AdminClient,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Value> {
+    client
+        .send(method, path, body)
+        .await
+        .map_err(|e| explain_error(e, client))
+}
+
+/// A request with one of the API's typed bodies, its answer read as the API's typed answer.
+pub(crate) async fn call_as<B: Serialize, R: DeserializeOwned>(
+    client: &AdminClient,
+    method: &str,
+    path: &str,
+    body: &B,
+) -> anyhow::Result<R> {
+    client
+        .send_as(method, path, body)
+        .await
+        .map_err(|e| explain_error(e, client))
+}
+
+/// `GET /v1/status`, read as the API's status document.
+pub(crate) async fn get_status(client: &AdminClient) -> anyhow::Result<Status> {
+    client
+        .get_as("/v1/status")
+        .await
+        .map_err(|e| explain_error(e, client))
 }

@@ -2,12 +2,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use meridian_admin::ConfigCheck;
 use meridian_config::calendar::utc_datetime_ms;
 use meridian_config::{Config, ConfigError};
-use meridian_store::{ApplyOutcome, ConfigDocError, StoredConfig, apply_config, read_config};
+use meridian_steer::Topology;
+use meridian_store::{
+    ApplyOutcome, ConfigDocError, Keys, KvStore, SnapshotBuilder, StoredConfig, apply_config_with, now_ms,
+    read_config,
+};
 use similar::TextDiff;
 
 use crate::store_args::StoreArgs;
@@ -17,9 +22,7 @@ pub(crate) fn check(file: &Path) -> anyhow::Result<ExitCode> {
     match Config::load(file) {
         Ok(cfg) => {
             // The files [tls] names, read on this machine: every node reads them at the same paths.
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
+            let now = (now_ms() / 1000) as i64;
             let mut tls = meridian_tls::check(&cfg, now);
             // [acme]'s key file, read here as every proxy node will.
             if let Some(acme) = cfg.acme()
@@ -180,20 +183,29 @@ pub(crate) struct ApplyArgs {
     /// docs/operations.md].
     #[arg(long, value_name = "NAME")]
     author: Option<String>,
-    /// Validate and show the diff, write nothing.
+    /// Validate, check for safety and show the diff, write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Apply even if a safety check refuses (a residency rule, or a service, left without a usable
+    /// region); the audit record lists what was forced.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     store: StoreArgs,
 }
 
-/// `meridian config apply FILE`: validate, show the diff, compare-and-swap, audit.
+/// `meridian config apply FILE`: validate, show the diff, check for safety as `PUT /v1/config` does
+/// ([`ConfigCheck`]: refused unless `--force`), compare-and-swap, audit (with what was forced).
 pub(crate) async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let text = read_file(&args.file)?;
-    if let Err(e) = Config::from_toml_str(&text) {
-        report_invalid(&args.file, &e)?;
-        return Ok(ExitCode::FAILURE);
-    }
+    let config = match Config::from_toml_str(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            report_invalid(&args.file, &e)?;
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let topology = Topology::new(Arc::new(config));
     let kv = args.store.open()?;
     let keys = args.store.keys()?;
     let current = read_config(kv.as_ref(), &keys).await?;
@@ -208,53 +220,111 @@ pub(crate) async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     if old != text && expected == current_rev {
         print!("{}", diff(old, &text, &old_name, &name));
     }
-    if args.dry_run {
-        eprintln!("dry run: {} is valid; nothing was written", args.file.display());
-        return Ok(ExitCode::SUCCESS);
+    if expected != current_rev && !args.dry_run {
+        return Ok(conflict(&args.file, &text, expected, current));
     }
     let author = args.author.clone().unwrap_or_else(crate::author::author);
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    match apply_config(kv.as_ref(), &keys, &text, Some(expected), &author, now_ms).await {
-        Ok(ApplyOutcome::Applied { revision, previous }) => {
-            let was = previous.map_or("none".to_owned(), |p| format!("revision {}", p.revision));
+    for _ in 0..APPLY_ATTEMPTS {
+        let now_ms = now_ms();
+        let check = safety_check(kv.as_ref(), &keys, &topology, now_ms).await?;
+        // An unchanged file changes nothing, whatever the store's state: only a change is checked.
+        if old != text && !check.violations.is_empty() && !args.force {
             eprintln!(
-                "applied {} as revision {revision} (was {was}) to {}",
-                args.file.display(),
-                kv.describe()
+                "{}\nNothing was written.",
+                crate::admin_args::refusal_text(&check.violations)
             );
-            Ok(ExitCode::SUCCESS)
+            return Ok(ExitCode::FAILURE);
         }
-        Ok(ApplyOutcome::Unchanged { revision }) => {
-            eprintln!(
-                "unchanged: the stored configuration (revision {revision}) already matches {}",
-                args.file.display()
-            );
-            Ok(ExitCode::SUCCESS)
+        if args.dry_run {
+            if old != text {
+                crate::ops_cmd::print_forced(&check.violations);
+            }
+            eprintln!("dry run: {} is valid; nothing was written", args.file.display());
+            return Ok(ExitCode::SUCCESS);
         }
-        Ok(ApplyOutcome::Conflict { expected, current }) => {
-            let now = current.as_ref().map_or("no configuration".to_owned(), describe);
-            eprintln!(
-                "conflict: the stored configuration changed since revision {expected}; it is now {now}. Nothing was \
-                 written. What applying {} would now change:",
-                args.file.display()
-            );
-            let cur = current.as_ref().map_or("", |c| c.doc.toml.as_str());
-            let cur_name = current.as_ref().map_or("stored (none)".to_owned(), |c| {
-                format!("stored ({})", describe(c))
-            });
-            print!("{}", diff(cur, &text, &cur_name, &name));
-            eprintln!(
-                "review, then re-run with --expect-revision {}",
-                current.map_or(0, |c| c.revision)
-            );
-            Ok(ExitCode::FAILURE)
+        let outcome = apply_config_with(
+            kv.as_ref(),
+            &keys,
+            &text,
+            Some(expected),
+            &author,
+            now_ms,
+            &check.options(),
+        )
+        .await;
+        match outcome {
+            Ok(ApplyOutcome::Applied { revision, previous }) => {
+                crate::ops_cmd::print_forced(&check.violations);
+                let was = previous.map_or("none".to_owned(), |p| format!("revision {}", p.revision));
+                eprintln!(
+                    "applied {} as revision {revision} (was {was}) to {}",
+                    args.file.display(),
+                    kv.describe()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(ApplyOutcome::Unchanged { revision }) => {
+                eprintln!(
+                    "unchanged: the stored configuration (revision {revision}) already matches {}",
+                    args.file.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            // The configuration did not move: a region's weight or drain did, under the safety check.
+            Ok(ApplyOutcome::Conflict { expected, current })
+                if current.as_ref().map_or(0, |c| c.revision) == expected => {}
+            Ok(ApplyOutcome::Conflict { expected, current }) => {
+                return Ok(conflict(&args.file, &text, expected, current));
+            }
+            Err(ConfigDocError::Invalid(e)) => {
+                report_invalid(&args.file, &e)?;
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(ConfigDocError::Invalid(e)) => {
-            report_invalid(&args.file, &e)?;
-            Ok(ExitCode::FAILURE)
-        }
-        Err(e) => Err(e.into()),
     }
+    bail!(
+        "region weights and drains kept changing during the safety check ({APPLY_ATTEMPTS} attempts); nothing was \
+         written: try again"
+    )
+}
+
+/// Attempts at a write whose safety check is overtaken by a weight or drain change.
+const APPLY_ATTEMPTS: usize = 5;
+
+/// The safety check of `PUT /v1/config` ([`ConfigCheck`]), against the state a node would build from the
+/// store now. Health comes from the store: with a zone's own health store (`--health-etcd`) the
+/// regions' health is unknown here, so only operator state (weights, drains, drills) and the
+/// configuration's own regions and rules can make a refusal.
+async fn safety_check(
+    kv: &dyn KvStore,
+    keys: &Keys,
+    topology: &Topology,
+    now_ms: u64,
+) -> anyhow::Result<ConfigCheck> {
+    let listing = kv.list(keys.prefix()).await?;
+    let mut builder = SnapshotBuilder::new(keys.clone(), None);
+    builder.reset(listing.kvs, listing.revision);
+    let in_force = builder.build(now_ms);
+    Ok(ConfigCheck::run(kv, keys, topology, in_force.as_ref(), now_ms).await?)
+}
+
+/// Reports a conflict: what is stored now, and what applying `text` would change against it.
+fn conflict(file: &Path, text: &str, expected: i64, current: Option<StoredConfig>) -> ExitCode {
+    let now = current.as_ref().map_or("no configuration".to_owned(), describe);
+    eprintln!(
+        "conflict: the stored configuration changed since revision {expected}; it is now {now}. Nothing was \
+         written. What applying {} would now change:",
+        file.display()
+    );
+    let cur = current.as_ref().map_or("", |c| c.doc.toml.as_str());
+    let cur_name = current.as_ref().map_or("stored (none)".to_owned(), |c| {
+        format!("stored ({})", describe(c))
+    });
+    print!("{}", diff(cur, text, &cur_name, &file.display().to_string()));
+    eprintln!(
+        "review, then re-run with --expect-revision {}",
+        current.map_or(0, |c| c.revision)
+    );
+    ExitCode::FAILURE
 }

@@ -4,6 +4,8 @@
 //! watches every observer that was served from the drilled region until it moves, rolls the drill back,
 //! and watches them return — reporting how long each took.
 //!
+//! What a drill is (`DrillSpec`) is defined here and shared with `meridian drill start`.
+//!
 //! On Ctrl-C it rolls back (stops the drill) and exits non-zero. If it is killed outright, the drill
 //! still ends at its expiry: every reader enforces it.
 
@@ -16,14 +18,55 @@ use anyhow::{Context, anyhow, bail};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RData, RecordType};
-use meridian_admin::api::{ChangeMeta, DrillStarted, DrillStopped};
+use meridian_admin::api::{ChangeMeta, DrillModeText, DrillStarted, DrillStopped, StartDrill, Status};
 use meridian_admin::client::{AdminClient, get_header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::admin_args::AdminConnArgs;
+use crate::admin_args::{call_as, get_status};
 use crate::author::author;
-use crate::ops_cmd::{DrillSpec, call, call_as, human_ms, parse_duration};
+use crate::durations::{human_ms, parse_duration};
+
+/// What a drill does and for how long (shared by `drill start` and `drill run`).
+#[derive(clap::Args, Clone)]
+pub(crate) struct DrillSpec {
+    /// The region drilled.
+    #[arg(long, value_name = "REGION")]
+    pub(crate) region: String,
+    /// down (as if health checks failed), drain, or capacity=PCT.
+    #[arg(long, value_name = "MODE", value_parser = str::parse::<DrillModeText>)]
+    pub(crate) mode: DrillModeText,
+    /// How long: 90s, 5m, 1h30m (at most 72h). The drill ends then even if nobody stops it.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+    /// Why (recorded in the drill and the audit log).
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) reason: String,
+    /// The drill's id (default: REGION-MODE-STARTMS).
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: Option<String>,
+    /// Start it even if a safety check refuses.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+impl DrillSpec {
+    pub(crate) fn body(&self) -> StartDrill {
+        StartDrill {
+            region: self.region.clone(),
+            mode: self.mode,
+            duration_ms: self.duration.as_millis() as u64,
+            id: self.id.clone(),
+            meta: ChangeMeta {
+                author: Some(author()),
+                reason: Some(self.reason.clone()),
+                expect_revision: None,
+                force: self.force,
+            },
+        }
+    }
+}
 
 /// Sample clients (address in the bundled database's country) when no --client is given.
 const SAMPLES: &[(&str, &str)] = &[
@@ -296,96 +339,11 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         bail!("nothing to watch: give --dns ADDR (and --client IP...) and/or --proxy URL");
     }
     let client = args.conn.client()?;
-    let status = call(&client, "GET", "/v1/status", None).await?;
-    let regions = status["regions"].as_array().cloned().unwrap_or_default();
+    let status = get_status(&client).await?;
     let region = &args.spec.region;
-    if !regions.iter().any(|r| r["id"] == region.as_str()) {
-        let known: Vec<&str> = regions.iter().filter_map(|r| r["id"].as_str()).collect();
-        bail!("unknown region {region:?} (known: {})", known.join(", "));
-    }
-    let services = status["services"].as_array().cloned().unwrap_or_default();
-    let service = match &args.service {
-        Some(s) => services
-            .iter()
-            .find(|x| x["name"] == s.as_str() || x["hostname"] == s.trim_end_matches('.'))
-            .ok_or_else(|| {
-                let known: Vec<&str> = services.iter().filter_map(|x| x["name"].as_str()).collect();
-                anyhow!("unknown service {s:?} (known: {})", known.join(", "))
-            })?,
-        None => services
-            .first()
-            .ok_or_else(|| anyhow!("the configuration has no services"))?,
-    };
-    let hostname = service["hostname"].as_str().unwrap_or_default().to_owned();
-    let mut addresses = BTreeMap::new();
-    for r in &regions {
-        let id = r["id"].as_str().unwrap_or_default();
-        for family in ["ipv4", "ipv6"] {
-            for a in r[family].as_array().map_or(&[][..], Vec::as_slice) {
-                if let Some(ip) = a.as_str().and_then(|s| s.parse::<IpAddr>().ok()) {
-                    addresses.insert(ip, id.to_owned());
-                }
-            }
-        }
-    }
-    let env = Env {
-        dns: args.dns,
-        host_header: args.host.clone().unwrap_or_else(|| hostname.clone()),
-        hostname,
-        addresses,
-        ca_file: None,
-    };
-
-    let mut targets: Vec<(String, Target)> = Vec::new();
-    if args.dns.is_some() {
-        if args.clients.is_empty() {
-            for (cc, ip) in SAMPLES {
-                let ip: IpAddr = ip.parse().context("sample client")?;
-                targets.push((format!("dns {cc} {ip}"), Target::Dns { ip }));
-            }
-        } else {
-            for ip in &args.clients {
-                targets.push((format!("dns {ip}"), Target::Dns { ip: *ip }));
-            }
-        }
-    }
-    for url in &args.proxies {
-        targets.push((format!("proxy {url}"), Target::Proxy { url: url.clone() }));
-    }
-
-    println!(
-        "before the drill ({} for {}):",
-        env.hostname,
-        service["name"].as_str().unwrap_or("?")
-    );
-    let mut observers = Vec::new();
-    for (label, target) in targets {
-        let baseline = observe(&target, &env)
-            .await
-            .map_err(|e| anyhow!("{label}: {e}"))?;
-        let affected = serves_from(&baseline, region);
-        println!(
-            "  {label:<28} {baseline}{}",
-            if affected {
-                ""
-            } else {
-                "   (not served from the drilled region: not expected to move)"
-            }
-        );
-        observers.push(Observer {
-            label,
-            target,
-            baseline,
-            affected,
-            moved: None,
-            returned: None,
-        });
-    }
-    if !observers.iter().any(|o| o.affected) {
-        bail!(
-            "no observer is served from {region} now: nothing would show the failover (pick --client addresses near it)"
-        );
-    }
+    let (env, service) = environment(args, &status)?;
+    println!("before the drill ({} for {service}):", env.hostname);
+    let mut observers = baselines(targets(args)?, &env, region).await?;
 
     let t0 = Instant::now();
     let started: DrillStarted = call_as(&client, "POST", "/v1/drills", &args.spec.body()).await?;
@@ -421,7 +379,104 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         ok = watch(&mut observers, &env, region, &Phase::Return, t1, args) => ok,
         () = &mut interrupted => false,
     };
+    Ok(summary(&observers, failover_ok, return_ok))
+}
 
+/// What the observations are compared against, from the node's status: the service's hostname and
+/// every region's addresses; and the service's name. Errors name the known regions or services.
+fn environment(args: &RunArgs, status: &Status) -> anyhow::Result<(Env, String)> {
+    let region = &args.spec.region;
+    if !status.regions.iter().any(|r| r.id == *region) {
+        let known: Vec<&str> = status.regions.iter().map(|r| r.id.as_str()).collect();
+        bail!("unknown region {region:?} (known: {})", known.join(", "));
+    }
+    let services = &status.services;
+    let service = match &args.service {
+        Some(s) => services
+            .iter()
+            .find(|x| x.name == *s || x.hostname == s.trim_end_matches('.'))
+            .ok_or_else(|| {
+                let known: Vec<&str> = services.iter().map(|x| x.name.as_str()).collect();
+                anyhow!("unknown service {s:?} (known: {})", known.join(", "))
+            })?,
+        None => services
+            .first()
+            .ok_or_else(|| anyhow!("the configuration has no services"))?,
+    };
+    let hostname = service.hostname.clone();
+    let mut addresses = BTreeMap::new();
+    for r in &status.regions {
+        for a in r.ipv4.iter().chain(&r.ipv6) {
+            if let Ok(ip) = a.parse::<IpAddr>() {
+                addresses.insert(ip, r.id.clone());
+            }
+        }
+    }
+    let env = Env {
+        dns: args.dns,
+        host_header: args.host.clone().unwrap_or_else(|| hostname.clone()),
+        hostname,
+        addresses,
+        ca_file: None,
+    };
+    Ok((env, service.name.clone()))
+}
+
+/// The observers to watch: DNS answers for each client (the samples without --client), then each proxy.
+fn targets(args: &RunArgs) -> anyhow::Result<Vec<(String, Target)>> {
+    let mut targets: Vec<(String, Target)> = Vec::new();
+    if args.dns.is_some() {
+        if args.clients.is_empty() {
+            for (cc, ip) in SAMPLES {
+                let ip: IpAddr = ip.parse().context("sample client")?;
+                targets.push((format!("dns {cc} {ip}"), Target::Dns { ip }));
+            }
+        } else {
+            for ip in &args.clients {
+                targets.push((format!("dns {ip}"), Target::Dns { ip: *ip }));
+            }
+        }
+    }
+    for url in &args.proxies {
+        targets.push((format!("proxy {url}"), Target::Proxy { url: url.clone() }));
+    }
+    Ok(targets)
+}
+
+/// What each target gets before the drill, printed; an error unless some observer is served from
+/// `region` (nothing would show the failover).
+async fn baselines(targets: Vec<(String, Target)>, env: &Env, region: &str) -> anyhow::Result<Vec<Observer>> {
+    let mut observers = Vec::new();
+    for (label, target) in targets {
+        let baseline = observe(&target, env).await.map_err(|e| anyhow!("{label}: {e}"))?;
+        let affected = serves_from(&baseline, region);
+        println!(
+            "  {label:<28} {baseline}{}",
+            if affected {
+                ""
+            } else {
+                "   (not served from the drilled region: not expected to move)"
+            }
+        );
+        observers.push(Observer {
+            label,
+            target,
+            baseline,
+            affected,
+            moved: None,
+            returned: None,
+        });
+    }
+    if !observers.iter().any(|o| o.affected) {
+        bail!(
+            "no observer is served from {region} now: nothing would show the failover (pick --client addresses near it)"
+        );
+    }
+    Ok(observers)
+}
+
+/// Prints how many moved and returned, and how slowly; the verdict as the exit code.
+fn summary(observers: &[Observer], failover_ok: bool, return_ok: bool) -> ExitCode {
     let moved: Vec<Duration> = observers
         .iter()
         .filter_map(|o| o.moved.as_ref().map(|m| m.0))
@@ -442,7 +497,7 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     );
     if failover_ok && return_ok {
         println!("PASS: failover and return observed");
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     } else {
         println!(
             "FAIL: {}",
@@ -452,7 +507,7 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 "not every client moved"
             }
         );
-        Ok(ExitCode::FAILURE)
+        ExitCode::FAILURE
     }
 }
 

@@ -10,13 +10,12 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
+use meridian_admin::api::{ExplainAnswer, ExplainReport};
 use meridian_admin::explain::explain;
 use meridian_config::Config;
 use meridian_steer::Topology;
-use serde_json::Value;
 
 use crate::admin_args::AdminConnArgs;
 use crate::geo::open_geoip;
@@ -57,9 +56,7 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let geo = open_geoip(Some((&config, path)), args.geoip.as_deref())?;
     let topology = Topology::new(Arc::new(config));
     let states = args.state.states(&topology)?;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = meridian_store::now_ms();
     let e = explain(
         &topology,
         &states,
@@ -70,12 +67,16 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         now_ms,
     )
     .map_err(|m| anyhow!(m))?;
-    print_explanation(args.json, &e.text, &e.json)
+    print_explanation(args.json, &e.text, &e.report)
 }
 
-fn print_explanation(json: bool, text: &str, value: &Value) -> anyhow::Result<ExitCode> {
+fn print_explanation(json: bool, text: &str, report: &ExplainReport) -> anyhow::Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        // Through a JSON value, as the API sends it: keys sorted.
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::to_value(report)?)?
+        );
     } else {
         print!("{text}");
     }
@@ -101,8 +102,11 @@ async fn live(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     if let Some(h) = args.hash {
         path.push_str(&format!("&hash={h}"));
     }
-    let v = crate::ops_cmd::call(&client, "GET", &path, None).await?;
-    print_explanation(args.json, v["text"].as_str().unwrap_or_default(), &v["report"])
+    let answer: ExplainAnswer = client
+        .get_as(&path)
+        .await
+        .map_err(|e| crate::admin_args::explain_error(e, &client))?;
+    print_explanation(args.json, &answer.text, &answer.report)
 }
 
 /// Percent-encodes a query value.

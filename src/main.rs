@@ -13,6 +13,7 @@ mod demo_origin;
 mod dns_cmd;
 mod dnssec_cmd;
 mod drill_run;
+mod durations;
 mod explain;
 mod geo;
 mod health_cmd;

@@ -6,19 +6,20 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use meridian_admin::api::{
-    Applied, ChangeMeta, DrillList, DrillStarted, DrillStopped, DrillView, SetWeight, StartDrill,
+    Applied, CertificateStatus, ChangeMeta, ConfigOrigin, DrillList, DrillStarted, DrillStopped, DrillView,
+    NodeList, NodeStatus, RegionStatus, SetWeight, Status,
 };
-use meridian_admin::client::AdminClient;
 use meridian_admin::safety::Violation;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::admin_args::{AdminConnArgs, explain_error};
+use crate::admin_args::{AdminConnArgs, call, call_as, explain_error, get_status};
 use crate::author::author;
+use crate::drill_run::DrillSpec;
+use crate::durations::human_ms;
 
 /// `meridian status`.
 #[derive(Args)]
@@ -101,91 +102,6 @@ pub(crate) enum RegionCommand {
     },
 }
 
-/// What a drill does and for how long (shared by `drill start` and `drill run`).
-#[derive(Args, Clone)]
-pub(crate) struct DrillSpec {
-    /// The region drilled.
-    #[arg(long, value_name = "REGION")]
-    pub(crate) region: String,
-    /// down (as if health checks failed), drain, or capacity=PCT.
-    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
-    pub(crate) mode: String,
-    /// How long: 90s, 5m, 1h30m (at most 72h). The drill ends then even if nobody stops it.
-    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
-    pub(crate) duration: Duration,
-    /// Why (recorded in the drill and the audit log).
-    #[arg(long, value_name = "TEXT")]
-    pub(crate) reason: String,
-    /// The drill's id (default: REGION-MODE-STARTMS).
-    #[arg(long, value_name = "ID")]
-    pub(crate) id: Option<String>,
-    /// Start it even if a safety check refuses.
-    #[arg(long)]
-    pub(crate) force: bool,
-}
-
-impl DrillSpec {
-    pub(crate) fn body(&self) -> StartDrill {
-        StartDrill {
-            region: self.region.clone(),
-            mode: self.mode.clone(),
-            duration_ms: self.duration.as_millis() as u64,
-            id: self.id.clone(),
-            meta: ChangeMeta {
-                author: Some(author()),
-                reason: Some(self.reason.clone()),
-                expect_revision: None,
-                force: self.force,
-            },
-        }
-    }
-}
-
-fn parse_mode(s: &str) -> Result<String, String> {
-    meridian_admin::parse_drill_mode(s).map(meridian_admin::mode_text)
-}
-
-/// Parses `500ms`, `90s`, `5m`, `1h30m`, `2d`; a bare number is seconds.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?}: expected a duration such as 90s, 5m or 1h30m");
-    let t = s.trim();
-    if t.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(secs) = t.parse::<f64>() {
-        return (secs.is_finite() && secs > 0.0)
-            .then(|| Duration::from_secs_f64(secs))
-            .ok_or_else(bad);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: f64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            _ => return Err(bad()),
-        };
-        total += Duration::from_secs_f64(n * factor);
-        rest = &rest[unit_len..];
-    }
-    if total.is_zero() {
-        return Err(bad());
-    }
-    Ok(total)
-}
-
 /// `meridian drill ...`.
 #[derive(Subcommand)]
 pub(crate) enum DrillCommand {
@@ -221,40 +137,9 @@ pub(crate) enum DrillCommand {
     Run(Box<crate::drill_run::RunArgs>),
 }
 
-pub(crate) async fn call(
-    client: &AdminClient,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> anyhow::Result<Value> {
-    client
-        .send(method, path, body)
-        .await
-        .map_err(|e| explain_error(e, client))
-}
-
-/// A request with one of the API's typed bodies, its answer read as the API's typed answer.
-pub(crate) async fn call_as<B: Serialize, R: DeserializeOwned>(
-    client: &AdminClient,
-    method: &str,
-    path: &str,
-    body: &B,
-) -> anyhow::Result<R> {
-    client
-        .send_as(method, path, body)
-        .await
-        .map_err(|e| explain_error(e, client))
-}
-
+/// A region id by the configuration's rule (a typo never reaches the server).
 fn check_region_id(id: &str) -> anyhow::Result<()> {
-    if id.is_empty()
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        bail!("{id:?} is not a region id");
-    }
-    Ok(())
+    meridian_config::check_identifier(id).map_err(|e| anyhow!("region id {e}"))
 }
 
 pub(crate) async fn region(cmd: &RegionCommand) -> anyhow::Result<ExitCode> {
@@ -265,19 +150,15 @@ pub(crate) async fn region(cmd: &RegionCommand) -> anyhow::Result<ExitCode> {
             change,
             conn,
         } => {
-            if *weight > meridian_config::MAX_WEIGHT {
-                bail!("weight {weight}: at most {}", meridian_config::MAX_WEIGHT);
-            }
+            meridian_admin::check_weight(*weight).map_err(|e| anyhow!(e))?;
             (region, change, conn)
         }
         RegionCommand::ClearWeight { region, change, conn }
         | RegionCommand::Drain { region, change, conn }
         | RegionCommand::Undrain { region, change, conn } => (region, change, conn),
     };
-    if matches!(cmd, RegionCommand::SetWeight { .. } | RegionCommand::Drain { .. }) && change.reason.is_none()
-    {
-        bail!("--reason TEXT is required (it goes to the audit log)");
-    }
+    let required = matches!(cmd, RegionCommand::SetWeight { .. } | RegionCommand::Drain { .. });
+    meridian_admin::check_reason(change.reason.as_deref(), required).map_err(|e| anyhow!("--reason: {e}"))?;
     check_region_id(region)?;
     let client = conn.client()?;
     let path = |suffix: &str| format!("/v1/regions/{region}/{suffix}");
@@ -311,7 +192,8 @@ pub(crate) async fn region(cmd: &RegionCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_forced(forced: &[Violation]) {
+/// Warns of each safety refusal a change was forced past.
+pub(crate) fn print_forced(forced: &[Violation]) {
     for v in forced {
         eprintln!("warning: forced past a safety check: {v}");
     }
@@ -362,16 +244,6 @@ pub(crate) async fn drill(cmd: &DrillCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub(crate) fn human_ms(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0 => format!("{ms} ms"),
-        1..60 => format!("{:.1} s", ms as f64 / 1000.0),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
 fn drills_table(drills: &[DrillView]) -> String {
     if drills.is_empty() {
         return "no drills\n".to_owned();
@@ -397,45 +269,40 @@ fn drills_table(drills: &[DrillView]) -> String {
     out
 }
 
-fn status_text(s: &Value) -> String {
+fn status_text(s: &Status) -> String {
     let mut out = String::new();
-    let config = &s["config"];
-    let source = match config["source"].as_str() {
-        Some("store") => format!(
-            "store revision {} by {}",
-            config["revision"],
-            config["author"].as_str().unwrap_or("?")
-        ),
-        _ => "bootstrap file (none in the store)".to_owned(),
+    let source = match &s.config {
+        ConfigOrigin::Store { revision, author, .. } => format!("store revision {revision} by {author}"),
+        ConfigOrigin::Bootstrap => "bootstrap file (none in the store)".to_owned(),
     };
     let _ = writeln!(
         out,
         "node {} | state {} | revision {} | snapshot {} old{} | config: {source}",
-        s["node"].as_str().unwrap_or("?"),
-        s["store"].as_str().unwrap_or("?"),
-        s["revision"],
-        human_ms(s["staleness_ms"].as_u64().unwrap_or(0)),
-        if s["connected"] == true {
+        s.node,
+        s.store,
+        s.revision,
+        human_ms(s.staleness_ms),
+        if s.connected {
             ""
         } else {
             " (STORE UNREACHABLE: serving the last snapshot)"
         },
     );
     // Health per zone (--health-etcd): the zone's health store, followed apart from the global store.
-    if let Some(h) = s["health_store"].as_object() {
+    if let Some(h) = &s.health_store {
         let _ = writeln!(
             out,
             "health store: revision {} | {} old{}",
-            h.get("revision").cloned().unwrap_or_default(),
-            human_ms(h.get("staleness_ms").and_then(|v| v.as_u64()).unwrap_or(0)),
-            if h.get("connected").and_then(|v| v.as_bool()) == Some(true) {
+            h.revision.map_or("null".to_owned(), |r| r.to_string()),
+            human_ms(h.staleness_ms.unwrap_or(0)),
+            if h.connected {
                 ""
             } else {
                 " (HEALTH STORE UNREACHABLE: health as last known)"
             },
         );
     }
-    if s["panic"] == true {
+    if s.panic {
         let _ = writeln!(
             out,
             "PANIC: most regions look down; the probers are suspected, nothing newly marked down"
@@ -447,111 +314,104 @@ fn status_text(s: &Value) -> String {
         "{:<8} {:<14} {:<16} {:<24} {:>7} {:>18}  state",
         "region", "name", "health", "vantages", "weight", "load/capacity"
     );
-    for r in s["regions"].as_array().map_or(&[][..], Vec::as_slice) {
-        let h = &r["health"];
-        let mut health = h["state"].as_str().unwrap_or("?").to_owned();
-        if h["stale"] == true {
-            health.push_str(" (stale)");
-        } else if h["probed"] == false {
-            health.push_str(" (no checks)");
-        }
-        let vantages: Vec<String> = h["vantages"]
-            .as_array()
-            .map(|v| {
-                v.iter()
-                    .map(|o| {
-                        format!(
-                            "{}:{}{}",
-                            o["vantage"].as_str().unwrap_or("?"),
-                            if o["healthy"] == true { "up" } else { "down" },
-                            if o["fresh"] == true { "" } else { "?" }
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let weight = if r["weight_override"].is_null() {
-            r["weight"].to_string()
-        } else {
-            format!("{}*", r["weight"])
-        };
-        let load = match r["in_flight"].as_u64() {
-            Some(n) => format!(
-                "{n}/{} ({:.0}%)",
-                r["effective_capacity"],
-                r["utilisation"].as_f64().unwrap_or(0.0) * 100.0
-            ),
-            None => format!("-/{}", r["effective_capacity"]),
-        };
-        let mut state = Vec::new();
-        if let Some(d) = r["drained"].as_object() {
-            state.push(format!(
-                "DRAINED by {}: {}",
-                d.get("author").and_then(Value::as_str).unwrap_or("?"),
-                d.get("reason").and_then(Value::as_str).unwrap_or("")
-            ));
-        }
-        for d in r["drills"].as_array().map_or(&[][..], Vec::as_slice) {
-            state.push(format!(
-                "DRILL {} {} ({} left)",
-                d["id"].as_str().unwrap_or("?"),
-                d["mode"].as_str().unwrap_or("?"),
-                human_ms(d["remaining_ms"].as_u64().unwrap_or(0))
-            ));
-        }
-        if let Some(w) = r["weight_override"].as_object() {
-            state.push(format!(
-                "weight set by {}: {}",
-                w.get("author").and_then(Value::as_str).unwrap_or("?"),
-                w.get("reason").and_then(Value::as_str).unwrap_or("")
-            ));
-        }
-        let serving = if r["usable"] == true {
-            "serving".to_owned()
-        } else {
-            format!("NOT SERVING ({})", r["excluded"].as_str().unwrap_or("?"))
-        };
-        state.insert(0, serving);
-        let _ = writeln!(
-            out,
-            "{:<8} {:<14} {:<16} {:<24} {:>7} {:>18}  {}",
-            r["id"].as_str().unwrap_or("?"),
-            r["name"].as_str().unwrap_or("?"),
-            health,
-            if vantages.is_empty() {
-                "-".to_owned()
-            } else {
-                vantages.join(" ")
-            },
-            weight,
-            load,
-            state.join("; ")
-        );
+    for r in &s.regions {
+        out.push_str(&region_line(r));
     }
-    let drills: Vec<DrillView> = serde_json::from_value(s["drills"].clone()).unwrap_or_default();
-    if !drills.is_empty() {
+    if !s.drills.is_empty() {
         let _ = writeln!(out, "\nactive drills:");
-        out.push_str(&drills_table(&drills));
+        out.push_str(&drills_table(&s.drills));
     }
-    out.push_str(&nodes_text(&s["nodes"]));
-    out.push_str(&meridian_admin::latency::matrix_text(&s["latency"]));
-    out.push_str(&certificates_text(s));
-    if let Some(p) = s["problems"].as_array().filter(|p| !p.is_empty()) {
+    if let Some(nodes) = &s.nodes {
+        out.push_str(&nodes_text(nodes));
+    }
+    out.push_str(&meridian_admin::latency::matrix_text(&s.latency));
+    out.push_str(&certificates_text(&s.certificates, s.now_ms));
+    if !s.problems.is_empty() {
         let _ = writeln!(out, "\nproblems in the store (skipped):");
-        for x in p {
-            let _ = writeln!(out, "  {}", x.as_str().unwrap_or(""));
+        for x in &s.problems {
+            let _ = writeln!(out, "  {x}");
         }
     }
     out
 }
 
-/// The ACME certificates: names, issuer, expiry and renewal, and the last renewal error.
-fn certificates_text(s: &Value) -> String {
-    let mut out = String::new();
-    let Some(list) = s["certificates"].as_array().filter(|l| !l.is_empty()) else {
-        return out;
+/// One region's row of the status table.
+fn region_line(r: &RegionStatus) -> String {
+    let h = &r.health;
+    let mut health = h.state.clone();
+    if h.stale {
+        health.push_str(" (stale)");
+    } else if !h.probed {
+        health.push_str(" (no checks)");
+    }
+    let vantages: Vec<String> = h
+        .vantages
+        .iter()
+        .map(|o| {
+            format!(
+                "{}:{}{}",
+                o.vantage,
+                if o.healthy { "up" } else { "down" },
+                if o.fresh { "" } else { "?" }
+            )
+        })
+        .collect();
+    let weight = if r.weight_override.is_none() {
+        r.weight.to_string()
+    } else {
+        format!("{}*", r.weight)
     };
-    let now = s["now_ms"].as_u64().unwrap_or(0);
+    let load = match r.in_flight {
+        Some(n) => format!(
+            "{n}/{} ({:.0}%)",
+            r.effective_capacity,
+            r.utilisation.unwrap_or(0.0) * 100.0
+        ),
+        None => format!("-/{}", r.effective_capacity),
+    };
+    let mut state = Vec::new();
+    if let Some(d) = &r.drained {
+        state.push(format!("DRAINED by {}: {}", d.author, d.reason));
+    }
+    for d in &r.drills {
+        state.push(format!(
+            "DRILL {} {} ({} left)",
+            d.id,
+            d.mode,
+            human_ms(d.remaining_ms)
+        ));
+    }
+    if let Some(w) = &r.weight_override {
+        state.push(format!("weight set by {}: {}", w.author, w.reason));
+    }
+    let serving = if r.usable {
+        "serving".to_owned()
+    } else {
+        format!("NOT SERVING ({})", r.excluded.as_deref().unwrap_or("?"))
+    };
+    state.insert(0, serving);
+    format!(
+        "{:<8} {:<14} {:<16} {:<24} {:>7} {:>18}  {}\n",
+        r.id,
+        r.name,
+        health,
+        if vantages.is_empty() {
+            "-".to_owned()
+        } else {
+            vantages.join(" ")
+        },
+        weight,
+        load,
+        state.join("; ")
+    )
+}
+
+/// The ACME certificates: names, issuer, expiry and renewal, and the last renewal error.
+fn certificates_text(list: &[CertificateStatus], now: u64) -> String {
+    let mut out = String::new();
+    if list.is_empty() {
+        return out;
+    }
     // Days for certificate lifetimes; human_ms below a day.
     let span = |ms: u64| {
         if ms >= 86_400_000 {
@@ -560,7 +420,7 @@ fn certificates_text(s: &Value) -> String {
             human_ms(ms)
         }
     };
-    let in_time = |v: &Value| match v.as_u64() {
+    let in_time = |v: Option<u64>| match v {
         Some(t) if t >= now => format!("in {}", span(t - now)),
         Some(t) => format!("{} ago", span(now - t)),
         None => "-".to_owned(),
@@ -571,29 +431,25 @@ fn certificates_text(s: &Value) -> String {
 certificates (ACME):"
     );
     for c in list {
-        let names: Vec<&str> = c["names"]
-            .as_array()
-            .map(|n| n.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        if c["issued"].as_bool() == Some(true) {
+        let names = c.names.join(", ");
+        if c.issued {
             let _ = writeln!(
                 out,
-                "  {}: issuer {}; expires {}; renews {}; last renewal {}",
-                names.join(", "),
-                c["issuer"].as_str().unwrap_or("?"),
-                in_time(&c["not_after_ms"]),
-                in_time(&c["renew_at_ms"]),
-                in_time(&c["last_success_ms"]),
+                "  {names}: issuer {}; expires {}; renews {}; last renewal {}",
+                c.issuer.as_deref().unwrap_or("?"),
+                in_time(c.not_after_ms),
+                in_time(c.renew_at_ms),
+                in_time(c.last_success_ms),
             );
         } else {
-            let _ = writeln!(out, "  {}: not issued yet", names.join(", "));
+            let _ = writeln!(out, "  {names}: not issued yet");
         }
-        if let Some(e) = c["last_error"].as_str() {
+        if let Some(e) = &c.last_error {
             let _ = writeln!(
                 out,
                 "    last error ({} failure(s), next try {}): {e}",
-                c["failures"].as_u64().unwrap_or(0),
-                in_time(&c["next_attempt_ms"]),
+                c.failures,
+                in_time(c.next_attempt_ms),
             );
         }
     }
@@ -602,52 +458,37 @@ certificates (ACME):"
 
 /// The registered nodes, those that lag or went silent first, each said in a sentence an operator can act
 /// on ("dns in bhs (dns-bhs-1) serves revision 412, the store is at 415, 3.0 s stale").
-fn nodes_text(nodes: &Value) -> String {
+fn nodes_text(nodes: &NodeList) -> String {
     let mut out = String::new();
-    if let Some(e) = nodes["error"].as_str() {
-        let _ = writeln!(out, "\nnodes: cannot read the registrations: {e}");
-        return out;
-    }
-    let Some(list) = nodes["list"].as_array() else {
-        return out;
+    let (store, list) = match nodes {
+        NodeList::Unreadable { error } => {
+            let _ = writeln!(out, "\nnodes: cannot read the registrations: {error}");
+            return out;
+        }
+        NodeList::Listed { store_revision, list } => (*store_revision, list),
     };
-    let store = nodes["store_revision"].as_i64().unwrap_or(0);
     let _ = writeln!(out, "\nnodes ({}; store at revision {store}):", list.len());
-    let mut rows: Vec<&Value> = list.iter().collect();
-    let rank = |n: &Value| match n["state"].as_str() {
-        Some("silent") => 0,
-        Some("lagging") => 1,
+    let mut rows: Vec<&NodeStatus> = list.iter().collect();
+    let rank = |n: &NodeStatus| match n.state.as_str() {
+        "silent" => 0,
+        "lagging" => 1,
         _ => 2,
     };
-    rows.sort_by_key(|n| {
-        (
-            rank(n),
-            n["role"].as_str().unwrap_or("").to_owned(),
-            n["region"].as_str().unwrap_or("").to_owned(),
-        )
-    });
+    rows.sort_by_key(|n| (rank(n), n.role.clone(), n.region.clone().unwrap_or_default()));
     for n in rows {
-        let role = n["role"].as_str().unwrap_or("?");
-        let place = n["region"]
-            .as_str()
-            .map(|r| format!(" in {r}"))
-            .unwrap_or_default();
-        let what = format!(
-            "{role}{place} ({}, v{})",
-            n["instance"].as_str().unwrap_or("?"),
-            n["version"].as_str().unwrap_or("?")
-        );
-        let line = match n["state"].as_str() {
-            Some("silent") => format!(
+        let place = n.region.as_ref().map(|r| format!(" in {r}")).unwrap_or_default();
+        let what = format!("{}{place} ({}, v{})", n.role, n.instance, n.version);
+        let line = match n.state.as_str() {
+            "silent" => format!(
                 "SILENT   {what}: no report for {} (last served revision {})",
-                human_ms(n["report_age_ms"].as_u64().unwrap_or(0)),
-                n["revision"]
+                human_ms(n.report_age_ms),
+                n.revision
             ),
-            Some("lagging") => format!(
+            "lagging" => format!(
                 "LAGGING  {what} serves revision {}, the store is at {store}, {} stale{}",
-                n["revision"],
-                human_ms(n["staleness_ms"].as_u64().unwrap_or(0)),
-                if n["connected"] == true {
+                n.revision,
+                human_ms(n.staleness_ms),
+                if n.connected {
                     ""
                 } else {
                     " (disconnected from the store)"
@@ -655,8 +496,8 @@ fn nodes_text(nodes: &Value) -> String {
             ),
             _ => format!(
                 "ok       {what} serves revision {}, {} stale",
-                n["revision"],
-                human_ms(n["staleness_ms"].as_u64().unwrap_or(0))
+                n.revision,
+                human_ms(n.staleness_ms)
             ),
         };
         let _ = writeln!(out, "  {line}");
@@ -664,12 +505,17 @@ fn nodes_text(nodes: &Value) -> String {
     out
 }
 
+/// A typed answer as the server sent it: through a JSON value, so with its keys sorted.
+fn as_sent<T: Serialize>(answer: &T) -> anyhow::Result<Value> {
+    Ok(serde_json::to_value(answer)?)
+}
+
 pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let client = args.conn.client()?;
     let Some(every) = args.watch else {
-        let s = call(&client, "GET", "/v1/status", None).await?;
+        let s = get_status(&client).await?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            println!("{}", serde_json::to_string_pretty(&as_sent(&s)?)?);
         } else {
             print!("{}", status_text(&s));
         }
@@ -679,8 +525,8 @@ pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         return Err(anyhow!("--watch {every}: at least 0.1 seconds"));
     }
     loop {
-        let text = match call(&client, "GET", "/v1/status", None).await {
-            Ok(s) if args.json => serde_json::to_string(&s)? + "\n",
+        let text = match get_status(&client).await {
+            Ok(s) if args.json => serde_json::to_string(&as_sent(&s)?)? + "\n",
             Ok(s) => format!("\x1b[2J\x1b[H{}", status_text(&s)),
             // A node restarting is worth watching through: say so, keep trying.
             Err(e) => format!("\x1b[2J\x1b[Herror: {e:#}\n"),
@@ -689,23 +535,6 @@ pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs_f64(every)) => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        for bad in ["", "m", "5x", "0s", "-1", "1h30", "s5"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
 }

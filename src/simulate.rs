@@ -2,7 +2,9 @@
 //! "what if" of `explain` before a live state store is in the picture.
 
 use anyhow::{Context, anyhow, bail};
-use meridian_steer::{Drill, DrillMode, Health, RegionIndex, RegionStates, Topology};
+use meridian_steer::{Health, RegionIndex, RegionStates, Topology};
+use meridian_store::schema::{DOC_SCHEMA, DrainOverride, DrillDoc, WeightOverride};
+use meridian_store::{OperatorDoc, overlay_operator_state};
 
 /// State overrides, as parsed from flags.
 #[derive(Debug, Default, Clone, clap::Args)]
@@ -22,13 +24,16 @@ pub(crate) struct StateFlags {
     /// Requests in flight in a region: REGION=N. Repeatable.
     #[arg(long = "load", value_name = "REGION=N")]
     pub(crate) load: Vec<String>,
-    /// An active drill: REGION=down, REGION=drain or REGION=capacity=PCT. Repeatable.
+    /// An active drill: REGION=down, REGION=drain or REGION=capacity=PCT (as `drill start --mode`).
+    /// Repeatable.
     #[arg(long = "drill", value_name = "REGION=MODE")]
     pub(crate) drill: Vec<String>,
 }
 
 /// The drills simulated here never expire during the command.
 const FOREVER: u64 = u64::MAX;
+/// Who the simulated operator documents are by.
+const AUTHOR: &str = "meridian explain";
 
 impl StateFlags {
     /// Whether any state was given.
@@ -66,18 +71,63 @@ impl StateFlags {
                 state(&mut states, region(flag, id)?)?.health = health;
             }
         }
+        // Weights, drains and drills are operator state: laid over as a snapshot lays the store's over
+        // (`overlay_operator_state`), drill modes read as `drill start` reads them.
+        let mut docs = Vec::new();
         for id in &self.drain {
-            state(&mut states, region("drain", id)?)?.drained = true;
+            region("drain", id)?;
+            docs.push(OperatorDoc::Drain {
+                region: id.clone(),
+                doc: DrainOverride {
+                    schema: DOC_SCHEMA,
+                    author: AUTHOR.to_owned(),
+                    reason: String::new(),
+                    at_ms: 0,
+                },
+            });
         }
         for arg in &self.weight {
             let (r, v) = split("weight", arg)?;
-            let w: u32 = v
+            let weight: u32 = v
                 .parse()
                 .with_context(|| format!("--weight {arg:?}: {v:?} is not a whole number"))?;
-            if w > meridian_config::MAX_WEIGHT {
+            if weight > meridian_config::MAX_WEIGHT {
                 bail!("--weight {arg:?}: at most {}", meridian_config::MAX_WEIGHT);
             }
-            state(&mut states, r)?.weight = w;
+            docs.push(OperatorDoc::Weight {
+                region: topology.region_id(r).to_owned(),
+                doc: WeightOverride {
+                    schema: DOC_SCHEMA,
+                    weight,
+                    author: AUTHOR.to_owned(),
+                    reason: String::new(),
+                    at_ms: 0,
+                },
+            });
+        }
+        for (i, arg) in self.drill.iter().enumerate() {
+            let (r, mode) = split("drill", arg)?;
+            let mode =
+                meridian_admin::parse_drill_mode(&mode).map_err(|e| anyhow!("--drill {arg:?}: {e}"))?;
+            docs.push(OperatorDoc::Drill {
+                id: format!("cli-{}", i + 1),
+                doc: DrillDoc {
+                    schema: DOC_SCHEMA,
+                    region: topology.region_id(r).to_owned(),
+                    mode,
+                    started_at_ms: 0,
+                    expires_at_ms: FOREVER,
+                    author: AUTHOR.to_owned(),
+                    reason: String::new(),
+                },
+            });
+        }
+        // Every region was checked above: nothing is skipped.
+        for (doc, applied) in docs
+            .iter()
+            .zip(overlay_operator_state(topology, &mut states, &docs))
+        {
+            applied.map_err(|e| anyhow!("{:?}: {e}", doc.region()))?;
         }
         for arg in &self.load {
             let (r, v) = split("load", arg)?;
@@ -85,22 +135,6 @@ impl StateFlags {
                 .parse()
                 .with_context(|| format!("--load {arg:?}: {v:?} is not a whole number"))?;
             state(&mut states, r)?.in_flight = Some(n);
-        }
-        for (i, arg) in self.drill.iter().enumerate() {
-            let (r, mode) = split("drill", arg)?;
-            let mode = match mode.as_str() {
-                "down" => DrillMode::Down,
-                "drain" => DrillMode::Drain,
-                m => match m.strip_prefix("capacity=").map(str::parse::<u8>) {
-                    Some(Ok(percent)) if percent <= 100 => DrillMode::Capacity { percent },
-                    _ => bail!("--drill {arg:?}: mode must be down, drain or capacity=PCT (0-100)"),
-                },
-            };
-            state(&mut states, r)?.drills.push(Drill {
-                id: format!("cli-{}", i + 1),
-                mode,
-                expires_at_ms: FOREVER,
-            });
         }
         Ok(states)
     }

@@ -19,7 +19,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use meridian_admin::notify::Surge;
@@ -27,8 +26,9 @@ use meridian_config::Config;
 use meridian_dns::rrl::RrlConfig;
 use meridian_dns::server::{DnsOptions, DnsServer, DnsState};
 use meridian_dns::stream::TlsListen;
-use meridian_probe::follow_config;
-use meridian_store::{ApplyOutcome, apply_config};
+use meridian_probe::{Prober, follow_config};
+use meridian_proxy::ProxyServer;
+use meridian_store::{ApplyOutcome, apply_config, now_ms};
 use prometheus::Registry;
 
 use crate::demo_origin::DemoOrigin;
@@ -123,13 +123,7 @@ struct RegionRun {
 }
 
 pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
-    if !(1..=9).contains(&args.probers) {
-        bail!("--probers {}: between 1 and 9", args.probers);
-    }
-    if !(args.grace_period.is_finite() && (0.0..=300.0).contains(&args.grace_period)) {
-        bail!("--grace-period {}: 0 to 300 seconds", args.grace_period);
-    }
-    crate::geo::check_interval(args.geoip_check_interval)?;
+    check_args(args)?;
     let (source, text) = match &args.config {
         Some(p) => (
             p.display().to_string(),
@@ -195,32 +189,8 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     let geo_choice = (Some(&original).zip(args.config.as_deref()), args.geoip.as_deref());
     let (geo, geo_watch) =
         crate::geo::open_watched_geoip(geo_choice.0, geo_choice.1, args.geoip_check_interval)?;
-    // DoT and DoH, when asked for: a certificate for localhost and the listeners' addresses from the
-    // demo CA (whatever the edge uses), so that `kdig +tls-ca=DATA_DIR/tls/ca.pem` validates it.
-    let mut dns_options = DnsOptions {
-        rrl: RrlConfig::default(),
-        udp_workers: 1,
-        ..DnsOptions::default()
-    };
-    let mut dns_ca = None;
-    if args.dns_tls_listen.is_some() || args.dns_https_listen.is_some() {
-        let mut names = vec!["localhost".to_owned()];
-        for a in [args.dns_tls_listen, args.dns_https_listen].into_iter().flatten() {
-            if !a.ip().is_unspecified() && !names.contains(&a.ip().to_string()) {
-                names.push(a.ip().to_string());
-            }
-        }
-        let dir = data_dir.join("tls");
-        let (cert, key, ca) = meridian_tls::demo::issue(&dir, "dns", &names)
-            .with_context(|| format!("making the DNS certificate in {}", dir.display()))?;
-        let config = crate::dns_cmd::dns_tls_config(Some(&cert), Some(&key))?;
-        dns_options.dot = args.dns_tls_listen.map(|addr| TlsListen {
-            addr,
-            config: config.clone(),
-        });
-        dns_options.doh = args.dns_https_listen.map(|addr| TlsListen { addr, config });
-        dns_ca = Some(ca);
-    }
+    // DoT and DoH, when asked for, with a certificate from the demo CA.
+    let (dns_options, dns_ca) = dns_options(args, &data_dir)?;
     let dns = crate::roles::start_dns(
         &node,
         args.dns_listen,
@@ -234,40 +204,7 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
 
-    // Every region's proxy serves HTTPS; hop listeners when [tls.hops] encrypts spilled requests.
-    let edge = crate::tls_edge::start_edge(
-        node.watcher.clone(),
-        node.keys.clone(),
-        Some(&config),
-        Some(&config),
-        &registry,
-    )?;
-    let hop_server = match crate::tls_edge::hops_of(&node.watcher, None, Some(&config)) {
-        Some(h) => Some(crate::tls_edge::hop_server(Some(&h))?),
-        None => None,
-    };
-    let plan = ProxyPlan {
-        regions: regions
-            .iter()
-            .map(|r| RegionListeners {
-                region: r.id.clone(),
-                http: r.proxy,
-                https: Some((r.https, edge.clone())),
-                hop: hop_server.as_ref().map(|h| (r.hop, h.clone())),
-            })
-            .collect(),
-        instance: "up".to_owned(),
-        capacity: None,
-        server: meridian_proxy::ServerOptions {
-            grace: std::time::Duration::from_secs_f64(args.grace_period),
-            ..meridian_proxy::ServerOptions::default()
-        },
-        // The proxies locate clients with the database the DNS server has: they follow its reloads.
-        geo: ProxyGeo::Dns(dns.state.clone()),
-    };
-    let proxies = crate::roles::start_proxies(&node, plan)
-        .await
-        .context("starting the regional proxies (--proxy-ip, --proxy-port)")?;
+    let proxies = start_proxies(args, &node, &regions, &config, &registry, &dns.state).await?;
 
     let token_file = data_dir.join(crate::admin_args::TOKEN_FILE_NAME);
     let admin = serve_admin(admin_listener, &node, &dns.state, &token_file).await?;
@@ -324,6 +261,102 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     eprintln!("meridian up: stopping");
     crate::notify_args::stop(notifier).await;
     registration.stop().await;
+    shut_down(proxies, probers).await;
+    drop(dns);
+    drop(admin);
+    eprintln!("meridian up: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The flags' ranges, checked before anything starts.
+fn check_args(args: &UpArgs) -> anyhow::Result<()> {
+    if !(1..=9).contains(&args.probers) {
+        bail!("--probers {}: between 1 and 9", args.probers);
+    }
+    if !(args.grace_period.is_finite() && (0.0..=300.0).contains(&args.grace_period)) {
+        bail!("--grace-period {}: 0 to 300 seconds", args.grace_period);
+    }
+    crate::geo::check_interval(args.geoip_check_interval)
+}
+
+/// The DNS server's options; with DoT or DoH, a certificate for localhost and the listeners' addresses
+/// from the demo CA (whatever the edge uses), so that `kdig +tls-ca=DATA_DIR/tls/ca.pem` validates it,
+/// and that CA's file.
+fn dns_options(args: &UpArgs, data_dir: &std::path::Path) -> anyhow::Result<(DnsOptions, Option<PathBuf>)> {
+    let mut dns_options = DnsOptions {
+        rrl: RrlConfig::default(),
+        udp_workers: 1,
+        ..DnsOptions::default()
+    };
+    let mut dns_ca = None;
+    if args.dns_tls_listen.is_some() || args.dns_https_listen.is_some() {
+        let mut names = vec!["localhost".to_owned()];
+        for a in [args.dns_tls_listen, args.dns_https_listen].into_iter().flatten() {
+            if !a.ip().is_unspecified() && !names.contains(&a.ip().to_string()) {
+                names.push(a.ip().to_string());
+            }
+        }
+        let dir = data_dir.join("tls");
+        let (cert, key, ca) = meridian_tls::demo::issue(&dir, "dns", &names)
+            .with_context(|| format!("making the DNS certificate in {}", dir.display()))?;
+        let config = crate::dns_cmd::dns_tls_config(Some(&cert), Some(&key))?;
+        dns_options.dot = args.dns_tls_listen.map(|addr| TlsListen {
+            addr,
+            config: config.clone(),
+        });
+        dns_options.doh = args.dns_https_listen.map(|addr| TlsListen { addr, config });
+        dns_ca = Some(ca);
+    }
+    Ok((dns_options, dns_ca))
+}
+
+/// Every region's proxy, serving HTTP and HTTPS, and hop listeners when [tls.hops] encrypts spilled
+/// requests.
+async fn start_proxies(
+    args: &UpArgs,
+    node: &Node,
+    regions: &[RegionRun],
+    config: &Arc<Config>,
+    registry: &Registry,
+    dns: &Arc<DnsState>,
+) -> anyhow::Result<ProxyServer> {
+    let edge = crate::tls_edge::start_edge(
+        node.watcher.clone(),
+        node.keys.clone(),
+        Some(config),
+        Some(config),
+        registry,
+    )?;
+    let hop_server = match crate::tls_edge::hops_of(&node.watcher, None, Some(config)) {
+        Some(h) => Some(crate::tls_edge::hop_server(Some(&h))?),
+        None => None,
+    };
+    let plan = ProxyPlan {
+        regions: regions
+            .iter()
+            .map(|r| RegionListeners {
+                region: r.id.clone(),
+                http: r.proxy,
+                https: Some((r.https, edge.clone())),
+                hop: hop_server.as_ref().map(|h| (r.hop, h.clone())),
+            })
+            .collect(),
+        instance: "up".to_owned(),
+        capacity: None,
+        server: meridian_proxy::ServerOptions {
+            grace: std::time::Duration::from_secs_f64(args.grace_period),
+            ..meridian_proxy::ServerOptions::default()
+        },
+        // The proxies locate clients with the database the DNS server has: they follow its reloads.
+        geo: ProxyGeo::Dns(dns.clone()),
+    };
+    crate::roles::start_proxies(node, plan)
+        .await
+        .context("starting the regional proxies (--proxy-ip, --proxy-port)")
+}
+
+/// Stops the proxies (in-flight requests get the grace period) and the probers.
+async fn shut_down(proxies: ProxyServer, probers: Vec<Prober>) {
     let left = proxies.shutdown().await;
     if left > 0 {
         eprintln!("meridian up: {left} proxied request(s) still in flight at the end of the grace period");
@@ -331,10 +364,6 @@ pub(crate) async fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     for p in probers {
         let _ = p.stop().await;
     }
-    drop(dns);
-    drop(admin);
-    eprintln!("meridian up: stopped");
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Every region's addresses (proxy, HTTPS, hop listener) and its demo origin, started.
@@ -725,10 +754,4 @@ fn banner(
     out += dnssec;
     out += "Ctrl-C stops everything; operator state stays in the store.\n";
     print!("{out}");
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

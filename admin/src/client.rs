@@ -18,6 +18,8 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::api::{ErrorBody, ErrorDocument};
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -33,16 +35,12 @@ pub enum ClientError {
         cause: String,
     },
     /// The API answered with an error document.
-    #[error("{message}")]
+    #[error("{}", error.message)]
     Api {
         /// HTTP status.
         status: u16,
-        /// The error code (`conflict`, `refused`...).
-        code: String,
-        /// The message.
-        message: String,
-        /// The whole error object (with `current`, `violations`...).
-        error: Value,
+        /// The error: code, message, and `current` or `violations` where the error has them.
+        error: ErrorBody,
     },
     /// The answer was not what the API sends.
     #[error("unexpected answer from {url}: {detail}")]
@@ -307,14 +305,16 @@ impl AdminClient {
         if (200..300).contains(&status) {
             return Ok(value);
         }
-        let error = value.get("error").cloned().unwrap_or(Value::Null);
-        let text = |k: &str| error.get(k).and_then(Value::as_str).map(str::to_owned);
-        Err(ClientError::Api {
-            status,
-            code: text("code").unwrap_or_else(|| "unknown".to_owned()),
-            message: text("message").unwrap_or_else(|| format!("HTTP {status}")),
-            error,
-        })
+        // Something in between (a proxy) may answer with JSON that is not the API's error document.
+        let error = serde_json::from_value::<ErrorDocument>(value)
+            .map(|d| d.error)
+            .unwrap_or_else(|_| ErrorBody {
+                code: "unknown".to_owned(),
+                current: None,
+                message: format!("HTTP {status}"),
+                violations: Vec::new(),
+            });
+        Err(ClientError::Api { status, error })
     }
 }
 

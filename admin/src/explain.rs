@@ -6,22 +6,26 @@
 
 use std::net::IpAddr;
 
+use crate::api::{
+    Coordinates, ExplainCandidate, ExplainClient, ExplainDecision, ExplainLatency, ExplainLocation,
+    ExplainMeasured, ExplainReport,
+};
+use crate::status::health_name;
 use meridian_config::{Config, Policy};
 use meridian_geoip::{CoordinatesSource, GeoDb, Located, UnknownReason};
 use meridian_steer::{
-    Basis, ClientLocation, Decision, Health, LatencyOutcome, Measured, Mode, NoAnswer, Point, Query,
-    RegionIndex, RegionStates, ResidencyNote, ServiceIndex, Skip, Status, Topology, answer_addresses,
-    client_hash, latency_area, steer,
+    Basis, ClientLocation, Decision, LatencyOutcome, Measured, Mode, NoAnswer, Point, Query, RegionIndex,
+    RegionStates, ResidencyNote, ServiceIndex, Skip, Status, Topology, answer_addresses, client_hash,
+    latency_area, steer,
 };
-use serde_json::{Value, json};
 
 /// An explanation, both ways.
 #[derive(Clone, Debug)]
 pub struct Explanation {
     /// The human-readable report.
     pub text: String,
-    /// The same, as JSON.
-    pub json: Value,
+    /// The same, as data (printed as JSON).
+    pub report: ExplainReport,
 }
 
 /// Explains the decision for `client` asking for `service` (name or hostname) in `states` at `now_ms`;
@@ -70,7 +74,7 @@ pub fn explain(
     };
     Ok(Explanation {
         text: report.text(),
-        json: report.json(),
+        report: report.report(),
     })
 }
 
@@ -346,12 +350,7 @@ impl Report<'_> {
     }
 
     fn mode(&self) -> &'static str {
-        match self.decision.mode {
-            Mode::Normal => "normal",
-            Mode::Panic => "panic",
-            Mode::Fallback => "fallback",
-            Mode::NoAnswer(_) => "no-answer",
-        }
+        mode_name(self.decision.mode)
     }
 
     fn mode_detail(&self) -> Option<&'static str> {
@@ -525,94 +524,106 @@ impl Report<'_> {
         out
     }
 
-    fn json(&self) -> Value {
+    fn report(&self) -> ExplainReport {
         let svc = self.service_config();
         let answer = answer_addresses(self.topology, self.service, &self.decision.chosen);
         let location = match &self.located.location {
-            Ok(l) => json!({
-                "known": true,
-                "country": l.country.map(|c| c.to_string()),
-                "continent": l.continent.map(|c| c.code()),
-                "coordinates": l.coordinates.map(|(c, _)| json!({"lat": c.lat, "lon": c.lon})),
-                "coordinates_source": l.coordinates.map(|(_, s)| match s {
-                    CoordinatesSource::Database => "database",
-                    CoordinatesSource::CountryCentre => "country-population-centre",
+            Ok(l) => ExplainLocation::Known {
+                known: true,
+                country: l.country.map(|c| c.to_string()),
+                continent: l.continent.map(|c| c.code().to_owned()),
+                coordinates: l.coordinates.map(|(c, _)| Coordinates {
+                    lat: c.lat,
+                    lon: c.lon,
                 }),
-            }),
-            Err(reason) => json!({
-                "known": false,
-                "reason": match reason {
+                coordinates_source: l.coordinates.map(|(_, s)| {
+                    match s {
+                        CoordinatesSource::Database => "database",
+                        CoordinatesSource::CountryCentre => "country-population-centre",
+                    }
+                    .to_owned()
+                }),
+            },
+            Err(reason) => ExplainLocation::Unknown {
+                known: false,
+                reason: match reason {
                     UnknownReason::NonRoutable => "non-routable",
                     UnknownReason::NotInDatabase => "not-in-database",
-                },
-            }),
+                }
+                .to_owned(),
+            },
         };
-        let candidates: Vec<Value> = self
+        let candidates = self
             .rows()
             .into_iter()
             .map(|row| {
                 let region = &self.config().regions()[row.region.get()];
                 let st = self.states.get(row.region);
                 let status = self.decision.verdict(row.region);
-                json!({
-                    "region": region.id,
-                    "name": region.name,
-                    "distance_km": row.distance_km.map(|d| (d * 10.0).round() / 10.0),
-                    "health": st.map(|s| health_name(s.health)),
-                    "drained": st.map(|s| s.drained),
-                    "weight": st.map(|s| s.weight),
-                    "in_flight": st.and_then(|s| s.in_flight),
-                    "capacity": st.map(|s| s.capacity),
-                    "verdict": status.map(|s| s.label()),
-                    "rank": match status { Some(Status::Chosen { rank, .. }) => Some(rank + 1), _ => None },
-                    "latency": self.measured(row.region).map(|m| json!({
-                        "rtt_ms": f64::from(m.rtt_ms),
-                        "samples": m.samples,
-                        "age_ms": self.now_ms.saturating_sub(m.updated_at_ms),
-                        "enough_samples": svc.latency.is_some_and(|l| m.samples >= l.min_samples),
-                    })),
-                    "reason": row.reason,
-                })
+                ExplainCandidate {
+                    region: region.id.clone(),
+                    name: region.name.clone(),
+                    distance_km: row.distance_km.map(|d| (d * 10.0).round() / 10.0),
+                    health: st.map(|s| health_name(s.health).to_owned()),
+                    drained: st.map(|s| s.drained),
+                    weight: st.map(|s| s.weight),
+                    in_flight: st.and_then(|s| s.in_flight),
+                    capacity: st.map(|s| s.capacity),
+                    verdict: status.map(|s| s.label().to_owned()),
+                    rank: match status {
+                        Some(Status::Chosen { rank, .. }) => Some(rank + 1),
+                        _ => None,
+                    },
+                    latency: self.measured(row.region).map(|m| ExplainMeasured {
+                        rtt_ms: f64::from(m.rtt_ms),
+                        samples: m.samples,
+                        age_ms: self.now_ms.saturating_sub(m.updated_at_ms),
+                        enough_samples: svc.latency.is_some_and(|l| m.samples >= l.min_samples),
+                    }),
+                    reason: row.reason,
+                }
             })
             .collect();
-        json!({
-            "service": svc.name,
-            "hostname": svc.hostname.as_str(),
-            "policy": svc.policy.name(),
-            "client": {
-                "ip": self.ip.to_string(),
-                "network": self.network(),
-                "geoip": self.geo.description(),
-                "location": location,
-                "request_hash": self.hash,
+        let region_id = |r: RegionIndex| self.topology.region_id(r).to_owned();
+        ExplainReport {
+            service: svc.name.clone(),
+            hostname: svc.hostname.as_str().to_owned(),
+            policy: svc.policy.name().to_owned(),
+            client: ExplainClient {
+                ip: self.ip.to_string(),
+                network: self.network(),
+                geoip: self.geo.description().to_owned(),
+                location,
+                request_hash: self.hash,
             },
-            "residency": self.residency(),
-            "basis": basis_text(&self.decision.basis, &svc.policy),
-            "decision": {
-                "mode": self.mode(),
-                "detail": self.mode_detail(),
-                "regions": self.decision.chosen.iter().map(|r| self.topology.region_id(*r)).collect::<Vec<_>>(),
-                "ttl": svc.ttl,
-                "ipv4": answer.ipv4.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "ipv6": answer.ipv6.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            residency: self.residency(),
+            basis: basis_text(&self.decision.basis, &svc.policy),
+            decision: ExplainDecision {
+                mode: self.mode().to_owned(),
+                detail: self.mode_detail().map(str::to_owned),
+                regions: self.decision.chosen.iter().map(|r| region_id(*r)).collect(),
+                ttl: svc.ttl,
+                ipv4: answer.ipv4.iter().map(ToString::to_string).collect(),
+                ipv6: answer.ipv6.iter().map(ToString::to_string).collect(),
             },
-            "candidates": candidates,
-            "latency": self.decision.latency.map(|n| json!({
-                "area": n.area.map(|a| a.to_string()),
-                "outcome": match n.outcome {
+            candidates,
+            latency: self.decision.latency.map(|n| ExplainLatency {
+                area: n.area.map(|a| a.to_string()),
+                outcome: match n.outcome {
                     LatencyOutcome::NoArea => "no-area",
                     LatencyOutcome::NotMeasured => "not-measured",
                     LatencyOutcome::WithinMargin => "within-margin",
                     LatencyOutcome::Faster => "faster",
-                },
-                "nearest": n.nearest.map(|r| self.topology.region_id(r)),
-                "chosen": n.chosen.map(|r| self.topology.region_id(r)),
-                "margin_ms": n.margin_ms,
-                "explored": n.explored.map(|r| self.topology.region_id(r)),
-                "explore_share": svc.latency.map(|l| l.explore_share),
-                "summary": self.latency_summary(),
-            })),
-        })
+                }
+                .to_owned(),
+                nearest: n.nearest.map(region_id),
+                chosen: n.chosen.map(region_id),
+                margin_ms: n.margin_ms,
+                explored: n.explored.map(region_id),
+                explore_share: svc.latency.map(|l| l.explore_share),
+                summary: self.latency_summary(),
+            }),
+        }
     }
 }
 
@@ -624,11 +635,13 @@ fn or_none(v: &[String]) -> String {
     }
 }
 
-fn health_name(h: Health) -> &'static str {
-    match h {
-        Health::Up => "up",
-        Health::Down => "down",
-        Health::Unknown => "unknown",
+/// A decision's mode as reports and the dashboard name it.
+pub(crate) fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Normal => "normal",
+        Mode::Panic => "panic",
+        Mode::Fallback => "fallback",
+        Mode::NoAnswer(_) => "no-answer",
     }
 }
 

@@ -34,7 +34,8 @@ mod status;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use ops::{mode_text, parse_drill_mode};
+pub use api::{mode_text, parse_drill_mode};
+pub use ops::{ConfigCheck, MAX_REASON_LEN, check_reason, check_weight};
 pub use server::{AdminServer, serve};
 
 use meridian_geoip::GeoDb;
@@ -127,9 +128,4 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     Ok(Arc::new(config))
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub(crate) use meridian_store::now_ms;

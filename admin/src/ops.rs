@@ -15,20 +15,20 @@ use std::time::Duration;
 use meridian_config::Config;
 use meridian_steer::{RegionStates, Topology};
 use meridian_store::schema::{
-    AuditRecord, DOC_SCHEMA, DrainOverride, DrillDoc, DrillModeDoc, WeightOverride, decode, encode,
+    AuditRecord, DOC_SCHEMA, DrainOverride, DrillDoc, WeightOverride, decode, encode,
 };
 use meridian_store::{
-    ApplyOptions, ApplyOutcome, Compare, ConfigDocError, KeyValue, Listing, OperatorDoc, Revision, Snapshot,
-    StoredConfig, TxnOp, overlay_operator_state,
+    ApplyOptions, ApplyOutcome, Compare, ConfigDocError, KeyValue, Keys, KvStore, Listing, OperatorDoc,
+    Revision, Snapshot, StoreError, StoredConfig, TxnOp, overlay_operator_state,
 };
 use serde_json::{Value, json};
 
 use crate::AdminContext;
 use crate::api::{
     ApiError, Applied, ChangeMeta, ConfigApplied, DrillStarted, DrillStopped, MAX_DRILL_MS, PutConfig,
-    StartDrill,
+    StartDrill, mode_text,
 };
-use crate::safety::{introduced, introduced_across};
+use crate::safety::{Violation, introduced, introduced_across};
 
 /// etcd refuses transactions with more than 128 compares (`--max-txn-ops`).
 const MAX_COMPARES: usize = 120;
@@ -99,16 +99,16 @@ struct OperatorState {
 }
 
 impl OperatorState {
-    async fn read(ctx: &AdminContext) -> Result<Self, ApiError> {
-        let prefix = ctx.keys.prefix();
+    async fn read(store: &dyn KvStore, keys: &Keys) -> Result<Self, StoreError> {
+        let prefix = keys.prefix();
         // Both at once: each is a round trip to the etcd leader, perhaps across the WAN.
         let (o, d) = (format!("{prefix}overrides/"), format!("{prefix}drills/"));
-        let (overrides, drills) = tokio::try_join!(ctx.store.list(&o), ctx.store.list(&d))?;
+        let (overrides, drills) = tokio::try_join!(store.list(&o), store.list(&d))?;
         let docs = overrides
             .kvs
             .iter()
             .chain(&drills.kvs)
-            .filter_map(|kv| Some((kv.key.clone(), OperatorDoc::from_kv(&ctx.keys, kv)?.ok()?)))
+            .filter_map(|kv| Some((kv.key.clone(), OperatorDoc::from_kv(keys, kv)?.ok()?)))
             .collect();
         Ok(Self { overrides, docs })
     }
@@ -160,7 +160,7 @@ impl OperatorState {
 
     /// Compares pinning the weight and drain key of every region of `topology` at what was read (absent:
     /// 0), but `except`.
-    fn guards(&self, ctx: &AdminContext, topology: &Topology, except: &str) -> Vec<Compare> {
+    fn guards(&self, keys: &Keys, topology: &Topology, except: &str) -> Vec<Compare> {
         let present = |key: &str| -> Revision {
             self.overrides
                 .kvs
@@ -170,7 +170,7 @@ impl OperatorState {
         };
         let mut out = Vec::new();
         for region in topology.config().regions() {
-            for key in [ctx.keys.drain(&region.id), ctx.keys.weight(&region.id)] {
+            for key in [keys.drain(&region.id), keys.weight(&region.id)] {
                 if key != except {
                     out.push(Compare {
                         mod_revision: present(&key),
@@ -194,9 +194,10 @@ fn stored_json(kv: &KeyValue) -> Value {
     json!({ "revision": kv.mod_revision, "document": doc })
 }
 
-fn author(meta: &ChangeMeta) -> String {
-    meta.author
-        .as_deref()
+/// Who a change through the API is recorded as: the author given, trimmed; `admin-api` when none (or a
+/// blank one) is.
+fn author(given: Option<&str>) -> String {
+    given
         .map(str::trim)
         .filter(|a| !a.is_empty())
         .unwrap_or("admin-api")
@@ -204,16 +205,35 @@ fn author(meta: &ChangeMeta) -> String {
 }
 
 fn reason(meta: &ChangeMeta, required: bool) -> Result<String, ApiError> {
-    let r = meta.reason.as_deref().map(str::trim).unwrap_or_default();
+    check_reason(meta.reason.as_deref(), required).map_err(ApiError::bad_request)
+}
+
+/// The longest reason a change records.
+pub const MAX_REASON_LEN: usize = 1000;
+
+/// A change's reason as recorded (trimmed), or why it is refused: missing where `required` (drains,
+/// weights, drills), or longer than [`MAX_REASON_LEN`]. The API's rule, which the CLI checks first.
+pub fn check_reason(reason: Option<&str>, required: bool) -> Result<String, String> {
+    let r = reason.map(str::trim).unwrap_or_default();
     if required && r.is_empty() {
-        return Err(ApiError::bad_request(
-            "a reason is required (it goes to the audit log)",
-        ));
+        return Err("a reason is required (it goes to the audit log)".to_owned());
     }
-    if r.len() > 1000 {
-        return Err(ApiError::bad_request("the reason is longer than 1000 characters"));
+    if r.len() > MAX_REASON_LEN {
+        return Err(format!("the reason is longer than {MAX_REASON_LEN} characters"));
     }
     Ok(r.to_owned())
+}
+
+/// Whether a region weight is in range (0 to [`meridian_config::MAX_WEIGHT`]); why not. The API's rule,
+/// which the CLI checks first.
+pub fn check_weight(weight: u32) -> Result<(), String> {
+    if weight > meridian_config::MAX_WEIGHT {
+        return Err(format!(
+            "weight {weight} is above the maximum {}",
+            meridian_config::MAX_WEIGHT
+        ));
+    }
+    Ok(())
 }
 
 /// A store that fails while a change reads the current state (on the side of a partition without the
@@ -230,7 +250,7 @@ fn before_writing(e: ApiError, what: &str) -> ApiError {
 }
 
 async fn commit(ctx: &AdminContext, w: Write<'_>, now_ms: u64) -> Result<Applied, ApiError> {
-    let who = author(w.meta);
+    let who = author(w.meta.author.as_deref());
     let (stored, after_json) = match &w.doc {
         Some(doc) => {
             let (bytes, json) = stored_form(doc);
@@ -244,10 +264,11 @@ async fn commit(ctx: &AdminContext, w: Write<'_>, now_ms: u64) -> Result<Applied
         .collect();
     for _ in 0..ATTEMPTS {
         let snap = snapshot(ctx)?;
-        let (current, target) = tokio::try_join!(OperatorState::read(ctx), async {
-            ctx.store.get(&w.key).await.map_err(ApiError::from)
-        })
-        .map_err(|e| before_writing(e, &w.what))?;
+        let (current, target) = tokio::try_join!(
+            OperatorState::read(ctx.store.as_ref(), &ctx.keys),
+            ctx.store.get(&w.key)
+        )
+        .map_err(|e| before_writing(e.into(), &w.what))?;
         let target_rev = target.as_ref().map_or(0, |kv| kv.mod_revision);
         match (&target, &w.must_exist) {
             (None, Some(e)) => return Err(e.clone()),
@@ -280,7 +301,7 @@ async fn commit(ctx: &AdminContext, w: Write<'_>, now_ms: u64) -> Result<Applied
             key: w.key.clone(),
             mod_revision: target_rev,
         }];
-        compares.extend(current.guards(ctx, &snap.topology, &w.key));
+        compares.extend(current.guards(&ctx.keys, &snap.topology, &w.key));
         let mut ops = vec![match &stored {
             Some(value) => TxnOp::Put {
                 key: w.key.clone(),
@@ -404,13 +425,8 @@ pub(crate) async fn region_change(
     let now_ms = crate::now_ms();
     let snap = snapshot(ctx)?;
     check_region(&snap.topology, region)?;
-    if let RegionChange::SetWeight(weight) = change
-        && weight > meridian_config::MAX_WEIGHT
-    {
-        return Err(ApiError::bad_request(format!(
-            "weight {weight} is above the maximum {}",
-            meridian_config::MAX_WEIGHT
-        )));
+    if let RegionChange::SetWeight(weight) = change {
+        check_weight(weight).map_err(ApiError::bad_request)?;
     }
     let adds = matches!(change, RegionChange::SetWeight(_) | RegionChange::Drain);
     let reason = reason(meta, adds)?;
@@ -422,7 +438,7 @@ pub(crate) async fn region_change(
                 doc: WeightOverride {
                     schema: DOC_SCHEMA,
                     weight,
-                    author: author(meta),
+                    author: author(meta.author.as_deref()),
                     reason,
                     at_ms: now_ms,
                 },
@@ -440,7 +456,7 @@ pub(crate) async fn region_change(
             Some(OperatorDoc::Drain {
                 doc: DrainOverride {
                     schema: DOC_SCHEMA,
-                    author: author(meta),
+                    author: author(meta.author.as_deref()),
                     reason,
                     at_ms: now_ms,
                 },
@@ -478,37 +494,6 @@ fn with_reason(what: String, reason: &str) -> String {
     }
 }
 
-/// Parses `down`, `drain`, `capacity=PCT` (also `capacity:PCT`).
-pub fn parse_drill_mode(text: &str) -> Result<DrillModeDoc, String> {
-    let t = text.trim().to_ascii_lowercase();
-    match t.as_str() {
-        "down" => Ok(DrillModeDoc::Down),
-        "drain" => Ok(DrillModeDoc::Drain),
-        _ => {
-            let pct = t
-                .strip_prefix("capacity=")
-                .or_else(|| t.strip_prefix("capacity:"))
-                .ok_or_else(|| format!("drill mode {text:?}: expected down, drain or capacity=PCT"))?;
-            let pct = pct.trim_end_matches('%');
-            match pct.parse::<u8>() {
-                Ok(p) if p <= 100 => Ok(DrillModeDoc::Capacity { percent: p }),
-                _ => Err(format!(
-                    "drill mode {text:?}: PCT must be a whole number from 0 to 100"
-                )),
-            }
-        }
-    }
-}
-
-/// The mode as written on the command line and in drill ids.
-pub fn mode_text(mode: DrillModeDoc) -> String {
-    match mode {
-        DrillModeDoc::Down => "down".to_owned(),
-        DrillModeDoc::Drain => "drain".to_owned(),
-        DrillModeDoc::Capacity { percent } => format!("capacity={percent}"),
-    }
-}
-
 fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
@@ -521,7 +506,7 @@ pub(crate) async fn start_drill(ctx: &AdminContext, body: StartDrill) -> Result<
     let now_ms = crate::now_ms();
     let snap = snapshot(ctx)?;
     check_region(&snap.topology, &body.region)?;
-    let mode = parse_drill_mode(&body.mode).map_err(ApiError::bad_request)?;
+    let mode = body.mode.0;
     if body.duration_ms == 0 || body.duration_ms > MAX_DRILL_MS {
         return Err(ApiError::bad_request(format!(
             "duration_ms {}: must be between 1 and {MAX_DRILL_MS} (72 hours)",
@@ -564,7 +549,7 @@ pub(crate) async fn start_drill(ctx: &AdminContext, body: StartDrill) -> Result<
         mode,
         started_at_ms: now_ms,
         expires_at_ms: now_ms + body.duration_ms,
-        author: author(&body.meta),
+        author: author(body.meta.author.as_deref()),
         reason,
     };
     let drill = crate::status::drill_view(&id, &doc, now_ms);
@@ -636,14 +621,60 @@ fn config_conflict(expected: Revision, current: Option<StoredConfig>) -> ApiErro
     )
 }
 
-/// `PUT /v1/config`: validated, checked for safety like every other write — the region states the new
-/// configuration gives (its regions, services and residency rules, with the health the snapshot has and
-/// the store's weights, drains and drills) against the states now under the configuration in force —,
-/// then compare-and-swap on the configuration key and every region's weight and drain key, with its audit
-/// record (listing what was forced, if anything).
+/// A new configuration checked for safety like every other write: the region states it gives (its
+/// regions, services and residency rules, with the health and load of the configuration in force and the
+/// store's weights, drains and drills) against the states now under the configuration in force. Used by
+/// `PUT /v1/config` and by `meridian config apply` (which works on the store directly), so both refuse
+/// the same changes.
+pub struct ConfigCheck {
+    /// The guarantees the new configuration would break that the one in force does not already break.
+    pub violations: Vec<Violation>,
+    /// Compares pinning every region's weight and drain key at what the check read.
+    guards: Vec<Compare>,
+}
+
+impl ConfigCheck {
+    /// Checks the configuration of `topology` at `now_ms`; `seen` is the snapshot of the configuration
+    /// in force (none: nothing is served yet, every guarantee is new).
+    pub async fn run(
+        store: &dyn KvStore,
+        keys: &Keys,
+        topology: &Topology,
+        seen: Option<&Snapshot>,
+        now_ms: u64,
+    ) -> Result<Self, StoreError> {
+        let current = OperatorState::read(store, keys).await?;
+        let after = current.states_under(topology, seen);
+        let violations = match seen {
+            Some(snap) => {
+                let before = current.states(snap, &[], None);
+                introduced_across(&snap.topology, &before, topology, &after, now_ms)
+            }
+            None => crate::safety::violations(topology, &after, now_ms),
+        };
+        Ok(Self {
+            violations,
+            guards: current.guards(keys, topology, &keys.config()),
+        })
+    }
+
+    /// What to write the configuration with: the guards (a weight or drain that moved since the check is
+    /// a conflict), and the violations as forced in the audit record, when there are any (write only
+    /// when the author forced them).
+    pub fn options(&self) -> ApplyOptions {
+        ApplyOptions {
+            guards: self.guards.clone(),
+            forced: (!self.violations.is_empty()).then(|| json!(self.violations)),
+        }
+    }
+}
+
+/// `PUT /v1/config`: validated, checked for safety ([`ConfigCheck`]), then compare-and-swap on the
+/// configuration key and every region's weight and drain key, with its audit record (listing what was
+/// forced, if anything).
 pub(crate) async fn put_config(ctx: &AdminContext, body: PutConfig) -> Result<ConfigApplied, ApiError> {
     let now_ms = crate::now_ms();
-    let who = body.author.clone().unwrap_or_else(|| "admin-api".to_owned());
+    let who = author(body.author.as_deref());
     let config = Config::from_toml_str(&body.toml).map_err(|e| config_error(ConfigDocError::Invalid(e)))?;
     let topology = Topology::new(Arc::new(config));
     for _ in 0..ATTEMPTS {
@@ -661,23 +692,11 @@ pub(crate) async fn put_config(ctx: &AdminContext, body: PutConfig) -> Result<Co
         // The states now are those under the stored configuration: this node's snapshot must have it.
         ctx.watcher.wait_for(stored_rev, REFLECT_WAIT).await;
         let snap = ctx.watcher.snapshot();
-        let current = OperatorState::read(ctx).await?;
-        let after = current.states_under(&topology, snap.as_deref());
-        let violations = match &snap {
-            Some(snap) => {
-                let before = current.states(snap, &[], None);
-                introduced_across(&snap.topology, &before, &topology, &after, now_ms)
-            }
-            // No configuration anywhere yet: this node serves nothing, every guarantee is new.
-            None => crate::safety::violations(&topology, &after, now_ms),
-        };
-        if !violations.is_empty() && !body.force {
-            return Err(ApiError::refused(&violations));
+        let check =
+            ConfigCheck::run(ctx.store.as_ref(), &ctx.keys, &topology, snap.as_deref(), now_ms).await?;
+        if !check.violations.is_empty() && !body.force {
+            return Err(ApiError::refused(&check.violations));
         }
-        let options = ApplyOptions {
-            guards: current.guards(ctx, &topology, &ctx.keys.config()),
-            forced: (!violations.is_empty()).then(|| json!(violations)),
-        };
         let outcome = meridian_store::apply_config_with(
             ctx.store.as_ref(),
             &ctx.keys,
@@ -685,7 +704,7 @@ pub(crate) async fn put_config(ctx: &AdminContext, body: PutConfig) -> Result<Co
             Some(expected),
             &who,
             now_ms,
-            &options,
+            &check.options(),
         )
         .await
         .map_err(config_error)?;
@@ -695,7 +714,7 @@ pub(crate) async fn put_config(ctx: &AdminContext, body: PutConfig) -> Result<Co
                 return Ok(ConfigApplied::Applied {
                     revision,
                     previous_revision: previous.map(|p| p.revision),
-                    forced: violations,
+                    forced: check.violations,
                 });
             }
             ApplyOutcome::Unchanged { revision } => return Ok(ConfigApplied::Unchanged { revision }),
@@ -717,6 +736,8 @@ mod tests {
 
     #[test]
     fn drill_modes_parse() {
+        use crate::api::parse_drill_mode;
+        use meridian_store::schema::DrillModeDoc;
         assert_eq!(parse_drill_mode("down").unwrap(), DrillModeDoc::Down);
         assert_eq!(parse_drill_mode("Drain").unwrap(), DrillModeDoc::Drain);
         assert_eq!(
@@ -733,6 +754,13 @@ mod tests {
                 .unwrap_err()
                 .contains("expected down, drain")
         );
+    }
+
+    #[test]
+    fn one_default_author() {
+        assert_eq!(author(None), "admin-api");
+        assert_eq!(author(Some(" \t")), "admin-api", "blank is none");
+        assert_eq!(author(Some(" alice@ops1 ")), "alice@ops1", "trimmed");
     }
 
     #[test]

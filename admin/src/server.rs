@@ -22,7 +22,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::api::{ApiError, ChangeMeta, DrillList, PutConfig, SetWeight, StartDrill};
+use crate::api::{
+    ApiError, ChangeMeta, DrillAnswer, DrillList, ExplainAnswer, PutConfig, RegionAnswer, RegionList,
+    SetWeight, StartDrill,
+};
 use crate::dashboard::Connection;
 use crate::ops::RegionChange;
 use crate::{AdminContext, Auth, now_ms, ops, status};
@@ -110,24 +113,27 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn get_status(State(ctx): State<Arc<AdminContext>>) -> ApiResult {
     let snap = ops::snapshot(&ctx)?;
     let now = now_ms();
-    let mut doc = status::status(&ctx, &snap, now);
-    doc["nodes"] = status::nodes(&ctx, now).await;
-    Ok(axum::Json(doc))
+    let mut doc = status::status_doc(&ctx, &snap, now);
+    doc.nodes = Some(status::nodes(&ctx, now).await);
+    typed(&doc)
 }
 
 async fn get_regions(State(ctx): State<Arc<AdminContext>>) -> ApiResult {
     let snap = ops::snapshot(&ctx)?;
-    Ok(axum::Json(json!({
-        "revision": snap.revision,
-        "regions": status::regions(&snap, now_ms()),
-    })))
+    typed(&RegionList {
+        revision: snap.revision,
+        regions: status::regions(&snap, now_ms()),
+    })
 }
 
 async fn get_region(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>) -> ApiResult {
     let snap = ops::snapshot(&ctx)?;
     let region = status::region(&snap, &snap.topology, &id, now_ms())
         .ok_or_else(|| ops::unknown_region(&snap.topology, &id))?;
-    Ok(axum::Json(json!({ "revision": snap.revision, "region": region })))
+    typed(&RegionAnswer {
+        revision: snap.revision,
+        region,
+    })
 }
 
 async fn put_weight(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
@@ -190,13 +196,15 @@ async fn post_drill(State(ctx): State<Arc<AdminContext>>, bytes: Bytes) -> Resul
 async fn get_drill(State(ctx): State<Arc<AdminContext>>, Path(id): Path<String>) -> ApiResult {
     let snap = ops::snapshot(&ctx)?;
     let now = now_ms();
-    snap.drills
+    let (i, d) = snap
+        .drills
         .iter()
         .find(|(i, _)| *i == id)
-        .map(|(i, d)| {
-            axum::Json(json!({ "revision": snap.revision, "drill": status::drill_view(i, d, now) }))
-        })
-        .ok_or_else(|| ApiError::not_found("unknown-drill", format!("no drill {id:?}")))
+        .ok_or_else(|| ApiError::not_found("unknown-drill", format!("no drill {id:?}")))?;
+    typed(&DrillAnswer {
+        revision: snap.revision,
+        drill: status::drill_view(i, d, now),
+    })
 }
 
 async fn delete_drill(
@@ -239,9 +247,11 @@ async fn get_explain(
         now_ms(),
     )
     .map_err(|m| ApiError::not_found("unknown-service", m))?;
-    Ok(axum::Json(
-        json!({ "revision": snap.revision, "text": e.text, "report": e.json }),
-    ))
+    typed(&ExplainAnswer {
+        revision: snap.revision,
+        text: e.text,
+        report: e.report,
+    })
 }
 
 /// A client as an address, or a subnet (`192.0.2.0/24`: its first address, which is where the GeoIP
@@ -347,12 +357,11 @@ async fn not_found(request: Request) -> ApiError {
 }
 
 async fn method_not_allowed(request: Request) -> ApiError {
-    ApiError {
-        status: 405,
-        code: "method-not-allowed",
-        message: format!("{} is not allowed on {}", request.method(), request.uri().path()),
-        details: None,
-    }
+    ApiError::new(
+        405,
+        "method-not-allowed",
+        format!("{} is not allowed on {}", request.method(), request.uri().path()),
+    )
 }
 
 /// The API's routes over `ctx`.

@@ -5,13 +5,16 @@
 use meridian_steer::{DrillMode, Health, Topology};
 use meridian_store::schema::DrillDoc;
 use meridian_store::{ConfigSource, Snapshot};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::AdminContext;
-use crate::api::DrillView;
-use crate::ops::mode_text;
+use crate::api::{
+    CertificateStatus, ConfigOrigin, DrainView, DrillModeText, DrillView, HealthStoreStatus, NodeList,
+    NodeStatus, RegionHealthStatus, RegionStatus, ServiceStatus, Status, VantageOpinion, WeightOverrideView,
+};
 use crate::safety::usable;
 
+/// A health state's name in the API and the reports.
 pub(crate) fn health_name(h: Health) -> &'static str {
     match h {
         Health::Up => "up",
@@ -25,7 +28,7 @@ pub(crate) fn drill_view(id: &str, d: &DrillDoc, now_ms: u64) -> DrillView {
     DrillView {
         id: id.to_owned(),
         region: d.region.clone(),
-        mode: mode_text(d.mode),
+        mode: DrillModeText(d.mode),
         started_at_ms: d.started_at_ms,
         expires_at_ms: d.expires_at_ms,
         remaining_ms: d.expires_at_ms.saturating_sub(now_ms),
@@ -45,7 +48,12 @@ pub(crate) fn drills(snapshot: &Snapshot, now_ms: u64, all: bool) -> Vec<DrillVi
 }
 
 /// One region's status.
-pub(crate) fn region(snapshot: &Snapshot, topology: &Topology, id: &str, now_ms: u64) -> Option<Value> {
+pub(crate) fn region(
+    snapshot: &Snapshot,
+    topology: &Topology,
+    id: &str,
+    now_ms: u64,
+) -> Option<RegionStatus> {
     let index = topology.region_index(id)?;
     let config = &topology.config().regions()[index.get()];
     let state = snapshot.states.get(index)?;
@@ -74,7 +82,7 @@ pub(crate) fn region(snapshot: &Snapshot, topology: &Topology, id: &str, now_ms:
             .find(|d| d.mode == DrillMode::Down)
             .map(|d| format!("drill {} (down)", d.id))
     };
-    let vantages: Vec<Value> = health
+    let vantages: Vec<VantageOpinion> = health
         .map(|h| {
             h.opinions
                 .iter()
@@ -84,63 +92,79 @@ pub(crate) fn region(snapshot: &Snapshot, topology: &Topology, id: &str, now_ms:
                         .iter()
                         .find(|(t, v, _)| t == id && *v == o.vantage)
                         .and_then(|(_, _, obs)| obs.detail.clone());
-                    json!({
-                        "vantage": o.vantage,
-                        "healthy": o.healthy,
-                        "fresh": o.fresh,
-                        "observed_at_ms": o.observed_at_ms,
-                        "detail": detail,
-                    })
+                    VantageOpinion {
+                        vantage: o.vantage.clone(),
+                        healthy: o.healthy,
+                        fresh: o.fresh,
+                        observed_at_ms: o.observed_at_ms,
+                        detail,
+                    }
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let weight_override = snapshot.weights.iter().find(|(r, _)| r == id).map(
-        |(_, w)| json!({ "weight": w.weight, "author": w.author, "reason": w.reason, "at_ms": w.at_ms }),
-    );
-    let drain = snapshot
+    let weight_override = snapshot
+        .weights
+        .iter()
+        .find(|(r, _)| r == id)
+        .map(|(_, w)| WeightOverrideView {
+            weight: w.weight,
+            author: w.author.clone(),
+            reason: w.reason.clone(),
+            at_ms: w.at_ms,
+        });
+    let drained = snapshot
         .drains
         .iter()
         .find(|(r, _)| r == id)
-        .map(|(_, d)| json!({ "author": d.author, "reason": d.reason, "at_ms": d.at_ms }));
+        .map(|(_, d)| DrainView {
+            author: d.author.clone(),
+            reason: d.reason.clone(),
+            at_ms: d.at_ms,
+        });
     let drills: Vec<DrillView> = snapshot
         .drills
         .iter()
         .filter(|(_, d)| d.region == id && now_ms < d.expires_at_ms)
         .map(|(i, d)| drill_view(i, d, now_ms))
         .collect();
-    Some(json!({
-        "id": config.id,
-        "name": config.name,
-        "health": {
-            "state": health_name(state.health),
-            "stale": health.is_some_and(|h| h.stale),
-            "since_ms": health.map(|h| h.since_ms),
-            "held_by_panic": health.is_some_and(|h| h.held_by_panic),
-            "probed": !config.health_checks.is_empty(),
-            "vantages": vantages,
+    Some(RegionStatus {
+        id: config.id.clone(),
+        name: config.name.clone(),
+        health: RegionHealthStatus {
+            state: health_name(state.health).to_owned(),
+            stale: health.is_some_and(|h| h.stale),
+            since_ms: health.map(|h| h.since_ms),
+            held_by_panic: health.is_some_and(|h| h.held_by_panic),
+            probed: !config.health_checks.is_empty(),
+            vantages,
         },
-        "weight": state.weight,
-        "configured_weight": config.weight,
-        "weight_override": weight_override,
-        "drained": drain,
-        "in_flight": state.in_flight,
-        "capacity": state.capacity,
-        "effective_capacity": effective_capacity,
-        "utilisation": state.in_flight.map(|n| if effective_capacity > 0 {
-            f64::from(n) / effective_capacity as f64
-        } else {
-            f64::INFINITY
-        }).filter(|u| u.is_finite()),
-        "drills": drills,
-        "usable": usable(state, now_ms),
-        "excluded": excluded,
-        "ipv4": config.ipv4.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "ipv6": config.ipv6.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    }))
+        weight: state.weight,
+        configured_weight: config.weight,
+        weight_override,
+        drained,
+        in_flight: state.in_flight,
+        capacity: state.capacity,
+        effective_capacity,
+        utilisation: state
+            .in_flight
+            .map(|n| {
+                if effective_capacity > 0 {
+                    f64::from(n) / effective_capacity as f64
+                } else {
+                    f64::INFINITY
+                }
+            })
+            .filter(|u| u.is_finite()),
+        drills,
+        usable: usable(state, now_ms),
+        excluded,
+        ipv4: config.ipv4.iter().map(ToString::to_string).collect(),
+        ipv6: config.ipv6.iter().map(ToString::to_string).collect(),
+    })
 }
 
-pub(crate) fn regions(snapshot: &Snapshot, now_ms: u64) -> Vec<Value> {
+pub(crate) fn regions(snapshot: &Snapshot, now_ms: u64) -> Vec<RegionStatus> {
     let topology = &snapshot.topology;
     topology
         .config()
@@ -150,51 +174,68 @@ pub(crate) fn regions(snapshot: &Snapshot, now_ms: u64) -> Vec<Value> {
         .collect()
 }
 
-pub(crate) fn status(ctx: &AdminContext, snapshot: &Snapshot, now_ms: u64) -> Value {
+/// The status document, without the registered nodes ([`nodes`] reads those from the store).
+pub(crate) fn status_doc(ctx: &AdminContext, snapshot: &Snapshot, now_ms: u64) -> Status {
     let config = match &snapshot.config_source {
         ConfigSource::Store {
             revision,
             author,
             applied_at_ms,
-        } => {
-            json!({ "source": "store", "revision": revision, "author": author, "applied_at_ms": applied_at_ms })
-        }
-        ConfigSource::Bootstrap => json!({ "source": "bootstrap" }),
+        } => ConfigOrigin::Store {
+            revision: *revision,
+            author: author.clone(),
+            applied_at_ms: *applied_at_ms,
+        },
+        ConfigSource::Bootstrap => ConfigOrigin::Bootstrap,
     };
-    let services: Vec<Value> = snapshot
+    let services = snapshot
         .topology
         .config()
         .services()
         .iter()
-        .map(|s| json!({ "name": s.name, "hostname": s.hostname.as_str(), "regions": s.regions }))
+        .map(|s| ServiceStatus {
+            name: s.name.clone(),
+            hostname: s.hostname.as_str().to_owned(),
+            regions: s.regions.clone(),
+        })
         .collect();
-    json!({
-        "node": ctx.node,
-        "store": ctx.store.describe(),
-        "now_ms": now_ms,
-        "revision": snapshot.revision,
-        "connected": ctx.watcher.is_connected(),
-        "staleness_ms": ctx.watcher.staleness().as_millis() as u64,
+    Status {
+        node: ctx.node.clone(),
+        store: ctx.store.describe(),
+        now_ms,
+        revision: snapshot.revision,
+        connected: ctx.watcher.is_connected(),
+        staleness_ms: ctx.watcher.staleness().as_millis() as u64,
         // The zone's health store, when the node has one (docs/deployment.md, "The Atlantic cut").
-        "health_store": ctx.watcher.health_store_connected().map(|connected| json!({
-            "connected": connected,
-            "revision": snapshot.health_revision,
-            "staleness_ms": ctx.watcher.health_store_staleness().map(|d| d.as_millis() as u64),
-        })),
-        "config": config,
-        "panic": snapshot.health.panic,
-        "regions": regions(snapshot, now_ms),
-        "services": services,
-        "drills": drills(snapshot, now_ms, false),
-        "problems": snapshot.problems,
-        "latency": crate::latency::matrix(snapshot, now_ms),
-        "certificates": acme_certificates(snapshot),
-    })
+        health_store: ctx
+            .watcher
+            .health_store_connected()
+            .map(|connected| HealthStoreStatus {
+                connected,
+                revision: snapshot.health_revision,
+                staleness_ms: ctx.watcher.health_store_staleness().map(|d| d.as_millis() as u64),
+            }),
+        config,
+        panic: snapshot.health.panic,
+        regions: regions(snapshot, now_ms),
+        services,
+        drills: drills(snapshot, now_ms, false),
+        problems: snapshot.problems.clone(),
+        latency: crate::latency::matrix(snapshot, now_ms),
+        certificates: acme_certificates(snapshot),
+        nodes: None,
+    }
+}
+
+/// The status document as a JSON value, for documents that add to it (the dashboard's state).
+pub(crate) fn status(ctx: &AdminContext, snapshot: &Snapshot, now_ms: u64) -> Value {
+    // Cannot fail: every map in it has string keys.
+    serde_json::to_value(status_doc(ctx, snapshot, now_ms)).unwrap_or_default()
 }
 
 /// The ACME certificates of the configuration: names, issuer, validity, when they renew, and how the
 /// last order went (an empty list without `[acme]`).
-pub(crate) fn acme_certificates(snapshot: &Snapshot) -> Vec<Value> {
+pub(crate) fn acme_certificates(snapshot: &Snapshot) -> Vec<CertificateStatus> {
     let Some(acme) = snapshot.topology.config().acme() else {
         return Vec::new();
     };
@@ -208,21 +249,21 @@ pub(crate) fn acme_certificates(snapshot: &Snapshot) -> Vec<Value> {
                 let life = d.not_after_ms.saturating_sub(d.not_before_ms) as f64;
                 d.not_before_ms + (life * acme.renew_fraction) as u64
             });
-            json!({
-                "id": id,
-                "names": c.names,
-                "issued": doc.is_some(),
-                "issuer": doc.map(|d| d.issuer.clone()),
-                "not_before_ms": doc.map(|d| d.not_before_ms),
-                "not_after_ms": doc.map(|d| d.not_after_ms),
-                "renew_at_ms": renew_at_ms,
-                "ordered_by": doc.map(|d| d.ordered_by.clone()),
-                "last_attempt_ms": st.map(|s| s.last_attempt_ms),
-                "last_success_ms": st.and_then(|s| s.last_success_ms),
-                "last_error": st.and_then(|s| s.last_error.clone()),
-                "failures": st.map_or(0, |s| s.failures),
-                "next_attempt_ms": st.map(|s| s.next_attempt_ms).filter(|t| *t > 0),
-            })
+            CertificateStatus {
+                id: id.to_owned(),
+                names: c.names.clone(),
+                issued: doc.is_some(),
+                issuer: doc.map(|d| d.issuer.clone()),
+                not_before_ms: doc.map(|d| d.not_before_ms),
+                not_after_ms: doc.map(|d| d.not_after_ms),
+                renew_at_ms,
+                ordered_by: doc.map(|d| d.ordered_by.clone()),
+                last_attempt_ms: st.map(|s| s.last_attempt_ms),
+                last_success_ms: st.and_then(|s| s.last_success_ms),
+                last_error: st.and_then(|s| s.last_error.clone()),
+                failures: st.map_or(0, |s| s.failures),
+                next_attempt_ms: st.map(|s| s.next_attempt_ms).filter(|t| *t > 0),
+            }
         })
         .collect()
 }
@@ -235,7 +276,7 @@ pub(crate) const LAGGING_AFTER_MS: u64 = 3_000;
 /// The registered nodes (`nodes/...`) and the store's revision, read from the store; each node with its
 /// state: `ok`, `lagging` (its snapshot has not been confirmed by the store for 3 s, or it is
 /// disconnected) or `silent` (no report for 3 s; it disappears when its lease expires).
-pub(crate) async fn nodes(ctx: &AdminContext, now_ms: u64) -> Value {
+pub(crate) async fn nodes(ctx: &AdminContext, now_ms: u64) -> NodeList {
     let listing = tokio::time::timeout(
         std::time::Duration::from_secs(1),
         ctx.store.list(&ctx.keys.nodes_prefix()),
@@ -243,10 +284,14 @@ pub(crate) async fn nodes(ctx: &AdminContext, now_ms: u64) -> Value {
     .await;
     let listing = match listing {
         Ok(Ok(l)) => l,
-        Ok(Err(e)) => return json!({ "error": e.to_string() }),
-        Err(_) => return json!({ "error": "the store did not answer within 1 s" }),
+        Ok(Err(e)) => return NodeList::Unreadable { error: e.to_string() },
+        Err(_) => {
+            return NodeList::Unreadable {
+                error: "the store did not answer within 1 s".to_owned(),
+            };
+        }
     };
-    let list: Vec<Value> = listing
+    let list = listing
         .kvs
         .iter()
         .filter_map(|kv| meridian_store::schema::decode::<meridian_store::schema::NodeReport>(&kv.value).ok())
@@ -259,20 +304,23 @@ pub(crate) async fn nodes(ctx: &AdminContext, now_ms: u64) -> Value {
             } else {
                 "ok"
             };
-            json!({
-                "role": n.role,
-                "region": n.region,
-                "instance": n.instance,
-                "version": n.version,
-                "revision": n.revision,
-                "behind": listing.revision.saturating_sub(n.revision),
-                "staleness_ms": n.staleness_ms,
-                "connected": n.connected,
-                "report_age_ms": age,
-                "up_ms": now_ms.saturating_sub(n.started_at_ms),
-                "state": state,
-            })
+            NodeStatus {
+                behind: listing.revision.saturating_sub(n.revision),
+                role: n.role,
+                region: n.region,
+                instance: n.instance,
+                version: n.version,
+                revision: n.revision,
+                staleness_ms: n.staleness_ms,
+                connected: n.connected,
+                report_age_ms: age,
+                up_ms: now_ms.saturating_sub(n.started_at_ms),
+                state: state.to_owned(),
+            }
         })
         .collect();
-    json!({ "store_revision": listing.revision, "list": list })
+    NodeList::Listed {
+        store_revision: listing.revision,
+        list,
+    }
 }

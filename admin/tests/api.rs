@@ -10,7 +10,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meridian_admin::api::{ConfigApplied, PutConfig};
+use meridian_admin::api::{
+    ConfigApplied, DrillAnswer, ExplainAnswer, ExplainLocation, NodeList, PutConfig, RegionAnswer,
+    RegionList, Status,
+};
 use meridian_admin::client::{AdminClient, ClientError};
 use meridian_admin::{AdminContext, AdminServer, Auth, serve};
 use meridian_config::Config;
@@ -98,11 +101,20 @@ async fn node_at(
 
 fn api_error(r: Result<Value, ClientError>) -> (u16, String, Value) {
     match r {
-        Err(ClientError::Api {
-            status, code, error, ..
-        }) => (status, code, error),
+        Err(ClientError::Api { status, error }) => {
+            let code = error.code.clone();
+            (status, code, serde_json::to_value(&error).unwrap())
+        }
         other => panic!("expected an API error, got {other:?}"),
     }
+}
+
+/// An answer read as the API's typed document, which must hold all of it: written back, it is the same
+/// JSON (no field the type lacks, none it adds or renames).
+fn same_as_sent<T: serde::de::DeserializeOwned + serde::Serialize>(answer: &Value) -> T {
+    let typed: T = serde_json::from_value(answer.clone()).unwrap();
+    assert_eq!(&serde_json::to_value(&typed).unwrap(), answer);
+    typed
 }
 
 fn region<'a>(status: &'a Value, id: &str) -> &'a Value {
@@ -189,6 +201,18 @@ async fn weights_drains_and_audit(store: Arc<dyn KvStore>) {
     assert_eq!(waw["drained"]["reason"], "rack move");
     assert_eq!(waw["usable"], false);
     assert_eq!(waw["excluded"], "drained");
+    let typed: Status = same_as_sent(&status);
+    let fra = typed.regions.iter().find(|r| r.id == "fra").unwrap();
+    assert_eq!(fra.weight_override.as_ref().unwrap().author, "alice");
+    assert!(
+        matches!(typed.nodes, Some(NodeList::Listed { .. })),
+        "{:?}",
+        typed.nodes
+    );
+    let regions: RegionList = same_as_sent(&n.client.get("/v1/regions").await.unwrap());
+    assert_eq!(regions.regions.len(), typed.regions.len());
+    let one: RegionAnswer = same_as_sent(&n.client.get("/v1/regions/waw").await.unwrap());
+    assert_eq!(one.region.drained.unwrap().author, "bob");
     assert_eq!(
         decision(&n, "83.0.0.1").await,
         "fra",
@@ -502,12 +526,13 @@ async fn concurrent_edits_one_wins(store: Arc<dyn KvStore>) {
         (Err(e), Ok(_)) => (20, e),
         (a, b) => panic!("exactly one must win: {a:?} / {b:?}"),
     };
-    let ClientError::Api { status, error, .. } = loser else {
+    let ClientError::Api { status, error } = loser else {
         panic!("{loser:?}")
     };
     assert_eq!(status, 409);
     assert_eq!(
-        error["current"]["document"]["weight"], winner,
+        error.current.unwrap()["document"]["weight"],
+        winner,
         "the conflict names the current value"
     );
     let status = n.client.get("/v1/status").await.unwrap();
@@ -647,10 +672,13 @@ async fn drills_act_and_expire_on_their_own(store: Arc<dyn KvStore>) {
     assert_eq!(waw["excluded"], format!("drill {id} (down)"));
     assert_eq!(waw["drills"][0]["id"], id.as_str());
     assert_eq!(status["drills"].as_array().unwrap().len(), 1);
+    let typed: Status = same_as_sent(&status);
+    assert_eq!(typed.drills[0].id, id);
     let listed = n.client.get("/v1/drills").await.unwrap();
     assert_eq!(listed["drills"][0]["reason"], "failover drill");
     let one = n.client.get(&format!("/v1/drills/{id}")).await.unwrap();
     assert_eq!(one["drill"]["mode"], "down");
+    let _: DrillAnswer = same_as_sent(&one);
 
     // One drill per region at a time.
     let (s, code, _) = api_error(
@@ -721,8 +749,27 @@ async fn explain_matches_the_library(store: Arc<dyn KvStore>) {
     )
     .unwrap();
     assert_eq!(v["text"].as_str().unwrap(), local.text);
+    let answer: ExplainAnswer = same_as_sent(&v);
+    assert_eq!(answer.text, local.text);
+    assert_eq!(answer.report.decision, local.report.decision);
+    assert!(
+        matches!(&answer.report.client.location, ExplainLocation::Known { country: Some(c), .. } if c == "PL"),
+        "{:?}",
+        answer.report.client.location
+    );
     assert!(local.text.contains("decision   waw (normal)"), "{}", local.text);
     assert_eq!(v["report"]["client"]["location"]["country"], "PL");
+    // A client nowhere: the other form of the location, typed too.
+    let nowhere = n
+        .client
+        .get("/v1/explain?service=meet&client=10.1.2.3")
+        .await
+        .unwrap();
+    let answer: ExplainAnswer = same_as_sent(&nowhere);
+    assert!(
+        matches!(&answer.report.client.location, ExplainLocation::Unknown { known: false, reason } if reason == "non-routable"),
+        "{nowhere}"
+    );
 }
 
 async fn config_get_and_put(store: Arc<dyn KvStore>) {
@@ -971,6 +1018,12 @@ async fn store_unreachable_is_503_and_status_still_answers() {
     loop {
         let status = n.client.get("/v1/status").await.unwrap();
         if status["connected"] == false {
+            // The registrations cannot be read either: the status says why.
+            let typed: Status = same_as_sent(&status);
+            assert!(
+                matches!(typed.nodes, Some(NodeList::Unreadable { .. })),
+                "{status}"
+            );
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(10), "{status}");

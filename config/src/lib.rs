@@ -36,7 +36,7 @@ pub use acme::{AcmeCa, AcmeCertificate, AcmeKeyType, AcmeSettings};
 pub use country::{BUILTIN_GROUPS, Continent, CountryCode, CountryInfo, CountrySet, builtin_group};
 pub use dnssec::{DnssecSettings, KeyFiles};
 pub use model::*;
-pub use names::DomainName;
+pub use names::{DomainName, check_identifier};
 pub use proxy_settings::MAX_BACKENDS_PER_REGION;
 pub use records::RecordData;
 pub use tls::{CertificateFiles, HopTls, PlainHttp, TlsSettings, TlsVersion};

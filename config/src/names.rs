@@ -4,7 +4,7 @@ use std::fmt;
 
 /// Checks an identifier (region id, service name, rule or group name): 1–32 characters of `a-z`, `0-9` and
 /// `-`, starting with a letter. Returns why it is not one.
-pub(crate) fn check_identifier(s: &str) -> Result<(), String> {
+pub fn check_identifier(s: &str) -> Result<(), String> {
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
     if s.is_empty() || s.len() > 32 {
         return Err(format!("{s:?} must be 1 to 32 characters long"));

@@ -117,6 +117,37 @@ pub(crate) fn check_service_proxy(
     raw: Option<&RawServiceProxy>,
     service_regions: &[String],
 ) -> ServiceProxy {
+    let out_backends = check_backends(c, path, backends, service_regions);
+    let Some(raw) = raw else {
+        return ServiceProxy {
+            backends: out_backends,
+            ..ServiceProxy::default()
+        };
+    };
+    if backends.is_empty() {
+        c.err(
+            format!("{path}.proxy"),
+            "the service has no backends (add services.NAME.backends, or remove this table: \
+             a service without backends is DNS-only)",
+        );
+    }
+    let pp = format!("{path}.proxy");
+    ServiceProxy {
+        backends: out_backends,
+        balance: check_balance(c, &pp, raw),
+        checks: check_backend_health(c, &pp, raw),
+        backend_tls: check_backend_tls(c, &pp, raw),
+    }
+}
+
+/// `services.NAME.backends`: each region among the service's, each with 1 to
+/// [`MAX_BACKENDS_PER_REGION`] distinct addresses.
+fn check_backends(
+    c: &mut Checker,
+    path: &str,
+    backends: &IndexMap<String, Vec<String>>,
+    service_regions: &[String],
+) -> Vec<(String, Vec<SocketAddr>)> {
     let mut out_backends = Vec::new();
     for (region, list) in backends {
         let p = format!("{path}.backends.{}", path_key(region));
@@ -155,21 +186,11 @@ pub(crate) fn check_service_proxy(
         }
         out_backends.push((region.clone(), addrs));
     }
-    let d = BackendChecks::default();
-    let Some(raw) = raw else {
-        return ServiceProxy {
-            backends: out_backends,
-            ..ServiceProxy::default()
-        };
-    };
-    if backends.is_empty() {
-        c.err(
-            format!("{path}.proxy"),
-            "the service has no backends (add services.NAME.backends, or remove this table: \
-             a service without backends is DNS-only)",
-        );
-    }
-    let pp = format!("{path}.proxy");
+    out_backends
+}
+
+/// `balance` and the affinity it needs (only `consistent-hash` takes one).
+fn check_balance(c: &mut Checker, pp: &str, raw: &RawServiceProxy) -> Balance {
     let balance = match raw.balance.as_deref().unwrap_or("round-robin") {
         "round-robin" => Balance::RoundRobin,
         "least-requests" => Balance::LeastRequests,
@@ -193,12 +214,12 @@ pub(crate) fn check_service_proxy(
                 Balance::ConsistentHash(Affinity::Header(h.to_ascii_lowercase()))
             }
             (Some(_), Some(_)) => {
-                c.err(&pp, "set affinity-cookie or affinity-header, not both");
+                c.err(pp, "set affinity-cookie or affinity-header, not both");
                 Balance::RoundRobin
             }
             (None, None) => {
                 c.err(
-                    &pp,
+                    pp,
                     "balance = \"consistent-hash\" needs affinity-cookie or affinity-header",
                 );
                 Balance::RoundRobin
@@ -225,6 +246,12 @@ pub(crate) fn check_service_proxy(
             }
         }
     }
+    balance
+}
+
+/// The backend health checks and ejection: `health-*`, `eject-*`.
+fn check_backend_health(c: &mut Checker, pp: &str, raw: &RawServiceProxy) -> BackendChecks {
+    let d = BackendChecks::default();
     if let Some(path) = &raw.health_path
         && (!path.starts_with('/') || path.chars().any(|ch| ch.is_whitespace() || ch.is_control()))
     {
@@ -251,7 +278,7 @@ pub(crate) fn check_service_proxy(
             format!("{timeout_ms} ms must be shorter than health-interval-ms ({interval_ms} ms)"),
         );
     }
-    let checks = BackendChecks {
+    BackendChecks {
         path: raw.health_path.clone(),
         interval_ms,
         timeout_ms,
@@ -269,8 +296,12 @@ pub(crate) fn check_service_proxy(
             d.eject_for_ms,
             100..=3_600_000,
         ),
-    };
-    let backend_tls = match raw.backend_tls {
+    }
+}
+
+/// `backend-tls` and what only applies with it (`backend-ca`, `backend-server-name`).
+fn check_backend_tls(c: &mut Checker, pp: &str, raw: &RawServiceProxy) -> Option<BackendTls> {
+    match raw.backend_tls {
         Some(true) => {
             let ca = raw.backend_ca.as_ref().and_then(|ca| {
                 if ca.starts_with('/') {
@@ -305,12 +336,6 @@ pub(crate) fn check_service_proxy(
             }
             None
         }
-    };
-    ServiceProxy {
-        backends: out_backends,
-        balance,
-        checks,
-        backend_tls,
     }
 }
 

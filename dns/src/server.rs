@@ -17,14 +17,14 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::LowerName;
 use meridian_geoip::GeoDb;
 use meridian_steer::Topology;
-use meridian_store::{ConfigSource, Snapshot, SnapshotWatcher};
+use meridian_store::{ConfigSource, Snapshot, SnapshotWatcher, now_ms};
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -107,12 +107,6 @@ pub struct DnsState {
 
 /// A snapshot's ACME challenge answers (owner name -> TXT values).
 type AcmeChallenges = std::collections::BTreeMap<String, Vec<String>>;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 impl DnsState {
     /// State over a watcher and a GeoIP database, limiting responses as `rrl` says.

@@ -12,12 +12,12 @@
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use meridian_config::{Config, HealthCheck};
 use meridian_health::{Hysteresis, State};
 use meridian_store::schema::{DOC_SCHEMA, HealthObservation, encode};
-use meridian_store::{Keys, KvStore, LeaseKeeper, SnapshotWatcher, StoreError};
+use meridian_store::{Keys, KvStore, LeaseKeeper, SnapshotWatcher, StoreError, now_ms};
 use prometheus::Registry;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -127,12 +127,6 @@ pub async fn follow_config(watcher: Arc<SnapshotWatcher>) -> (watch::Receiver<Ar
         }
     });
     (rx, task)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A small non-cryptographic generator for jitter (no RNG crate needed: spreading probes is all it does).

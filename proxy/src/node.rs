@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use meridian_config::{Affinity, Balance, ProxySettings};
@@ -28,12 +28,7 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// TTL of the proxy's lease: its load reports vanish this long after it dies.
 pub const LEASE_TTL: Duration = Duration::from_secs(5);
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub(crate) use meridian_store::now_ms;
 
 /// A hostname the proxy serves, resolved to its service.
 #[derive(Debug)]

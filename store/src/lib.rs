@@ -40,3 +40,12 @@ pub use operator::{OperatorDoc, overlay_operator_state};
 pub use schema::{DEFAULT_PREFIX, Keys};
 pub use snapshot::{ConfigSource, Snapshot, SnapshotBuilder};
 pub use watcher::{SnapshotWatcher, WatcherOptions};
+
+/// Wall-clock milliseconds since the Unix epoch: the time every document, drill, opinion and decision is
+/// stamped with. One clock for every crate that has one (the steering engine has none: it is given
+/// `now_ms`). Before the epoch (a broken clock): 0.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -9,13 +9,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::kv::KvStore;
 use crate::lease::LeaseKeeper;
+use crate::now_ms;
 use crate::schema::{Keys, NodeReport, encode};
 use crate::watcher::SnapshotWatcher;
 
@@ -36,12 +37,6 @@ pub struct NodeIdentity {
     pub region: Option<String>,
     /// Unique per role (`HOSTNAME-PID` by default).
     pub instance: String,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A node's registration, kept current in the background until [`NodeRegistration::stop`].

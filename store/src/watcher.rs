@@ -28,7 +28,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use meridian_config::Config;
@@ -40,6 +40,7 @@ use tokio::task::JoinHandle;
 
 use crate::embedded::{PersistedKv, write_atomically};
 use crate::kv::{KeyValue, KvStore, Revision, StoreError, WatchMessage};
+use crate::now_ms;
 use crate::schema::Keys;
 use crate::snapshot::{Snapshot, SnapshotBuilder};
 
@@ -433,9 +434,7 @@ fn write_cache(path: &Path, keys: &Keys, builder: &SnapshotBuilder) -> Result<()
         format: 1,
         prefix: keys.prefix().to_owned(),
         revision: builder.revision(),
-        written_at_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        written_at_ms: now_ms(),
         kvs: builder.key_values().map(PersistedKv::from_kv).collect(),
     };
     let bytes = serde_json::to_vec(&cache).map_err(|e| StoreError::Storage(e.to_string()))?;
@@ -455,13 +454,6 @@ struct Publisher {
     options: WatcherOptions,
     cache_dirty: bool,
     cache_written: Option<Instant>,
-}
-
-/// Wall-clock milliseconds since the epoch: prober opinions carry the prober's wall clock.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Publisher {
@@ -542,9 +534,7 @@ fn record_health(m: &Metrics, old: Option<&HealthView>, new: &HealthView) {
 /// `meridian_region_down` at the time of the call (a drill's start and its expiry show within one tick):
 /// health down, or an active `down` drill — whatever else (a drain, weight 0) also keeps clients away.
 fn record_down(m: &Metrics, snapshot: &Snapshot) {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = now_ms();
     let topology = &snapshot.topology;
     for r in topology.region_indices() {
         let Some(state) = snapshot.states.get(r) else {

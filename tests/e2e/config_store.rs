@@ -1,5 +1,6 @@
 //! `meridian config get | diff | apply` against the embedded store and a real etcd.
 
+use meridian_store::schema::{DOC_SCHEMA, DrainOverride, encode};
 use meridian_store::testing::EtcdServer;
 use meridian_store::{EmbeddedStore, Keys, KvStore};
 
@@ -220,4 +221,110 @@ fn an_unreachable_etcd_is_a_clear_error() {
     );
     let out = run(&["config", "get", "--etcd", "127.0.0.1:2379"]);
     assert!(stderr(&out).contains("expected a URL"), "{}", stderr(&out));
+}
+
+/// `config apply` refuses what `PUT /v1/config` refuses, by the same check: with every EU region of
+/// `meet` but fra drained, a file without fra for `meet` leaves its GDPR clients no answer. Refused with
+/// the reason and nothing written; with --force, applied, and the audit record says what was forced.
+#[test]
+fn unsafe_changes_are_refused_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store_args = ["--data-dir", data.to_str().unwrap()];
+    let with = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&store_args);
+        run(&all)
+    };
+    let out = with(&[
+        "config",
+        "apply",
+        example().to_str().unwrap(),
+        "--author",
+        "alice",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // The drains an operator would make with `meridian region drain` (the store is free: no process runs).
+    rt.block_on(async {
+        let store = EmbeddedStore::open(&data).unwrap();
+        let keys = Keys::new("/meridian/").unwrap();
+        for r in ["waw", "sbg", "gra"] {
+            let doc = DrainOverride {
+                schema: DOC_SCHEMA,
+                author: "bob".into(),
+                reason: "maintenance".into(),
+                at_ms: meridian_store::now_ms(),
+            };
+            store.put(&keys.drain(r), encode(&doc), None).await.unwrap();
+        }
+    });
+    let meet = r#"regions = ["waw", "fra", "lon", "sbg", "gra", "bhs", "vin", "hil"]
+residency = ["gdpr"]
+unknown-location = ["fra", "vin"]"#;
+    assert!(example_text().contains(meet));
+    let without_fra = dir.path().join("without-fra.toml");
+    std::fs::write(
+        &without_fra,
+        example_text().replace(
+            meet,
+            r#"regions = ["waw", "lon", "sbg", "gra", "bhs", "vin", "hil"]
+residency = ["gdpr"]
+unknown-location = ["waw", "vin"]"#,
+        ),
+    )
+    .unwrap();
+    let file = without_fra.to_str().unwrap();
+
+    for dry_run in [false, true] {
+        let mut args = vec!["config", "apply", file, "--author", "carol"];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let out = with(&args);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("refused: this change would break a safety guarantee:\n  - service meet: clients covered by residency rule gdpr would have no usable region of jurisdiction \"eu\"")
+                && err.contains("repeat with --force")
+                && err.contains("Nothing was written."),
+            "{err}"
+        );
+        assert_eq!(
+            stdout(&with(&["config", "get"])),
+            example_text(),
+            "nothing was written"
+        );
+    }
+
+    let out = with(&["config", "apply", file, "--author", "carol", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "warning: forced past a safety check: service meet: clients covered by residency rule gdpr"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        stdout(&with(&["config", "get"])),
+        std::fs::read_to_string(&without_fra).unwrap()
+    );
+    let record = rt.block_on(async {
+        let store = EmbeddedStore::open(&data).unwrap();
+        let keys = Keys::new("/meridian/").unwrap();
+        let audit = store.list(&keys.audit_prefix()).await.unwrap();
+        let records: Vec<serde_json::Value> = audit
+            .kvs
+            .iter()
+            .map(|kv| serde_json::from_slice(&kv.value).unwrap())
+            .collect();
+        records.into_iter().find(|r| r["who"] == "carol").unwrap()
+    });
+    assert_eq!(record["what"], "config apply", "{record}");
+    assert_eq!(
+        record["after"]["forced"],
+        serde_json::json!([{"kind": "residency-without-region", "service": "meet", "rule": "gdpr", "jurisdiction": "eu"}]),
+        "{record}"
+    );
 }

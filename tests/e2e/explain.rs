@@ -92,6 +92,26 @@ fn what_if_flags_move_the_answer_and_say_why() {
     assert_eq!(candidate(&v, "waw")["verdict"], "drained");
     let v = explain("meet", "83.0.0.1", &["--drill", "waw=down"]);
     assert_eq!(candidate(&v, "waw")["verdict"], "drill: down");
+    // Drill modes read as `drill start` reads them: `capacity:PCT%`, any case.
+    let v = explain("meet", "83.0.0.1", &["--drill", "waw=Drain"]);
+    assert_eq!(candidate(&v, "waw")["verdict"], "drill: drained");
+    assert_eq!(regions(&v), ["fra"]);
+    let reason = |extra: &[&str]| {
+        let v = explain("meet", "83.0.0.1", &[&["--load", "waw=2000"], extra].concat());
+        candidate(&v, "waw")["reason"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(
+        reason(&[]),
+        "nearest usable",
+        "2000 of 4000 is under the spill threshold"
+    );
+    for mode in ["waw=capacity:25%", "waw=capacity=25"] {
+        assert_eq!(
+            reason(&["--drill", mode]),
+            "nearest usable (itself over its spill threshold)",
+            "{mode}: a quarter of 4000 is 1000"
+        );
+    }
     let v = explain("meet", "83.0.0.1", &["--weight", "waw=0"]);
     assert_eq!(candidate(&v, "waw")["verdict"], "weight 0");
     // Every EU region down: panic mode among EU regions, never London or North America.
@@ -222,7 +242,7 @@ fn bad_arguments_are_named() {
     refused(
         &with(&["--drill", "waw=sideways"]),
         1,
-        "mode must be down, drain or capacity=PCT",
+        "--drill \"waw=sideways\": drill mode \"sideways\": expected down, drain or capacity=PCT",
     );
     refused(&with(&["--geoip", "/nonexistent.mmdb"]), 1, "/nonexistent.mmdb");
     refused(&["meet", "--client", "not-an-ip"], 2, "invalid value 'not-an-ip'");

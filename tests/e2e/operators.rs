@@ -474,7 +474,28 @@ fn refusals_and_errors(node: &Node) {
     assert_eq!(o.status.code(), Some(2));
     let o = node.run(&["region", "drain", "waw"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("--reason"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--reason: a reason is required (it goes to the audit log)"),
+        "{}",
+        stderr(&o)
+    );
+    // The CLI checks first by the rules the configuration and the server apply: no round trip for a typo.
+    let o = node.run(&["region", "drain", "WAW_1", "--reason", "r"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(
+            "region id \"WAW_1\" must start with a lower-case letter and contain only a-z, 0-9 and '-'"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let o = node.run(&["region", "set-weight", "waw", "10001", "--reason", "r"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("weight 10001 is above the maximum 10000"),
+        "{}",
+        stderr(&o)
+    );
     let dead = format!("http://127.0.0.1:{}", free_tcp_port());
     let o = node.run(&["status", "--server", &dead]);
     assert_eq!(o.status.code(), Some(1));

@@ -178,7 +178,7 @@ impl EdgeTls {
     /// Loads the certificates of `settings`; every file must load.
     pub fn new(settings: &TlsSettings, metrics: TlsMetrics) -> Result<Self, Vec<CertError>> {
         let set = CertSet::load(settings)?;
-        metrics.observe(&set);
+        metrics.observe(set.certs());
         let set = Arc::new(ArcSwap::from_pointee(set));
         let config = server_config(settings, &set).map_err(|e| {
             vec![CertError::UnsupportedKey {
@@ -247,7 +247,7 @@ impl EdgeTls {
                         }
                     }
                 }
-                self.metrics.observe(&set);
+                self.metrics.observe(set.certs());
                 let names: Vec<String> = set.certs.iter().map(|c| c.names.join(",")).collect();
                 self.set.store(Arc::new(set));
                 *last = settings.clone();

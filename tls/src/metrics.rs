@@ -3,7 +3,7 @@
 
 use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 
-use crate::edge::CertSet;
+use crate::certs::LoadedCert;
 
 /// Counters and gauges of the TLS edge (cheap to clone: they share their values).
 #[derive(Clone, Debug)]
@@ -59,9 +59,10 @@ impl TlsMetrics {
         registry.register(Box::new(self.expiry.clone()))
     }
 
-    pub(crate) fn observe(&self, set: &CertSet) {
+    /// Sets the expiry gauges to `certs` (an edge's whole set: the others' gauges go).
+    pub(crate) fn observe(&self, certs: &[LoadedCert]) {
         self.expiry.reset();
-        for c in set.certs() {
+        for c in certs {
             let name = c.names.first().map_or("", String::as_str);
             self.expiry.with_label_values(&[name]).set(c.not_after);
         }

@@ -168,18 +168,17 @@ async fn login(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     if !connection.keeps_secure_cookies() {
-        return Err(ApiError {
-            status: 403,
-            code: "needs-https",
-            message: format!(
+        return Err(ApiError::new(
+            403,
+            "needs-https",
+            format!(
                 "this admin API is plain HTTP on {}, not a loopback address: a browser keeps the dashboard's \
                  session cookie (Secure) only over HTTPS or on a loopback address, so a login here cannot last. \
                  Serve the admin API over HTTPS (--admin-tls-cert and --admin-tls-key), or reach it through an \
                  SSH tunnel to a loopback address (ssh -L 9090:{} HOST, then http://127.0.0.1:9090/dashboard)",
                 connection.local, connection.local
             ),
-            details: None,
-        });
+        ));
     }
     let body: Login = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("request body: {e} (expected {{\"token\": \"...\"}})")))?;

@@ -12,6 +12,7 @@ use meridian_store::Snapshot;
 use serde_json::{Map, Value, json};
 
 use crate::AdminContext;
+use crate::explain::mode_name;
 use crate::status;
 
 /// The map's country shapes (`data/map-eu-na.json`, made by `tools/gen_map.py`).
@@ -38,15 +39,6 @@ pub(crate) fn map_countries() -> &'static [CountryCode] {
 fn country_hash(cc: CountryCode) -> u64 {
     let b = cc.as_str().as_bytes();
     meridian_steer::hash::mix(u64::from(b[0]) << 8 | u64::from(b[1]))
-}
-
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Normal => "normal",
-        Mode::Panic => "panic",
-        Mode::Fallback => "fallback",
-        Mode::NoAnswer(_) => "no-answer",
-    }
 }
 
 /// Where the clients of `cc` go for `service` under `states`: the chosen region ids, the mode, whether
