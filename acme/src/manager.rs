@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use meridian_config::{AcmeCertificate, AcmeSettings};
 use meridian_store::schema::{AcmeCertDoc, AcmeLockDoc, AcmeStatusDoc, DOC_SCHEMA, decode, encode};
-use meridian_store::{Compare, Keys, KvStore, LeaseKeeper, Snapshot, SnapshotWatcher, TxnOp};
+use meridian_store::{Compare, Keys, KvStore, LeaseKeeper, Snapshot, SnapshotWatcher, TxnOp, now_ms};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::order::{OrderContext, order};
@@ -177,8 +177,7 @@ pub const LOCK_TTL: Duration = Duration::from_secs(30);
 
 /// When `doc` is due for renewal: `renew-fraction` of its lifetime after it starts.
 pub fn renew_at_ms(settings: &AcmeSettings, doc: &AcmeCertDoc) -> u64 {
-    let life = doc.not_after_ms.saturating_sub(doc.not_before_ms) as f64;
-    doc.not_before_ms + (life * settings.renew_fraction) as u64
+    settings.renew_at_ms(doc.not_before_ms, doc.not_after_ms)
 }
 
 /// Whether `cert` should be ordered now, given its document and status.
@@ -196,12 +195,6 @@ pub fn due(
         None => true,
         Some(d) => d.names != cert.names || now_ms >= renew_at_ms(settings, d),
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The renewal loop of one node.

@@ -14,7 +14,7 @@ use instant_acme::{
 };
 use meridian_config::{AcmeCa, AcmeCertificate, AcmeKeyType, AcmeSettings};
 use meridian_store::schema::{AcmeAccountDoc, AcmeCertDoc, AcmeChallengeDoc, DOC_SCHEMA, decode, encode};
-use meridian_store::{Keys, KvStore, LeaseId, SnapshotWatcher};
+use meridian_store::{Keys, KvStore, LeaseId, SnapshotWatcher, now_ms};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::propagation::wait_for_dns_nodes;
@@ -31,12 +31,6 @@ pub(crate) struct OrderContext<'a> {
     pub(crate) lease: LeaseId,
     /// `ROLE/INSTANCE` of this node.
     pub(crate) holder: &'a str,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Where the account at `ca` is kept: `acme/account` for `[acme]`'s CA, `acme/accounts/ID` for a

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use meridian_store::nodes::NODE_SILENT_AFTER;
 use meridian_store::schema::{NodeReport, decode};
-use meridian_store::{Keys, KvStore, Revision};
+use meridian_store::{Keys, KvStore, Revision, now_ms};
 
 /// How often the registrations are read (nodes report every second).
 const POLL: Duration = Duration::from_millis(200);
@@ -26,12 +26,6 @@ pub(crate) struct Propagation {
     pub(crate) lagging: Vec<String>,
     /// Registered DNS nodes that had not reported for a while (not waited for).
     pub(crate) silent: Vec<String>,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Waits, at most `limit`, until every live DNS node registered under `keys` reports store revision

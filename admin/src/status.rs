@@ -245,10 +245,7 @@ pub(crate) fn acme_certificates(snapshot: &Snapshot) -> Vec<CertificateStatus> {
             let id = c.id();
             let doc = snapshot.acme_certs.iter().find(|(i, _)| i == id).map(|(_, d)| d);
             let st = snapshot.acme_status.iter().find(|(i, _)| i == id).map(|(_, s)| s);
-            let renew_at_ms = doc.map(|d| {
-                let life = d.not_after_ms.saturating_sub(d.not_before_ms) as f64;
-                d.not_before_ms + (life * acme.renew_fraction) as u64
-            });
+            let renew_at_ms = doc.map(|d| acme.renew_at_ms(d.not_before_ms, d.not_after_ms));
             CertificateStatus {
                 id: id.to_owned(),
                 names: c.names.clone(),

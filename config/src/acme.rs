@@ -109,6 +109,15 @@ pub struct AcmeSettings {
     pub certificates: Vec<AcmeCertificate>,
 }
 
+impl AcmeSettings {
+    /// When a certificate valid from `not_before_ms` to `not_after_ms` is due for renewal: `renew-fraction`
+    /// of its lifetime after it starts (the orderer's rule, and what `meridian status` shows).
+    pub fn renew_at_ms(&self, not_before_ms: u64, not_after_ms: u64) -> u64 {
+        let life = not_after_ms.saturating_sub(not_before_ms) as f64;
+        not_before_ms + (life * self.renew_fraction) as u64
+    }
+}
+
 /// A `key-type` value at `path` (`None`: absent, or reported).
 fn parse_key_type(c: &mut Checker, path: &str, value: Option<&str>) -> Option<AcmeKeyType> {
     match value? {

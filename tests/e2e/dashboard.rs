@@ -9,9 +9,11 @@ use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use meridian_store::now_ms;
 
 use crate::support::{example, meridian, stderr, stdout};
 use crate::up::{Ports, start_with};
@@ -69,10 +71,6 @@ fn api(addr: SocketAddr, token: &str, method: &str, path: &str, body: Option<&Va
     let doc =
         serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{method} {path}: {e}: {head}{answer}"));
     (status, doc)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 /// A script (for `Browser::eval`) returning the texts of the elements matching a CSS selector.
