@@ -521,31 +521,8 @@ mod tests {
 
         use super::super::{AcmeManager, AcmeMetrics, now_ms};
 
-        const CONFIG: &str = r#"schema-version = 1
-[regions.waw]
-name = "Warsaw"
-lat = 52.23
-lon = 21.01
-country = "PL"
-ipv4 = ["192.0.2.1"]
-capacity = 100
-
-[zones."gslb.example"]
-ns = ["ns1.gslb.example."]
-[zones."gslb.example".soa]
-mname = "ns1.gslb.example."
-rname = "hostmaster.gslb.example."
-[[zones."gslb.example".records]]
-name = "ns1"
-type = "A"
-data = "203.0.113.53"
-
-[tls]
-[[tls.certificates]]
-cert = "/etc/meridian/c.pem"
-key = "/etc/meridian/c.key"
-
-[acme]
+        /// `[acme]` for the fixture deployment (`KEY`: the key file).
+        const ACME: &str = r#"[acme]
 directory = "https://127.0.0.1:1/dir"
 key-file = "KEY"
 retry-initial-ms = 1000
@@ -563,7 +540,8 @@ names = ["meet.gslb.example"]
 
         fn node(store: &Arc<dyn KvStore>, key_file: &std::path::Path, holder: &str) -> Node {
             let keys = Keys::new("/m/").unwrap();
-            let text = CONFIG.replace("KEY", &key_file.display().to_string());
+            let text = format!("{}{ACME}", meridian_config::fixtures::ONE_REGION_WITH_TLS)
+                .replace("KEY", &key_file.display().to_string());
             let config = Arc::new(Config::from_toml_str(&text).unwrap());
             let mut options = WatcherOptions::new(keys.clone());
             options.bootstrap = Some(config.clone());

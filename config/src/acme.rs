@@ -408,30 +408,7 @@ mod tests {
 
     use crate::{Config, ConfigError};
 
-    const BASE: &str = r#"schema-version = 1
-[regions.waw]
-name = "Warsaw"
-lat = 52.23
-lon = 21.01
-country = "PL"
-ipv4 = ["192.0.2.1"]
-capacity = 100
-
-[zones."gslb.example"]
-ns = ["ns1.gslb.example."]
-[zones."gslb.example".soa]
-mname = "ns1.gslb.example."
-rname = "hostmaster.gslb.example."
-[[zones."gslb.example".records]]
-name = "ns1"
-type = "A"
-data = "203.0.113.53"
-
-[tls]
-[[tls.certificates]]
-cert = "/etc/meridian/c.pem"
-key = "/etc/meridian/c.key"
-"#;
+    const BASE: &str = crate::fixtures::ONE_REGION_WITH_TLS;
 
     fn problems(acme: &str) -> Vec<String> {
         match Config::from_toml_str(&format!("{BASE}\n{acme}")) {

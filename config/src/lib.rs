@@ -19,6 +19,8 @@ mod checker;
 mod country;
 mod country_table;
 mod dnssec;
+#[cfg(any(test, feature = "testing"))]
+pub mod fixtures;
 mod model;
 mod names;
 pub mod notifications;

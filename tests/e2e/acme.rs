@@ -541,14 +541,15 @@ fn pebble_issues_renews_and_a_failing_ca_keeps_the_old_certificate_serving() {
         "status shows the certificate: {status_text}"
     );
     // Pebble does not log the good nonces it rejects, but it logs every request: over this many POSTs
-    // at a 20 % rejection rate, some were rejected (the chance of none is 0.8^40 < 0.01 %), and every
-    // order above was made through them.
+    // at a 20 % rejection rate, some were rejected (the chance of none is 0.8^25 < 0.4 %), and every
+    // order above was made through them. (A run makes 35-60 POSTs: how often the orders are polled
+    // varies with Pebble's random validation delays.)
     let pebble_log = std::fs::read_to_string(d.join("pebble.log")).unwrap_or_default();
     let posts = pebble_log
         .lines()
         .filter(|l| l.contains(" POST /") && l.contains("-> calling handler()"))
         .count();
-    assert!(posts >= 40, "only {posts} POSTs to Pebble:\n{pebble_log}");
+    assert!(posts >= 25, "only {posts} POSTs to Pebble:\n{pebble_log}");
     // The last issued certificate keeps serving, valid.
     assert_eq!(served(https, "meet.gslb.example"), kept);
     let (ok, out) = curl(https, "meet.gslb.example", &root);

@@ -1011,15 +1011,7 @@ fn the_dashboard_shows_a_lost_store_and_stale_health() {
     let dir = tempfile::tempdir().unwrap();
     let mut etcd = meridian_store::testing::EtcdServer::start();
     let ports = Ports::free();
-    let mut command = meridian();
-    command
-        .args(["up", "--dns-listen", &ports.dns.to_string()])
-        .args(["--metrics-listen", &ports.metrics.to_string()])
-        .args(["--admin-listen", &ports.admin.to_string()])
-        .args(["--proxy-port", "0", "--https-port", "0"])
-        .args(["--etcd", &etcd.client_url])
-        // The admin token lives in the data directory, also with etcd.
-        .env("MERIDIAN_DATA_DIR", dir.path().join("data"));
+    let command = crate::up::up_on_etcd(&ports, &etcd.client_url, &dir.path().join("data"));
     let (_up, _) = crate::up::start_command(command);
     let token = std::fs::read_to_string(dir.path().join("data/admin-token")).unwrap();
     let browser = Browser::start();

@@ -79,6 +79,18 @@ pub(crate) fn start_with(ports: &Ports, dir: &std::path::Path, extra: &[&str]) -
     start_command(command)
 }
 
+/// `meridian up` on `ports` with its state in etcd at `etcd` (`--etcd`); the admin token and the demo CA
+/// still live in a data directory, `data` (`$MERIDIAN_DATA_DIR`).
+pub(crate) fn up_on_etcd(ports: &Ports, etcd: &str, data: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_meridian"));
+    c.args(["up", "--dns-listen", &ports.dns.to_string()])
+        .args(["--metrics-listen", &ports.metrics.to_string()])
+        .args(["--admin-listen", &ports.admin.to_string()])
+        .args(["--proxy-port", "0", "--https-port", "0", "--etcd", etcd])
+        .env("MERIDIAN_DATA_DIR", data);
+    c
+}
+
 /// Starts `command` (a `meridian up`) and waits for its "ready" banner; returns the process and the banner.
 pub(crate) fn start_command(mut command: Command) -> (Interrupted, String) {
     let mut child = command

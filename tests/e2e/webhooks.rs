@@ -106,6 +106,26 @@ fn receiver(
     child
 }
 
+/// A receiver on a free port logging to `DIR/received.jsonl`, and `DIR/notify.toml` sending it the events
+/// of one webhook (`name`, more settings in `extra`: TOML lines); returns the receiver, its log and the
+/// file.
+fn hook(
+    dir: &std::path::Path,
+    name: &str,
+    extra: &str,
+) -> (Interrupted, std::path::PathBuf, std::path::PathBuf) {
+    let port = free_tcp_port();
+    let log = dir.join("received.jsonl");
+    let receiver = receiver(dir, port, &log, None);
+    let notify = dir.join("notify.toml");
+    std::fs::write(
+        &notify,
+        format!("[[webhook]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:{port}/\"\nsecret = \"{SECRET}\"\n{extra}"),
+    )
+    .unwrap();
+    (receiver, log, notify)
+}
+
 #[test]
 fn webhooks_receive_signed_events_with_retries_and_a_dead_webhook_is_counted() {
     let dir = tempfile::tempdir().unwrap();
@@ -338,35 +358,14 @@ fn a_bad_notifications_file_is_refused_at_start_with_every_path() {
 fn losing_and_regaining_etcd_is_notified() {
     let dir = tempfile::tempdir().unwrap();
     let mut etcd = meridian_store::testing::EtcdServer::start();
-    let hook_port = free_tcp_port();
-    let log = dir.path().join("received.jsonl");
-    let _receiver = receiver(dir.path(), hook_port, &log, None);
-    let notify = dir.path().join("notify.toml");
-    std::fs::write(
-        &notify,
-        format!(
-            "[[webhook]]\nname = \"store\"\nurl = \"http://127.0.0.1:{hook_port}/\"\nsecret = \"{SECRET}\"\nevents = [\"store-lost\", \"store-regained\"]\n"
-        ),
-    )
-    .unwrap();
+    let (_receiver, log, notify) = hook(
+        dir.path(),
+        "store",
+        "events = [\"store-lost\", \"store-regained\"]\n",
+    );
     let ports = Ports::free();
-    let mut command = meridian();
-    command
-        .args(["up", "--dns-listen", &ports.dns.to_string()])
-        .args(["--metrics-listen", &ports.metrics.to_string()])
-        .args(["--admin-listen", &ports.admin.to_string()])
-        .args([
-            "--proxy-port",
-            "0",
-            "--https-port",
-            "0",
-            "--etcd",
-            &etcd.client_url,
-        ])
-        .arg("--notify")
-        .arg(&notify)
-        // The admin token and the demo CA live in the data directory, also with etcd.
-        .env("MERIDIAN_DATA_DIR", dir.path().join("data"));
+    let mut command = crate::up::up_on_etcd(&ports, &etcd.client_url, &dir.path().join("data"));
+    command.arg("--notify").arg(&notify);
     let (_up, _) = crate::up::start_command(command);
 
     etcd.kill();
@@ -482,17 +481,7 @@ fn a_fleet_sends_its_events_once_and_hands_over_when_the_sender_dies_or_stops() 
         .output()
         .unwrap();
     assert!(applied.status.success(), "{}", stderr(&applied));
-    let hook_port = free_tcp_port();
-    let log = dir.path().join("received.jsonl");
-    let _receiver = receiver(dir.path(), hook_port, &log, None);
-    let notify = dir.path().join("notify.toml");
-    std::fs::write(
-        &notify,
-        format!(
-            "[[webhook]]\nname = \"fleet\"\nurl = \"http://127.0.0.1:{hook_port}/\"\nsecret = \"{SECRET}\"\nmax-attempts = 3\n"
-        ),
-    )
-    .unwrap();
+    let (_receiver, log, notify) = hook(dir.path(), "fleet", "max-attempts = 3\n");
     let token = dir.path().join("token");
     std::fs::write(&token, "fleet-token-0123456789\n").unwrap();
 
