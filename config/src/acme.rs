@@ -8,41 +8,10 @@
 
 use std::path::PathBuf;
 
-use indexmap::IndexMap;
-use serde::Deserialize;
-
 use crate::DomainName;
 use crate::checker::Checker;
-use crate::raw::RawService;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct RawAcme {
-    pub(crate) directory: Option<String>,
-    #[serde(default)]
-    pub(crate) contact: Vec<String>,
-    pub(crate) key_type: Option<String>,
-    pub(crate) ca_root: Option<String>,
-    pub(crate) key_file: Option<String>,
-    pub(crate) renew_fraction: Option<f64>,
-    pub(crate) retry_initial_ms: Option<i64>,
-    pub(crate) retry_max_ms: Option<i64>,
-    pub(crate) propagation_delay_ms: Option<i64>,
-    pub(crate) propagation_timeout_ms: Option<i64>,
-    #[serde(default)]
-    pub(crate) certificates: Vec<RawAcmeCertificate>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct RawAcmeCertificate {
-    #[serde(default)]
-    pub(crate) names: Vec<String>,
-    pub(crate) key_type: Option<String>,
-    pub(crate) directory: Option<String>,
-    pub(crate) contact: Option<Vec<String>>,
-    pub(crate) ca_root: Option<String>,
-}
+use crate::raw::{RawAcme, RawAcmeCertificate, RawService};
+use indexmap::IndexMap;
 
 /// The key type of the certificates ordered (the key is made by the ordering node).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,20 +157,15 @@ fn check_ca(
     }
 }
 
-/// Checks `[acme]`; `zones` are the configured zone origins (a name must lie in one of them); a service
-/// with `tls = "acme"` adds a certificate for its hostname (unless a listed certificate names it already).
-pub(crate) fn check_acme(
-    c: &mut Checker,
-    raw: Option<&RawAcme>,
-    zones: &[DomainName],
-    services: &IndexMap<String, RawService>,
-) -> Option<AcmeSettings> {
+/// The hostnames of the services with `tls = "acme"` (reporting a `tls` value that is not `"acme"`, and
+/// `"acme"` without an `[acme]` section).
+fn acme_services(c: &mut Checker, has_acme: bool, services: &IndexMap<String, RawService>) -> Vec<String> {
     let mut by_service = Vec::new();
     for (name, s) in services {
         match s.tls.as_deref() {
             None => {}
             Some("acme") => {
-                if raw.is_none() {
+                if !has_acme {
                     c.err(
                         format!("services.{name}.tls"),
                         "\"acme\" needs an [acme] section (the CA's directory and the key file)",
@@ -216,6 +180,100 @@ pub(crate) fn check_acme(
             ),
         }
     }
+    by_service
+}
+
+/// Whether `name` lies in one of `zones`.
+fn in_zone(zones: &[DomainName], name: &str) -> bool {
+    zones
+        .iter()
+        .any(|z| name == z.as_str() || name.ends_with(&format!(".{}", z.as_str())))
+}
+
+/// Checks `[[acme.certificates]]`'s `i`th entry: its names (in a zone of `zones`, each once), its own key
+/// type and CA (else `key_type` and `ca`, `[acme]`'s). `None` when it names nothing usable.
+fn check_certificate(
+    c: &mut Checker,
+    i: usize,
+    cert: &RawAcmeCertificate,
+    zones: &[DomainName],
+    key_type: AcmeKeyType,
+    ca: &AcmeCa,
+) -> Option<AcmeCertificate> {
+    let own_key_type = parse_key_type(
+        c,
+        &format!("acme.certificates[{i}].key-type"),
+        cert.key_type.as_deref(),
+    );
+    // Its own CA: a directory, with its own contacts and root (not `[acme]`'s: another CA).
+    let own_ca = match (&cert.directory, &cert.contact, &cert.ca_root) {
+        (None, None, None) => None,
+        (None, _, _) => {
+            c.err(
+                format!("acme.certificates[{i}].directory"),
+                "is required with contact or ca-root (they belong to a CA's account)",
+            );
+            None
+        }
+        (Some(d), contact, root) => Some(check_ca(
+            c,
+            &format!("acme.certificates[{i}]"),
+            Some(d),
+            contact.as_deref().unwrap_or_default(),
+            root.as_deref(),
+        )),
+    };
+    let p = format!("acme.certificates[{i}].names");
+    if cert.names.is_empty() {
+        c.err(&p, "must list at least one name");
+        return None;
+    }
+    let mut names = Vec::new();
+    for (j, n) in cert.names.iter().enumerate() {
+        let np = format!("{p}[{j}]");
+        let (wild, base) = match n.strip_prefix("*.") {
+            Some(b) => (true, b),
+            None => (false, n.as_str()),
+        };
+        let Some(d) = c.domain(&np, base) else { continue };
+        if !in_zone(zones, d.as_str()) {
+            c.err(
+                &np,
+                format!(
+                    "{n:?} is in no configured zone (the CA's DNS-01 challenge is answered by \
+                     Meridian's own zones)"
+                ),
+            );
+            continue;
+        }
+        let name = if wild {
+            format!("*.{}", d.as_str())
+        } else {
+            d.as_str().to_owned()
+        };
+        if names.contains(&name) {
+            c.err(&np, format!("{name:?} is listed twice"));
+            continue;
+        }
+        names.push(name);
+    }
+    names.first()?;
+    Some(AcmeCertificate {
+        names,
+        key_type: own_key_type.unwrap_or(key_type),
+        ca: own_ca.unwrap_or_else(|| ca.clone()),
+    })
+}
+
+/// Checks `[acme]`; `zones` are the configured zone origins (a name must lie in one of them); a service
+/// with `tls = "acme"` adds a certificate for its hostname (unless a listed certificate names it already).
+pub(crate) fn check_acme(
+    c: &mut Checker,
+    raw: Option<&RawAcme>,
+    zones: &[DomainName],
+    services: &IndexMap<String, RawService>,
+) -> Option<AcmeSettings> {
+    let by_service = acme_services(c, raw.is_some(), services);
     let raw = raw?;
     let ca = check_ca(
         c,
@@ -283,84 +341,22 @@ pub(crate) fn check_acme(
             "must list at least one certificate (or a service must say tls = \"acme\")",
         );
     }
-    let mut certificates = Vec::new();
-    let mut ids: Vec<String> = Vec::new();
+    let mut certificates: Vec<AcmeCertificate> = Vec::new();
     for (i, cert) in raw.certificates.iter().enumerate() {
-        let own_key_type = parse_key_type(
-            c,
-            &format!("acme.certificates[{i}].key-type"),
-            cert.key_type.as_deref(),
-        );
-        // Its own CA: a directory, with its own contacts and root (not `[acme]`'s: another CA).
-        let own_ca = match (&cert.directory, &cert.contact, &cert.ca_root) {
-            (None, None, None) => None,
-            (None, _, _) => {
-                c.err(
-                    format!("acme.certificates[{i}].directory"),
-                    "is required with contact or ca-root (they belong to a CA's account)",
-                );
-                None
-            }
-            (Some(d), contact, root) => Some(check_ca(
-                c,
-                &format!("acme.certificates[{i}]"),
-                Some(d),
-                contact.as_deref().unwrap_or_default(),
-                root.as_deref(),
-            )),
+        let Some(cert) = check_certificate(c, i, cert, zones, key_type, &ca) else {
+            continue;
         };
-        let p = format!("acme.certificates[{i}].names");
-        if cert.names.is_empty() {
-            c.err(&p, "must list at least one name");
+        if certificates.iter().any(|o| o.id() == cert.id()) {
+            c.err(
+                format!("acme.certificates[{i}].names"),
+                format!(
+                    "another certificate is named {:?} already (its first name)",
+                    cert.id()
+                ),
+            );
             continue;
         }
-        let mut names = Vec::new();
-        for (j, n) in cert.names.iter().enumerate() {
-            let np = format!("{p}[{j}]");
-            let (wild, base) = match n.strip_prefix("*.") {
-                Some(b) => (true, b),
-                None => (false, n.as_str()),
-            };
-            let Some(d) = c.domain(&np, base) else { continue };
-            let in_zone = zones
-                .iter()
-                .any(|z| d.as_str() == z.as_str() || d.as_str().ends_with(&format!(".{}", z.as_str())));
-            if !in_zone {
-                c.err(
-                    &np,
-                    format!(
-                        "{n:?} is in no configured zone (the CA's DNS-01 challenge is answered by \
-                         Meridian's own zones)"
-                    ),
-                );
-                continue;
-            }
-            let name = if wild {
-                format!("*.{}", d.as_str())
-            } else {
-                d.as_str().to_owned()
-            };
-            if names.contains(&name) {
-                c.err(&np, format!("{name:?} is listed twice"));
-                continue;
-            }
-            names.push(name);
-        }
-        if let Some(id) = names.first() {
-            if ids.contains(id) {
-                c.err(
-                    &p,
-                    format!("another certificate is named {id:?} already (its first name)"),
-                );
-                continue;
-            }
-            ids.push(id.clone());
-            certificates.push(AcmeCertificate {
-                names,
-                key_type: own_key_type.unwrap_or(key_type),
-                ca: own_ca.unwrap_or_else(|| ca.clone()),
-            });
-        }
+        certificates.push(cert);
     }
     // A service's hostname (its validity is the service check's) not covered by a listed certificate's
     // names gets a certificate of its own.
@@ -373,16 +369,10 @@ pub(crate) fn check_acme(
         let listed = certificates
             .iter()
             .any(|cert: &AcmeCertificate| cert.names.iter().any(covered));
-        if listed || ids.contains(&host) {
+        if listed || certificates.iter().any(|o| o.id() == host) || !in_zone(zones, &host) {
+            // (A hostname outside the zones is the service check's to report.)
             continue;
         }
-        let in_zone = zones
-            .iter()
-            .any(|z| host == z.as_str() || host.ends_with(&format!(".{}", z.as_str())));
-        if !in_zone {
-            continue; // the service check reports a hostname outside the zones
-        }
-        ids.push(host.clone());
         certificates.push(AcmeCertificate {
             names: vec![host],
             key_type,

@@ -29,7 +29,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) tls: Option<crate::tls::RawTls>,
     #[serde(default)]
-    pub(crate) acme: Option<crate::acme::RawAcme>,
+    pub(crate) acme: Option<RawAcme>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,4 +205,34 @@ pub(crate) struct RawResidency {
     pub(crate) country_groups: Vec<String>,
     pub(crate) jurisdiction: Option<String>,
     pub(crate) unknown_clients: Option<String>,
+}
+
+/// `[acme]` as written (checked by `crate::acme`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawAcme {
+    pub(crate) directory: Option<String>,
+    #[serde(default)]
+    pub(crate) contact: Vec<String>,
+    pub(crate) key_type: Option<String>,
+    pub(crate) ca_root: Option<String>,
+    pub(crate) key_file: Option<String>,
+    pub(crate) renew_fraction: Option<f64>,
+    pub(crate) retry_initial_ms: Option<i64>,
+    pub(crate) retry_max_ms: Option<i64>,
+    pub(crate) propagation_delay_ms: Option<i64>,
+    pub(crate) propagation_timeout_ms: Option<i64>,
+    #[serde(default)]
+    pub(crate) certificates: Vec<RawAcmeCertificate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawAcmeCertificate {
+    #[serde(default)]
+    pub(crate) names: Vec<String>,
+    pub(crate) key_type: Option<String>,
+    pub(crate) directory: Option<String>,
+    pub(crate) contact: Option<Vec<String>>,
+    pub(crate) ca_root: Option<String>,
 }
