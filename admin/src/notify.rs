@@ -379,6 +379,7 @@ async fn hold_lock(
         tokio::select! {
             _ = check.tick() => {}
             batch = sent.recv() => {
+                // `None`: the observing task is gone; nothing more will be sent, so stop as asked to.
                 if let Some(batch) = batch {
                     record.extend(batch);
                     let skip = record.len().saturating_sub(NotifySentDoc::KEEP);
@@ -387,15 +388,13 @@ async fn hold_lock(
                     if let Err(e) = fleet.store.put(&sent_key, encode(&doc), None).await {
                         tracing::warn!(error = %e, "notifications: cannot record the events sent");
                     }
+                    continue;
                 }
-                continue;
+                release(lease, &metrics).await;
+                return;
             }
             _ = stop.changed() => {
-                if let Some(lease) = lease.take() {
-                    // Revoking deletes the lock with it: the next node takes over at its next look.
-                    let _ = lease.stop().await;
-                }
-                metrics.sender.set(0);
+                release(lease, &metrics).await;
                 return;
             }
         }
@@ -430,6 +429,15 @@ async fn hold_lock(
         }
         metrics.sender.set(i64::from(held));
     }
+}
+
+/// Gives the lock up: revoking the lease deletes the lock with it, so the next node takes over at its next
+/// look.
+async fn release(lease: Option<LeaseKeeper>, metrics: &Metrics) {
+    if let Some(lease) = lease {
+        let _ = lease.stop().await;
+    }
+    metrics.sender.set(0);
 }
 
 /// One look at the lock: `Some(true)` if this node holds it (taking it if free), `Some(false)` if another
