@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_config::{AcmeCertificate, AcmeSettings};
-use meridian_store::schema::{AcmeCertDoc, AcmeLockDoc, AcmeStatusDoc, DOC_SCHEMA, decode, encode};
-use meridian_store::{Compare, Keys, KvStore, LeaseKeeper, Snapshot, SnapshotWatcher, TxnOp, now_ms};
+use meridian_store::schema::{AcmeCertDoc, AcmeStatusDoc, DOC_SCHEMA, decode, encode};
+use meridian_store::{Keys, KvStore, LeaseKeeper, Snapshot, SnapshotWatcher, TxnOp, now_ms, take_lock};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::order::{OrderContext, order};
@@ -294,26 +294,8 @@ impl AcmeManager {
             }
         };
         let lock = self.keys.acme_lock();
-        let doc = AcmeLockDoc {
-            schema: DOC_SCHEMA,
-            holder: self.holder.clone(),
-            since_ms: now_ms(),
-        };
-        let taken = self
-            .store
-            .txn(
-                vec![Compare {
-                    key: lock.clone(),
-                    mod_revision: 0,
-                }],
-                vec![TxnOp::Put {
-                    key: lock.clone(),
-                    value: encode(&doc),
-                    lease: Some(lease.id()),
-                }],
-            )
-            .await;
-        if !matches!(taken, Ok(ref r) if r.succeeded) {
+        let taken = take_lock(self.store.as_ref(), &lock, &self.holder, lease.id()).await;
+        if !matches!(taken, Ok(true)) {
             // Another node orders now (or the store is away): look again next round.
             let _ = lease.stop().await;
             return;
@@ -516,8 +498,8 @@ mod tests {
         use std::time::Duration;
 
         use meridian_config::Config;
-        use meridian_store::schema::{AcmeLockDoc, AcmeStatusDoc, DOC_SCHEMA, decode, encode};
-        use meridian_store::{Compare, EmbeddedStore, Keys, KvStore, SnapshotWatcher, TxnOp, WatcherOptions};
+        use meridian_store::schema::{AcmeStatusDoc, decode, encode};
+        use meridian_store::{EmbeddedStore, Keys, KvStore, SnapshotWatcher, WatcherOptions, take_lock};
 
         use super::super::{AcmeManager, AcmeMetrics, now_ms};
 
@@ -624,26 +606,10 @@ names = ["meet.gslb.example"]
                 .await
                 .unwrap();
             let dead = store.grant_lease(Duration::from_secs(1)).await.unwrap();
-            let lock = AcmeLockDoc {
-                schema: DOC_SCHEMA,
-                holder: "proxy/dead".into(),
-                since_ms: now_ms(),
-            };
-            let taken = store
-                .txn(
-                    vec![Compare {
-                        key: keys.acme_lock(),
-                        mod_revision: 0,
-                    }],
-                    vec![TxnOp::Put {
-                        key: keys.acme_lock(),
-                        value: encode(&lock),
-                        lease: Some(dead),
-                    }],
-                )
+            let taken = take_lock(store.as_ref(), &keys.acme_lock(), "proxy/dead", dead)
                 .await
                 .unwrap();
-            assert!(taken.succeeded);
+            assert!(taken);
             b.manager.round(&settings).await;
             assert_eq!(b.metrics.orders.with_label_values(&["error"]).get(), 0);
             assert_eq!(status(&store).await.unwrap().failures, 2);

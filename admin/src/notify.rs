@@ -26,7 +26,7 @@ use http_body_util::Full;
 use meridian_config::notifications::{Notifications, Webhook};
 use meridian_steer::{DrillMode, Health};
 use meridian_store::schema::{DOC_SCHEMA, LockDoc, NotifySentDoc, SentEvent, decode, encode};
-use meridian_store::{Compare, Keys, KvStore, LeaseKeeper, Snapshot, SnapshotWatcher, TxnOp};
+use meridian_store::{Keys, KvStore, LeaseKeeper, Snapshot, SnapshotWatcher, take_lock};
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use ring::hmac;
 use serde_json::{Value, json};
@@ -451,29 +451,7 @@ async fn look(fleet: &Fleet, key: &str, lease: &mut Option<LeaseKeeper>) -> Opti
         Some(kv) => {
             Some(kv.lease == id && decode::<LockDoc>(&kv.value).is_ok_and(|d| d.holder == fleet.holder))
         }
-        None => {
-            let doc = LockDoc {
-                schema: DOC_SCHEMA,
-                holder: fleet.holder.clone(),
-                since_ms: now_ms(),
-            };
-            let taken = fleet
-                .store
-                .txn(
-                    vec![Compare {
-                        key: key.to_owned(),
-                        mod_revision: 0,
-                    }],
-                    vec![TxnOp::Put {
-                        key: key.to_owned(),
-                        value: encode(&doc),
-                        lease: Some(id),
-                    }],
-                )
-                .await
-                .ok()?;
-            Some(taken.succeeded)
-        }
+        None => take_lock(fleet.store.as_ref(), key, &fleet.holder, id).await.ok(),
     }
 }
 

@@ -5,6 +5,9 @@
 //! unreachable for longer than the TTL, or the lease was revoked), it grants a new one and announces its id
 //! on [`LeaseKeeper::lease`]: owners re-publish their keys under it. Dropping the keeper revokes the lease
 //! (best effort), deleting the owner's keys at once rather than at expiry.
+//!
+//! A leased lock ([`take_lock`]: `acme/lock`, `notify/sender`) is a [`LockDoc`] created under its holder's
+//! lease only where the key is absent: one holder at a time, gone with its holder's lease.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +15,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::kv::{KvStore, LeaseId, StoreError};
+use crate::kv::{Compare, KvStore, LeaseId, StoreError, TxnOp};
+use crate::schema::{DOC_SCHEMA, LockDoc, encode};
 
 /// A lease kept alive in the background.
 pub struct LeaseKeeper {
@@ -89,4 +93,33 @@ impl Drop for LeaseKeeper {
             });
         }
     }
+}
+
+/// Takes the lock `key` for `holder` (`ROLE/INSTANCE`) under `lease` if nobody holds it: `Ok(true)` when
+/// taken, `Ok(false)` when another holder has it.
+pub async fn take_lock(
+    store: &dyn KvStore,
+    key: &str,
+    holder: &str,
+    lease: LeaseId,
+) -> Result<bool, StoreError> {
+    let doc = LockDoc {
+        schema: DOC_SCHEMA,
+        holder: holder.to_owned(),
+        since_ms: crate::now_ms(),
+    };
+    let taken = store
+        .txn(
+            vec![Compare {
+                key: key.to_owned(),
+                mod_revision: 0,
+            }],
+            vec![TxnOp::Put {
+                key: key.to_owned(),
+                value: encode(&doc),
+                lease: Some(lease),
+            }],
+        )
+        .await?;
+    Ok(taken.succeeded)
 }

@@ -34,7 +34,7 @@ pub use config_doc::{
 pub use embedded::EmbeddedStore;
 pub use etcd::{EtcdOptions, EtcdStore};
 pub use kv::*;
-pub use lease::LeaseKeeper;
+pub use lease::{LeaseKeeper, take_lock};
 pub use nodes::{NodeIdentity, NodeRegistration};
 pub use operator::{OperatorDoc, overlay_operator_state};
 pub use schema::{DEFAULT_PREFIX, Keys};
