@@ -475,7 +475,6 @@ pub struct LockDoc {
     pub since_ms: u64,
 }
 
-
 /// `notify/sent`: the fleet's webhook events the sender handed to its webhooks lately, newest last (at
 /// most [`NotifySentDoc::KEEP`]). A node that takes over sending replays the events it saw in the
 /// meantime that are not here.

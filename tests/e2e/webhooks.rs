@@ -462,6 +462,17 @@ fn the_sender(nodes: &[&FleetNode], within: Duration) -> usize {
     }
 }
 
+/// Asserts that `event` about `subject` was delivered exactly once.
+fn assert_delivered_once(log: &std::path::Path, event: &str, subject: &str) {
+    let n = delivered(log, event, subject).len();
+    assert_eq!(
+        n,
+        1,
+        "{event} {subject} delivered {n} times: {:#?}",
+        received(log)
+    );
+}
+
 /// The delivered (status 200) requests of `event` about `subject` (its drill or region).
 fn delivered(log: &std::path::Path, event: &str, subject: &str) -> Vec<Value> {
     received(log)
@@ -500,18 +511,8 @@ fn a_fleet_sends_its_events_once_and_hands_over_when_the_sender_dies_or_stops() 
         e["event"] == "region-down" && e["region"] == "waw"
     });
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        delivered(&log, "drill-start", "fleet-1").len(),
-        1,
-        "{:#?}",
-        received(&log)
-    );
-    assert_eq!(
-        delivered(&log, "region-down", "waw").len(),
-        1,
-        "{:#?}",
-        received(&log)
-    );
+    assert_delivered_once(&log, "drill-start", "fleet-1");
+    assert_delivered_once(&log, "region-down", "waw");
     let sender_name = delivered(&log, "drill-start", "fleet-1")[0]["event"]["node"].clone();
 
     // The sender killed (no clean stop: its lock stays until its lease expires), and a drill started at
@@ -538,18 +539,8 @@ fn a_fleet_sends_its_events_once_and_hands_over_when_the_sender_dies_or_stops() 
     assert_eq!(survivor.sender(), Some(true));
     // What the first sender had sent is not sent again.
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        delivered(&log, "drill-start", "fleet-1").len(),
-        1,
-        "{:#?}",
-        received(&log)
-    );
-    assert_eq!(
-        delivered(&log, "drill-start", "fleet-2").len(),
-        1,
-        "{:#?}",
-        received(&log)
-    );
+    assert_delivered_once(&log, "drill-start", "fleet-1");
+    assert_delivered_once(&log, "drill-start", "fleet-2");
 
     // A clean stop hands over at once.
     let mut survivor = survivor;
