@@ -1,9 +1,10 @@
 //! Configurations for other crates' tests (feature `testing`): one fact, the smallest valid deployment
 //! of a kind, written once.
 
-/// One region (`waw`), one zone (`gslb.example`) and a `[tls]` section with one certificate: what an
-/// `[acme]` section needs around it.
-pub const ONE_REGION_WITH_TLS: &str = r#"schema-version = 1
+/// The text of [`ONE_REGION`] (a macro, so that [`ONE_REGION_WITH_TLS`] can extend it at compile time).
+macro_rules! one_region {
+    () => {
+        r#"schema-version = 1
 [regions.waw]
 name = "Warsaw"
 lat = 52.23
@@ -22,8 +23,20 @@ name = "ns1"
 type = "A"
 data = "203.0.113.53"
 
-[tls]
+"#
+    };
+}
+
+/// One region (`waw`, Warsaw, 192.0.2.1, capacity 100) and one zone (`gslb.example`, with `ns1`): add
+/// services, sections and other regions after it.
+pub const ONE_REGION: &str = one_region!();
+
+/// [`ONE_REGION`] and a `[tls]` section with one certificate: what an `[acme]` section needs around it.
+pub const ONE_REGION_WITH_TLS: &str = concat!(
+    one_region!(),
+    r#"[tls]
 [[tls.certificates]]
 cert = "/etc/meridian/c.pem"
 key = "/etc/meridian/c.key"
-"#;
+"#
+);

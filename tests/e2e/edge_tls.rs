@@ -178,27 +178,7 @@ pub(crate) fn config(origin: SocketAddr, tls: &str) -> String {
 /// One region, waw, whose proxy serves each of `services` (hostname `NAME.gslb.example`) from `origin`, and
 /// the zone gslb.example; then `extra` (the tests' `[tls]`, `[acme]`, ...).
 pub(crate) fn waw_config(origin: SocketAddr, services: &[&str], extra: &str) -> String {
-    let mut out = String::from(
-        r#"schema-version = 1
-[regions.waw]
-name = "Warsaw"
-lat = 52.23
-lon = 21.01
-country = "PL"
-ipv4 = ["192.0.2.1"]
-capacity = 100
-
-[zones."gslb.example"]
-ns = ["ns1.gslb.example."]
-[zones."gslb.example".soa]
-mname = "ns1.gslb.example."
-rname = "hostmaster.gslb.example."
-[[zones."gslb.example".records]]
-name = "ns1"
-type = "A"
-data = "203.0.113.53"
-"#,
-    );
+    let mut out = String::from(meridian_config::fixtures::ONE_REGION);
     for name in services {
         out += &format!(
             "\n[services.{name}]\nhostname = \"{name}.gslb.example\"\npolicy = \"nearest\"\nregions = [\"waw\"]\n\
