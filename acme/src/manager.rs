@@ -543,6 +543,22 @@ names = ["meet.gslb.example"]
             }
         }
 
+        /// Ends the backoff `st` records (as if its time had passed): the next round orders.
+        async fn end_backoff(store: &Arc<dyn KvStore>, st: &AcmeStatusDoc) {
+            let over = AcmeStatusDoc {
+                next_attempt_ms: 0,
+                ..st.clone()
+            };
+            store
+                .put(
+                    &Keys::new("/m/").unwrap().acme_status("meet.gslb.example"),
+                    encode(&over),
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+
         async fn status(store: &Arc<dyn KvStore>) -> Option<AcmeStatusDoc> {
             let kv = store
                 .get(&Keys::new("/m/").unwrap().acme_status("meet.gslb.example"))
@@ -582,12 +598,7 @@ names = ["meet.gslb.example"]
             assert_eq!(status(&store).await.unwrap().failures, 1);
 
             // Once the backoff is over (made so here): the second failure waits twice as long.
-            let mut over = st.clone();
-            over.next_attempt_ms = 0;
-            store
-                .put(&keys.acme_status("meet.gslb.example"), encode(&over), None)
-                .await
-                .unwrap();
+            end_backoff(&store, &st).await;
             let before = now_ms();
             a.manager.round(&settings).await;
             let st = status(&store).await.unwrap();
@@ -599,12 +610,7 @@ names = ["meet.gslb.example"]
             // Another node holds the lock, then dies (its lease is no longer kept alive): the other
             // node orders nothing while the lock is held, and orders once the lease has expired.
             let b = node(&store, &key_file, "proxy/b");
-            let mut over = st.clone();
-            over.next_attempt_ms = 0;
-            store
-                .put(&keys.acme_status("meet.gslb.example"), encode(&over), None)
-                .await
-                .unwrap();
+            end_backoff(&store, &st).await;
             let dead = store.grant_lease(Duration::from_secs(1)).await.unwrap();
             let taken = take_lock(store.as_ref(), &keys.acme_lock(), "proxy/dead", dead)
                 .await
@@ -629,12 +635,7 @@ names = ["meet.gslb.example"]
             // A key file that no longer loads: the metric says so, and the node records why it cannot
             // order, naming itself.
             std::fs::write(&key_file, "short").unwrap();
-            let mut over = st.clone();
-            over.next_attempt_ms = 0;
-            store
-                .put(&keys.acme_status("meet.gslb.example"), encode(&over), None)
-                .await
-                .unwrap();
+            end_backoff(&store, &st).await;
             b.manager.round(&settings).await;
             let file = key_file.display().to_string();
             assert_eq!(b.metrics.key_file_ok.with_label_values(&[&file]).get(), 0);
